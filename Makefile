@@ -1,0 +1,47 @@
+# Courier: `make run` starts Orthanc with the Courier plugin; `make test` runs the whole suite.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CONFIG ?= orthanc.json
+DEB_PACKAGES := orthanc orthanc-python orthanc-dicomweb dcmtk python3-venv
+APT_STAMP := $(VENV)/.apt-done
+PIP_STAMP := $(VENV)/.pip-done
+
+.PHONY: install run test unit integration bench clean
+
+install: $(PIP_STAMP)
+
+# Debian packages: installed once, when one of them is missing.
+$(APT_STAMP):
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	@mkdir -p $(VENV) && touch $@
+
+# The venv must be made with Debian's /usr/bin/python3: orthanc-python embeds that interpreter.
+$(PIP_STAMP): requirements.txt $(APT_STAMP)
+	@[ -x $(PY) ] || /usr/bin/python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+run: install
+	@mkdir -p data
+	TCP_NODELAY=1 Orthanc $(CONFIG)
+
+test: install
+	TCP_NODELAY=1 $(PY) -m pytest -q tests
+
+unit: install
+	$(PY) -m pytest -q tests/unit
+
+integration: install
+	TCP_NODELAY=1 $(PY) -m pytest -q tests/integration
+
+bench: install
+	TCP_NODELAY=1 $(PY) bench/bench_routing.py
+
+clean:
+	rm -rf $(VENV) data test-output .pytest_cache

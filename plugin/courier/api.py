@@ -1,0 +1,192 @@
+"""The /courier/ REST API: one route table, from which the OpenAPI document is generated.
+
+Orthanc authenticates every request before it reaches a plugin route (RegisteredUsers,
+AuthenticationEnabled), so these handlers only see allowed callers. The user name, when HTTP
+Basic authentication is used, becomes the actor of audit entries.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from . import VERSION
+from .config import CourierConfig
+from .errors import ApiError
+from .host import HttpRequest, HttpResponse
+from .policy import CANCELED, FAILURE, PENDING, RUNNING, STATES, WARNING
+from .store import Store
+
+PREFIX = "/courier/"
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    pattern: str                   # OpenAPI-style path below /courier/, e.g. "tasks/{id}"
+    handler: Callable[["Api", HttpRequest, dict], Any]
+    summary: str
+    query: tuple[tuple[str, str], ...] = ()   # (name, description)
+
+    @property
+    def regex(self) -> re.Pattern:
+        return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.pattern) + "$")
+
+
+def _int(value: Optional[str], name: str, default: int, low: int = 0, high: int = 10**12) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ApiError(400, f"query parameter '{name}' must be an integer, got {value!r}") from None
+    if not low <= number <= high:
+        raise ApiError(400, f"query parameter '{name}' must be between {low} and {high}, got {number}")
+    return number
+
+
+def _actor(request: HttpRequest) -> str:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("basic "):
+        try:
+            return base64.b64decode(header[6:]).decode("utf-8", "replace").split(":", 1)[0] or "anonymous"
+        except (binascii.Error, ValueError):
+            pass
+    return "anonymous"
+
+
+class Api:
+    def __init__(self, config: CourierConfig, store: Store, is_healthy: Callable[[], bool]) -> None:
+        self.config, self.store, self.is_healthy = config, store, is_healthy
+
+    # -- handlers -----------------------------------------------------------------------------
+    def health(self, request: HttpRequest, args: dict) -> Any:
+        if not self.is_healthy():
+            raise ApiError(503, "Courier is starting: workers are not running yet")
+        return {"status": "ok"}
+
+    def status(self, request: HttpRequest, args: dict) -> Any:
+        return {"version": VERSION, "router": self.config.router_name, "workers": self.config.workers,
+                "healthy": self.is_healthy(), "queue": self.store.queue_depth(),
+                "destinations": self.store.destination_stats()}
+
+    def routes(self, request: HttpRequest, args: dict) -> Any:
+        counts = self.store.route_counts()
+        return [{"Name": r.name, "Trigger": r.trigger, "Match": r.match_spec, "Condition": r.condition_script,
+                 "Destinations": list(r.destinations), "DeleteAfterDelivery": r.delete_after_delivery,
+                 "Priority": r.priority, "AllowedCallingAets": None if r.allowed_calling_aets is None
+                 else list(r.allowed_calling_aets), "Fallback": r.fallback, "Tasks": counts.get(r.name, {})}
+                for r in self.config.routes]
+
+    def tasks(self, request: HttpRequest, args: dict) -> Any:
+        q = request.query
+        state = q.get("state") or None
+        if state is not None and state not in STATES:
+            raise ApiError(400, f"unknown state {state!r}; one of {', '.join(STATES)}")
+        limit = _int(q.get("limit"), "limit", 100, 1, MAX_PAGE)
+        offset = _int(q.get("offset"), "offset", 0)
+        total, rows = self.store.tasks(state, q.get("route") or None, q.get("destination") or None, limit, offset)
+        return {"total": total, "limit": limit, "offset": offset, "tasks": rows}
+
+    def _task_id(self, args: dict) -> int:
+        return _int(args["id"], "id", 0, 1)
+
+    def task(self, request: HttpRequest, args: dict) -> Any:
+        task = self.store.task(self._task_id(args))
+        if task is None:
+            raise ApiError(404, f"no task {args['id']}")
+        return task
+
+    def _transition(self, request: HttpRequest, args: dict, allowed: tuple, state: str, action: str) -> Any:
+        task_id = self._task_id(args)
+        former = self.store.set_state(task_id, allowed, state, _actor(request), action)
+        if former is None:
+            raise ApiError(404, f"no task {task_id}")
+        if former.startswith("!"):
+            raise ApiError(409, f"task {task_id} is {former[1:]}; only {', '.join(allowed)} tasks can be "
+                                f"{'retried' if state == PENDING else 'cancelled'}")
+        return self.store.task(task_id)
+
+    def retry(self, request: HttpRequest, args: dict) -> Any:
+        return self._transition(request, args, (FAILURE, WARNING, CANCELED), PENDING, "task-retried")
+
+    def cancel(self, request: HttpRequest, args: dict) -> Any:
+        return self._transition(request, args, (PENDING, RUNNING), CANCELED, "task-cancelled")
+
+    def audit(self, request: HttpRequest, args: dict) -> Any:
+        q = request.query
+        limit = _int(q.get("limit"), "limit", 100, 1, MAX_PAGE)
+        offset = _int(q.get("offset"), "offset", 0)
+        task_id = _int(q.get("task"), "task", 0) or None
+        since = None
+        if q.get("since"):
+            try:
+                since = float(q["since"])
+            except ValueError:
+                raise ApiError(400, f"query parameter 'since' must be a Unix time, got {q['since']!r}") from None
+        total, rows = self.store.audit_log(q.get("action") or None, q.get("actor") or None,
+                                           q.get("route") or None, task_id, since, limit, offset)
+        return {"total": total, "limit": limit, "offset": offset, "entries": rows}
+
+    def openapi(self, request: HttpRequest, args: dict) -> Any:
+        return openapi_document()
+
+    # -- dispatch -----------------------------------------------------------------------------
+    def handle(self, request: HttpRequest) -> HttpResponse:
+        try:
+            if not request.path.startswith(PREFIX):
+                raise ApiError(404, f"no route {request.path}")
+            path = request.path[len(PREFIX):]
+            allowed = []
+            for endpoint in ENDPOINTS:
+                found = endpoint.regex.match(path)
+                if found:
+                    if endpoint.method == request.method:
+                        return _json(200, endpoint.handler(self, request, found.groupdict()))
+                    allowed.append(endpoint.method)
+            if allowed:
+                raise ApiError(405, f"{request.method} is not allowed on {request.path}; use {', '.join(allowed)}")
+            raise ApiError(404, f"no route {request.path}")
+        except ApiError as exc:
+            return _json(exc.status, {"error": exc.message, "status": exc.status})
+
+
+def _json(status: int, body: Any) -> HttpResponse:
+    return HttpResponse(status, json.dumps(body, default=str).encode())
+
+
+_PAGING = (("limit", "page size (1-1000, default 100)"), ("offset", "rows to skip"))
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("GET", "health", Api.health, "200 once the workers and the change follower run, else 503"),
+    Endpoint("GET", "status", Api.status, "Version, queue depth by state, per-destination counts"),
+    Endpoint("GET", "routes", Api.routes, "The configured routes with task counts by state"),
+    Endpoint("GET", "tasks", Api.tasks, "Tasks, newest first",
+             (("state", "PENDING, RUNNING, SUCCESS, WARNING, FAILURE or CANCELED"), ("route", "route name"),
+              ("destination", "destination id")) + _PAGING),
+    Endpoint("GET", "tasks/{id}", Api.task, "One task, with the SOP Instance UIDs still missing"),
+    Endpoint("POST", "tasks/{id}/retry", Api.retry, "Put a FAILURE, WARNING or CANCELED task back in the queue"),
+    Endpoint("POST", "tasks/{id}/cancel", Api.cancel, "Cancel a PENDING or RUNNING task"),
+    Endpoint("GET", "audit", Api.audit, "The audit trail, newest first",
+             (("action", "e.g. task-delivered, instance-rejected"), ("actor", "user or calling AE"),
+              ("route", "route name"), ("task", "task id"), ("since", "Unix time")) + _PAGING),
+    Endpoint("GET", "openapi.json", Api.openapi, "This document"),
+)
+
+
+def openapi_document() -> dict:
+    paths: dict[str, dict] = {}
+    for endpoint in ENDPOINTS:
+        parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
+                      for name in re.findall(r"\{(\w+)\}", endpoint.pattern)]
+        parameters += [{"name": name, "in": "query", "required": False, "description": text,
+                        "schema": {"type": "string"}} for name, text in endpoint.query]
+        paths.setdefault(PREFIX + endpoint.pattern, {})[endpoint.method.lower()] = {
+            "summary": endpoint.summary, "parameters": parameters,
+            "responses": {"200": {"description": "JSON"},
+                          "4XX": {"description": 'JSON {"error": message, "status": code}'}}}
+    return {"openapi": "3.0.3", "info": {"title": "Courier", "version": VERSION}, "paths": paths}

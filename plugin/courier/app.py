@@ -1,0 +1,73 @@
+"""Composition root: configuration -> store -> engine, change follower, callbacks, REST routes."""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from .api import Api
+from .callers import CallerPolicy
+from .config import CourierConfig, parse
+from .errors import ConfigError
+from .engine import Engine
+from .host import Host
+from .ingest import ChangeFollower
+from .metrics import MetricsPublisher
+from .orthanc_rest import OrthancRest
+from .scripts import load_conditions
+from .senders import build_senders
+from .store import AuditEvent, Store
+
+log = logging.getLogger("courier")
+
+REPO_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class Courier:
+    def __init__(self, host: Host, config: CourierConfig) -> None:
+        self.host, self.config = host, config
+        run_script = load_conditions(config.scripts_directory, config.routes)
+        os.makedirs(os.path.dirname(config.database_path) or ".", exist_ok=True)
+        self.store = Store(config.database_path)
+        self.rest = OrthancRest(config.orthanc_url, token=host.rest_token())
+        self.callers = CallerPolicy(config.allowed_callers, config.known_callers)
+        self.engine = Engine(config, self.store, self.rest, build_senders(self.rest, config.destinations, config.folders))
+        self.follower = ChangeFollower(self.store, self.rest, config.routes, self.callers, run_script,
+                                       on_tasks=self.engine.wake)
+        self.metrics = MetricsPublisher(self.store, host.set_metric)
+        self.api = Api(config, self.store, is_healthy=lambda: self.engine.running and self.follower.running)
+
+    def install(self) -> None:
+        self.host.on_incoming_cstore(self.callers.refuse_aet, self._record_refused_aet)
+        self.host.serve("/courier/", self.api.handle)
+        self.host.on_change(self._on_change)
+
+    def _record_refused_aet(self, aet: str, reason: str) -> None:
+        self.store.record(AuditEvent("instance-rejected", actor=aet or "?", detail={"reason": reason}))
+
+    def _on_change(self, change: str, resource_id: str) -> None:
+        if change == "ORTHANC_STARTED":
+            self.engine.start()
+            self.follower.start()
+            self.metrics.start()
+            log.warning("Courier started: %d route(s), %d worker(s), database %s",
+                        len(self.config.routes), self.config.workers, self.config.database_path)
+        elif change == "ORTHANC_STOPPED":
+            self.follower.stop()
+            self.engine.stop()
+            self.metrics.stop()
+        elif change in ("NEW_INSTANCE", "STABLE_SERIES", "STABLE_STUDY"):
+            self.follower.wake()
+
+
+def install(orthanc: Any) -> Courier:
+    host = Host(orthanc)
+    host.install_logging()
+    try:
+        config = parse(host.configuration(), host.configuration_dir(), REPO_DIR)
+        courier = Courier(host, config)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        raise SystemExit(str(exc)) from None     # Orthanc stops, printing the message
+    courier.install()
+    return courier

@@ -1,0 +1,287 @@
+"""The "Courier" section of orthanc.json -> frozen dataclasses.
+
+Every problem raises ConfigError naming the JSON path ("Courier.Routes[2].Trigger") and a hint.
+Nothing is silently defaulted except the documented defaults below. `KEYS` declares every key
+of every section; the reader refuses to read an undeclared key, and a test checks that each
+declared key is documented in the README, so the documentation cannot drift from the parser.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import socket
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+from .errors import ConfigError
+from .rules import CONTEXT_KEYS, MatchSyntaxError, Route, compile_condition
+
+TRIGGERS = ("Instance", "StableSeries", "StableStudy")
+CALLER_MODES = ("KnownModalities", "Any")
+
+# Every key Courier reads, by section. "{id}" stands for a user-chosen name, "[]" for a list item.
+KEYS: dict[str, tuple[str, ...]] = {
+    "Courier": ("DatabasePath", "Workers", "BatchSize", "HeartbeatTimeoutSeconds", "AllowedCallers",
+                "RouterName", "ScriptsDirectory", "OrthancUrl", "Retry", "Folders", "Routes"),
+    "Courier.Retry": ("MaxAttempts", "InitialDelaySeconds", "Multiplier", "MaxDelaySeconds"),
+    "Courier.Folders.{id}": ("Path", "Layout"),
+    "Courier.Routes[]": ("Name", "Trigger", "Match", "Condition", "Destinations", "DeleteAfterDelivery",
+                         "Priority", "AllowedCallingAets", "Fallback"),
+}
+
+DEFAULT_LAYOUT = "{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 20
+    initial_delay: float = 10.0
+    multiplier: float = 2.0
+    max_delay: float = 1800.0
+
+
+@dataclass(frozen=True)
+class Folder:
+    id: str
+    path: str
+    layout: str
+
+
+@dataclass(frozen=True)
+class CourierConfig:
+    routes: tuple[Route, ...]
+    destinations: Mapping[str, str]               # id -> "dicom" | "dicomweb" | "peer" | "folder"
+    folders: Mapping[str, Folder]
+    known_callers: Mapping[str, tuple[str, ...]]  # calling AET -> hosts allowed for it
+    allowed_callers: str = "KnownModalities"
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    workers: int = 4
+    batch_size: int = 50
+    heartbeat_timeout: float = 60.0
+    database_path: str = "courier.sqlite"
+    router_name: str = "courier"
+    scripts_directory: str = "lua-free-scripts"
+    orthanc_url: str = "http://127.0.0.1:8042"
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+               dict: "an object", list: "a list"}
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    return {str: "a string", int: "an integer", float: "a number", dict: "an object",
+            list: "a list", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _is(value: Any, kind: type) -> bool:
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+class _Section:
+    """Reads one JSON object, knows its declared keys, rejects the others."""
+
+    _MISSING = object()
+
+    def __init__(self, data: Any, path: str, schema: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(path, f"expected an object, got {_type_name(data)}")
+        self.data, self.path, self.keys = data, path, KEYS[schema]
+        unknown = [k for k in data if k not in self.keys]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], self.keys, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(self.keys)}"
+            raise ConfigError(f"{path}.{unknown[0]}", "unknown key", hint)
+
+    def get(self, key: str, kind: type, default: Any = _MISSING) -> Any:
+        assert key in self.keys, f"{key} is not declared in config.KEYS"
+        if key not in self.data:
+            if default is self._MISSING:
+                raise ConfigError(f"{self.path}.{key}", "is required")
+            return default
+        value = self.data[key]
+        if not _is(value, kind):
+            raise ConfigError(f"{self.path}.{key}", f"expected {_TYPE_NAMES[kind]}, got {_type_name(value)}")
+        return value
+
+    def positive(self, key: str, kind: type, default: Any) -> Any:
+        value = self.get(key, kind, default)
+        if value <= 0:
+            raise ConfigError(f"{self.path}.{key}", f"must be greater than 0, got {value}")
+        return value
+
+
+def _resolve(path: str, base_dir: str) -> str:
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(base_dir, path))
+
+
+# --- Orthanc's own registries ------------------------------------------------------------
+
+def _modality_aet_host(entry: Any, path: str) -> tuple[str, str]:
+    if isinstance(entry, list) and len(entry) >= 3:
+        return str(entry[0]), str(entry[1])
+    if isinstance(entry, dict) and "AET" in entry and "Host" in entry:
+        return str(entry["AET"]), str(entry["Host"])
+    raise ConfigError(path, "a modality is [AET, Host, Port] or an object with AET, Host and Port")
+
+
+def node_registry(orthanc: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
+    """Destination ids by kind from DicomModalities, DicomWeb.Servers and OrthancPeers,
+    plus the calling AETs (and their hosts) that DicomModalities declares."""
+    kinds: dict[str, str] = {}
+    callers: dict[str, tuple[str, ...]] = {}
+    sources = [("DicomModalities", orthanc.get("DicomModalities") or {}, "dicom"),
+               ("DicomWeb.Servers", (orthanc.get("DicomWeb") or {}).get("Servers") or {}, "dicomweb"),
+               ("OrthancPeers", orthanc.get("OrthancPeers") or {}, "peer")]
+    for section, entries, kind in sources:
+        if not isinstance(entries, dict):
+            raise ConfigError(section, f"expected an object, got {_type_name(entries)}")
+        for node_id, entry in entries.items():
+            if node_id in kinds:
+                raise ConfigError(f"{section}.{node_id}", f"the id is also used by a {kinds[node_id]} node",
+                                  "destination ids must be unique across registries")
+            kinds[node_id] = kind
+            if kind == "dicom":
+                aet, host = _modality_aet_host(entry, f"{section}.{node_id}")
+                callers[aet] = callers.get(aet, ()) + (host,)
+    return kinds, callers
+
+
+# --- the Courier section -----------------------------------------------------------------
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z0-9]+)\}")
+
+
+def _folders(raw: Any, base_dir: str, taken: Mapping[str, str]) -> dict[str, Folder]:
+    from pydicom.datadict import tag_for_keyword
+
+    if not isinstance(raw, dict):
+        raise ConfigError("Courier.Folders", f"expected an object, got {_type_name(raw)}")
+    folders = {}
+    for folder_id, spec in raw.items():
+        path = f"Courier.Folders.{folder_id}"
+        if folder_id in taken:
+            raise ConfigError(path, f"the id is also used by a {taken[folder_id]} node",
+                              "destination ids must be unique across registries")
+        section = _Section(spec, path, "Courier.Folders.{id}")
+        target = section.get("Path", str)
+        layout = section.get("Layout", str, DEFAULT_LAYOUT)
+        for keyword in _PLACEHOLDER.findall(layout):
+            if tag_for_keyword(keyword) is None:
+                raise ConfigError(f"{path}.Layout", f"{{{keyword}}} is not a DICOM keyword",
+                                  "placeholders are keywords such as {PatientID} or {SeriesNumber}")
+        if not layout.strip("/") or layout.endswith("/"):
+            raise ConfigError(f"{path}.Layout", "the layout must end with a file name")
+        folders[folder_id] = Folder(folder_id, _resolve(target, base_dir), layout)
+    return folders
+
+
+def _match(raw: Any, path: str) -> tuple[tuple[tuple[str, Any], ...], dict]:
+    from pydicom.datadict import tag_for_keyword
+
+    if not isinstance(raw, dict):
+        raise ConfigError(path, f"expected an object, got {_type_name(raw)}")
+    compiled = []
+    for key, spec in raw.items():
+        if key not in CONTEXT_KEYS and tag_for_keyword(key) is None:
+            close = difflib.get_close_matches(key, list(CONTEXT_KEYS) + ["Modality", "SeriesDescription",
+                                              "StudyDescription", "BodyPartExamined", "SOPClassUID"], n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "use a DICOM keyword or CallingAet, CalledAet, RemoteIp"
+            raise ConfigError(f"{path}.{key}", "is not a DICOM keyword", hint)
+        try:
+            compiled.append((key, compile_condition(spec)))
+        except MatchSyntaxError as exc:
+            raise ConfigError(f"{path}.{key}", exc.problem, exc.hint) from None
+    return tuple(compiled), dict(raw)
+
+
+def _string_list(value: Any, path: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(path, f"expected a list of strings, got {_type_name(value)}")
+    return tuple(value)
+
+
+def _routes(raw: Any, destinations: Mapping[str, str]) -> tuple[Route, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError("Courier.Routes", f"expected a list, got {_type_name(raw)}")
+    routes, names = [], set()
+    for index, spec in enumerate(raw):
+        path = f"Courier.Routes[{index}]"
+        section = _Section(spec, path, "Courier.Routes[]")
+        name = section.get("Name", str)
+        if not name or name in names:
+            raise ConfigError(f"{path}.Name", f"route names must be unique and not empty, got {name!r}")
+        names.add(name)
+        trigger = section.get("Trigger", str, "Instance")
+        if trigger not in TRIGGERS:
+            raise ConfigError(f"{path}.Trigger", f"unknown trigger {trigger!r}", f"one of {', '.join(TRIGGERS)}")
+        match, match_spec = _match(section.get("Match", dict, {}), f"{path}.Match")
+        targets = _string_list(section.get("Destinations", list), f"{path}.Destinations")
+        if not targets:
+            raise ConfigError(f"{path}.Destinations", "a route needs at least one destination")
+        for position, target in enumerate(targets):
+            if target not in destinations:
+                close = difflib.get_close_matches(target, list(destinations), n=1)
+                hint = (f"did you mean '{close[0]}'?" if close else
+                        "declare it in DicomModalities, DicomWeb.Servers, OrthancPeers or Courier.Folders")
+                raise ConfigError(f"{path}.Destinations[{position}]", f"no destination named {target!r}", hint)
+        condition = section.get("Condition", str, None)
+        if condition is not None and not re.fullmatch(r"[A-Za-z0-9_\-]+\.py", condition):
+            raise ConfigError(f"{path}.Condition", f"expected a file name like 'my_rule.py', got {condition!r}",
+                              "scripts live in Courier.ScriptsDirectory")
+        allowed = section.get("AllowedCallingAets", list, None)
+        routes.append(Route(
+            name=name, trigger=trigger, match=match, destinations=targets, condition_script=condition,
+            delete_after_delivery=section.get("DeleteAfterDelivery", bool, False),
+            priority=section.get("Priority", int, 0),
+            allowed_calling_aets=None if allowed is None else _string_list(allowed, f"{path}.AllowedCallingAets"),
+            fallback=section.get("Fallback", bool, False), match_spec=match_spec))
+    return tuple(routes)
+
+
+def _retry(raw: Any) -> RetryPolicy:
+    section = _Section(raw, "Courier.Retry", "Courier.Retry")
+    d = RetryPolicy()
+    policy = RetryPolicy(
+        max_attempts=section.positive("MaxAttempts", int, d.max_attempts),
+        initial_delay=float(section.positive("InitialDelaySeconds", float, d.initial_delay)),
+        multiplier=float(section.get("Multiplier", float, d.multiplier)),
+        max_delay=float(section.positive("MaxDelaySeconds", float, d.max_delay)))
+    if policy.multiplier < 1:
+        raise ConfigError("Courier.Retry.Multiplier", f"must be at least 1, got {policy.multiplier}")
+    return policy
+
+
+def parse(orthanc: Mapping[str, Any], base_dir: str, repo_dir: str) -> CourierConfig:
+    """Validate the whole Orthanc configuration as Courier sees it.
+
+    `base_dir` resolves relative paths (the configuration file's folder, as Orthanc does);
+    `repo_dir` is the checkout, where the default scripts directory lives.
+    """
+    section = _Section(orthanc.get("Courier", {}), "Courier", "Courier")
+    kinds, callers = node_registry(orthanc)
+    folders = _folders(section.get("Folders", dict, {}), base_dir, kinds)
+    destinations = {**kinds, **{folder_id: "folder" for folder_id in folders}}
+    storage = orthanc.get("StorageDirectory", "OrthancStorage")
+    scheme = "https" if orthanc.get("SslEnabled") else "http"
+    mode = section.get("AllowedCallers", str, "KnownModalities")
+    if mode not in CALLER_MODES:
+        raise ConfigError("Courier.AllowedCallers", f"unknown value {mode!r}", f"one of {', '.join(CALLER_MODES)}")
+    return CourierConfig(
+        routes=_routes(section.get("Routes", list, []), destinations),
+        destinations=destinations, folders=folders, known_callers=callers, allowed_callers=mode,
+        retry=_retry(section.get("Retry", dict, {})),
+        workers=section.positive("Workers", int, 4),
+        batch_size=section.positive("BatchSize", int, 50),
+        heartbeat_timeout=float(section.positive("HeartbeatTimeoutSeconds", float, 60.0)),
+        database_path=_resolve(section.get("DatabasePath", str, os.path.join(storage, "courier.sqlite")), base_dir),
+        router_name=section.get("RouterName", str, socket.gethostname()),
+        scripts_directory=_resolve(section.get("ScriptsDirectory", str, os.path.join(repo_dir, "lua-free-scripts")), base_dir),
+        orthanc_url=section.get("OrthancUrl", str, f"{scheme}://127.0.0.1:{orthanc.get('HttpPort', 8042)}").rstrip("/"),
+    )

@@ -1,0 +1,62 @@
+"""Loopback HTTP client of Orthanc's REST API, for worker threads.
+
+Worker threads never call `orthanc.RestApi*` (orthanc-python 4.0 holds the GIL during those
+calls, which would freeze every callback while a slow peer answers): they talk HTTP to
+127.0.0.1 with the token Orthanc generates for plugins. One requests.Session per thread.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Optional
+
+import requests
+
+from .errors import DeliveryError
+
+
+class OrthancHttpError(DeliveryError):
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message, retriable=status != 404)
+
+
+class OrthancRest:
+    def __init__(self, base_url: str, token: Optional[str] = None, timeout: float = 3600.0) -> None:
+        self.base_url, self.token, self.timeout = base_url.rstrip("/"), token, timeout
+        self._local = threading.local()
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            if self.token:
+                session.headers["Authorization"] = self.token
+            self._local.session = session
+        return session
+
+    def _call(self, method: str, path: str, timeout: Optional[float] = None, **kwargs: Any) -> requests.Response:
+        try:
+            response = self._session().request(method, self.base_url + path, timeout=timeout or self.timeout, **kwargs)
+        except requests.RequestException as exc:
+            raise OrthancHttpError(0, f"{method} {path}: Orthanc did not answer ({type(exc).__name__})") from None
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                detail = body.get("Details") or body.get("Message") or response.text
+            except ValueError:
+                detail = response.text[:300]
+            raise OrthancHttpError(response.status_code, f"{method} {path}: HTTP {response.status_code}: {detail}")
+        return response
+
+    def get_json(self, path: str, **params: Any) -> Any:
+        return self._call("GET", path, params=params or None).json()
+
+    def get_bytes(self, path: str) -> bytes:
+        return self._call("GET", path).content
+
+    def post_json(self, path: str, body: Any, timeout: Optional[float] = None) -> Any:
+        response = self._call("POST", path, json=body, timeout=timeout)
+        return response.json() if response.content else None
+
+    def delete(self, path: str) -> None:
+        self._call("DELETE", path)

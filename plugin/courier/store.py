@@ -1,0 +1,365 @@
+"""Every SQL statement of Courier: tasks, their manifests, the audit trail, the change cursor.
+
+SQLite (WAL) by default. Writes that must be atomic run in `BEGIN IMMEDIATE` transactions; a
+claim is one UPDATE ... WHERE id IN (SELECT ...) so that two workers (or, later, two routers on
+one PostgreSQL with FOR UPDATE SKIP LOCKED) never take the same task.
+
+Schema changes are numbered steps in MIGRATIONS, applied in order and recorded in
+`schema_version`; never edit a step that has shipped, add one.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Optional, Sequence
+
+from .policy import FAILURE, FINAL_STATES, PENDING, RUNNING, STATES, SUCCESS, WARNING, CANCELED
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE tasks (
+        id INTEGER PRIMARY KEY,
+        route TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        level TEXT NOT NULL,                 -- Instance | Series | Study
+        resource_id TEXT NOT NULL,           -- Orthanc ID
+        state TEXT NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        finished_at REAL,
+        heartbeat_at REAL,
+        owner TEXT,
+        last_error TEXT,
+        delete_after INTEGER NOT NULL DEFAULT 0,
+        expected INTEGER,                    -- instances in the manifest
+        delivered INTEGER NOT NULL DEFAULT 0,
+        bytes INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX tasks_due ON tasks (state, priority DESC, next_attempt_at, id);
+    CREATE INDEX tasks_resource ON tasks (resource_id);
+    CREATE INDEX tasks_destination ON tasks (destination, state);
+    CREATE TABLE task_instances (
+        task_id INTEGER NOT NULL REFERENCES tasks(id),
+        instance_id TEXT NOT NULL,           -- Orthanc ID
+        sop_instance_uid TEXT NOT NULL,
+        size INTEGER NOT NULL DEFAULT 0,
+        delivered INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (task_id, instance_id)
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,                 -- 'courier', a calling AE, or a user
+        action TEXT NOT NULL,
+        route TEXT,
+        destination TEXT,
+        resource_id TEXT,
+        task_id INTEGER,
+        detail TEXT
+    );
+    CREATE INDEX audit_action ON audit (action, at);
+    CREATE TABLE cursors (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    CREATE TABLE destination_stats (
+        destination TEXT PRIMARY KEY,
+        delivered_instances INTEGER NOT NULL DEFAULT 0,
+        failed_instances INTEGER NOT NULL DEFAULT 0,
+        delivered_bytes INTEGER NOT NULL DEFAULT 0
+    );
+    """,
+)
+
+TASK_COLUMNS = ("id", "route", "destination", "level", "resource_id", "state", "priority", "attempts",
+                "next_attempt_at", "created_at", "updated_at", "finished_at", "heartbeat_at", "owner",
+                "last_error", "delete_after", "expected", "delivered", "bytes")
+
+
+@dataclass(frozen=True)
+class NewTask:
+    route: str
+    destination: str
+    level: str
+    resource_id: str
+    priority: int = 0
+    delete_after: bool = False
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    action: str
+    actor: str = "courier"
+    route: Optional[str] = None
+    destination: Optional[str] = None
+    resource_id: Optional[str] = None
+    task_id: Optional[int] = None
+    detail: Any = None
+
+
+@dataclass(frozen=True)
+class ManifestItem:
+    instance_id: str
+    sop_instance_uid: str
+    size: int = 0
+    delivered: bool = False
+
+
+class Store:
+    def __init__(self, path: str, clock=time.time) -> None:
+        self.path, self.clock = path, clock
+        self._local = threading.local()
+        with self._transaction() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            current = row[0] or 0
+            for number, step in enumerate(MIGRATIONS[current:], start=current + 1):
+                for statement in filter(str.strip, step.split(";")):
+                    db.execute(statement)
+                db.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _audit(self, db: sqlite3.Connection, events: Iterable[AuditEvent]) -> None:
+        now = self.clock()
+        db.executemany(
+            "INSERT INTO audit (at, actor, action, route, destination, resource_id, task_id, detail)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(now, e.actor, e.action, e.route, e.destination, e.resource_id, e.task_id,
+              None if e.detail is None else json.dumps(e.detail)) for e in events])
+
+    # -- ingest -----------------------------------------------------------------------------
+    def cursor(self, name: str) -> Optional[int]:
+        row = self._db().execute("SELECT value FROM cursors WHERE name = ?", (name,)).fetchone()
+        return None if row is None else row[0]
+
+    def enqueue(self, tasks: Sequence[NewTask], audit: Sequence[AuditEvent] = (),
+                cursor: Optional[tuple[str, int]] = None) -> list[int]:
+        """Persist new tasks, their audit lines and the change cursor in one transaction."""
+        now = self.clock()
+        ids = []
+        with self._transaction() as db:
+            for t in tasks:
+                cur = db.execute(
+                    "INSERT INTO tasks (route, destination, level, resource_id, state, priority, next_attempt_at,"
+                    " created_at, updated_at, delete_after) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (t.route, t.destination, t.level, t.resource_id, PENDING, t.priority, now, now, now,
+                     int(t.delete_after)))
+                ids.append(cur.lastrowid)
+            self._audit(db, [AuditEvent("task-created", route=t.route, destination=t.destination,
+                                        resource_id=t.resource_id, task_id=i) for t, i in zip(tasks, ids)])
+            self._audit(db, audit)
+            if cursor is not None:
+                db.execute("INSERT INTO cursors (name, value) VALUES (?, ?) ON CONFLICT(name)"
+                           " DO UPDATE SET value = excluded.value", cursor)
+        return ids
+
+    def record(self, *events: AuditEvent) -> None:
+        with self._transaction() as db:
+            self._audit(db, events)
+
+    # -- workers ----------------------------------------------------------------------------
+    def claim(self, owner: str, limit: int) -> list[dict]:
+        """Atomically take up to `limit` due tasks of one destination (the most urgent one's)."""
+        now = self.clock()
+        with self._transaction() as db:
+            head = db.execute(
+                "SELECT destination FROM tasks WHERE state = ? AND next_attempt_at <= ?"
+                " ORDER BY priority DESC, next_attempt_at, id LIMIT 1", (PENDING, now)).fetchone()
+            if head is None:
+                return []
+            rows = db.execute(
+                f"UPDATE tasks SET state = ?, owner = ?, heartbeat_at = ?, updated_at = ?"
+                f" WHERE id IN (SELECT id FROM tasks WHERE state = ? AND next_attempt_at <= ? AND destination = ?"
+                f"  ORDER BY priority DESC, next_attempt_at, id LIMIT ?)"
+                f" RETURNING {', '.join(TASK_COLUMNS)}",
+                (RUNNING, owner, now, now, PENDING, now, head[0], limit)).fetchall()
+        return sorted((dict(r) for r in rows), key=lambda t: (-t["priority"], t["id"]))
+
+    def next_due_in(self) -> Optional[float]:
+        row = self._db().execute("SELECT MIN(next_attempt_at) FROM tasks WHERE state = ?", (PENDING,)).fetchone()
+        return None if row[0] is None else max(0.0, row[0] - self.clock())
+
+    def manifest(self, task_id: int) -> list[ManifestItem]:
+        rows = self._db().execute(
+            "SELECT instance_id, sop_instance_uid, size, delivered FROM task_instances WHERE task_id = ?"
+            " ORDER BY rowid", (task_id,)).fetchall()
+        return [ManifestItem(r[0], r[1], r[2], bool(r[3])) for r in rows]
+
+    def save_manifest(self, task_id: int, items: Sequence[ManifestItem]) -> None:
+        with self._transaction() as db:
+            db.executemany("INSERT OR IGNORE INTO task_instances (task_id, instance_id, sop_instance_uid, size)"
+                           " VALUES (?, ?, ?, ?)", [(task_id, i.instance_id, i.sop_instance_uid, i.size) for i in items])
+            db.execute("UPDATE tasks SET expected = (SELECT COUNT(*) FROM task_instances WHERE task_id = ?)"
+                       " WHERE id = ?", (task_id, task_id))
+
+    def finish_attempt(self, task: dict, owner: str, delivered_ids: Sequence[str], failed: int,
+                       state: str, retry_in: Optional[float], error: Optional[str]) -> bool:
+        """Record one attempt's result. False if the task was cancelled or taken meanwhile."""
+        now = self.clock()
+        with self._transaction() as db:
+            current = db.execute("SELECT state, owner FROM tasks WHERE id = ?", (task["id"],)).fetchone()
+            if current is None or current["state"] != RUNNING or current["owner"] != owner:
+                return False
+            if delivered_ids:
+                db.executemany("UPDATE task_instances SET delivered = 1 WHERE task_id = ? AND instance_id = ?",
+                               [(task["id"], i) for i in delivered_ids])
+            totals = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM task_instances"
+                                " WHERE task_id = ? AND delivered = 1", (task["id"],)).fetchone()
+            fresh_bytes = db.execute(
+                f"SELECT COALESCE(SUM(size), 0) FROM task_instances WHERE task_id = ? AND instance_id IN"
+                f" ({', '.join('?' * len(delivered_ids))})", (task["id"], *delivered_ids)).fetchone()[0] \
+                if delivered_ids else 0
+            db.execute(
+                "UPDATE tasks SET state = ?, attempts = attempts + 1, delivered = ?, bytes = ?, last_error = ?,"
+                " next_attempt_at = ?, updated_at = ?, finished_at = ?, owner = CASE WHEN ? = 'PENDING' THEN NULL"
+                " ELSE owner END WHERE id = ?",
+                (state, totals[0], totals[1], error, now + (retry_in or 0), now,
+                 now if state in FINAL_STATES else None, state, task["id"]))
+            db.execute("INSERT INTO destination_stats (destination, delivered_instances, failed_instances,"
+                       " delivered_bytes) VALUES (?, ?, ?, ?) ON CONFLICT(destination) DO UPDATE SET"
+                       " delivered_instances = delivered_instances + excluded.delivered_instances,"
+                       " failed_instances = failed_instances + excluded.failed_instances,"
+                       " delivered_bytes = delivered_bytes + excluded.delivered_bytes",
+                       (task["destination"], len(delivered_ids), failed, fresh_bytes))
+            detail = {"attempt": task["attempts"] + 1, "delivered": totals[0], "expected": task.get("expected")}
+            if error:
+                detail["error"] = error
+            action = {SUCCESS: "task-delivered", WARNING: "task-incomplete", FAILURE: "task-failed",
+                      PENDING: "task-retry-scheduled"}[state]
+            self._audit(db, [AuditEvent(action, route=task["route"], destination=task["destination"],
+                                        resource_id=task["resource_id"], task_id=task["id"], detail=detail)])
+        return True
+
+    def heartbeat(self, owner: str) -> None:
+        now = self.clock()
+        with self._transaction() as db:
+            db.execute("UPDATE tasks SET heartbeat_at = ? WHERE state = ? AND owner = ?", (now, RUNNING, owner))
+
+    def requeue_abandoned(self, node_prefix: str, stale_after: float) -> int:
+        """RUNNING tasks of a dead incarnation of this node, or with a lost heartbeat, go back to PENDING."""
+        now = self.clock()
+        with self._transaction() as db:
+            rows = db.execute(
+                "UPDATE tasks SET state = ?, owner = NULL, next_attempt_at = ?, updated_at = ?"
+                " WHERE state = ? AND (owner LIKE ? OR heartbeat_at < ?) RETURNING id, route, destination, resource_id",
+                (PENDING, now, now, RUNNING, node_prefix + "%", now - stale_after)).fetchall()
+            self._audit(db, [AuditEvent("task-requeued", route=r[1], destination=r[2], resource_id=r[3],
+                                        task_id=r[0], detail={"reason": "worker gone"}) for r in rows])
+        return len(rows)
+
+    def unfinished_for_resource(self, resource_id: str) -> int:
+        row = self._db().execute("SELECT COUNT(*) FROM tasks WHERE resource_id = ? AND state != ?",
+                                 (resource_id, SUCCESS)).fetchone()
+        return row[0]
+
+    # -- REST -------------------------------------------------------------------------------
+    def task(self, task_id: int) -> Optional[dict]:
+        row = self._db().execute(f"SELECT {', '.join(TASK_COLUMNS)} FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        if row is None:
+            return None
+        task = dict(row)
+        task["missing"] = [r[0] for r in self._db().execute(
+            "SELECT sop_instance_uid FROM task_instances WHERE task_id = ? AND delivered = 0 ORDER BY rowid",
+            (task_id,)).fetchall()]
+        return task
+
+    def tasks(self, state: Optional[str] = None, route: Optional[str] = None,
+              destination: Optional[str] = None, limit: int = 100, offset: int = 0) -> tuple[int, list[dict]]:
+        where, args = [], []
+        for column, value in (("state", state), ("route", route), ("destination", destination)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        total = self._db().execute(f"SELECT COUNT(*) FROM tasks{clause}", args).fetchone()[0]
+        rows = self._db().execute(f"SELECT {', '.join(TASK_COLUMNS)} FROM tasks{clause} ORDER BY id DESC"
+                                  f" LIMIT ? OFFSET ?", (*args, limit, offset)).fetchall()
+        return total, [dict(r) for r in rows]
+
+    def set_state(self, task_id: int, allowed_from: Sequence[str], state: str, actor: str, action: str) -> Optional[str]:
+        """Move a task to `state` if it is in one of `allowed_from`; returns its former state or None."""
+        now = self.clock()
+        with self._transaction() as db:
+            row = db.execute("SELECT state, route, destination, resource_id FROM tasks WHERE id = ?",
+                             (task_id,)).fetchone()
+            if row is None or row["state"] not in allowed_from:
+                return None if row is None else "!" + row["state"]
+            reset = ", attempts = 0, next_attempt_at = ?, finished_at = NULL, owner = NULL" if state == PENDING \
+                else ", finished_at = ?"
+            db.execute(f"UPDATE tasks SET state = ?, updated_at = ?{reset} WHERE id = ?", (state, now, now, task_id))
+            self._audit(db, [AuditEvent(action, actor=actor, route=row["route"], destination=row["destination"],
+                                        resource_id=row["resource_id"], task_id=task_id,
+                                        detail={"from": row["state"]})])
+        return row["state"]
+
+    def audit_log(self, action: Optional[str] = None, actor: Optional[str] = None, route: Optional[str] = None,
+                  task_id: Optional[int] = None, since: Optional[float] = None,
+                  limit: int = 100, offset: int = 0) -> tuple[int, list[dict]]:
+        where, args = [], []
+        for column, op, value in (("action", "=", action), ("actor", "=", actor), ("route", "=", route),
+                                  ("task_id", "=", task_id), ("at", ">=", since)):
+            if value is not None:
+                where.append(f"{column} {op} ?")
+                args.append(value)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        total = self._db().execute(f"SELECT COUNT(*) FROM audit{clause}", args).fetchone()[0]
+        rows = self._db().execute(f"SELECT * FROM audit{clause} ORDER BY id DESC LIMIT ? OFFSET ?",
+                                  (*args, limit, offset)).fetchall()
+        entries = []
+        for r in rows:
+            entry = dict(r)
+            entry["detail"] = json.loads(entry["detail"]) if entry["detail"] else None
+            entries.append(entry)
+        return total, entries
+
+    def queue_depth(self) -> dict[str, int]:
+        depth = {state: 0 for state in STATES}
+        for state, count in self._db().execute("SELECT state, COUNT(*) FROM tasks GROUP BY state"):
+            depth[state] = count
+        return depth
+
+    def destination_stats(self) -> dict[str, dict]:
+        stats: dict[str, dict] = {}
+        for row in self._db().execute("SELECT destination, state, COUNT(*) FROM tasks GROUP BY destination, state"):
+            stats.setdefault(row[0], {"tasks": {s: 0 for s in STATES}})["tasks"][row[1]] = row[2]
+        for row in self._db().execute("SELECT * FROM destination_stats"):
+            entry = stats.setdefault(row["destination"], {"tasks": {s: 0 for s in STATES}})
+            entry.update(delivered_instances=row["delivered_instances"], failed_instances=row["failed_instances"],
+                         delivered_bytes=row["delivered_bytes"])
+        for entry in stats.values():
+            entry.setdefault("delivered_instances", 0)
+            entry.setdefault("failed_instances", 0)
+            entry.setdefault("delivered_bytes", 0)
+        return stats
+
+    def route_counts(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for route, state, count in self._db().execute("SELECT route, state, COUNT(*) FROM tasks GROUP BY route, state"):
+            counts.setdefault(route, {})[state] = count
+        return counts

@@ -1,0 +1,166 @@
+"""Real Orthanc processes and DICOM peers for integration tests and benchmarks.
+
+Each Orthanc gets free loopback ports, its own temporary folder and a log file (never an unread
+pipe). Readiness is polled; teardown is SIGTERM, then SIGKILL.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+PLUGINS = Path("/usr/share/orthanc/plugins")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except Exception as exc:  # noqa: BLE001 - polling
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+class Orthanc:
+    """One Orthanc process. `courier=True` loads the plugin from this checkout."""
+
+    def __init__(self, workdir: Path, name: str, courier: dict | None = None, dicomweb: bool = False,
+                 aet: Optional[str] = None, extra: Optional[dict] = None,
+                 http_port: Optional[int] = None, dicom_port: Optional[int] = None) -> None:
+        self.name = name
+        self.dir = workdir / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.http_port = http_port or free_port()
+        self.dicom_port = dicom_port or free_port()
+        self.aet = aet or name.upper().replace("-", "")[:16]
+        self.log_path = self.dir / "orthanc.log"
+        self.process: Optional[subprocess.Popen] = None
+        self.has_courier = courier is not None
+        plugins = []
+        if courier is not None:
+            plugins.append(str(PLUGINS / "libOrthancPython.so"))
+        if dicomweb:
+            plugins.append(str(PLUGINS / "libOrthancDicomWeb.so"))
+        self.config: dict[str, Any] = {
+            "Name": name, "HttpPort": self.http_port, "DicomPort": self.dicom_port, "DicomAet": self.aet,
+            "StorageDirectory": str(self.dir / "storage"), "IndexDirectory": str(self.dir / "storage"),
+            "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
+            "StableAge": 2, "Plugins": plugins, "DicomScuTimeout": 5,
+            "DicomModalities": {}, "OrthancPeers": {},
+        }
+        if dicomweb:
+            self.config["DicomWeb"] = {"Enable": True, "Root": "/dicom-web/", "Servers": {}}
+        if courier is not None:
+            self.config["PythonScript"] = str(REPO / "plugin" / "courier_entry.py")
+            self.config["Courier"] = courier
+        if extra:
+            self.config.update(extra)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def write_config(self) -> Path:
+        path = self.dir / "orthanc.json"
+        path.write_text(json.dumps(self.config, indent=2))
+        return path
+
+    def start(self, wait: bool = True) -> "Orthanc":
+        path = self.write_config()
+        env = dict(os.environ, TCP_NODELAY="1", COURIER_VENV=str(REPO / ".venv"))
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(["Orthanc", str(path)], stdout=log, stderr=subprocess.STDOUT,
+                                        cwd=self.dir, env=env, start_new_session=True)
+        log.close()
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 40.0) -> None:
+        def ready():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+            requests.get(self.url + "/system", timeout=2).raise_for_status()
+            if self.has_courier:
+                return requests.get(self.url + "/courier/health", timeout=2).status_code == 200
+            return True
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if ready():
+                    return
+            except RuntimeError:
+                raise
+            except Exception:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name} not ready after {timeout}s:\n{self.log_tail()}")
+            time.sleep(0.1)
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        if kill:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        else:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+                return
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    # -- REST helpers ------------------------------------------------------------------------
+    def get(self, path: str, **params) -> Any:
+        response = requests.get(self.url + path, params=params, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def post(self, path: str, body: Any = None) -> requests.Response:
+        return requests.post(self.url + path, json=body, timeout=30)
+
+    def instances(self) -> list[str]:
+        return self.get("/instances")
+
+    def sop_uids(self) -> set[str]:
+        return {i["MainDicomTags"]["SOPInstanceUID"] for i in self.get("/instances", expand="")}
+
+    def as_modality(self) -> dict:
+        return {"AET": self.aet, "Host": "127.0.0.1", "Port": self.dicom_port}
+
+
+def storescu(port: int, files, calling: str = "STORESCU", called: str = "ANY-SCP", check: bool = True,
+             associations: int = 1) -> subprocess.CompletedProcess:
+    """DCMTK's storescu, as a modality would send."""
+    files = [str(f) for f in files]
+    result = subprocess.run(["storescu", "-aet", calling, "-aec", called, "127.0.0.1", str(port), *files],
+                            capture_output=True, text=True, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"storescu failed ({result.returncode}): {result.stderr[-2000:]}")
+    return result
