@@ -116,19 +116,20 @@ class Orthanc:
                 raise AssertionError(f"{self.name} not ready after {timeout}s:\n{self.log_tail()}")
             time.sleep(0.1)
 
+    def signal(self, kill: bool = False) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+
     def stop(self, kill: bool = False) -> None:
+        """SIGTERM (or SIGKILL), wait; SIGKILL if Orthanc has not stopped within 15 s."""
         if self.process is None or self.process.poll() is not None:
             return
-        if kill:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        else:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(15)
-                return
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
+        self.signal(kill)
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.signal(kill=True)
+            self.process.wait(10)
 
     def log_tail(self, lines: int = 60) -> str:
         try:

@@ -1,0 +1,162 @@
+"""Routes end to end: storescu -> Courier (real Orthanc + plugin) -> real destinations."""
+import os
+from pathlib import Path
+
+import requests
+
+from factory import write_instances
+from harness import free_port, storescu, wait_until
+
+FAST_RETRY = {"MaxAttempts": 50, "InitialDelaySeconds": 0.3, "Multiplier": 2, "MaxDelaySeconds": 1}
+MODALITY = {"AET": "MODALITY", "Host": "127.0.0.1", "Port": 1}
+
+
+def router(cluster, routes, destinations, start=True, **courier):
+    modalities = {"modality": MODALITY}
+    modalities.update({d.name: d.as_modality() for d in destinations})
+    return cluster.orthanc("router", start=start, courier={"Retry": FAST_RETRY, "Routes": routes, **courier},
+                           extra={"DicomModalities": modalities})
+
+
+def tasks(node, **query):
+    return node.get("/courier/tasks", **query)["tasks"]
+
+
+def test_rules_send_matches_and_fallback_takes_the_rest(cluster, tmp_path):
+    ct_dest, other_dest = cluster.orthanc("ctdest"), cluster.orthanc("otherdest")
+    node = router(cluster, [
+        {"Name": "ct", "Match": {"Modality": "CT", "SeriesDescription": {"not": {"regex": "(?i)scout"}}},
+         "Destinations": ["ctdest"]},
+        {"Name": "us-nowhere", "Match": {"Modality": "US"}, "Destinations": ["ctdest"]},
+        {"Name": "rest", "Fallback": True, "Destinations": ["otherdest"]},
+    ], [ct_dest, other_dest])
+    ct = write_instances(tmp_path / "ct", 2, modality="CT")
+    scout = write_instances(tmp_path / "scout", 1, modality="CT", SeriesDescription="Scout")
+    mr = write_instances(tmp_path / "mr", 1, modality="MR")
+    storescu(node.dicom_port, ct + scout + mr, calling="MODALITY")
+    uid = lambda paths: {p.stem for p in paths}
+    wait_until(lambda: ct_dest.sop_uids() == uid(ct) and other_dest.sop_uids() == uid(scout + mr),
+               30, what="CT at ctdest, the rest at otherdest")
+    assert {t["route"] for t in tasks(node)} == {"ct", "rest"}
+    assert all(t["state"] == "SUCCESS" for t in tasks(node))
+
+
+def test_each_destination_kind(cluster, tmp_path):
+    dicom, web, peer = cluster.orthanc("dicomdest"), cluster.orthanc("webdest", dicomweb=True), cluster.orthanc("peerdest")
+    folder = tmp_path / "export"
+    node = cluster.orthanc("router", dicomweb=True, courier={
+        "Retry": FAST_RETRY, "Folders": {"folder": {"Path": str(folder), "Layout": "{PatientID}/{SOPInstanceUID}.dcm"}},
+        "Routes": [{"Name": "all", "Trigger": "StableSeries", "Destinations": ["dicomdest", "web", "peer", "folder"]}]},
+        extra={"DicomModalities": {"modality": MODALITY, "dicomdest": dicom.as_modality()},
+               "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "Servers": {"web": [web.url + "/dicom-web/"]}},
+               "OrthancPeers": {"peer": {"Url": peer.url + "/"}}})
+    files = write_instances(tmp_path / "in", 3, patient_id="P42")
+    storescu(node.dicom_port, files, calling="MODALITY")
+    expected = {p.stem for p in files}
+    wait_until(lambda: dicom.sop_uids() == expected and web.sop_uids() == expected and peer.sop_uids() == expected,
+               40, what="the series at the DICOM, DICOMweb and peer destinations")
+    wait_until(lambda: {p.stem for p in (folder / "P42").glob("*.dcm")} == expected, 20, what="files in the folder")
+    done = wait_until(lambda: [t for t in tasks(node) if t["state"] == "SUCCESS"] if len(
+        [t for t in tasks(node) if t["state"] == "SUCCESS"]) == 4 else None, 20, what="4 successful tasks")
+    assert {t["destination"] for t in done} == {"dicomdest", "web", "peer", "folder"}
+    assert all(t["expected"] == 3 and t["delivered"] == 3 and t["level"] == "Series" for t in done)
+
+
+def test_destination_down_then_up_gets_everything(cluster, tmp_path):
+    dest = cluster.orthanc("dest", start=False)
+    node = router(cluster, [{"Name": "all", "Destinations": ["dest"]}], [dest])
+    files = write_instances(tmp_path / "in", 5)
+    storescu(node.dicom_port, files, calling="MODALITY")
+    wait_until(lambda: len(tasks(node)) == 5 and all(t["attempts"] >= 2 and t["state"] in ("PENDING", "RUNNING")
+                                                     for t in tasks(node)), 30, what="failed attempts")
+    assert "Connection refused" in (tasks(node, state="PENDING")[0]["last_error"] or "")
+    dest.start()
+    wait_until(lambda: dest.sop_uids() == {p.stem for p in files}, 30, what="delivery after the outage")
+    wait_until(lambda: all(t["state"] == "SUCCESS" for t in tasks(node)), 10, what="tasks SUCCESS")
+
+
+def test_kill_9_then_restart_loses_nothing(cluster, tmp_path):
+    dest = cluster.orthanc("dest", start=False)
+    node = router(cluster, [{"Name": "all", "Trigger": "Instance", "Destinations": ["dest"]}], [dest])
+    files = write_instances(tmp_path / "in", 20)
+    storescu(node.dicom_port, files, calling="MODALITY")
+    wait_until(lambda: len(tasks(node)) == 20, 30, what="20 queued tasks")
+    node.stop(kill=True)
+    dest.start()
+    node.start()
+    wait_until(lambda: dest.sop_uids() == {p.stem for p in files}, 40, what="all 20 after restart")
+    wait_until(lambda: all(t["state"] == "SUCCESS" for t in tasks(node)), 10, what="tasks SUCCESS")
+    assert len(tasks(node)) == 20          # the restart re-read nothing twice
+
+
+def test_changes_not_yet_routed_when_killed_are_routed_after_restart(cluster, tmp_path):
+    dest = cluster.orthanc("dest")
+    node = router(cluster, [{"Name": "all", "Destinations": ["dest"]}], [dest])
+    node.stop(kill=True)
+    # Orthanc without Courier receives while Courier is down; its change log keeps the events.
+    plain = dict(node.config)
+    plain.pop("PythonScript")
+    plain["Plugins"] = []
+    from harness import Orthanc
+    bare = Orthanc(tmp_path, "router", extra=plain, http_port=node.http_port, dicom_port=node.dicom_port)
+    cluster.nodes.append(bare)
+    bare.start()
+    files = write_instances(tmp_path / "in", 4)
+    storescu(bare.dicom_port, files, calling="MODALITY")
+    bare.stop()
+    node.start()
+    wait_until(lambda: dest.sop_uids() == {p.stem for p in files}, 30, what="routing of the backlog")
+
+
+def test_unknown_calling_ae_and_wrong_host_are_refused_and_recorded(cluster, tmp_path):
+    dest = cluster.orthanc("dest")
+    node = cluster.orthanc("router", courier={"Routes": [{"Name": "all", "Destinations": ["dest"]}]},
+                           extra={"DicomModalities": {"dest": dest.as_modality(), "modality": MODALITY,
+                                                      "elsewhere": {"AET": "ELSEWHERE", "Host": "127.0.0.2", "Port": 1}}})
+    files = write_instances(tmp_path / "in", 1)
+    assert storescu(node.dicom_port, files, calling="STRANGER", check=False).returncode != 0
+    storescu(node.dicom_port, files, calling="ELSEWHERE")          # accepted by DICOM, from the wrong host
+    entries = wait_until(lambda: (e := node.get("/courier/audit", action="instance-rejected")["entries"])
+                         and len(e) == 2 and e, 20, what="two rejections")
+    reasons = {e["actor"]: e["detail"]["reason"] for e in entries}
+    assert "not declared in DicomModalities" in reasons["STRANGER"]
+    assert "connected from 127.0.0.1" in reasons["ELSEWHERE"]
+    assert node.instances() == [] and dest.instances() == [] and tasks(node) == []
+
+
+def test_route_allowed_calling_aets(cluster, tmp_path):
+    dest = cluster.orthanc("dest")
+    node = router(cluster, [{"Name": "only-ct1", "Destinations": ["dest"], "AllowedCallingAets": ["CT1"]}], [dest],
+                  AllowedCallers="Any")
+    storescu(node.dicom_port, write_instances(tmp_path / "in", 1), calling="MODALITY")
+    entry = wait_until(lambda: node.get("/courier/audit", action="route-refused-caller")["entries"], 20,
+                       what="route refusal")[0]
+    assert entry["route"] == "only-ct1" and entry["actor"] == "MODALITY"
+    assert tasks(node) == []
+
+
+def test_folder_layout_stays_inside_the_folder(cluster, tmp_path):
+    folder = tmp_path / "export" / "inner"
+    node = cluster.orthanc("router", courier={
+        "AllowedCallers": "Any", "Folders": {"out": {"Path": str(folder), "Layout": "{PatientID}/{StudyID}/{SOPInstanceUID}.dcm"}},
+        "Routes": [{"Name": "r", "Destinations": ["out"]}]})
+    files = write_instances(tmp_path / "in", 1, patient_id="../../escaped", StudyID="..")
+    storescu(node.dicom_port, files)
+    written = wait_until(lambda: list(folder.rglob("*.dcm")), 20, what="a written file")
+    assert len(written) == 1 and written[0].name == f"{files[0].stem}.dcm"
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["inner"]
+    assert not any((tmp_path / "escaped").exists() for _ in [0])
+
+
+def test_condition_script_route_and_stable_study_with_delete(cluster, tmp_path):
+    dest = cluster.orthanc("dest")
+    node = router(cluster, [{"Name": "ct-no-scout", "Trigger": "StableStudy", "Condition": "ct_without_localizers.py",
+                             "Destinations": ["dest"], "DeleteAfterDelivery": True}], [dest])
+    ct = write_instances(tmp_path / "ct", 2, modality="CT")
+    scout = write_instances(tmp_path / "scout", 1, modality="CT", SeriesDescription="Topogram")
+    storescu(node.dicom_port, ct + scout, calling="MODALITY")
+    wait_until(lambda: dest.sop_uids() == {p.stem for p in ct}, 30, what="the CT study at dest")
+    wait_until(lambda: node.get("/studies") and len(node.get("/studies")) == 1, 20, what="one study left")
+    # the delivered study is deleted from the router; the scout study matched nothing and stays
+    assert node.get("/studies/" + node.get("/studies")[0])["MainDicomTags"]["StudyInstanceUID"] == \
+        __import__("pydicom").dcmread(scout[0]).StudyInstanceUID
