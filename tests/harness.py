@@ -76,6 +76,12 @@ class Orthanc:
             self.config.update(extra)
 
     @property
+    def auth(self) -> Optional[tuple[str, str]]:
+        """The first registered user, when authentication is on."""
+        users = self.config.get("RegisteredUsers") or {}
+        return next(iter(users.items())) if self.config.get("AuthenticationEnabled") and users else None
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
@@ -99,9 +105,9 @@ class Orthanc:
         def ready():
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
-            requests.get(self.url + "/system", timeout=2).raise_for_status()
+            requests.get(self.url + "/system", timeout=2, auth=self.auth).raise_for_status()
             if self.has_courier:
-                return requests.get(self.url + "/courier/health", timeout=2).status_code == 200
+                return requests.get(self.url + "/courier/health", timeout=2, auth=self.auth).status_code == 200
             return True
         deadline = time.monotonic() + timeout
         while True:
@@ -139,12 +145,12 @@ class Orthanc:
 
     # -- REST helpers ------------------------------------------------------------------------
     def get(self, path: str, **params) -> Any:
-        response = requests.get(self.url + path, params=params, timeout=30)
+        response = requests.get(self.url + path, params=params, timeout=30, auth=self.auth)
         response.raise_for_status()
         return response.json()
 
     def post(self, path: str, body: Any = None) -> requests.Response:
-        return requests.post(self.url + path, json=body, timeout=30)
+        return requests.post(self.url + path, json=body, timeout=30, auth=self.auth)
 
     def instances(self) -> list[str]:
         return self.get("/instances")

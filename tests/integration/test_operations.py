@@ -1,0 +1,131 @@
+"""Start-up errors, partial deliveries, authentication, the REST API as documented, metrics."""
+import subprocess
+import time
+
+import pytest
+import requests
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import CTImageStorage
+
+from factory import write_instances
+from harness import Orthanc, free_port, storescu, wait_until
+
+FAST_RETRY = {"MaxAttempts": 2, "InitialDelaySeconds": 0.2, "MaxDelaySeconds": 0.5}
+
+
+@pytest.mark.parametrize("courier,expected", [
+    ({"Workrs": 2}, "Courier configuration error at Courier.Workrs: unknown key (hint: did you mean 'Workers'?)"),
+    ({"Retry": {"MaxAttempts": "3"}}, "Courier configuration error at Courier.Retry.MaxAttempts: expected an integer, got a string"),
+    ({"Routes": [{"Name": "r", "Destinations": ["nowhere"]}]},
+     "Courier configuration error at Courier.Routes[0].Destinations[0]: no destination named 'nowhere'"),
+    ({"Routes": [{"Name": "r", "Destinations": ["d"], "Condition": "missing.py"}]},
+     "Courier configuration error at Courier.Routes[0].Condition: script 'missing.py' not found"),
+])
+def test_a_bad_courier_section_stops_orthanc_with_one_clear_message(tmp_path, courier, expected):
+    node = Orthanc(tmp_path, "router", courier=courier,
+                   extra={"DicomModalities": {"d": ["D", "127.0.0.1", 104]}})
+    node.write_config()
+    result = subprocess.run(["Orthanc", str(node.dir / "orthanc.json")], capture_output=True, text=True,
+                            timeout=60, cwd=node.dir)
+    assert result.returncode != 0
+    assert expected in result.stdout + result.stderr
+
+
+def refusing_scp(port, refuse_even=True):
+    """A pynetdicom storage SCP that refuses instances with an even InstanceNumber."""
+    received = []
+
+    def on_store(event):
+        ds = event.dataset
+        if refuse_even and int(ds.InstanceNumber) % 2 == 0:
+            return 0xA700
+        received.append(ds.SOPInstanceUID)
+        return 0x0000
+    ae = AE(ae_title="PICKY")
+    ae.add_supported_context(CTImageStorage, ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    return server, received
+
+
+def test_partial_delivery_ends_in_warning_with_the_missing_uids(cluster, tmp_path):
+    port = free_port()
+    server, received = refusing_scp(port)
+    try:
+        node = cluster.orthanc("router", courier={
+            "AllowedCallers": "Any", "Retry": FAST_RETRY,
+            "Routes": [{"Name": "r", "Trigger": "StableSeries", "Destinations": ["picky"]}]},
+            extra={"DicomModalities": {"picky": {"AET": "PICKY", "Host": "127.0.0.1", "Port": port}}})
+        files = write_instances(tmp_path / "in", 4)
+        storescu(node.dicom_port, files)
+        task = wait_until(lambda: (t := node.get("/courier/tasks")["tasks"]) and t[0]["state"] == "WARNING" and t[0],
+                          40, what="a WARNING task")
+        task = node.get(f"/courier/tasks/{task['id']}")
+        refused = {p.stem for i, p in enumerate(files, start=1) if i % 2 == 0}
+        assert (task["expected"], task["delivered"], task["attempts"]) == (4, 2, 2)
+        assert set(task["missing"]) == refused
+        assert set(received) == {p.stem for p in files} - refused
+        assert "2 instance(s) not delivered" in task["last_error"]
+        metrics = requests.get(node.url + "/tools/metrics-prometheus", timeout=10).text
+        wait_until(lambda: "courier_failed_instances_picky 4" in
+                   requests.get(node.url + "/tools/metrics-prometheus", timeout=10).text, 15, what="metrics")
+        assert "courier_tasks_warning" in metrics
+    finally:
+        server.shutdown()
+
+
+def test_authentication_applies_and_workers_still_deliver(cluster, tmp_path):
+    dest = cluster.orthanc("dest", start=False)
+    node = Orthanc(tmp_path, "router", courier={"AllowedCallers": "Any", "Retry": {"InitialDelaySeconds": 0.2, "MaxDelaySeconds": 0.5},
+                                                "Routes": [{"Name": "r", "Destinations": ["dest"]}]},
+                   extra={"AuthenticationEnabled": True, "RegisteredUsers": {"alice": "secret"},
+                          "DicomModalities": {"dest": dest.as_modality()}})
+    cluster.nodes.append(node)
+    node.start()
+    auth = node.auth
+    assert auth == ("alice", "secret")
+    for path in ("/courier/health", "/courier/status", "/courier/tasks", "/courier/audit", "/courier/openapi.json"):
+        assert requests.get(node.url + path, timeout=5).status_code == 401, path
+        assert requests.get(node.url + path, auth=("alice", "wrong"), timeout=5).status_code == 401, path
+    assert requests.post(node.url + "/courier/tasks/1/cancel", timeout=5).status_code == 401
+    storescu(node.dicom_port, write_instances(tmp_path / "in", 2))
+    wait_until(lambda: len(node.get("/courier/tasks")["tasks"]) == 2, 20, what="2 tasks")
+    task_id = node.get("/courier/tasks")["tasks"][0]["id"]
+    assert requests.post(node.url + f"/courier/tasks/{task_id}/cancel", auth=auth, timeout=5).status_code == 200
+    entries = node.get("/courier/audit", action="task-cancelled")["entries"]
+    assert [(e["actor"], e["task_id"]) for e in entries] == [("alice", task_id)]
+    dest.start()
+    wait_until(lambda: len(dest.instances()) == 1, 20, what="delivery by workers using Orthanc's token")
+
+
+def test_openapi_document_matches_the_served_routes(cluster):
+    node = cluster.orthanc("router", courier={})
+    document = node.get("/courier/openapi.json")
+    assert document["openapi"].startswith("3.")
+    for path, methods in document["paths"].items():
+        concrete = path.replace("{id}", "999999")
+        for method in methods:
+            response = requests.request(method.upper(), node.url + concrete, timeout=5)
+            body = response.json()
+            # served by Courier: 200, or a Courier JSON error (a missing task), never an unknown route
+            assert response.status_code == 200 or "no task" in body.get("error", ""), (method, path, body)
+    unknown = requests.get(node.url + "/courier/not-a-route", timeout=5)
+    assert unknown.status_code == 404 and unknown.json()["error"] == "no route /courier/not-a-route"
+
+
+def test_cancel_and_retry_through_the_api_during_an_outage(cluster, tmp_path):
+    dest = cluster.orthanc("dest", start=False)
+    node = cluster.orthanc("router", courier={"AllowedCallers": "Any", "Retry": {"InitialDelaySeconds": 0.2, "MaxDelaySeconds": 0.5},
+                                              "Routes": [{"Name": "r", "Destinations": ["dest"]}]},
+                           extra={"DicomModalities": {"dest": dest.as_modality()}})
+    files = write_instances(tmp_path / "in", 2)
+    storescu(node.dicom_port, files)
+    wait_until(lambda: len(node.get("/courier/tasks")["tasks"]) == 2, 20, what="2 tasks")
+    first, second = sorted(t["id"] for t in node.get("/courier/tasks")["tasks"])
+    assert node.post(f"/courier/tasks/{first}/cancel").json()["state"] == "CANCELED"
+    dest.start()
+    wait_until(lambda: node.get(f"/courier/tasks/{second}")["state"] == "SUCCESS", 20, what="second delivered")
+    assert len(dest.instances()) == 1 and node.get(f"/courier/tasks/{first}")["state"] == "CANCELED"
+    assert node.post(f"/courier/tasks/{first}/retry").json()["state"] == "PENDING"
+    wait_until(lambda: len(dest.instances()) == 2, 20, what="cancelled task delivered after retry")
+    status = node.get("/courier/status")
+    assert status["queue"]["SUCCESS"] == 2 and status["destinations"]["dest"]["delivered_instances"] == 2
