@@ -4,8 +4,8 @@ SQLite (WAL) by default. Writes that must be atomic run in `BEGIN IMMEDIATE` tra
 claim is one UPDATE ... WHERE id IN (SELECT ...) so that two workers (or, later, two routers on
 one PostgreSQL with FOR UPDATE SKIP LOCKED) never take the same task.
 
-Schema changes are numbered steps in MIGRATIONS, applied in order and recorded in
-`schema_version`; never edit a step that has shipped, add one.
+Schema changes are sqlite-utils migrations (each in a transaction, recorded in
+`_sqlite_migrations`); never edit a step that has shipped, add one.
 """
 from __future__ import annotations
 
@@ -17,10 +17,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
-from .policy import FAILURE, FINAL_STATES, PENDING, RUNNING, STATES, SUCCESS, WARNING, CANCELED
+import sqlite_utils
+from sqlite_utils import Migrations
 
-MIGRATIONS: tuple[str, ...] = (
-    """
+from .policy import FINAL_STATES, PENDING, RUNNING, STATES, SUCCESS, WARNING, FAILURE
+
+migrations = Migrations("courier")
+
+SCHEMA_1 = """
     CREATE TABLE tasks (
         id INTEGER PRIMARY KEY,
         route TEXT NOT NULL,
@@ -71,9 +75,15 @@ MIGRATIONS: tuple[str, ...] = (
         delivered_instances INTEGER NOT NULL DEFAULT 0,
         failed_instances INTEGER NOT NULL DEFAULT 0,
         delivered_bytes INTEGER NOT NULL DEFAULT 0
-    );
-    """,
-)
+    )
+"""
+
+
+@migrations()
+def m001_tasks_manifests_audit_cursor(db: sqlite_utils.Database) -> None:
+    for statement in filter(str.strip, SCHEMA_1.split(";")):
+        db.execute(statement)
+
 
 TASK_COLUMNS = ("id", "route", "destination", "level", "resource_id", "state", "priority", "attempts",
                 "next_attempt_at", "created_at", "updated_at", "finished_at", "heartbeat_at", "owner",
@@ -113,14 +123,11 @@ class Store:
     def __init__(self, path: str, clock=time.time) -> None:
         self.path, self.clock = path, clock
         self._local = threading.local()
-        with self._transaction() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
-            current = row[0] or 0
-            for number, step in enumerate(MIGRATIONS[current:], start=current + 1):
-                for statement in filter(str.strip, step.split(";")):
-                    db.execute(statement)
-                db.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+        schema = sqlite_utils.Database(path)
+        try:
+            migrations.apply(schema)
+        finally:
+            schema.close()
 
     # -- plumbing ---------------------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
