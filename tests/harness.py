@@ -43,7 +43,7 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, what: st
 class Orthanc:
     """One Orthanc process. `courier=True` loads the plugin from this checkout."""
 
-    def __init__(self, workdir: Path, name: str, courier: dict | None = None, dicomweb: bool = False,
+    def __init__(self, workdir: Path, name: str, courier: Optional[dict] = None, dicomweb: bool = False,
                  aet: Optional[str] = None, extra: Optional[dict] = None,
                  http_port: Optional[int] = None, dicom_port: Optional[int] = None) -> None:
         self.name = name
@@ -64,7 +64,7 @@ class Orthanc:
             "Name": name, "HttpPort": self.http_port, "DicomPort": self.dicom_port, "DicomAet": self.aet,
             "StorageDirectory": str(self.dir / "storage"), "IndexDirectory": str(self.dir / "storage"),
             "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
-            "StableAge": 2, "Plugins": plugins, "DicomScuTimeout": 5,
+            "StableAge": 2, "Plugins": plugins, "DicomScuTimeout": 5, "ConcurrentJobs": 8,
             "DicomModalities": {}, "OrthancPeers": {},
         }
         if dicomweb:
@@ -171,3 +171,56 @@ def storescu(port: int, files, calling: str = "STORESCU", called: str = "ANY-SCP
     if check and result.returncode != 0:
         raise AssertionError(f"storescu failed ({result.returncode}): {result.stderr[-2000:]}")
     return result
+
+
+class BlackHole:
+    """A TCP listener that accepts connections and never answers: a hung PACS.
+    Counts the connections open now and the most ever open at once."""
+
+    def __init__(self) -> None:
+        import threading
+        self.port = free_port()
+        self.server = socket.socket()
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.server.bind(("127.0.0.1", self.port))
+        self.server.listen(64)
+        self.server.settimeout(0.2)
+        self.open: list[socket.socket] = []
+        self.most_open = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                continue
+            conn.setblocking(False)
+            with self._lock:
+                self.open.append(conn)
+                self.open = [c for c in self.open if self._alive(c)]
+                self.most_open = max(self.most_open, len(self.open))
+
+    @staticmethod
+    def _alive(conn: socket.socket) -> bool:
+        try:
+            return conn.recv(65536, socket.MSG_PEEK) != b""
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+
+    def open_now(self) -> int:
+        with self._lock:
+            self.open = [c for c in self.open if self._alive(c)]
+            return len(self.open)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        for conn in self.open:
+            conn.close()
+        self.server.close()

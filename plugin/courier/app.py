@@ -38,7 +38,8 @@ class Courier:
         self.api = Api(config, self.store, is_healthy=lambda: self.engine.running and self.follower.running)
 
     def install(self) -> None:
-        self.host.on_incoming_cstore(self.callers.refuse_aet, self._record_refused_aet)
+        if self.callers.mode != "Any":       # the filter runs on Orthanc's DICOM thread: only when needed
+            self.host.on_incoming_cstore(self.callers.refuse_aet, self._record_refused_aet)
         self.host.serve("/courier/", self.api.handle)
         self.host.on_change(self._on_change)
 

@@ -22,7 +22,7 @@ CALLER_MODES = ("KnownModalities", "Any")
 
 # Every key Courier reads, by section. "{id}" stands for a user-chosen name, "[]" for a list item.
 KEYS: dict[str, tuple[str, ...]] = {
-    "Courier": ("DatabasePath", "Workers", "BatchSize", "HeartbeatTimeoutSeconds", "AllowedCallers",
+    "Courier": ("DatabasePath", "Workers", "MaxWorkersPerDestination", "BatchSize", "HeartbeatTimeoutSeconds", "AllowedCallers",
                 "RouterName", "ScriptsDirectory", "OrthancUrl", "Retry", "Folders", "Routes"),
     "Courier.Retry": ("MaxAttempts", "InitialDelaySeconds", "Multiplier", "MaxDelaySeconds"),
     "Courier.Folders.{id}": ("Path", "Layout"),
@@ -57,6 +57,7 @@ class CourierConfig:
     allowed_callers: str = "KnownModalities"
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     workers: int = 4
+    max_workers_per_destination: int = 2
     batch_size: int = 50
     heartbeat_timeout: float = 60.0
     database_path: str = "courier.sqlite"
@@ -245,6 +246,18 @@ def _routes(raw: Any, destinations: Mapping[str, str]) -> tuple[Route, ...]:
     return tuple(routes)
 
 
+def _workers(section: _Section, orthanc: Mapping[str, Any]) -> int:
+    """DICOM, peer and DICOMweb sends run as Orthanc jobs, ConcurrentJobs at a time: a worker
+    beyond that would only wait for a slot (and a hung destination could take them all)."""
+    slots = orthanc.get("ConcurrentJobs", 2)
+    slots = slots if isinstance(slots, int) and slots > 0 else 2
+    workers = section.positive("Workers", int, min(4, slots))
+    if workers > slots:
+        raise ConfigError("Courier.Workers", f"{workers} workers but Orthanc runs {slots} jobs at once",
+                          f"set \"ConcurrentJobs\" to at least {workers} in orthanc.json, or lower Courier.Workers")
+    return workers
+
+
 def _retry(raw: Any) -> RetryPolicy:
     section = _Section(raw, "Courier.Retry", "Courier.Retry")
     d = RetryPolicy()
@@ -277,7 +290,8 @@ def parse(orthanc: Mapping[str, Any], base_dir: str, repo_dir: str) -> CourierCo
         routes=_routes(section.get("Routes", list, []), destinations),
         destinations=destinations, folders=folders, known_callers=callers, allowed_callers=mode,
         retry=_retry(section.get("Retry", dict, {})),
-        workers=section.positive("Workers", int, 4),
+        workers=_workers(section, orthanc),
+        max_workers_per_destination=section.positive("MaxWorkersPerDestination", int, 2),
         batch_size=section.positive("BatchSize", int, 50),
         heartbeat_timeout=float(section.positive("HeartbeatTimeoutSeconds", float, 60.0)),
         database_path=_resolve(section.get("DatabasePath", str, os.path.join(storage, "courier.sqlite")), base_dir),

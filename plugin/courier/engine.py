@@ -19,7 +19,7 @@ from .errors import DeliveryError
 from .orthanc_rest import OrthancRest
 from .policy import SUCCESS, decide
 from .senders import Sender
-from .store import ManifestItem, Store
+from .store import Attempt, ManifestItem, Store
 
 log = logging.getLogger("courier.engine")
 
@@ -100,58 +100,60 @@ class Engine:
 
     # -- one batch --------------------------------------------------------------------------
     def run_once(self, owner: str) -> bool:
-        tasks = self.store.claim(owner, self.config.batch_size)
+        """Claim a batch, send what its tasks still miss, record every outcome. False if idle."""
+        tasks = self.store.claim(owner, self.config.batch_size, self.config.max_workers_per_destination)
         if not tasks:
             return False
-        ready: list[tuple[dict, list[ManifestItem]]] = []
+        attempts: list[Attempt] = []
+        manifests = self.store.manifests([t["id"] for t in tasks])
+        fresh: dict[int, list[ManifestItem]] = {}
         for task in tasks:
-            manifest = self._manifest(task, owner)
-            if manifest is not None:
-                ready.append((task, manifest))
-        if ready:
-            self._deliver(ready, owner)
+            if manifests[task["id"]]:
+                continue
+            try:
+                fresh[task["id"]] = manifests[task["id"]] = instance_manifest(self.rest, task["level"], task["resource_id"])
+            except DeliveryError as exc:
+                attempts.append(self._attempt(task, [], 0, 0, 0, f"cannot list the resource: {exc}", exc.retriable))
+                continue
+            if not manifests[task["id"]]:
+                attempts.append(self._attempt(task, [], 0, 0, 0, "the resource has no instances", False))
+            task["expected"] = len(manifests[task["id"]])
+        if fresh:
+            self.store.save_manifests(fresh)
+        ended = {attempt.task["id"] for attempt in attempts}
+        ready = [t for t in tasks if t["id"] not in ended and manifests[t["id"]]]
+        attempts += self._deliver(ready, manifests)
+        recorded = self.store.finish_attempts(owner, attempts)
+        for attempt in attempts:
+            if attempt.state == SUCCESS and attempt.task["delete_after"] and attempt.task["id"] in recorded:
+                self._delete_if_done(attempt.task)
         return True
 
-    def _manifest(self, task: dict, owner: str) -> Optional[list[ManifestItem]]:
-        manifest = self.store.manifest(task["id"])
-        if manifest:
-            return manifest
-        try:
-            manifest = instance_manifest(self.rest, task["level"], task["resource_id"])
-        except DeliveryError as exc:
-            self._finish(task, owner, [], 0, expected=0, error=f"cannot list the resource: {exc}",
-                         retriable=exc.retriable)
-            return None
-        if not manifest:
-            self._finish(task, owner, [], 0, expected=0, error="the resource has no instances", retriable=False)
-            return None
-        self.store.save_manifest(task["id"], manifest)
-        task["expected"] = len(manifest)
-        return manifest
-
-    def _deliver(self, ready: Sequence[tuple[dict, list[ManifestItem]]], owner: str) -> None:
-        destination = ready[0][0]["destination"]
+    def _deliver(self, tasks: Sequence[dict], manifests: Mapping[int, list[ManifestItem]]) -> list[Attempt]:
+        if not tasks:
+            return []
         todo: dict[str, ManifestItem] = {}
-        for _, manifest in ready:
-            for item in manifest:
+        for task in tasks:
+            for item in manifests[task["id"]]:
                 if not item.delivered:
                     todo.setdefault(item.instance_id, item)
-        report = self.senders[destination].send(list(todo.values())) if todo else {}
-        for task, manifest in ready:
-            newly = [i.instance_id for i in manifest if not i.delivered and report.get(i.instance_id, "x") is None]
-            failed = [report[i.instance_id] for i in manifest if not i.delivered and report.get(i.instance_id)]
-            already = sum(1 for i in manifest if i.delivered)
-            error = f"{len(failed)} instance(s) not delivered: {failed[0]}" if failed else None
-            self._finish(task, owner, newly, len(failed), expected=len(manifest),
-                         delivered=already + len(newly), error=error)
+        report = self.senders[tasks[0]["destination"]].send(list(todo.values())) if todo else {}
+        attempts = []
+        for task in tasks:
+            manifest = manifests[task["id"]]
+            undelivered = [i for i in manifest if not i.delivered]
+            newly = [i.instance_id for i in undelivered if report.get(i.instance_id, "not sent") is None]
+            errors = [report.get(i.instance_id, "not sent") for i in undelivered if report.get(i.instance_id, "not sent")]
+            error = f"{len(errors)} instance(s) not delivered: {errors[0]}" if errors else None
+            attempts.append(self._attempt(task, newly, len(errors), len(manifest),
+                                          len(manifest) - len(undelivered) + len(newly), error))
+        return attempts
 
-    def _finish(self, task: dict, owner: str, newly: Sequence[str], failed: int, expected: int,
-                delivered: int = 0, error: Optional[str] = None, retriable: bool = True) -> None:
+    def _attempt(self, task: dict, newly: Sequence[str], failed: int, expected: int, delivered: int,
+                 error: Optional[str], retriable: bool = True) -> Attempt:
         outcome = decide(expected, delivered, task["attempts"] + 1, self.config.retry, retriable)
-        recorded = self.store.finish_attempt(task, owner, newly, failed, outcome.state, outcome.retry_in,
-                                             None if outcome.state == SUCCESS else error)
-        if recorded and outcome.state == SUCCESS and task["delete_after"]:
-            self._delete_if_done(task)
+        return Attempt(task, newly, failed, outcome.state, outcome.retry_in,
+                       None if outcome.state == SUCCESS else error)
 
     def _delete_if_done(self, task: dict) -> None:
         if self.store.unfinished_for_resource(task["resource_id"]):

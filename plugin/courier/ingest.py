@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from .callers import CallerPolicy
 from .orthanc_rest import OrthancHttpError, OrthancRest
-from .rules import Route, evaluate
+from .rules import CONTEXT_KEYS, Route, evaluate
 from .store import AuditEvent, NewTask, Store
 
 log = logging.getLogger("courier.ingest")
@@ -23,6 +23,7 @@ CURSOR = "orthanc-changes"
 TRIGGER_OF_CHANGE = {"NewInstance": "Instance", "StableSeries": "StableSeries", "StableStudy": "StableStudy"}
 LEVEL_OF_TRIGGER = {"Instance": "Instance", "StableSeries": "Series", "StableStudy": "Study"}
 PAGE = 500
+COALESCE_SECONDS = 0.05     # gather the changes of a burst into one /changes read
 
 
 class ChangeFollower:
@@ -32,6 +33,10 @@ class ChangeFollower:
         self.store, self.rest, self.routes, self.callers = store, rest, tuple(routes), callers
         self.run_script, self.on_tasks = run_script, on_tasks
         self.triggers = {route.trigger for route in self.routes}
+        self.needs_tags = any(route.condition_script or any(key not in CONTEXT_KEYS for key, _ in route.match)
+                              for route in self.routes)
+        self.needs_context = any(route.condition_script or route.allowed_calling_aets is not None
+                                 or any(key in CONTEXT_KEYS for key, _ in route.match) for route in self.routes)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -65,6 +70,7 @@ class ChangeFollower:
                 done = True
             if done:
                 self._wake.wait(1.0)
+                self._stop.wait(COALESCE_SECONDS)
                 self._wake.clear()
 
     def follow_once(self) -> bool:
@@ -120,7 +126,10 @@ class ChangeFollower:
                                      route.delete_after_delivery))
 
     def _tags(self, level: str, resource_id: str, metadata: Optional[dict] = None) -> dict[str, Any]:
-        """Tags of the resource (its first instance's, for a series or a study) plus context keys."""
+        """Tags of the resource (its first instance's, for a series or a study) plus context keys;
+        only what the routes use is read (a pass-through route reads nothing)."""
+        if not (self.needs_tags or self.needs_context):
+            return {}
         if level == "Instance":
             instance_id = resource_id
         else:
@@ -129,7 +138,7 @@ class ChangeFollower:
             if not instances:
                 raise OrthancHttpError(404, f"{level} {resource_id} has no instances")
             instance_id = instances[0]["ID"]
-        tags = dict(self.rest.get_json(f"/instances/{instance_id}/simplified-tags"))
+        tags = dict(self.rest.get_json(f"/instances/{instance_id}/simplified-tags")) if self.needs_tags else {}
         if metadata is None:
             metadata = self.rest.get_json(f"/instances/{instance_id}/metadata", expand="")
         tags.update(CallingAet=metadata.get("RemoteAET", ""), CalledAet=metadata.get("CalledAET", ""),

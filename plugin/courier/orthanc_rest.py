@@ -29,6 +29,7 @@ class OrthancRest:
         session = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
+            session.headers["Accept-Encoding"] = "identity"    # loopback: gzip only costs Orthanc CPU
             if self.token:
                 session.headers["Authorization"] = self.token
             self._local.session = session

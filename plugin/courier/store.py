@@ -15,7 +15,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Optional, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 import sqlite_utils
 from sqlite_utils import Migrations
@@ -111,12 +111,27 @@ class AuditEvent:
     detail: Any = None
 
 
+OUTCOME_ACTIONS = {SUCCESS: "task-delivered", WARNING: "task-incomplete", FAILURE: "task-failed",
+                   PENDING: "task-retry-scheduled"}
+
+
 @dataclass(frozen=True)
 class ManifestItem:
     instance_id: str
     sop_instance_uid: str
     size: int = 0
     delivered: bool = False
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one delivery attempt of `task` achieved, and the state policy.decide() chose."""
+    task: dict
+    delivered_ids: Sequence[str]
+    failed: int
+    state: str
+    retry_in: Optional[float] = None
+    error: Optional[str] = None
 
 
 class Store:
@@ -191,13 +206,18 @@ class Store:
             self._audit(db, events)
 
     # -- workers ----------------------------------------------------------------------------
-    def claim(self, owner: str, limit: int) -> list[dict]:
-        """Atomically take up to `limit` due tasks of one destination (the most urgent one's)."""
+    def claim(self, owner: str, limit: int, max_workers_per_destination: int = 10**6) -> list[dict]:
+        """Atomically take up to `limit` due tasks of one destination: the most urgent one among
+        destinations that fewer than `max_workers_per_destination` workers are serving."""
         now = self.clock()
         with self._transaction() as db:
+            busy = [r[0] for r in db.execute(
+                "SELECT destination FROM tasks WHERE state = ? GROUP BY destination"
+                " HAVING COUNT(DISTINCT owner) >= ?", (RUNNING, max_workers_per_destination))]
+            exclude = f" AND destination NOT IN ({', '.join('?' * len(busy))})" if busy else ""
             head = db.execute(
-                "SELECT destination FROM tasks WHERE state = ? AND next_attempt_at <= ?"
-                " ORDER BY priority DESC, next_attempt_at, id LIMIT 1", (PENDING, now)).fetchone()
+                f"SELECT destination FROM tasks WHERE state = ? AND next_attempt_at <= ?{exclude}"
+                f" ORDER BY priority DESC, next_attempt_at, id LIMIT 1", (PENDING, now, *busy)).fetchone()
             if head is None:
                 return []
             rows = db.execute(
@@ -212,56 +232,64 @@ class Store:
         row = self._db().execute("SELECT MIN(next_attempt_at) FROM tasks WHERE state = ?", (PENDING,)).fetchone()
         return None if row[0] is None else max(0.0, row[0] - self.clock())
 
-    def manifest(self, task_id: int) -> list[ManifestItem]:
-        rows = self._db().execute(
-            "SELECT instance_id, sop_instance_uid, size, delivered FROM task_instances WHERE task_id = ?"
-            " ORDER BY rowid", (task_id,)).fetchall()
-        return [ManifestItem(r[0], r[1], r[2], bool(r[3])) for r in rows]
+    def manifests(self, task_ids: Sequence[int]) -> dict[int, list[ManifestItem]]:
+        found: dict[int, list[ManifestItem]] = {task_id: [] for task_id in task_ids}
+        if task_ids:
+            rows = self._db().execute(
+                f"SELECT task_id, instance_id, sop_instance_uid, size, delivered FROM task_instances"
+                f" WHERE task_id IN ({', '.join('?' * len(task_ids))}) ORDER BY rowid", tuple(task_ids)).fetchall()
+            for r in rows:
+                found[r[0]].append(ManifestItem(r[1], r[2], r[3], bool(r[4])))
+        return found
 
-    def save_manifest(self, task_id: int, items: Sequence[ManifestItem]) -> None:
+    def save_manifests(self, manifests: Mapping[int, Sequence[ManifestItem]]) -> None:
         with self._transaction() as db:
-            db.executemany("INSERT OR IGNORE INTO task_instances (task_id, instance_id, sop_instance_uid, size)"
-                           " VALUES (?, ?, ?, ?)", [(task_id, i.instance_id, i.sop_instance_uid, i.size) for i in items])
-            db.execute("UPDATE tasks SET expected = (SELECT COUNT(*) FROM task_instances WHERE task_id = ?)"
-                       " WHERE id = ?", (task_id, task_id))
+            for task_id, items in manifests.items():
+                db.executemany("INSERT OR IGNORE INTO task_instances (task_id, instance_id, sop_instance_uid, size)"
+                               " VALUES (?, ?, ?, ?)", [(task_id, i.instance_id, i.sop_instance_uid, i.size) for i in items])
+                db.execute("UPDATE tasks SET expected = (SELECT COUNT(*) FROM task_instances WHERE task_id = ?)"
+                           " WHERE id = ?", (task_id, task_id))
 
-    def finish_attempt(self, task: dict, owner: str, delivered_ids: Sequence[str], failed: int,
-                       state: str, retry_in: Optional[float], error: Optional[str]) -> bool:
-        """Record one attempt's result. False if the task was cancelled or taken meanwhile."""
+    def finish_attempts(self, owner: str, attempts: Sequence[Attempt]) -> list[int]:
+        """Record the result of one attempt of each task, in one transaction. Returns the ids
+        recorded; a task cancelled (or taken by another worker) meanwhile is left as it is."""
         now = self.clock()
+        recorded = []
         with self._transaction() as db:
-            current = db.execute("SELECT state, owner FROM tasks WHERE id = ?", (task["id"],)).fetchone()
-            if current is None or current["state"] != RUNNING or current["owner"] != owner:
-                return False
-            if delivered_ids:
-                db.executemany("UPDATE task_instances SET delivered = 1 WHERE task_id = ? AND instance_id = ?",
-                               [(task["id"], i) for i in delivered_ids])
-            totals = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM task_instances"
-                                " WHERE task_id = ? AND delivered = 1", (task["id"],)).fetchone()
-            fresh_bytes = db.execute(
-                f"SELECT COALESCE(SUM(size), 0) FROM task_instances WHERE task_id = ? AND instance_id IN"
-                f" ({', '.join('?' * len(delivered_ids))})", (task["id"], *delivered_ids)).fetchone()[0] \
-                if delivered_ids else 0
-            db.execute(
-                "UPDATE tasks SET state = ?, attempts = attempts + 1, delivered = ?, bytes = ?, last_error = ?,"
-                " next_attempt_at = ?, updated_at = ?, finished_at = ?, owner = CASE WHEN ? = 'PENDING' THEN NULL"
-                " ELSE owner END WHERE id = ?",
-                (state, totals[0], totals[1], error, now + (retry_in or 0), now,
-                 now if state in FINAL_STATES else None, state, task["id"]))
-            db.execute("INSERT INTO destination_stats (destination, delivered_instances, failed_instances,"
-                       " delivered_bytes) VALUES (?, ?, ?, ?) ON CONFLICT(destination) DO UPDATE SET"
-                       " delivered_instances = delivered_instances + excluded.delivered_instances,"
-                       " failed_instances = failed_instances + excluded.failed_instances,"
-                       " delivered_bytes = delivered_bytes + excluded.delivered_bytes",
-                       (task["destination"], len(delivered_ids), failed, fresh_bytes))
-            detail = {"attempt": task["attempts"] + 1, "delivered": totals[0], "expected": task.get("expected")}
-            if error:
-                detail["error"] = error
-            action = {SUCCESS: "task-delivered", WARNING: "task-incomplete", FAILURE: "task-failed",
-                      PENDING: "task-retry-scheduled"}[state]
-            self._audit(db, [AuditEvent(action, route=task["route"], destination=task["destination"],
-                                        resource_id=task["resource_id"], task_id=task["id"], detail=detail)])
-        return True
+            for a in attempts:
+                task = a.task
+                current = db.execute("SELECT state, owner FROM tasks WHERE id = ?", (task["id"],)).fetchone()
+                if current is None or current["state"] != RUNNING or current["owner"] != owner:
+                    continue
+                delivered = list(a.delivered_ids)
+                if delivered:
+                    db.executemany("UPDATE task_instances SET delivered = 1 WHERE task_id = ? AND instance_id = ?",
+                                   [(task["id"], i) for i in delivered])
+                totals = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM task_instances"
+                                    " WHERE task_id = ? AND delivered = 1", (task["id"],)).fetchone()
+                fresh_bytes = db.execute(
+                    f"SELECT COALESCE(SUM(size), 0) FROM task_instances WHERE task_id = ? AND instance_id IN"
+                    f" ({', '.join('?' * len(delivered))})", (task["id"], *delivered)).fetchone()[0] if delivered else 0
+                db.execute(
+                    "UPDATE tasks SET state = ?, attempts = attempts + 1, delivered = ?, bytes = ?, last_error = ?,"
+                    " next_attempt_at = ?, updated_at = ?, finished_at = ?,"
+                    " owner = CASE WHEN ? = 'PENDING' THEN NULL ELSE owner END WHERE id = ?",
+                    (a.state, totals[0], totals[1], a.error, now + (a.retry_in or 0), now,
+                     now if a.state in FINAL_STATES else None, a.state, task["id"]))
+                db.execute("INSERT INTO destination_stats (destination, delivered_instances, failed_instances,"
+                           " delivered_bytes) VALUES (?, ?, ?, ?) ON CONFLICT(destination) DO UPDATE SET"
+                           " delivered_instances = delivered_instances + excluded.delivered_instances,"
+                           " failed_instances = failed_instances + excluded.failed_instances,"
+                           " delivered_bytes = delivered_bytes + excluded.delivered_bytes",
+                           (task["destination"], len(delivered), a.failed, fresh_bytes))
+                detail = {"attempt": task["attempts"] + 1, "delivered": totals[0], "expected": task.get("expected")}
+                if a.error:
+                    detail["error"] = a.error
+                self._audit(db, [AuditEvent(OUTCOME_ACTIONS[a.state], route=task["route"],
+                                            destination=task["destination"], resource_id=task["resource_id"],
+                                            task_id=task["id"], detail=detail)])
+                recorded.append(task["id"])
+        return recorded
 
     def heartbeat(self, owner: str) -> None:
         now = self.clock()

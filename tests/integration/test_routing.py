@@ -160,3 +160,25 @@ def test_condition_script_route_and_stable_study_with_delete(cluster, tmp_path):
     # the delivered study is deleted from the router; the scout study matched nothing and stays
     assert node.get("/studies/" + node.get("/studies")[0])["MainDicomTags"]["StudyInstanceUID"] == \
         __import__("pydicom").dcmread(scout[0]).StudyInstanceUID
+
+
+def test_a_hung_destination_holds_at_most_its_share_of_workers(cluster, tmp_path):
+    from harness import BlackHole
+    hole = BlackHole()
+    try:
+        good = cluster.orthanc("good")
+        node = cluster.orthanc("router", courier={
+            "AllowedCallers": "Any", "Workers": 4, "MaxWorkersPerDestination": 2, "BatchSize": 1,
+            "Retry": {"InitialDelaySeconds": 30},
+            "Routes": [{"Name": "to-hole", "Priority": 10, "Destinations": ["hole"]},
+                       {"Name": "to-good", "Destinations": ["good"]}]},
+            extra={"DicomScuTimeout": 20, "DicomModalities": {
+                "hole": {"AET": "HOLE", "Host": "127.0.0.1", "Port": hole.port}, "good": good.as_modality()}})
+        files = write_instances(tmp_path / "in", 6)
+        storescu(node.dicom_port, files)
+        wait_until(lambda: good.sop_uids() == {p.stem for p in files}, 15, what="the good destination served")
+        assert hole.open_now() == 2          # still hanging: the good one did not wait for it
+        assert hole.most_open == 2           # never more than MaxWorkersPerDestination
+        assert len(tasks(node, route="to-hole", state="RUNNING")) == 2
+    finally:
+        hole.close()

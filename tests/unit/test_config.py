@@ -46,6 +46,7 @@ def test_a_valid_configuration():
     ({"Courier__Workrs": 2}, "Courier.Workrs", "did you mean 'Workers'"),
     ({"Courier__Workers": "4"}, "Courier.Workers", "expected an integer, got a string"),
     ({"Courier__Workers": 0}, "Courier.Workers", "greater than 0"),
+    ({"Courier__Workers": 3}, "Courier.Workers", 'set "ConcurrentJobs" to at least 3'),
     ({"Courier__Retry": {"MaxAttempts": True}}, "Courier.Retry.MaxAttempts", "expected an integer"),
     ({"Courier__Retry": {"Multiplier": 0.5}}, "Courier.Retry.Multiplier", "at least 1"),
     ({"Courier__AllowedCallers": "Some"}, "Courier.AllowedCallers", "KnownModalities"),
@@ -77,6 +78,12 @@ def test_a_route_with_two_equal_names_is_refused():
     config["Courier"]["Routes"].append(copy.deepcopy(config["Courier"]["Routes"][0]))
     with pytest.raises(ConfigError, match=r"Courier.Routes\[1\].Name"):
         parse(config, "/", "/")
+
+
+def test_workers_follow_orthancs_concurrent_jobs():
+    assert parse({}, "/", "/").workers == 2
+    assert parse({"ConcurrentJobs": 8}, "/", "/").workers == 4
+    assert parse({"ConcurrentJobs": 8, "Courier": {"Workers": 8}}, "/", "/").workers == 8
 
 
 def test_no_courier_section_means_no_routes():

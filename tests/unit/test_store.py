@@ -1,6 +1,6 @@
 import threading
 
-from courier.store import AuditEvent, ManifestItem, NewTask, Store
+from courier.store import Attempt, AuditEvent, ManifestItem, NewTask, Store
 from courier.policy import CANCELED, PENDING, RUNNING, SUCCESS
 
 
@@ -53,8 +53,8 @@ def test_claim_takes_one_destination_most_urgent_first_and_respects_next_attempt
     batch = store.claim("w", 10)
     assert [t["resource_id"] for t in batch] == ["i2", "i3"] and {t["destination"] for t in batch} == {"b"}
     task = batch[0]
-    store.save_manifest(task["id"], [ManifestItem("i2", "1.2.3", 10)])
-    assert store.finish_attempt(task, "w", [], 1, PENDING, 30.0, "down")
+    store.save_manifests({task["id"]: [ManifestItem("i2", "1.2.3", 10)]})
+    assert store.finish_attempts("w", [Attempt(task, [], 1, PENDING, 30.0, "down")]) == [task["id"]]
     assert [t["resource_id"] for t in store.claim("w", 10)] == ["i1"]
     clock.now += 31
     assert [t["resource_id"] for t in store.claim("w", 10)] == ["i2"]
@@ -64,8 +64,8 @@ def test_finish_counts_per_sop_uid_and_keeps_the_missing(tmp_path):
     store = make_store(tmp_path)
     store.enqueue([NewTask("r", "d", "Series", "s1")])
     task = store.claim("w", 1)[0]
-    store.save_manifest(task["id"], [ManifestItem(f"i{n}", f"1.2.{n}", 100) for n in range(3)])
-    store.finish_attempt(task, "w", ["i0", "i2"], 1, "WARNING", None, "1 instance(s) not delivered")
+    store.save_manifests({task["id"]: [ManifestItem(f"i{n}", f"1.2.{n}", 100) for n in range(3)]})
+    store.finish_attempts("w", [Attempt(task, ["i0", "i2"], 1, "WARNING", None, "1 instance(s) not delivered")])
     saved = store.task(task["id"])
     assert (saved["state"], saved["delivered"], saved["expected"], saved["bytes"]) == ("WARNING", 2, 3, 200)
     assert saved["missing"] == ["1.2.1"]
@@ -78,7 +78,7 @@ def test_a_cancelled_running_task_is_not_overwritten_by_its_worker(tmp_path):
     store.enqueue([NewTask("r", "d", "Instance", "i1")])
     task = store.claim("w", 1)[0]
     assert store.set_state(task["id"], (PENDING, RUNNING), CANCELED, "alice", "task-cancelled") == RUNNING
-    assert not store.finish_attempt(task, "w", ["i1"], 0, SUCCESS, None, None)
+    assert store.finish_attempts("w", [Attempt(task, ["i1"], 0, SUCCESS)]) == []
     assert store.task(task["id"])["state"] == CANCELED
     total, entries = store.audit_log(actor="alice")
     assert total == 1 and entries[0]["action"] == "task-cancelled"
@@ -104,3 +104,11 @@ def test_listing_filters_and_paginates(tmp_path):
     total, rows = store.tasks(route="r1", limit=2, offset=1)
     assert total == 5 and len(rows) == 2 and all(r["route"] == "r1" for r in rows)
     assert rows[0]["id"] > rows[1]["id"]
+
+
+def test_a_destination_served_by_enough_workers_is_skipped(tmp_path):
+    store = make_store(tmp_path)
+    store.enqueue([NewTask("r", "hung", "Instance", f"h{n}", priority=9) for n in range(3)]
+                  + [NewTask("r", "fine", "Instance", "f1")])
+    claimed = [store.claim(f"w{n}", 1, max_workers_per_destination=2) for n in range(4)]
+    assert [[t["destination"] for t in batch] for batch in claimed] == [["hung"], ["hung"], ["fine"], []]
