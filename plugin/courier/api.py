@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import csv
+import io
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from . import VERSION
 from .config import CourierConfig
 from .errors import ApiError
 from .host import HttpRequest, HttpResponse
 from .policy import CANCELED, FAILURE, PENDING, RUNNING, STATES, WARNING
-from .store import Store
+from .pseudonymize import PseudonymizationError, Pseudonymizer
+from .store import AuditEvent, Store
 
 PREFIX = "/courier/"
 MAX_PAGE = 1000
@@ -60,8 +63,10 @@ def _actor(request: HttpRequest) -> str:
 
 
 class Api:
-    def __init__(self, config: CourierConfig, store: Store, is_healthy: Callable[[], bool]) -> None:
+    def __init__(self, config: CourierConfig, store: Store, is_healthy: Callable[[], bool],
+                 pseudonymizers: Mapping[str, Pseudonymizer] = {}) -> None:
         self.config, self.store, self.is_healthy = config, store, is_healthy
+        self.pseudonymizers = pseudonymizers
 
     # -- handlers -----------------------------------------------------------------------------
     def health(self, request: HttpRequest, args: dict) -> Any:
@@ -135,6 +140,46 @@ class Api:
     def openapi(self, request: HttpRequest, args: dict) -> Any:
         return openapi_document()
 
+    def _pseudonymizer(self, name: Optional[str]) -> Pseudonymizer:
+        if not name:
+            raise ApiError(400, "query parameter 'profile' is required")
+        if name not in self.pseudonymizers:
+            raise ApiError(404, f"no pseudonymization profile {name!r}; configured: {', '.join(self.pseudonymizers) or 'none'}")
+        return self.pseudonymizers[name]
+
+    def pseudonymize(self, request: HttpRequest, args: dict) -> Any:
+        # Orthanc 1.10.1 gives plugins the query string of GET requests only: the profile is in the path.
+        pseudonymizer = self._pseudonymizer(args.get("profile") or request.query.get("profile"))
+        if not request.body:
+            raise ApiError(400, "send one DICOM instance as the request body")
+        try:
+            data, _ = pseudonymizer.pseudonymize_bytes(bytes(request.body))
+        except PseudonymizationError as exc:
+            raise ApiError(422, f"{exc.disposition}: {exc.reason}") from None
+        return HttpResponse(200, data, "application/dicom")
+
+    def quarantine(self, request: HttpRequest, args: dict) -> Any:
+        limit = _int(request.query.get("limit"), "limit", 100, 1, MAX_PAGE)
+        offset = _int(request.query.get("offset"), "offset", 0)
+        total, rows = self.store.quarantined(limit, offset)
+        return {"total": total, "limit": limit, "offset": offset, "entries": rows}
+
+    def _crosswalk(self, request: HttpRequest, args: dict, kind: str, header: tuple[str, str]) -> Any:
+        self._pseudonymizer(args["profile"])
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(self.store.crosswalk(args["profile"], kind))
+        self.store.record(AuditEvent("crosswalk-exported", actor=_actor(request),
+                                     detail={"profile": args["profile"], "kind": kind}))
+        return HttpResponse(200, out.getvalue().encode(), "text/csv; charset=utf-8")
+
+    def patid_mapping(self, request: HttpRequest, args: dict) -> Any:
+        return self._crosswalk(request, args, "patients", ("old_patient_id", "new_patient_id"))
+
+    def uid_mapping(self, request: HttpRequest, args: dict) -> Any:
+        return self._crosswalk(request, args, "uids", ("old_uid", "new_uid"))
+
     # -- dispatch -----------------------------------------------------------------------------
     def handle(self, request: HttpRequest) -> HttpResponse:
         try:
@@ -146,7 +191,8 @@ class Api:
                 found = endpoint.regex.match(path)
                 if found:
                     if endpoint.method == request.method:
-                        return _json(200, endpoint.handler(self, request, found.groupdict()))
+                        answer = endpoint.handler(self, request, found.groupdict())
+                        return answer if isinstance(answer, HttpResponse) else _json(200, answer)
                     allowed.append(endpoint.method)
             if allowed:
                 raise ApiError(405, f"{request.method} is not allowed on {request.path}; use {', '.join(allowed)}")
@@ -174,6 +220,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "audit", Api.audit, "The audit trail, newest first",
              (("action", "e.g. task-delivered, instance-rejected"), ("actor", "user or calling AE"),
               ("route", "route name"), ("task", "task id"), ("since", "Unix time")) + _PAGING),
+    Endpoint("POST", "pseudonymize/{profile}", Api.pseudonymize,
+             "Pseudonymize the DICOM instance in the body with a profile and return it (to try a profile)"),
+    Endpoint("GET", "quarantine", Api.quarantine, "Instances refused or quarantined, with the reason", _PAGING),
+    Endpoint("GET", "crosswalk/{profile}/patid_mapping.csv", Api.patid_mapping,
+             "CSV old_patient_id,new_patient_id of a profile (honest-broker crosswalk)"),
+    Endpoint("GET", "crosswalk/{profile}/uid_mapping.csv", Api.uid_mapping, "CSV old_uid,new_uid of a profile"),
     Endpoint("GET", "openapi.json", Api.openapi, "This document"),
 )
 
@@ -181,7 +233,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 def openapi_document() -> dict:
     paths: dict[str, dict] = {}
     for endpoint in ENDPOINTS:
-        parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
+        parameters = [{"name": name, "in": "path", "required": True,
+                       "schema": {"type": "integer" if name == "id" else "string"}}
                       for name in re.findall(r"\{(\w+)\}", endpoint.pattern)]
         parameters += [{"name": name, "in": "query", "required": False, "description": text,
                         "schema": {"type": "string"}} for name, text in endpoint.query]

@@ -15,6 +15,7 @@ from .ingest import ChangeFollower
 from .metrics import MetricsPublisher
 from .orthanc_rest import OrthancRest
 from .scripts import load_conditions
+from .pseudonymize import Pseudonymizer
 from .senders import build_senders
 from .store import AuditEvent, Store
 
@@ -31,11 +32,15 @@ class Courier:
         self.store = Store(config.database_path)
         self.rest = OrthancRest(config.orthanc_url, token=host.rest_token())
         self.callers = CallerPolicy(config.allowed_callers, config.known_callers)
-        self.engine = Engine(config, self.store, self.rest, build_senders(self.rest, config.destinations, config.folders))
+        senders = build_senders(self.rest, config.destinations, config.folders, config.nodes, config.local_aet,
+                                config.dicom_timeout)
+        self.pseudonymizers = {name: Pseudonymizer(profile) for name, profile in config.profiles.items()}
+        self.engine = Engine(config, self.store, self.rest, senders, self.pseudonymizers)
         self.follower = ChangeFollower(self.store, self.rest, config.routes, self.callers, run_script,
                                        on_tasks=self.engine.wake)
         self.metrics = MetricsPublisher(self.store, host.set_metric)
-        self.api = Api(config, self.store, is_healthy=lambda: self.engine.running and self.follower.running)
+        self.api = Api(config, self.store, is_healthy=lambda: self.engine.running and self.follower.running,
+                       pseudonymizers=self.pseudonymizers)
 
     def install(self) -> None:
         if self.callers.mode != "Any":       # the filter runs on Orthanc's DICOM thread: only when needed

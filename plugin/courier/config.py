@@ -14,21 +14,14 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
+from .config_reader import KEYS, Section as _Section, resolve as _resolve, type_name as _type_name
 from .errors import ConfigError
+from .profiles import parse_profiles
+from .pseudonymize import Profile
 from .rules import CONTEXT_KEYS, MatchSyntaxError, Route, compile_condition
 
 TRIGGERS = ("Instance", "StableSeries", "StableStudy")
 CALLER_MODES = ("KnownModalities", "Any")
-
-# Every key Courier reads, by section. "{id}" stands for a user-chosen name, "[]" for a list item.
-KEYS: dict[str, tuple[str, ...]] = {
-    "Courier": ("DatabasePath", "Workers", "MaxWorkersPerDestination", "BatchSize", "HeartbeatTimeoutSeconds", "AllowedCallers",
-                "RouterName", "ScriptsDirectory", "OrthancUrl", "Retry", "Folders", "Routes"),
-    "Courier.Retry": ("MaxAttempts", "InitialDelaySeconds", "Multiplier", "MaxDelaySeconds"),
-    "Courier.Folders.{id}": ("Path", "Layout"),
-    "Courier.Routes[]": ("Name", "Trigger", "Match", "Condition", "Destinations", "DeleteAfterDelivery",
-                         "Priority", "AllowedCallingAets", "Fallback"),
-}
 
 DEFAULT_LAYOUT = "{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm"
 
@@ -49,6 +42,19 @@ class Folder:
 
 
 @dataclass(frozen=True)
+class Node:
+    """Where a destination is, for sends Courier makes itself (pseudonymized data)."""
+    id: str
+    kind: str                     # dicom | dicomweb | peer
+    aet: str = ""
+    host: str = ""
+    port: int = 0
+    url: str = ""
+    username: Optional[str] = None
+    password: Optional[str] = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class CourierConfig:
     routes: tuple[Route, ...]
     destinations: Mapping[str, str]               # id -> "dicom" | "dicomweb" | "peer" | "folder"
@@ -64,79 +70,38 @@ class CourierConfig:
     router_name: str = "courier"
     scripts_directory: str = "lua-free-scripts"
     orthanc_url: str = "http://127.0.0.1:8042"
-
-
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-               dict: "an object", list: "a list"}
-
-
-def _type_name(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true/false"
-    return {str: "a string", int: "an integer", float: "a number", dict: "an object",
-            list: "a list", type(None): "null"}.get(type(value), type(value).__name__)
-
-
-def _is(value: Any, kind: type) -> bool:
-    if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, kind)
-
-
-class _Section:
-    """Reads one JSON object, knows its declared keys, rejects the others."""
-
-    _MISSING = object()
-
-    def __init__(self, data: Any, path: str, schema: str) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(path, f"expected an object, got {_type_name(data)}")
-        self.data, self.path, self.keys = data, path, KEYS[schema]
-        unknown = [k for k in data if k not in self.keys]
-        if unknown:
-            close = difflib.get_close_matches(unknown[0], self.keys, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(self.keys)}"
-            raise ConfigError(f"{path}.{unknown[0]}", "unknown key", hint)
-
-    def get(self, key: str, kind: type, default: Any = _MISSING) -> Any:
-        assert key in self.keys, f"{key} is not declared in config.KEYS"
-        if key not in self.data:
-            if default is self._MISSING:
-                raise ConfigError(f"{self.path}.{key}", "is required")
-            return default
-        value = self.data[key]
-        if not _is(value, kind):
-            raise ConfigError(f"{self.path}.{key}", f"expected {_TYPE_NAMES[kind]}, got {_type_name(value)}")
-        return value
-
-    def positive(self, key: str, kind: type, default: Any) -> Any:
-        value = self.get(key, kind, default)
-        if value <= 0:
-            raise ConfigError(f"{self.path}.{key}", f"must be greater than 0, got {value}")
-        return value
-
-
-def _resolve(path: str, base_dir: str) -> str:
-    return path if os.path.isabs(path) else os.path.normpath(os.path.join(base_dir, path))
+    nodes: Mapping[str, Node] = field(default_factory=dict)
+    profiles: Mapping[str, Profile] = field(default_factory=dict)
+    quarantine_directory: str = "quarantine"
+    local_aet: str = "ORTHANC"
+    dicom_timeout: float = 10.0
 
 
 # --- Orthanc's own registries ------------------------------------------------------------
 
-def _modality_aet_host(entry: Any, path: str) -> tuple[str, str]:
-    if isinstance(entry, list) and len(entry) >= 3:
-        return str(entry[0]), str(entry[1])
-    if isinstance(entry, dict) and "AET" in entry and "Host" in entry:
-        return str(entry["AET"]), str(entry["Host"])
-    raise ConfigError(path, "a modality is [AET, Host, Port] or an object with AET, Host and Port")
+def _node(node_id: str, kind: str, entry: Any, path: str) -> Node:
+    if kind == "dicom":
+        if isinstance(entry, list) and len(entry) >= 3:
+            return Node(node_id, kind, aet=str(entry[0]), host=str(entry[1]), port=int(entry[2]))
+        if isinstance(entry, dict) and {"AET", "Host", "Port"} <= set(entry):
+            return Node(node_id, kind, aet=str(entry["AET"]), host=str(entry["Host"]), port=int(entry["Port"]))
+        raise ConfigError(path, "a modality is [AET, Host, Port] or an object with AET, Host and Port")
+    if isinstance(entry, str):
+        return Node(node_id, kind, url=entry)
+    if isinstance(entry, list) and entry:
+        return Node(node_id, kind, url=str(entry[0]), username=entry[1] if len(entry) > 2 else None,
+                    password=entry[2] if len(entry) > 2 else None)
+    if isinstance(entry, dict) and "Url" in entry:
+        return Node(node_id, kind, url=str(entry["Url"]), username=entry.get("Username"), password=entry.get("Password"))
+    raise ConfigError(path, "expected a URL, [URL, user, password] or an object with Url")
 
 
-def node_registry(orthanc: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
-    """Destination ids by kind from DicomModalities, DicomWeb.Servers and OrthancPeers,
-    plus the calling AETs (and their hosts) that DicomModalities declares."""
+def node_registry(orthanc: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, tuple[str, ...]], dict[str, Node]]:
+    """Destination ids by kind from DicomModalities, DicomWeb.Servers and OrthancPeers, the
+    calling AETs (and their hosts) that DicomModalities declares, and every node's address."""
     kinds: dict[str, str] = {}
     callers: dict[str, tuple[str, ...]] = {}
+    nodes: dict[str, Node] = {}
     sources = [("DicomModalities", orthanc.get("DicomModalities") or {}, "dicom"),
                ("DicomWeb.Servers", (orthanc.get("DicomWeb") or {}).get("Servers") or {}, "dicomweb"),
                ("OrthancPeers", orthanc.get("OrthancPeers") or {}, "peer")]
@@ -148,10 +113,10 @@ def node_registry(orthanc: Mapping[str, Any]) -> tuple[dict[str, str], dict[str,
                 raise ConfigError(f"{section}.{node_id}", f"the id is also used by a {kinds[node_id]} node",
                                   "destination ids must be unique across registries")
             kinds[node_id] = kind
+            node = nodes[node_id] = _node(node_id, kind, entry, f"{section}.{node_id}")
             if kind == "dicom":
-                aet, host = _modality_aet_host(entry, f"{section}.{node_id}")
-                callers[aet] = callers.get(aet, ()) + (host,)
-    return kinds, callers
+                callers[node.aet] = callers.get(node.aet, ()) + (node.host,)
+    return kinds, callers, nodes
 
 
 # --- the Courier section -----------------------------------------------------------------
@@ -208,7 +173,7 @@ def _string_list(value: Any, path: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _routes(raw: Any, destinations: Mapping[str, str]) -> tuple[Route, ...]:
+def _routes(raw: Any, destinations: Mapping[str, str], profiles: Mapping[str, Profile]) -> tuple[Route, ...]:
     if not isinstance(raw, list):
         raise ConfigError("Courier.Routes", f"expected a list, got {_type_name(raw)}")
     routes, names = [], set()
@@ -237,12 +202,17 @@ def _routes(raw: Any, destinations: Mapping[str, str]) -> tuple[Route, ...]:
             raise ConfigError(f"{path}.Condition", f"expected a file name like 'my_rule.py', got {condition!r}",
                               "scripts live in Courier.ScriptsDirectory")
         allowed = section.get("AllowedCallingAets", list, None)
+        profile = section.get("Pseudonymize", str, None)
+        if profile is not None and profile not in profiles:
+            close = difflib.get_close_matches(profile, list(profiles), n=1)
+            raise ConfigError(f"{path}.Pseudonymize", f"no pseudonymization profile named {profile!r}",
+                              f"did you mean '{close[0]}'?" if close else "declare it in Courier.Pseudonymization")
         routes.append(Route(
             name=name, trigger=trigger, match=match, destinations=targets, condition_script=condition,
             delete_after_delivery=section.get("DeleteAfterDelivery", bool, False),
             priority=section.get("Priority", int, 0),
             allowed_calling_aets=None if allowed is None else _string_list(allowed, f"{path}.AllowedCallingAets"),
-            fallback=section.get("Fallback", bool, False), match_spec=match_spec))
+            fallback=section.get("Fallback", bool, False), match_spec=match_spec, pseudonymize=profile))
     return tuple(routes)
 
 
@@ -271,14 +241,15 @@ def _retry(raw: Any) -> RetryPolicy:
     return policy
 
 
-def parse(orthanc: Mapping[str, Any], base_dir: str, repo_dir: str) -> CourierConfig:
+def parse(orthanc: Mapping[str, Any], base_dir: str, repo_dir: str,
+          environ: Mapping[str, str] = os.environ) -> CourierConfig:
     """Validate the whole Orthanc configuration as Courier sees it.
 
     `base_dir` resolves relative paths (the configuration file's folder, as Orthanc does);
     `repo_dir` is the checkout, where the default scripts directory lives.
     """
     section = _Section(orthanc.get("Courier", {}), "Courier", "Courier")
-    kinds, callers = node_registry(orthanc)
+    kinds, callers, nodes = node_registry(orthanc)
     folders = _folders(section.get("Folders", dict, {}), base_dir, kinds)
     destinations = {**kinds, **{folder_id: "folder" for folder_id in folders}}
     storage = orthanc.get("StorageDirectory", "OrthancStorage")
@@ -286,8 +257,12 @@ def parse(orthanc: Mapping[str, Any], base_dir: str, repo_dir: str) -> CourierCo
     mode = section.get("AllowedCallers", str, "KnownModalities")
     if mode not in CALLER_MODES:
         raise ConfigError("Courier.AllowedCallers", f"unknown value {mode!r}", f"one of {', '.join(CALLER_MODES)}")
+    profiles = parse_profiles(section.get("Pseudonymization", dict, {}), base_dir, environ)
     return CourierConfig(
-        routes=_routes(section.get("Routes", list, []), destinations),
+        routes=_routes(section.get("Routes", list, []), destinations, profiles), nodes=nodes, profiles=profiles,
+        quarantine_directory=_resolve(section.get("QuarantineDirectory", str, os.path.join(storage, "courier-quarantine")), base_dir),
+        local_aet=str(orthanc.get("DicomAet", "ORTHANC")),
+        dicom_timeout=float(orthanc.get("DicomScuTimeout", 10) or 10),
         destinations=destinations, folders=folders, known_callers=callers, allowed_callers=mode,
         retry=_retry(section.get("Retry", dict, {})),
         workers=_workers(section, orthanc),

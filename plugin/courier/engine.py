@@ -19,6 +19,7 @@ from .errors import DeliveryError
 from .orthanc_rest import OrthancRest
 from .policy import SUCCESS, decide
 from .senders import Sender
+from .pseudonymize import PseudonymizationError, Pseudonymizer
 from .store import Attempt, ManifestItem, Store
 
 log = logging.getLogger("courier.engine")
@@ -37,8 +38,9 @@ def instance_manifest(rest: OrthancRest, level: str, resource_id: str) -> list[M
 
 class Engine:
     def __init__(self, config: CourierConfig, store: Store, rest: OrthancRest, senders: Mapping[str, Sender],
-                 clock: Callable[[], float] = time.time) -> None:
+                 pseudonymizers: Mapping[str, Pseudonymizer] = {}, clock: Callable[[], float] = time.time) -> None:
         self.config, self.store, self.rest, self.senders, self.clock = config, store, rest, senders, clock
+        self.pseudonymizers = pseudonymizers
         self.node = f"{config.router_name}:"
         self.incarnation = f"{self.node}{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
@@ -130,24 +132,67 @@ class Engine:
         return True
 
     def _deliver(self, tasks: Sequence[dict], manifests: Mapping[int, list[ManifestItem]]) -> list[Attempt]:
-        if not tasks:
-            return []
-        todo: dict[str, ManifestItem] = {}
+        groups: dict[Optional[str], list[dict]] = {}
+        for task in tasks:
+            groups.setdefault(task["profile"], []).append(task)
+        return [attempt for profile, group in groups.items() for attempt in self._deliver_group(group, manifests, profile)]
+
+    def _deliver_group(self, tasks: Sequence[dict], manifests: Mapping[int, list[ManifestItem]],
+                       profile: Optional[str]) -> list[Attempt]:
+        """Send what the tasks (one destination, one profile) still miss; one Attempt per task."""
+        todo: dict[str, tuple[ManifestItem, dict]] = {}
         for task in tasks:
             for item in manifests[task["id"]]:
                 if not item.delivered:
-                    todo.setdefault(item.instance_id, item)
-        report = self.senders[tasks[0]["destination"]].send(list(todo.values())) if todo else {}
+                    todo.setdefault(item.instance_id, (item, task))
+        sender = self.senders[tasks[0]["destination"]]
+        settled: set[str] = set()          # failed for good: quarantined or refused, retrying cannot help
+        if not todo:
+            report = {}
+        elif profile is None:
+            report = sender.send([item for item, _ in todo.values()])
+        else:
+            files, report, settled = self._pseudonymize(profile, todo)
+            if files:
+                report.update(sender.send_files(files))
         attempts = []
         for task in tasks:
             manifest = manifests[task["id"]]
             undelivered = [i for i in manifest if not i.delivered]
             newly = [i.instance_id for i in undelivered if report.get(i.instance_id, "not sent") is None]
-            errors = [report.get(i.instance_id, "not sent") for i in undelivered if report.get(i.instance_id, "not sent")]
-            error = f"{len(errors)} instance(s) not delivered: {errors[0]}" if errors else None
-            attempts.append(self._attempt(task, newly, len(errors), len(manifest),
-                                          len(manifest) - len(undelivered) + len(newly), error))
+            failed = [i.instance_id for i in undelivered if report.get(i.instance_id, "not sent")]
+            error = f"{len(failed)} instance(s) not delivered: {report.get(failed[0], 'not sent')}" if failed else None
+            attempts.append(self._attempt(task, newly, len(failed), len(manifest),
+                                          len(manifest) - len(undelivered) + len(newly), error,
+                                          retriable=any(i not in settled for i in failed)))
         return attempts
+
+    def _pseudonymize(self, profile: str, todo: Mapping[str, tuple[ManifestItem, dict]]):
+        """Read each original from Orthanc and pseudonymize it; what cannot be is quarantined
+        (the original stays in Orthanc, listed in GET /courier/quarantine), never sent as is."""
+        pseudonymizer = self.pseudonymizers[profile]
+        files, report, settled = [], {}, set()
+        patients, uids = set(), {}
+        for instance_id, (item, task) in todo.items():
+            try:
+                data = self.rest.get_bytes(f"/instances/{instance_id}/file")
+            except DeliveryError as exc:
+                report[instance_id] = str(exc)
+                continue
+            try:
+                out, result = pseudonymizer.pseudonymize_bytes(data)
+            except PseudonymizationError as exc:
+                self.store.quarantine(exc.reason, exc.disposition, profile, task["route"], task["id"],
+                                      instance_id, item.sop_instance_uid)
+                report[instance_id] = f"{exc.disposition}: {exc.reason}"
+                settled.add(instance_id)
+                continue
+            files.append((item, out))
+            patients.add(result.patient_id)
+            uids.update(result.uids)
+        if patients or uids:
+            self.store.record_crosswalk(profile, patients, uids)
+        return files, report, settled
 
     def _attempt(self, task: dict, newly: Sequence[str], failed: int, expected: int, delivered: int,
                  error: Optional[str], retriable: bool = True) -> Attempt:

@@ -123,7 +123,7 @@ class ChangeFollower:
         for route in result.fired:
             for destination in route.destinations:
                 tasks.append(NewTask(route.name, destination, level, resource_id, route.priority,
-                                     route.delete_after_delivery))
+                                     route.delete_after_delivery, route.pseudonymize))
 
     def _tags(self, level: str, resource_id: str, metadata: Optional[dict] = None) -> dict[str, Any]:
         """Tags of the resource (its first instance's, for a series or a study) plus context keys;

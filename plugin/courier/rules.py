@@ -126,6 +126,7 @@ class Route:
     allowed_calling_aets: Optional[tuple[str, ...]] = None
     fallback: bool = False
     match_spec: Mapping[str, Any] = None          # the JSON as written, for GET /courier/routes
+    pseudonymize: Optional[str] = None            # profile applied when sending
 
 
 @dataclass(frozen=True)

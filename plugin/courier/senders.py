@@ -1,6 +1,10 @@
 """One sender per destination kind. A sender returns, for each instance, None (acknowledged by
 the destination) or the error that kept it from being delivered; it never decides retries.
 
+`send(items)` sends instances stored in Orthanc, by Orthanc ID. `send_files(files)` sends bytes
+Courier made (pseudonymized instances), which Orthanc never stores: C-STORE with pynetdicom,
+STOW-RS and peer uploads with requests, or a file write.
+
 DICOM, DICOMweb and peer sends go through Orthanc's own REST routes in one batch (one
 association / one STOW request for many instances). Orthanc answers a batch with a single
 error, so when a batch fails the sender retries its instances one by one to learn exactly
@@ -12,10 +16,14 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import tempfile
+import uuid
 from typing import Callable, Mapping, Optional, Protocol, Sequence
 
-from .config import Folder
+import requests
+
+from .config import Folder, Node
 from .errors import DeliveryError
 from .layout import contained_path, relative_path
 from .orthanc_rest import OrthancRest
@@ -24,8 +32,14 @@ from .store import ManifestItem
 Report = dict[str, Optional[str]]   # Orthanc instance ID -> None if delivered, else the error
 
 
+FileItem = tuple[ManifestItem, bytes]
+CSTORE_OK = {0x0000, 0xB000, 0xB006, 0xB007}     # success and the three C-STORE warnings
+
+
 class Sender(Protocol):
     def send(self, items: Sequence[ManifestItem]) -> Report: ...
+
+    def send_files(self, files: Sequence[FileItem]) -> Report: ...
 
 
 def batch_then_each(ids: Sequence[str], send: Callable[[Sequence[str]], None], give_up_after: int = 2) -> Report:
@@ -55,18 +69,116 @@ def batch_then_each(ids: Sequence[str], send: Callable[[Sequence[str]], None], g
 
 
 class OrthancRouteSender:
-    """DICOM (C-STORE), DICOMweb (STOW-RS) and Orthanc peers, through Orthanc's REST API."""
+    """DICOM (C-STORE), DICOMweb (STOW-RS) and Orthanc peers: stored instances through
+    Orthanc's REST API; Courier's own bytes directly."""
 
     PATHS = {"dicom": "/modalities/{}/store", "dicomweb": "/dicom-web/servers/{}/stow", "peer": "/peers/{}/store"}
 
-    def __init__(self, rest: OrthancRest, kind: str, node_id: str) -> None:
-        self.rest, self.path = rest, self.PATHS[kind].format(node_id)
+    def __init__(self, rest: OrthancRest, node: Node, local_aet: str, timeout: float) -> None:
+        self.rest, self.node, self.local_aet, self.timeout = rest, node, local_aet, timeout
+        self.path = self.PATHS[node.kind].format(node.id)
 
     def _send(self, ids: Sequence[str]) -> None:
         self.rest.post_json(self.path, {"Resources": list(ids), "Synchronous": True})
 
     def send(self, items: Sequence[ManifestItem]) -> Report:
         return batch_then_each([i.instance_id for i in items], self._send)
+
+    def send_files(self, files: Sequence[FileItem]) -> Report:
+        if self.node.kind == "dicom":
+            return cstore_files(self.node, self.local_aet, files, self.timeout)
+        if self.node.kind == "peer":
+            return _http_each(files, lambda data: self._post(self.node.url.rstrip("/") + "/instances", data,
+                                                              "application/dicom"))
+        return stow_files(self.node, files, self.timeout)
+
+    def _post(self, url: str, data: bytes, content_type: str) -> requests.Response:
+        auth = (self.node.username, self.node.password) if self.node.username else None
+        try:
+            response = requests.post(url, data=data, headers={"Content-Type": content_type}, auth=auth,
+                                     timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise DeliveryError(f"{self.node.id}: {type(exc).__name__}") from None
+        if response.status_code >= 300:
+            raise DeliveryError(f"{self.node.id}: HTTP {response.status_code}")
+        return response
+
+
+def _http_each(files: Sequence[FileItem], post: Callable[[bytes], object]) -> Report:
+    report: Report = {}
+    for item, data in files:
+        try:
+            post(data)
+            report[item.instance_id] = None
+        except DeliveryError as exc:
+            report[item.instance_id] = str(exc)
+    return report
+
+
+def cstore_files(node: Node, local_aet: str, files: Sequence[FileItem], timeout: float) -> Report:
+    """C-STORE every file in one association; the status of each C-STORE decides its fate."""
+    from pydicom import dcmread
+    from pynetdicom import AE
+
+    datasets = [(item, dcmread(io.BytesIO(data))) for item, data in files]
+    ae = AE(ae_title=local_aet)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
+    contexts = sorted({(str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)) for _, ds in datasets})
+    for sop_class, syntax in contexts[:128]:
+        ae.add_requested_context(sop_class, [syntax])
+    assoc = ae.associate(node.host, node.port, ae_title=node.aet)
+    if not assoc.is_established:
+        return {item.instance_id: f"{node.id}: association with {node.aet}@{node.host}:{node.port} failed"
+                for item, _ in datasets}
+    try:
+        assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (AttributeError, OSError):
+        pass
+    report: Report = {}
+    try:
+        for item, ds in datasets:
+            try:
+                status = assoc.send_c_store(ds)
+            except Exception as exc:  # noqa: BLE001 - pynetdicom raises many kinds
+                report[item.instance_id] = f"{node.id}: {type(exc).__name__}: {exc}"
+                continue
+            code = getattr(status, "Status", None)
+            report[item.instance_id] = None if code in CSTORE_OK else \
+                f"{node.id}: C-STORE status {'none (association lost)' if code is None else hex(code)}"
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    return report
+
+
+def stow_files(node: Node, files: Sequence[FileItem], timeout: float) -> Report:
+    """One STOW-RS request; instances listed in FailedSOPSequence (0008,1198) failed."""
+    from pydicom import dcmread
+
+    boundary = uuid.uuid4().hex
+    body = b"".join(b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n" + data + b"\r\n"
+                    for _, data in files) + b"--" + boundary.encode() + b"--\r\n"
+    by_uid = {str(dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID): item
+              for item, data in files}
+    auth = (node.username, node.password) if node.username else None
+    try:
+        response = requests.post(node.url.rstrip("/") + "/studies", data=body, auth=auth, timeout=timeout,
+                                 headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+                                          "Accept": "application/dicom+json"})
+    except requests.RequestException as exc:
+        return {item.instance_id: f"{node.id}: {type(exc).__name__}" for item, _ in files}
+    if response.status_code not in (200, 202):
+        return {item.instance_id: f"{node.id}: STOW-RS HTTP {response.status_code}" for item, _ in files}
+    report: Report = {item.instance_id: None for item, _ in files}
+    try:
+        failed = (response.json() or {}).get("00081198", {}).get("Value", [])
+    except ValueError:
+        failed = []
+    for entry in failed:
+        uid = entry.get("00081155", {}).get("Value", [None])[0]
+        if uid in by_uid:
+            report[by_uid[uid].instance_id] = f"{node.id}: STOW-RS refused the instance"
+    return report
 
 
 class FolderSender:
@@ -75,10 +187,11 @@ class FolderSender:
     def __init__(self, rest: OrthancRest, folder: Folder) -> None:
         self.rest, self.folder = rest, folder
 
-    def _write(self, item: ManifestItem) -> None:
+    def _write(self, item: ManifestItem, data: Optional[bytes] = None) -> None:
         import pydicom
 
-        data = self.rest.get_bytes(f"/instances/{item.instance_id}/file")
+        if data is None:
+            data = self.rest.get_bytes(f"/instances/{item.instance_id}/file")
         dataset = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
         tags = {element.keyword: str(element.value) for element in dataset if element.keyword and element.VR != "SQ"}
         try:
@@ -95,16 +208,21 @@ class FolderSender:
             raise DeliveryError(f"cannot write to folder {self.folder.id!r}: {exc.strerror}") from None
 
     def send(self, items: Sequence[ManifestItem]) -> Report:
+        return self.send_files([(item, b"") for item in items])
+
+    def send_files(self, files: Sequence[FileItem]) -> Report:
         report: Report = {}
-        for item in items:
+        for item, data in files:
             try:
-                self._write(item)
+                self._write(item, data or None)
                 report[item.instance_id] = None
             except DeliveryError as exc:
                 report[item.instance_id] = str(exc)
         return report
 
 
-def build_senders(rest: OrthancRest, destinations: Mapping[str, str], folders: Mapping[str, Folder]) -> dict[str, Sender]:
-    return {node_id: FolderSender(rest, folders[node_id]) if kind == "folder" else OrthancRouteSender(rest, kind, node_id)
+def build_senders(rest: OrthancRest, destinations: Mapping[str, str], folders: Mapping[str, Folder],
+                  nodes: Mapping[str, Node], local_aet: str, timeout: float) -> dict[str, Sender]:
+    return {node_id: FolderSender(rest, folders[node_id]) if kind == "folder"
+            else OrthancRouteSender(rest, nodes[node_id], local_aet, timeout)
             for node_id, kind in destinations.items()}

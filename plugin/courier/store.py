@@ -87,7 +87,19 @@ def m001_tasks_manifests_audit_cursor(db: sqlite_utils.Database) -> None:
 
 TASK_COLUMNS = ("id", "route", "destination", "level", "resource_id", "state", "priority", "attempts",
                 "next_attempt_at", "created_at", "updated_at", "finished_at", "heartbeat_at", "owner",
-                "last_error", "delete_after", "expected", "delivered", "bytes")
+                "last_error", "delete_after", "expected", "delivered", "bytes", "profile")
+
+
+@migrations()
+def m002_pseudonymization(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE tasks ADD COLUMN profile TEXT")
+    db.execute("CREATE TABLE crosswalk_patients (profile TEXT NOT NULL, original TEXT NOT NULL,"
+               " pseudonym TEXT NOT NULL, first_seen REAL NOT NULL, PRIMARY KEY (profile, original))")
+    db.execute("CREATE TABLE crosswalk_uids (profile TEXT NOT NULL, original TEXT NOT NULL, new TEXT NOT NULL,"
+               " PRIMARY KEY (profile, original))")
+    db.execute("CREATE TABLE quarantine (id INTEGER PRIMARY KEY, at REAL NOT NULL, profile TEXT, route TEXT,"
+               " task_id INTEGER, instance_id TEXT, sop_instance_uid TEXT, reason TEXT NOT NULL,"
+               " disposition TEXT NOT NULL, file TEXT)")
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,7 @@ class NewTask:
     resource_id: str
     priority: int = 0
     delete_after: bool = False
+    profile: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -189,9 +202,9 @@ class Store:
             for t in tasks:
                 cur = db.execute(
                     "INSERT INTO tasks (route, destination, level, resource_id, state, priority, next_attempt_at,"
-                    " created_at, updated_at, delete_after) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " created_at, updated_at, delete_after, profile) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (t.route, t.destination, t.level, t.resource_id, PENDING, t.priority, now, now, now,
-                     int(t.delete_after)))
+                     int(t.delete_after), t.profile))
                 ids.append(cur.lastrowid)
             self._audit(db, [AuditEvent("task-created", route=t.route, destination=t.destination,
                                         resource_id=t.resource_id, task_id=i) for t, i in zip(tasks, ids)])
@@ -398,3 +411,35 @@ class Store:
         for route, state, count in self._db().execute("SELECT route, state, COUNT(*) FROM tasks GROUP BY route, state"):
             counts.setdefault(route, {})[state] = count
         return counts
+
+    # -- pseudonymization --------------------------------------------------------------------
+    def record_crosswalk(self, profile: str, patients: Iterable[tuple[str, str]], uids: Mapping[str, str]) -> None:
+        now = self.clock()
+        with self._transaction() as db:
+            db.executemany("INSERT OR IGNORE INTO crosswalk_patients (profile, original, pseudonym, first_seen)"
+                           " VALUES (?, ?, ?, ?)", [(profile, o, p, now) for o, p in patients])
+            db.executemany("INSERT OR IGNORE INTO crosswalk_uids (profile, original, new) VALUES (?, ?, ?)",
+                           [(profile, o, n) for o, n in uids.items()])
+
+    def crosswalk(self, profile: str, kind: str) -> list[tuple[str, str]]:
+        query = {"patients": "SELECT original, pseudonym FROM crosswalk_patients WHERE profile = ? ORDER BY first_seen, original",
+                 "uids": "SELECT original, new FROM crosswalk_uids WHERE profile = ? ORDER BY rowid"}[kind]
+        return [(r[0], r[1]) for r in self._db().execute(query, (profile,))]
+
+    def quarantine(self, reason: str, disposition: str, profile: Optional[str] = None, route: Optional[str] = None,
+                   task_id: Optional[int] = None, instance_id: Optional[str] = None,
+                   sop_instance_uid: Optional[str] = None, file: Optional[str] = None) -> int:
+        with self._transaction() as db:
+            cur = db.execute("INSERT INTO quarantine (at, profile, route, task_id, instance_id, sop_instance_uid,"
+                             " reason, disposition, file) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             (self.clock(), profile, route, task_id, instance_id, sop_instance_uid, reason,
+                              disposition, file))
+            self._audit(db, [AuditEvent("instance-quarantined" if disposition == "quarantine" else "instance-refused",
+                                        route=route, resource_id=instance_id, task_id=task_id,
+                                        detail={"reason": reason, "quarantine_id": cur.lastrowid})])
+        return cur.lastrowid
+
+    def quarantined(self, limit: int = 100, offset: int = 0) -> tuple[int, list[dict]]:
+        total = self._db().execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
+        rows = self._db().execute("SELECT * FROM quarantine ORDER BY id DESC LIMIT ? OFFSET ?", (limit, offset))
+        return total, [dict(r) for r in rows]

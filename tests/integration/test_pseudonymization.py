@@ -1,0 +1,98 @@
+"""Pseudonymization on send, through real routes to every destination kind."""
+import csv
+import io
+
+import pydicom
+import requests
+
+from courier.pseudonymize import PseudonymFormat, make_pseudonym
+from factory import write_instances
+from harness import storescu, wait_until
+
+SECRET = "integration-secret-0123456789"
+
+
+def pseudonymizing_router(cluster, tmp_path, destinations, **extra):
+    (tmp_path / "trial.key").write_text(SECRET + "\n")
+    folder = tmp_path / "export"
+    dicom, web, peer = destinations
+    node = cluster.orthanc("router", dicomweb=True, courier={
+        "AllowedCallers": "Any", "Retry": {"MaxAttempts": 2, "InitialDelaySeconds": 0.2},
+        "Folders": {"folder": {"Path": str(folder), "Layout": "{PatientID}/{SOPInstanceUID}.dcm"}},
+        "Pseudonymization": {"trial": {
+            "SecretFile": str(tmp_path / "trial.key"), "Options": ["RetainLongitudinalModifiedDates"],
+            "Pseudonym": {"Prefix": "TR-", "Length": 8}, "Trial": {"ProtocolID": "PROTO-7", "SiteName": "Site A"}}},
+        "Routes": [{"Name": "to-trial", "Trigger": "StableStudy", "Pseudonymize": "trial",
+                    "Destinations": ["dicomdest", "web", "peer", "folder"]}]},
+        extra={"DicomModalities": {"dicomdest": dicom.as_modality()},
+               "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "Servers": {"web": [web.url + "/dicom-web/"]}},
+               "OrthancPeers": {"peer": {"Url": peer.url + "/"}}, **extra})
+    return node, folder
+
+
+def test_pseudonymized_delivery_to_every_destination_kind(cluster, tmp_path):
+    destinations = (cluster.orthanc("dicomdest"), cluster.orthanc("webdest", dicomweb=True), cluster.orthanc("peerdest"))
+    node, folder = pseudonymizing_router(cluster, tmp_path, destinations)
+    files = write_instances(tmp_path / "in", 2, patient_id="PAT-0042", patient_name="Doe^Jane",
+                            StudyDescription="Jane Doe chest", InstitutionName="General Hospital")
+    original = pydicom.dcmread(files[0])
+    storescu(node.dicom_port, files)
+    pseudonym = make_pseudonym(SECRET.encode(), "PAT-0042", PseudonymFormat("TR-", 8))
+    for dest in destinations:
+        wait_until(lambda: len(dest.instances()) == 2, 40, what=f"2 instances at {dest.name}")
+        for instance_id in dest.instances():
+            data = requests.get(f"{dest.url}/instances/{instance_id}/file", timeout=10).content
+            ds = pydicom.dcmread(io.BytesIO(data))
+            assert (ds.PatientID, str(ds.PatientName)) == (pseudonym, pseudonym)
+            for phi in (b"Doe", b"Jane", b"PAT-0042", b"General Hospital", original.StudyInstanceUID.encode()):
+                assert phi not in data, (dest.name, phi)
+            assert ds.StudyInstanceUID.startswith("2.25.") and ds.PatientIdentityRemoved == "YES"
+            assert ds.ClinicalTrialProtocolID == "PROTO-7" and ds.ClinicalTrialSubjectID == pseudonym
+            assert ds.LongitudinalTemporalInformationModified == "MODIFIED" and ds.StudyDate != original.StudyDate
+    written = wait_until(lambda: sorted((folder / pseudonym).glob("*.dcm")) if len(list((folder / pseudonym).glob("*.dcm"))) == 2
+                         else None, 20, what="2 pseudonymized files named by pseudonym")
+    assert all(b"Doe" not in p.read_bytes() for p in written)
+    assert len(node.instances()) == 2            # the originals stay in the router
+    # the crosswalk, as an honest broker needs it
+    patients = list(csv.reader(io.StringIO(requests.get(node.url + "/courier/crosswalk/trial/patid_mapping.csv", timeout=10).text)))
+    assert patients == [["old_patient_id", "new_patient_id"], ["PAT-0042", pseudonym]]
+    uids = dict(csv.reader(io.StringIO(requests.get(node.url + "/courier/crosswalk/trial/uid_mapping.csv", timeout=10).text)))
+    dest_study = destinations[0].get(f"/instances/{destinations[0].instances()[0]}/study")
+    assert uids[original.StudyInstanceUID] == dest_study["MainDicomTags"]["StudyInstanceUID"]
+    assert node.get("/courier/audit", action="crosswalk-exported")["total"] == 2
+
+
+def test_burned_in_suspects_are_quarantined_not_sent(cluster, tmp_path):
+    destinations = (cluster.orthanc("dicomdest"), cluster.orthanc("webdest", dicomweb=True), cluster.orthanc("peerdest"))
+    node, _ = pseudonymizing_router(cluster, tmp_path, destinations)
+    ct = write_instances(tmp_path / "ct", 1)
+    us = write_instances(tmp_path / "us", 1, modality="US", study_uid=pydicom.dcmread(ct[0]).StudyInstanceUID)
+    storescu(node.dicom_port, ct + us)
+    entries = wait_until(lambda: (q := node.get("/courier/quarantine"))["total"] >= 4 and q["entries"], 40,
+                         what="the US instance quarantined for each destination")
+    assert {e["sop_instance_uid"] for e in entries} == {us[0].stem}
+    assert all("modality US may carry burned-in text" in e["reason"] for e in entries)
+    tasks = wait_until(lambda: (t := node.get("/courier/tasks")["tasks"]) and all(x["state"] == "WARNING" for x in t)
+                       and len(t) == 4 and t, 30, what="4 WARNING tasks")
+    assert all(node.get(f"/courier/tasks/{t['id']}")["missing"] == [us[0].stem] for t in tasks)
+    assert all(t["attempts"] == 1 for t in tasks)          # quarantine is final: no useless retries
+    assert len(destinations[0].instances()) == 1
+
+
+def test_try_a_profile_through_the_api(cluster, tmp_path):
+    destinations = (cluster.orthanc("dicomdest"), cluster.orthanc("webdest", dicomweb=True), cluster.orthanc("peerdest"))
+    node, _ = pseudonymizing_router(cluster, tmp_path, destinations)
+    path = write_instances(tmp_path / "in", 1, patient_id="PAT-9", patient_name="Roe^Richard")[0]
+    answer = requests.post(node.url + "/courier/pseudonymize/trial", data=path.read_bytes(), timeout=10)
+    assert answer.status_code == 200 and answer.headers["Content-Type"] == "application/dicom"
+    ds = pydicom.dcmread(io.BytesIO(answer.content))
+    assert ds.PatientID == make_pseudonym(SECRET.encode(), "PAT-9", PseudonymFormat("TR-", 8))
+    assert b"Roe" not in answer.content
+    missing = requests.post(node.url + "/courier/pseudonymize/nope", data=b"x", timeout=10)
+    assert missing.status_code == 404 and "no pseudonymization profile 'nope'" in missing.json()["error"]
+    garbage = requests.post(node.url + "/courier/pseudonymize/trial", data=b"not dicom", timeout=10)
+    assert garbage.status_code == 422 and "not a readable DICOM file" in garbage.json()["error"]
+    for secret_text in (SECRET, "trial.key"):
+        for path_ in ("/courier/status", "/courier/routes", "/courier/audit", "/courier/openapi.json"):
+            assert secret_text not in requests.get(node.url + path_, timeout=10).text
+    assert SECRET not in (node.log_path.read_text())
