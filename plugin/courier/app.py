@@ -12,6 +12,7 @@ from .errors import ConfigError
 from .engine import Engine
 from .host import Host
 from .ingest import ChangeFollower
+from .ingest_gate import IngestGate
 from .metrics import MetricsPublisher
 from .orthanc_rest import OrthancRest
 from .scripts import load_conditions
@@ -43,6 +44,11 @@ class Courier:
                        pseudonymizers=self.pseudonymizers)
 
     def install(self) -> None:
+        ingest_routes = [r for r in self.config.routes if r.pseudonymize_on == "Ingest"]
+        if ingest_routes:
+            gate = IngestGate(ingest_routes, self.pseudonymizers[ingest_routes[0].pseudonymize], self.store,
+                              self.config.quarantine_directory)
+            self.host.on_received_instance(gate.decide)
         if self.callers.mode != "Any":       # the filter runs on Orthanc's DICOM thread: only when needed
             self.host.on_incoming_cstore(self.callers.refuse_aet, self._record_refused_aet)
         self.host.serve("/courier/", self.api.handle)

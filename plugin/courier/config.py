@@ -207,12 +207,18 @@ def _routes(raw: Any, destinations: Mapping[str, str], profiles: Mapping[str, Pr
             close = difflib.get_close_matches(profile, list(profiles), n=1)
             raise ConfigError(f"{path}.Pseudonymize", f"no pseudonymization profile named {profile!r}",
                               f"did you mean '{close[0]}'?" if close else "declare it in Courier.Pseudonymization")
+        stage = section.get("PseudonymizeOn", str, "Send")
+        if stage not in ("Send", "Ingest"):
+            raise ConfigError(f"{path}.PseudonymizeOn", f"unknown value {stage!r}", "Send or Ingest")
+        if stage == "Ingest":
+            _check_ingest_route(section, path, profile, match_spec, routes)
         routes.append(Route(
             name=name, trigger=trigger, match=match, destinations=targets, condition_script=condition,
             delete_after_delivery=section.get("DeleteAfterDelivery", bool, False),
             priority=section.get("Priority", int, 0),
             allowed_calling_aets=None if allowed is None else _string_list(allowed, f"{path}.AllowedCallingAets"),
-            fallback=section.get("Fallback", bool, False), match_spec=match_spec, pseudonymize=profile))
+            fallback=section.get("Fallback", bool, False), match_spec=match_spec, pseudonymize=profile,
+            pseudonymize_on=stage))
     return tuple(routes)
 
 
@@ -226,6 +232,22 @@ def _workers(section: _Section, orthanc: Mapping[str, Any]) -> int:
         raise ConfigError("Courier.Workers", f"{workers} workers but Orthanc runs {slots} jobs at once",
                           f"set \"ConcurrentJobs\" to at least {workers} in orthanc.json, or lower Courier.Workers")
     return workers
+
+
+def _check_ingest_route(section: _Section, path: str, profile: Optional[str], match_spec: dict,
+                        earlier: list[Route]) -> None:
+    """An ingest route is decided from the received bytes alone, before Orthanc stores them."""
+    if profile is None:
+        raise ConfigError(f"{path}.PseudonymizeOn", "Ingest needs Pseudonymize (the profile to apply)")
+    context = [key for key in match_spec if key in CONTEXT_KEYS]
+    if context or section.get("Condition", str, None) or section.get("AllowedCallingAets", list, None) is not None \
+            or section.get("Fallback", bool, False):
+        raise ConfigError(f"{path}.PseudonymizeOn", "an Ingest route can match DICOM tags only",
+                          "calling AE, IP, scripts and fallback are not known when Orthanc receives the instance")
+    for other in earlier:
+        if other.pseudonymize_on == "Ingest" and other.pseudonymize != profile:
+            raise ConfigError(f"{path}.Pseudonymize", f"Ingest routes must share one profile; "
+                              f"route {other.name!r} uses {other.pseudonymize!r}", "Orthanc stores one copy")
 
 
 def _retry(raw: Any) -> RetryPolicy:

@@ -15,7 +15,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "Courier.Retry": ("MaxAttempts", "InitialDelaySeconds", "Multiplier", "MaxDelaySeconds"),
     "Courier.Folders.{id}": ("Path", "Layout"),
     "Courier.Routes[]": ("Name", "Trigger", "Match", "Condition", "Destinations", "DeleteAfterDelivery",
-                         "Priority", "AllowedCallingAets", "Fallback", "Pseudonymize"),
+                         "Priority", "AllowedCallingAets", "Fallback", "Pseudonymize", "PseudonymizeOn"),
     "Courier.Pseudonymization.{name}": ("Options", "SecretFile", "SecretEnv", "Pseudonym", "DateShiftDays", "Keep",
                                         "Remove", "Replace", "SafePrivate", "Trial", "BurnedInAnnotation",
                                         "BurnedInModalities"),

@@ -90,6 +90,21 @@ class Host:
             return 0x0124          # Refused: not authorized (PS3.7 C.5.3)
         self.orthanc.RegisterIncomingCStoreInstanceFilter(cstore_filter)
 
+    def on_received_instance(self, decide: Callable[[bytes], tuple[str, Optional[bytes]]]) -> None:
+        """`decide(bytes)` returns ("keep" | "modify" | "discard", new bytes or None). It must not
+        raise: Orthanc would store the instance unchanged."""
+        actions = {"keep": self.orthanc.ReceivedInstanceAction.KEEP_AS_IS,
+                   "modify": self.orthanc.ReceivedInstanceAction.MODIFY,
+                   "discard": self.orthanc.ReceivedInstanceAction.DISCARD}
+
+        def callback(received: bytes, origin: Any) -> tuple:
+            try:
+                action, data = decide(bytes(received))
+                return actions[action], data
+            except BaseException:       # fail closed
+                return actions["discard"], None
+        self.orthanc.RegisterReceivedInstanceCallback(callback)
+
     def serve(self, prefix: str, handler: Callable[[HttpRequest], HttpResponse]) -> None:
         def callback(output: Any, uri: str, **request: Any) -> None:
             response = handler(HttpRequest(

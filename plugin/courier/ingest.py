@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from .callers import CallerPolicy
 from .orthanc_rest import OrthancHttpError, OrthancRest
+from .pseudonymize import method_marker as marker
 from .rules import CONTEXT_KEYS, Route, evaluate
 from .store import AuditEvent, NewTask, Store
 
@@ -33,8 +34,10 @@ class ChangeFollower:
         self.store, self.rest, self.routes, self.callers = store, rest, tuple(routes), callers
         self.run_script, self.on_tasks = run_script, on_tasks
         self.triggers = {route.trigger for route in self.routes}
-        self.needs_tags = any(route.condition_script or any(key not in CONTEXT_KEYS for key, _ in route.match)
-                              for route in self.routes)
+        self.ingest_routes = tuple(r for r in self.routes if r.pseudonymize_on == "Ingest")
+        self.send_routes = tuple(r for r in self.routes if r.pseudonymize_on != "Ingest")
+        self.needs_tags = bool(self.ingest_routes) or any(
+            route.condition_script or any(key not in CONTEXT_KEYS for key, _ in route.match) for route in self.routes)
         self.needs_context = any(route.condition_script or route.allowed_calling_aets is not None
                                  or any(key in CONTEXT_KEYS for key, _ in route.match) for route in self.routes)
         self._wake = threading.Event()
@@ -113,17 +116,20 @@ class ChangeFollower:
         if trigger not in self.triggers:
             return
         tags = self._tags(level, resource_id, metadata)
-        result = evaluate(self.routes, trigger, tags, self.run_script)
+        result = evaluate(self.send_routes, trigger, tags, self.run_script)
+        methods = str(tags.get("DeidentificationMethod") or "").split("\\")
+        pseudonymized_on_ingest = [r for r in self.ingest_routes if r.trigger == trigger and marker(r.pseudonymize) in methods]
         for route, reason in result.refused:
             audit.append(AuditEvent("route-refused-caller", actor=str(tags.get("CallingAet") or "?"),
                                     route=route.name, resource_id=resource_id, detail={"reason": reason}))
         for route, error in result.errors:
             audit.append(AuditEvent("condition-error", route=route.name, resource_id=resource_id,
                                     detail={"error": error}))
-        for route in result.fired:
+        for route in result.fired + tuple(pseudonymized_on_ingest):
+            profile = route.pseudonymize if route.pseudonymize_on == "Send" else None   # ingest: already done
             for destination in route.destinations:
                 tasks.append(NewTask(route.name, destination, level, resource_id, route.priority,
-                                     route.delete_after_delivery, route.pseudonymize))
+                                     route.delete_after_delivery, profile))
 
     def _tags(self, level: str, resource_id: str, metadata: Optional[dict] = None) -> dict[str, Any]:
         """Tags of the resource (its first instance's, for a series or a study) plus context keys;

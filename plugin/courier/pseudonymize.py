@@ -106,6 +106,11 @@ class Result:
     dates_removed: int = 0                    # malformed dates found and removed
 
 
+def method_marker(profile: str) -> str:
+    """The DeidentificationMethod value naming the Courier profile that pseudonymized an instance."""
+    return f"Courier profile {profile}"[:64]
+
+
 def _load_table() -> list[dict]:
     with open(TABLE_PATH) as handle:
         return json.load(handle)
@@ -339,7 +344,7 @@ class Pseudonymizer:
         ds.PatientName = pseudonym
         ds.PatientIdentityRemoved = "YES"
         options = sorted(self.profile.options)
-        ds.DeidentificationMethod = [f"Courier profile {self.profile.name}"[:64],
+        ds.DeidentificationMethod = [method_marker(self.profile.name),
                                      f"PS3.15 E.1-1 {TABLE_EDITION} Basic Profile"] + options
         codes = [("113100", "Basic Application Confidentiality Profile")] + \
                 [(OPTIONS[o][1], OPTIONS[o][2]) for o in options]

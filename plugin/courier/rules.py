@@ -126,7 +126,8 @@ class Route:
     allowed_calling_aets: Optional[tuple[str, ...]] = None
     fallback: bool = False
     match_spec: Mapping[str, Any] = None          # the JSON as written, for GET /courier/routes
-    pseudonymize: Optional[str] = None            # profile applied when sending
+    pseudonymize: Optional[str] = None            # profile to apply
+    pseudonymize_on: str = "Send"                 # Send: a pseudonymized copy is sent; Ingest: only that is stored
 
 
 @dataclass(frozen=True)

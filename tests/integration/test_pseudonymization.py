@@ -1,6 +1,7 @@
 """Pseudonymization on send, through real routes to every destination kind."""
 import csv
 import io
+from pathlib import Path
 
 import pydicom
 import requests
@@ -96,3 +97,34 @@ def test_try_a_profile_through_the_api(cluster, tmp_path):
         for path_ in ("/courier/status", "/courier/routes", "/courier/audit", "/courier/openapi.json"):
             assert secret_text not in requests.get(node.url + path_, timeout=10).text
     assert SECRET not in (node.log_path.read_text())
+
+
+def test_pseudonymize_on_ingest_never_stores_an_original(cluster, tmp_path):
+    dest = cluster.orthanc("dest")
+    (tmp_path / "trial.key").write_text(SECRET)
+    quarantine = tmp_path / "quarantine"
+    node = cluster.orthanc("router", courier={
+        "AllowedCallers": "Any", "QuarantineDirectory": str(quarantine),
+        "Pseudonymization": {"trial": {"SecretFile": str(tmp_path / "trial.key")}},
+        "Routes": [{"Name": "ct-ingest", "Match": {"Modality": ["CT", "US"]}, "Pseudonymize": "trial",
+                    "PseudonymizeOn": "Ingest", "Destinations": ["dest"]}]},
+        extra={"DicomModalities": {"dest": dest.as_modality()}})
+    ct = write_instances(tmp_path / "ct", 2, patient_id="PAT-1", patient_name="Doe^Jane")
+    mr = write_instances(tmp_path / "mr", 1, modality="MR", patient_id="PAT-2", patient_name="Roe^Rita")
+    us = write_instances(tmp_path / "us", 1, modality="US", patient_id="PAT-3", patient_name="Poe^Paula")
+    storescu(node.dicom_port, ct + mr + us)        # DISCARD answers success: the sender sees no error
+    pseudonym = make_pseudonym(SECRET.encode(), "PAT-1", PseudonymFormat())
+    wait_until(lambda: len(dest.instances()) == 2, 30, what="the pseudonymized CT at the destination")
+    stored = {i: requests.get(f"{node.url}/instances/{i}/file", timeout=10).content for i in node.instances()}
+    assert len(stored) == 3                          # 2 pseudonymized CT + the MR no ingest route matched
+    assert sum(b"Doe" in data for data in stored.values()) == 0
+    assert sum(pseudonym.encode() in data for data in stored.values()) == 2
+    assert sum(b"Roe^Rita" in data for data in stored.values()) == 1
+    assert not any(b"Poe" in data for data in stored.values())
+    entry = wait_until(lambda: node.get("/courier/quarantine")["entries"], 10, what="the US in quarantine")[0]
+    assert entry["sop_instance_uid"] == us[0].stem and "burned-in" in entry["reason"]
+    kept = pydicom.dcmread(entry["file"])              # the original, as Orthanc received it
+    assert (kept.SOPInstanceUID, str(kept.PatientName)) == (us[0].stem, "Poe^Paula")
+    assert all(pydicom.dcmread(io.BytesIO(requests.get(f"{dest.url}/instances/{i}/file", timeout=10).content)).PatientID
+               == pseudonym for i in dest.instances())
+    assert {t["profile"] for t in node.get("/courier/tasks")["tasks"]} == {None}

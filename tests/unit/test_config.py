@@ -89,3 +89,51 @@ def test_workers_follow_orthancs_concurrent_jobs():
 def test_no_courier_section_means_no_routes():
     config = parse({}, "/", "/")
     assert config.routes == () and config.allowed_callers == "KnownModalities"
+
+
+def profile_config(tmp_path, profile, route_profile="trial"):
+    config = copy.deepcopy(BASE)
+    config["Courier"]["Pseudonymization"] = {"trial": profile}
+    config["Courier"]["Routes"][0]["Pseudonymize"] = route_profile
+    return config
+
+
+@pytest.mark.parametrize("profile,path,words", [
+    ({}, "Courier.Pseudonymization.trial", "set exactly one of SecretFile and SecretEnv"),
+    ({"SecretEnv": "NOT_SET_ANYWHERE"}, "Courier.Pseudonymization.trial.SecretEnv", "NOT_SET_ANYWHERE is not set"),
+    ({"SecretEnv": "SHORT_SECRET"}, "Courier.Pseudonymization.trial.SecretEnv", "shorter than 16 bytes"),
+    ({"SecretFile": "/nonexistent/key"}, "Courier.Pseudonymization.trial.SecretFile", "cannot read /nonexistent/key"),
+    ({"SecretEnv": "GOOD_SECRET", "Options": ["RetainUID"]}, "Courier.Pseudonymization.trial.Options[0]", "did you mean 'RetainUIDs'"),
+    ({"SecretEnv": "GOOD_SECRET", "Options": ["RetainLongitudinalFullDates", "RetainLongitudinalModifiedDates"]},
+     "Courier.Pseudonymization.trial.Options", "exclude each other"),
+    ({"SecretEnv": "GOOD_SECRET", "SafePrivate": ["0010,ACME,01"]}, "Courier.Pseudonymization.trial.SafePrivate[0]", "odd group"),
+    ({"SecretEnv": "GOOD_SECRET", "Keep": ["PatientNam"]}, "Courier.Pseudonymization.trial.Keep[0]", "neither a DICOM keyword"),
+    ({"SecretEnv": "GOOD_SECRET", "DateShiftDays": [10, -10]}, "Courier.Pseudonymization.trial.DateShiftDays", "[lowest, highest]"),
+    ({"SecretEnv": "GOOD_SECRET", "BurnedInAnnotation": "Ignore"}, "Courier.Pseudonymization.trial.BurnedInAnnotation", "Quarantine"),
+    ({"SecretEnv": "GOOD_SECRET", "Pseudonym": {"Alphabet": "AA"}}, "Courier.Pseudonymization.trial.Pseudonym.Alphabet", "distinct"),
+    ({"SecretEnv": "GOOD_SECRET", "Trial": {"Sponsor": "x"}}, "Courier.Pseudonymization.trial.Trial.Sponsor", "did you mean 'SponsorName'"),
+])
+def test_profile_errors_name_the_path(tmp_path, profile, path, words):
+    environ = {"SHORT_SECRET": "abc", "GOOD_SECRET": "0123456789abcdef0123"}
+    with pytest.raises(ConfigError) as caught:
+        parse(profile_config(tmp_path, profile), "/", "/", environ)
+    assert str(caught.value).startswith(f"Courier configuration error at {path}:"), str(caught.value)
+    assert words in str(caught.value)
+    assert "0123456789abcdef0123" not in str(caught.value)
+
+
+def test_a_route_naming_an_unknown_profile_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"Courier.Routes\[0\].Pseudonymize: no pseudonymization profile named 'trail'"):
+        parse(profile_config(tmp_path, {"SecretEnv": "S"}, route_profile="trail"), "/", "/", {"S": "x" * 20})
+
+
+def test_a_profile_from_a_secret_file(tmp_path):
+    (tmp_path / "key").write_text("a-long-enough-secret-value\n")
+    config = parse(profile_config(tmp_path, {"SecretFile": "key", "Options": ["CleanDescriptors"],
+                                             "Keep": ["StudyDescription", "0009,0010"], "Replace": {"InstitutionName": "X"},
+                                             "Trial": {"ProtocolID": "P1"}}), str(tmp_path), "/")
+    profile = config.profiles["trial"]
+    assert profile.secret == b"a-long-enough-secret-value"
+    assert "a-long-enough" not in repr(profile)
+    assert profile.keep == {0x00081030, 0x00090010} and profile.replace == {0x00080080: "X"}
+    assert profile.trial == {"ClinicalTrialProtocolID": "P1"} and config.routes[0].pseudonymize == "trial"
