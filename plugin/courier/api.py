@@ -20,6 +20,7 @@ from .config import CourierConfig
 from .errors import ApiError
 from .host import HttpRequest, HttpResponse
 from .policy import CANCELED, FAILURE, PENDING, RUNNING, STATES, WARNING
+from .pseudonym_sources import parse_lookup_csv
 from .pseudonymize import PseudonymizationError, Pseudonymizer
 from .store import AuditEvent, Store
 
@@ -174,6 +175,19 @@ class Api:
                                      detail={"profile": args["profile"], "kind": kind}))
         return HttpResponse(200, out.getvalue().encode(), "text/csv; charset=utf-8")
 
+    def upload_lookup(self, request: HttpRequest, args: dict) -> Any:
+        self._pseudonymizer(args["profile"])
+        try:
+            rows = parse_lookup_csv(bytes(request.body).decode("utf-8-sig"), "uploaded file")
+        except UnicodeDecodeError:
+            raise ApiError(400, "uploaded file: not UTF-8 text") from None
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        count = self.store.load_lookup(args["profile"], rows)
+        self.store.record(AuditEvent("lookup-uploaded", actor=_actor(request),
+                                     detail={"profile": args["profile"], "rows": count}))
+        return {"profile": args["profile"], "rows": count}
+
     def patid_mapping(self, request: HttpRequest, args: dict) -> Any:
         return self._crosswalk(request, args, "patients", ("old_patient_id", "new_patient_id"))
 
@@ -226,6 +240,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "crosswalk/{profile}/patid_mapping.csv", Api.patid_mapping,
              "CSV old_patient_id,new_patient_id of a profile (honest-broker crosswalk)"),
     Endpoint("GET", "crosswalk/{profile}/uid_mapping.csv", Api.uid_mapping, "CSV old_uid,new_uid of a profile"),
+    Endpoint("POST", "crosswalk/{profile}/lookup", Api.upload_lookup,
+             "Add rows (CSV with PatientID,Pseudonym columns) to a profile's lookup table"),
     Endpoint("GET", "openapi.json", Api.openapi, "This document"),
 )
 

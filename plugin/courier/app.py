@@ -16,6 +16,7 @@ from .ingest_gate import IngestGate
 from .metrics import MetricsPublisher
 from .orthanc_rest import OrthancRest
 from .scripts import load_conditions
+from .pseudonym_sources import patient_source
 from .pseudonymize import Pseudonymizer
 from .senders import build_senders
 from .store import AuditEvent, Store
@@ -35,7 +36,11 @@ class Courier:
         self.callers = CallerPolicy(config.allowed_callers, config.known_callers)
         senders = build_senders(self.rest, config.destinations, config.folders, config.nodes, config.local_aet,
                                 config.dicom_timeout)
-        self.pseudonymizers = {name: Pseudonymizer(profile) for name, profile in config.profiles.items()}
+        for name, profile in config.profiles.items():
+            if profile.lookup_rows:
+                self.store.load_lookup(name, profile.lookup_rows)
+        self.pseudonymizers = {name: Pseudonymizer(profile, patient_source(profile, self.store))
+                               for name, profile in config.profiles.items()}
         self.engine = Engine(config, self.store, self.rest, senders, self.pseudonymizers)
         self.follower = ChangeFollower(self.store, self.rest, config.routes, self.callers, run_script,
                                        on_tasks=self.engine.wake)

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Optional
 
 from .config_reader import KEYS, Section as _Section, resolve as _resolve, type_name as _type_name
 from .errors import ConfigError
+from .policy import RetryPolicy
 from .profiles import parse_profiles
 from .pseudonymize import Profile
 from .rules import CONTEXT_KEYS, MatchSyntaxError, Route, compile_condition
@@ -24,14 +25,6 @@ TRIGGERS = ("Instance", "StableSeries", "StableStudy")
 CALLER_MODES = ("KnownModalities", "Any")
 
 DEFAULT_LAYOUT = "{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm"
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 20
-    initial_delay: float = 10.0
-    multiplier: float = 2.0
-    max_delay: float = 1800.0
 
 
 @dataclass(frozen=True)

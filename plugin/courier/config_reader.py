@@ -19,7 +19,8 @@ KEYS: dict[str, tuple[str, ...]] = {
     "Courier.Pseudonymization.{name}": ("Options", "SecretFile", "SecretEnv", "Pseudonym", "DateShiftDays", "Keep",
                                         "Remove", "Replace", "SafePrivate", "Trial", "BurnedInAnnotation",
                                         "BurnedInModalities"),
-    "Courier.Pseudonymization.{name}.Pseudonym": ("Prefix", "Length", "Alphabet"),
+    "Courier.Pseudonymization.{name}.Pseudonym": ("Source", "Prefix", "Length", "Alphabet", "LookupFile", "BrokerUrl",
+                                                  "BrokerTimeoutSeconds"),
     "Courier.Pseudonymization.{name}.Trial": ("SponsorName", "ProtocolID", "ProtocolName", "SiteID", "SiteName"),
 }
 

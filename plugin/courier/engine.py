@@ -182,10 +182,11 @@ class Engine:
             try:
                 out, result = pseudonymizer.pseudonymize_bytes(data)
             except PseudonymizationError as exc:
-                self.store.quarantine(exc.reason, exc.disposition, profile, task["route"], task["id"],
-                                      instance_id, item.sop_instance_uid)
                 report[instance_id] = f"{exc.disposition}: {exc.reason}"
-                settled.add(instance_id)
+                if exc.disposition != "retry":          # a broker outage is retried, not quarantined
+                    self.store.quarantine(exc.reason, exc.disposition, profile, task["route"], task["id"],
+                                          instance_id, item.sop_instance_uid)
+                    settled.add(instance_id)
                 continue
             files.append((item, out))
             patients.add(result.patient_id)

@@ -51,8 +51,8 @@ class IngestGate:
             out, result = self.pseudonymizer.pseudonymize_bytes(data)
             self.store.record_crosswalk(self.profile, [result.patient_id], result.uids)
             return MODIFY, out
-        except PseudonymizationError as exc:
-            return self._quarantine(data, exc.reason, exc.disposition)
+        except PseudonymizationError as exc:      # on ingest nothing can wait for a retry: quarantine
+            return self._quarantine(data, exc.reason, "reject" if exc.disposition == "reject" else "quarantine")
         except Exception as exc:  # noqa: BLE001 - fail closed, whatever happened
             return self._quarantine(data, f"{type(exc).__name__}: {exc}", "quarantine")
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from .config import RetryPolicy
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 20
+    initial_delay: float = 10.0
+    multiplier: float = 2.0
+    max_delay: float = 1800.0
+
 
 PENDING, RUNNING, SUCCESS, WARNING, FAILURE, CANCELED = (
     "PENDING", "RUNNING", "SUCCESS", "WARNING", "FAILURE", "CANCELED")

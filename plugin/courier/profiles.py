@@ -10,12 +10,14 @@ from pydicom.datadict import tag_for_keyword
 
 from .config_reader import Section, resolve, type_name
 from .errors import ConfigError
+from .pseudonym_sources import parse_lookup_csv
 from .pseudonymize import BURNED_IN_ACTIONS, DEFAULT_ALPHABET, OPTIONS, Profile, PseudonymFormat
 
 TRIAL_KEYWORDS = {"SponsorName": "ClinicalTrialSponsorName", "ProtocolID": "ClinicalTrialProtocolID",
                   "ProtocolName": "ClinicalTrialProtocolName", "SiteID": "ClinicalTrialSiteID",
                   "SiteName": "ClinicalTrialSiteName"}
 MIN_SECRET_BYTES = 16
+SOURCES = ("Hmac", "Lookup", "Broker")
 
 
 def _tag(text: Any, path: str) -> int:
@@ -74,6 +76,24 @@ def _profile(name: str, raw: Any, base_dir: str, environ: Mapping[str, str]) -> 
         raise ConfigError(f"{path}.Pseudonym.Alphabet", "needs at least two distinct characters, none repeated")
     if len(fmt.prefix) + fmt.length > 64:
         raise ConfigError(f"{path}.Pseudonym", "Prefix + Length exceed 64 characters (the size of a PatientID)")
+    source = fmt_section.get("Source", str, "Hmac")
+    if source not in SOURCES:
+        raise ConfigError(f"{path}.Pseudonym.Source", f"unknown source {source!r}", f"one of {', '.join(SOURCES)}")
+    lookup_rows: list = []
+    lookup_file = fmt_section.get("LookupFile", str, None)
+    if lookup_file is not None:
+        full = resolve(lookup_file, base_dir)
+        try:
+            with open(full, encoding="utf-8-sig") as handle:
+                lookup_rows = parse_lookup_csv(handle.read(), full)
+        except OSError as exc:
+            raise ConfigError(f"{path}.Pseudonym.LookupFile", f"cannot read {full}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise ConfigError(f"{path}.Pseudonym.LookupFile", str(exc)) from None
+    broker_url = fmt_section.get("BrokerUrl", str, "")
+    if source == "Broker" and not re.match(r"https?://", broker_url):
+        raise ConfigError(f"{path}.Pseudonym.BrokerUrl", "the Broker source needs an http(s) URL")
+    broker_timeout = float(fmt_section.positive("BrokerTimeoutSeconds", float, 10.0))
     days = section.get("DateShiftDays", list, [-365, -1])
     if len(days) != 2 or not all(isinstance(d, int) and not isinstance(d, bool) for d in days) or days[0] > days[1]:
         raise ConfigError(f"{path}.DateShiftDays", f"expected [lowest, highest] whole days, got {days!r}")
@@ -98,7 +118,8 @@ def _profile(name: str, raw: Any, base_dir: str, environ: Mapping[str, str]) -> 
         remove=frozenset(_tag(t, f"{path}.Remove[{i}]") for i, t in enumerate(section.get("Remove", list, []))),
         replace={_tag(k, f"{path}.Replace.{k}"): str(v) for k, v in replace.items()},
         safe_private=frozenset(safe_private), trial=trial, burned_in=burned_in,
-        burned_in_modalities=frozenset(str(m) for m in modalities))
+        burned_in_modalities=frozenset(str(m) for m in modalities), source=source, lookup_rows=tuple(lookup_rows),
+        broker_url=broker_url, broker_timeout=broker_timeout)
 
 
 def parse_profiles(raw: Any, base_dir: str, environ: Mapping[str, str] = os.environ) -> dict[str, Profile]:

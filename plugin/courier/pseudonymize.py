@@ -95,6 +95,10 @@ class Profile:
     trial: Mapping[str, str] = field(default_factory=dict)   # DICOM keyword -> value
     burned_in: str = "Quarantine"
     burned_in_modalities: frozenset = frozenset({"US", "SC", "OT", "XC", "ES", "DOC"})
+    source: str = "Hmac"                      # Hmac | Lookup | Broker (see pseudonym_sources.py)
+    lookup_rows: tuple = field(default=(), repr=False)   # (PatientID, pseudonym) from LookupFile
+    broker_url: str = ""
+    broker_timeout: float = 10.0
 
 
 @dataclass

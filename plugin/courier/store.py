@@ -102,6 +102,12 @@ def m002_pseudonymization(db: sqlite_utils.Database) -> None:
                " disposition TEXT NOT NULL, file TEXT)")
 
 
+@migrations()
+def m003_lookup_tables(db: sqlite_utils.Database) -> None:
+    db.execute("CREATE TABLE lookup_patients (profile TEXT NOT NULL, original TEXT NOT NULL, pseudonym TEXT NOT NULL,"
+               " PRIMARY KEY (profile, original))")
+
+
 @dataclass(frozen=True)
 class NewTask:
     route: str
@@ -443,3 +449,21 @@ class Store:
         total = self._db().execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
         rows = self._db().execute("SELECT * FROM quarantine ORDER BY id DESC LIMIT ? OFFSET ?", (limit, offset))
         return total, [dict(r) for r in rows]
+
+    def load_lookup(self, profile: str, rows: Sequence[tuple[str, str]]) -> int:
+        """Add or replace (PatientID, pseudonym) rows of a profile's lookup table."""
+        with self._transaction() as db:
+            db.executemany("INSERT INTO lookup_patients (profile, original, pseudonym) VALUES (?, ?, ?)"
+                           " ON CONFLICT(profile, original) DO UPDATE SET pseudonym = excluded.pseudonym",
+                           [(profile, o, p) for o, p in rows])
+        return len(rows)
+
+    def lookup_pseudonym(self, profile: str, original: str) -> Optional[str]:
+        row = self._db().execute("SELECT pseudonym FROM lookup_patients WHERE profile = ? AND original = ?",
+                                 (profile, original)).fetchone()
+        return None if row is None else row[0]
+
+    def crosswalk_pseudonym(self, profile: str, original: str) -> Optional[str]:
+        row = self._db().execute("SELECT pseudonym FROM crosswalk_patients WHERE profile = ? AND original = ?",
+                                 (profile, original)).fetchone()
+        return None if row is None else row[0]

@@ -128,3 +128,28 @@ def test_pseudonymize_on_ingest_never_stores_an_original(cluster, tmp_path):
     assert all(pydicom.dcmread(io.BytesIO(requests.get(f"{dest.url}/instances/{i}/file", timeout=10).content)).PatientID
                == pseudonym for i in dest.instances())
     assert {t["profile"] for t in node.get("/courier/tasks")["tasks"]} == {None}
+
+
+def test_lookup_table_upload_quarantine_then_retry(cluster, tmp_path):
+    dest = cluster.orthanc("dest")
+    (tmp_path / "trial.key").write_text(SECRET)
+    node = cluster.orthanc("router", courier={
+        "AllowedCallers": "Any", "Retry": {"MaxAttempts": 3, "InitialDelaySeconds": 0.2},
+        "Pseudonymization": {"lk": {"SecretFile": str(tmp_path / "trial.key"), "Pseudonym": {"Source": "Lookup"}}},
+        "Routes": [{"Name": "r", "Trigger": "StableSeries", "Pseudonymize": "lk", "Destinations": ["dest"]}]},
+        extra={"DicomModalities": {"dest": dest.as_modality()}})
+    bad = requests.post(node.url + "/courier/crosswalk/lk/lookup", data="PatientID;Pseudonym\nP-A;SUBJ-A\nP-B;\n", timeout=10)
+    assert bad.status_code == 400 and bad.json()["error"] == "uploaded file: line 3, column Pseudonym: empty"
+    good = requests.post(node.url + "/courier/crosswalk/lk/lookup", data="PatientID,Pseudonym\nP-A,SUBJ-A\n", timeout=10)
+    assert good.json() == {"profile": "lk", "rows": 1}
+    storescu(node.dicom_port, write_instances(tmp_path / "a", 1, patient_id="P-A") +
+             write_instances(tmp_path / "b", 1, patient_id="P-B"))
+    wait_until(lambda: len(dest.instances()) == 1, 30, what="the known patient delivered")
+    assert dest.get(f"/instances/{dest.instances()[0]}/simplified-tags")["PatientID"] == "SUBJ-A"
+    failed = wait_until(lambda: node.get("/courier/tasks", state="FAILURE")["tasks"], 30, what="the unknown patient's task")
+    assert "not in the lookup table" in failed[0]["last_error"] and failed[0]["attempts"] == 1
+    assert node.get("/courier/quarantine")["total"] == 1
+    requests.post(node.url + "/courier/crosswalk/lk/lookup", data="PatientID,Pseudonym\nP-B,SUBJ-B\n", timeout=10)
+    assert node.post(f"/courier/tasks/{failed[0]['id']}/retry").status_code == 200
+    wait_until(lambda: len(dest.instances()) == 2, 30, what="delivery after the table was completed")
+    assert {dest.get(f"/instances/{i}/simplified-tags")["PatientID"] for i in dest.instances()} == {"SUBJ-A", "SUBJ-B"}

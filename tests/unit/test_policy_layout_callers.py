@@ -3,7 +3,7 @@ import os
 import pytest
 
 from courier.callers import CallerPolicy
-from courier.config import RetryPolicy
+from courier.policy import RetryPolicy
 from courier.layout import contained_path, relative_path, safe_component
 from courier.policy import FAILURE, PENDING, SUCCESS, WARNING, decide, retry_delay
 
