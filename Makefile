@@ -40,8 +40,11 @@ unit: install
 integration: install
 	TCP_NODELAY=1 $(PY) -m pytest -q tests/integration
 
+# Benchmarks (not part of `make test`); dicognito is installed only here, for the comparison.
 bench: install
+	$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
 	TCP_NODELAY=1 $(PY) bench/bench_routing.py
+	TCP_NODELAY=1 $(PY) bench/bench_pseudonymize.py
 
 clean:
 	rm -rf $(VENV) data test-output .pytest_cache

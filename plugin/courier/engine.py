@@ -83,11 +83,15 @@ class Engine:
             except Exception:
                 log.exception("worker %s: unexpected error; continuing", owner)
                 busy = False
-            if not busy:
-                due_in = self.store.next_due_in()
-                with self._wake:
-                    if not self._stop.is_set():
-                        self._wake.wait(timeout=min(1.0, due_in) if due_in is not None else 1.0)
+            if busy:
+                self.wake()                  # a destination slot is free again: let idle workers look
+                continue
+            # Idle. Tasks may be due but held by MaxWorkersPerDestination: wait to be woken (new
+            # tasks, a finished batch) rather than poll, or until the next retry falls due.
+            due_in = self.store.next_due_in()
+            with self._wake:
+                if not self._stop.is_set():
+                    self._wake.wait(timeout=due_in if due_in and due_in < 1.0 else 1.0)
 
     def _heartbeat_loop(self) -> None:
         interval = max(1.0, self.config.heartbeat_timeout / 4)

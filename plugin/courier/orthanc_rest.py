@@ -29,6 +29,7 @@ class OrthancRest:
         session = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
+            session.trust_env = False      # no proxy or .netrc for loopback calls (and no stat() per call)
             session.headers["Accept-Encoding"] = "identity"    # loopback: gzip only costs Orthanc CPU
             if self.token:
                 session.headers["Authorization"] = self.token
@@ -57,6 +58,10 @@ class OrthancRest:
 
     def post_json(self, path: str, body: Any, timeout: Optional[float] = None) -> Any:
         response = self._call("POST", path, json=body, timeout=timeout)
+        return response.json() if response.content else None
+
+    def post_bytes(self, path: str, data: bytes, content_type: str = "application/dicom") -> Any:
+        response = self._call("POST", path, data=data, headers={"Content-Type": content_type})
         return response.json() if response.content else None
 
     def delete(self, path: str) -> None:

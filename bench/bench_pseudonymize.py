@@ -1,0 +1,124 @@
+"""make bench: the pseudonymizer against dicognito and Orthanc's own anonymization, and a
+pseudonymizing route against a pass-through route, each as a ratio measured in the same run.
+
+1. Courier's Pseudonymizer (Annex E Basic + Modified Dates, keyed) on N synthetic CT files in
+   memory: bytes -> bytes;
+2. dicognito's Anonymizer on the same bytes (read, anonymize, write);
+3. Orthanc's POST /instances/{id}/anonymize on the same instances stored in an Orthanc
+   (one HTTP call per instance, sequential; it also reads the file from Orthanc's storage);
+4. storescu -> Courier -> destination with an Instance route, without and with Pseudonymize.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "plugin"), str(ROOT / "bench")]
+
+from bench_routing import has, send  # noqa: E402
+from courier.pseudonymize import Profile, Pseudonymizer  # noqa: E402
+from factory import write_instances  # noqa: E402
+from harness import Orthanc, wait_until  # noqa: E402
+
+
+def rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds else float("inf")
+
+
+def courier_rate(blobs: list[bytes]) -> float:
+    pseudonymizer = Pseudonymizer(Profile("bench", b"bench-secret-0123456789", frozenset({"RetainLongitudinalModifiedDates"}),
+                                          burned_in="Pass"))
+    started = time.perf_counter()
+    for data in blobs:
+        pseudonymizer.pseudonymize_bytes(data)
+    return rate(len(blobs), time.perf_counter() - started)
+
+
+def dicognito_rate(blobs: list[bytes]) -> float | None:
+    try:
+        from dicognito.anonymizer import Anonymizer
+        from pydicom import dcmread
+    except ImportError:
+        return None
+    anonymizer = Anonymizer()
+    started = time.perf_counter()
+    for data in blobs:
+        ds = dcmread(io.BytesIO(data))
+        anonymizer.anonymize(ds)
+        ds.save_as(io.BytesIO(), enforce_file_format=True)
+    return rate(len(blobs), time.perf_counter() - started)
+
+
+def orthanc_rate(work: Path, files_dir: Path, n: int) -> float:
+    node = Orthanc(work, "anonymizer").start()
+    try:
+        send(node.dicom_port, files_dir)
+        wait_until(lambda: has(node, n), 600, 0.05, "instances stored")
+        ids = node.instances()
+        session = requests.Session()
+        started = time.perf_counter()
+        for instance_id in ids:
+            response = session.post(f"{node.url}/instances/{instance_id}/anonymize", json={}, timeout=60)
+            response.raise_for_status()
+        return rate(len(ids), time.perf_counter() - started)
+    finally:
+        node.stop()
+
+
+def route_rate(work: Path, files_dir: Path, n: int, name: str, pseudonymize: bool) -> float:
+    dest = Orthanc(work, f"dest-{name}").start()
+    key = work / "bench.key"
+    key.write_text("bench-secret-0123456789")
+    route = {"Name": "r", "Trigger": "Instance", "Destinations": ["dest"]}
+    if pseudonymize:
+        route["Pseudonymize"] = "bench"
+    router = Orthanc(work, f"router-{name}", courier={
+        "AllowedCallers": "Any", "Routes": [route],
+        "Pseudonymization": {"bench": {"SecretFile": str(key), "BurnedInAnnotation": "Pass"}}},
+        extra={"DicomModalities": {"dest": dest.as_modality()}})
+    try:
+        router.start()
+        started = time.perf_counter()
+        send(router.dicom_port, files_dir)
+        wait_until(lambda: has(dest, n), 1200, 0.05, "routed instances")
+        return rate(n, time.perf_counter() - started)
+    finally:
+        router.stop()
+        dest.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-n", type=int, default=1000)
+    parser.add_argument("--size", type=int, default=512)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="courier-bench-") as tmp:
+        work = Path(tmp)
+        files_dir = work / "files"
+        paths = write_instances(files_dir, args.n, size=args.size)
+        blobs = [p.read_bytes() for p in paths]
+        print(f"{args.n} CT instances of {args.size}x{args.size}")
+        ours = courier_rate(blobs)
+        print(f"Courier pseudonymizer (bytes -> bytes):     {ours:8.1f} instances/s")
+        theirs = dicognito_rate(blobs)
+        if theirs is None:
+            print("dicognito: not installed (make bench installs it)")
+        else:
+            print(f"dicognito (read, anonymize, write):         {theirs:8.1f} instances/s   ratio Courier/dicognito {ours / theirs:5.2f}")
+        orthanc = orthanc_rate(work, files_dir, args.n)
+        print(f"Orthanc /instances/{{id}}/anonymize:          {orthanc:8.1f} instances/s   ratio Courier/Orthanc   {ours / orthanc:5.2f}")
+        plain = route_rate(work, files_dir, args.n, "plain", False)
+        pseudo = route_rate(work, files_dir, args.n, "pseudo", True)
+        print(f"route pass-through:                         {plain:8.1f} instances/s")
+        print(f"route pseudonymizing on send:               {pseudo:8.1f} instances/s   ratio pseudonymizing/pass-through {pseudo / plain:5.2f}")
+
+
+if __name__ == "__main__":
+    main()
