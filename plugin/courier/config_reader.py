@@ -18,7 +18,7 @@ KEYS: dict[str, tuple[str, ...]] = {
                          "Priority", "AllowedCallingAets", "Fallback", "Pseudonymize", "PseudonymizeOn"),
     "Courier.Pseudonymization.{name}": ("Options", "SecretFile", "SecretEnv", "Pseudonym", "DateShiftDays", "Keep",
                                         "Remove", "Replace", "SafePrivate", "Trial", "BurnedInAnnotation",
-                                        "BurnedInModalities"),
+                                        "BurnedInModalities", "BurnedInSopClasses"),
     "Courier.Pseudonymization.{name}.Pseudonym": ("Source", "Prefix", "Length", "Alphabet", "LookupFile", "BrokerUrl",
                                                   "BrokerTimeoutSeconds"),
     "Courier.Pseudonymization.{name}.Trial": ("SponsorName", "ProtocolID", "ProtocolName", "SiteID", "SiteName"),

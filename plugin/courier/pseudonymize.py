@@ -95,6 +95,7 @@ class Profile:
     trial: Mapping[str, str] = field(default_factory=dict)   # DICOM keyword -> value
     burned_in: str = "Quarantine"
     burned_in_modalities: frozenset = frozenset({"US", "SC", "OT", "XC", "ES", "DOC"})
+    burned_in_sop_classes: frozenset = frozenset()
     source: str = "Hmac"                      # Hmac | Lookup | Broker (see pseudonym_sources.py)
     lookup_rows: tuple = field(default=(), repr=False)   # (PatientID, pseudonym) from LookupFile
     broker_url: str = ""
@@ -251,6 +252,12 @@ class Pseudonymizer:
                 self._apply(ds, elem, action, state)
 
     def _keep_private(self, ds: Dataset, elem: DataElement) -> bool:
+        tag = int(elem.tag)
+        if tag in self.profile.keep:                       # an explicit Keep override
+            return True
+        if elem.tag.element < 0x0100 and any(k >> 16 == elem.tag.group and (k & 0xFFFF) >> 8 == elem.tag.element
+                                             for k in self.profile.keep):
+            return True                                    # the creator of a kept private element
         if "RetainSafePrivate" not in self.profile.options or not self.profile.safe_private:
             return False
         if elem.tag.element < 0x0100:            # the private creator itself
@@ -370,8 +377,10 @@ class Pseudonymizer:
             return
         flagged = str(ds.get("BurnedInAnnotation", "")).upper() == "YES"
         suspect = str(ds.get("Modality", "")) in self.profile.burned_in_modalities
-        if flagged or suspect:
-            why = "BurnedInAnnotation is YES" if flagged else f"modality {ds.get('Modality')} may carry burned-in text"
+        sop_class = str(ds.get("SOPClassUID", ""))
+        if flagged or suspect or sop_class in self.profile.burned_in_sop_classes:
+            why = ("BurnedInAnnotation is YES" if flagged else f"modality {ds.get('Modality')} may carry burned-in text"
+                   if suspect else f"SOP class {sop_class} may carry burned-in text")
             raise PseudonymizationError(f"{why} (profile {self.profile.name}: {self.profile.burned_in})",
                                         self.profile.burned_in.lower())
 

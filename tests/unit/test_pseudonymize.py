@@ -251,3 +251,20 @@ def test_pydicom_test_files_are_pseudonymized_or_refused_never_crash(path):
     if len(name) >= 3:
         assert name.encode() not in out
     assert not any(elem.tag.is_private for elem in ds.iterall())
+
+
+def test_keep_override_keeps_a_private_element_and_its_creator():
+    ds = make_instance()
+    ds.add_new(0x00290010, "LO", "VENDOR")
+    ds.add_new(0x00291005, "DS", "1.5")
+    ds.add_new(0x00291006, "LO", "dropped")
+    out = Pseudonymizer(profile(burned_in="Pass", keep=frozenset({0x00291005}))).pseudonymize(ds).dataset
+    assert out[0x00290010].value == "VENDOR" and out[0x00291005].value == "1.5"
+    assert 0x00291006 not in out
+
+
+def test_burned_in_sop_classes():
+    ds = make_instance()
+    with pytest.raises(PseudonymizationError, match="SOP class 1.2.840.10008.5.1.4.1.1.2 may carry burned-in text"):
+        Pseudonymizer(profile(burned_in_modalities=frozenset(),
+                              burned_in_sop_classes=frozenset({str(ds.SOPClassUID)}))).pseudonymize(ds)
