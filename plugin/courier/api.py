@@ -85,7 +85,8 @@ class Api:
         return [{"Name": r.name, "Trigger": r.trigger, "Match": r.match_spec, "Condition": r.condition_script,
                  "Destinations": list(r.destinations), "DeleteAfterDelivery": r.delete_after_delivery,
                  "Priority": r.priority, "AllowedCallingAets": None if r.allowed_calling_aets is None
-                 else list(r.allowed_calling_aets), "Fallback": r.fallback, "Tasks": counts.get(r.name, {})}
+                 else list(r.allowed_calling_aets), "Fallback": r.fallback, "Pseudonymize": r.pseudonymize,
+                 "PseudonymizeOn": r.pseudonymize_on if r.pseudonymize else None, "Tasks": counts.get(r.name, {})}
                 for r in self.config.routes]
 
     def tasks(self, request: HttpRequest, args: dict) -> Any:
@@ -154,10 +155,12 @@ class Api:
         if not request.body:
             raise ApiError(400, "send one DICOM instance as the request body")
         try:
-            data, _ = pseudonymizer.pseudonymize_bytes(bytes(request.body))
+            data, result = pseudonymizer.pseudonymize_bytes(bytes(request.body))
         except PseudonymizationError as exc:
             raise ApiError(422, f"{exc.disposition}: {exc.reason}") from None
-        return HttpResponse(200, data, "application/dicom")
+        return HttpResponse(200, data, "application/dicom",
+                            {"X-Courier-Dates-Shifted": str(result.dates_shifted),
+                             "X-Courier-Dates-Removed": str(result.dates_removed)})
 
     def quarantine(self, request: HttpRequest, args: dict) -> Any:
         limit = _int(request.query.get("limit"), "limit", 100, 1, MAX_PAGE)

@@ -192,6 +192,9 @@ class Engine:
                                           instance_id, item.sop_instance_uid)
                     settled.add(instance_id)
                 continue
+            if result.dates_removed:
+                log.warning("task %s: %d malformed date(s) removed from instance %s", task["id"],
+                            result.dates_removed, instance_id)
             files.append((item, out))
             patients.add(result.patient_id)
             uids.update(result.uids)

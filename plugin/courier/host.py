@@ -27,6 +27,7 @@ class HttpResponse:
     status: int
     body: bytes
     content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class _OrthancLogHandler(logging.Handler):
@@ -111,6 +112,8 @@ class Host:
                 method=request.get("method", "GET"), path=uri,
                 query={k: v for k, v in (request.get("get") or {}).items()},
                 body=request.get("body") or b"", headers=dict(request.get("headers") or {})))
+            for name, value in response.headers.items():
+                output.SetHttpHeader(name, value)
             if response.status == 200:
                 output.AnswerBuffer(response.body, response.content_type)
             else:
