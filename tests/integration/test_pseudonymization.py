@@ -86,7 +86,7 @@ def test_try_a_profile_through_the_api(cluster, tmp_path):
     path = write_instances(tmp_path / "in", 1, patient_id="PAT-9", patient_name="Roe^Richard")[0]
     answer = requests.post(node.url + "/courier/pseudonymize/trial", data=path.read_bytes(), timeout=10)
     assert answer.status_code == 200 and answer.headers["Content-Type"] == "application/dicom"
-    assert answer.headers["X-Courier-Dates-Removed"] == "0" and answer.headers["X-Courier-Dates-Shifted"] == "0"
+    assert answer.headers["X-Courier-Dates-Removed"] == "0" and answer.headers["X-Courier-Dates-Shifted"] == "1"  # StudyDate
     assert node.get("/courier/routes")[0]["Pseudonymize"] == "trial"
     ds = pydicom.dcmread(io.BytesIO(answer.content))
     assert ds.PatientID == make_pseudonym(SECRET.encode(), "PAT-9", PseudonymFormat("TR-", 8))
