@@ -17,7 +17,10 @@ from typing import Any, Callable, Mapping, Optional
 
 from . import VERSION
 from .config import CourierConfig
-from .errors import ApiError
+from . import query as query_module
+from . import remote
+from .errors import ApiError, DeliveryError
+from .orthanc_rest import OrthancRest
 from .host import HttpRequest, HttpResponse
 from .policy import CANCELED, FAILURE, PENDING, RUNNING, STATES, WARNING
 from .pseudonym_sources import parse_lookup_csv
@@ -65,9 +68,9 @@ def _actor(request: HttpRequest) -> str:
 
 class Api:
     def __init__(self, config: CourierConfig, store: Store, is_healthy: Callable[[], bool],
-                 pseudonymizers: Mapping[str, Pseudonymizer] = {}) -> None:
+                 pseudonymizers: Mapping[str, Pseudonymizer] = {}, rest: Optional[OrthancRest] = None) -> None:
         self.config, self.store, self.is_healthy = config, store, is_healthy
-        self.pseudonymizers = pseudonymizers
+        self.pseudonymizers, self.rest = pseudonymizers, rest
 
     # -- handlers -----------------------------------------------------------------------------
     def health(self, request: HttpRequest, args: dict) -> Any:
@@ -141,6 +144,46 @@ class Api:
 
     def openapi(self, request: HttpRequest, args: dict) -> Any:
         return openapi_document()
+
+    # -- nodes and queries ---------------------------------------------------------------------
+    def nodes(self, request: HttpRequest, args: dict) -> Any:
+        statuses = self.store.node_statuses()
+        return [{"Id": node.id, "Kind": node.kind, "Aet": node.aet or None, "Host": node.host or None,
+                 "Port": node.port or None, "Url": node.url or None,
+                 "Capabilities": list(self.config.node_settings[node.id].capabilities),
+                 "MaxResults": self.config.node_settings[node.id].max_results, "LastEcho": statuses.get(node.id)}
+                for node in self.config.nodes.values()]
+
+    def _node(self, node_id: str, capability: Optional[str] = None):
+        node = self.config.nodes.get(node_id)
+        if node is None:
+            raise ApiError(404, f"no node {node_id!r}; see GET /courier/nodes")
+        if capability and capability not in self.config.node_settings[node_id].capabilities:
+            raise ApiError(409, f"node {node_id!r} does not offer {capability} (Courier.Nodes.{node_id}.Capabilities)")
+        return node
+
+    def echo(self, request: HttpRequest, args: dict) -> Any:
+        node = self._node(args["id"])
+        ok, message = remote.echo(self.rest, node.id, node.kind)
+        self.store.record_echo(node.id, ok, message, _actor(request))
+        return {"Id": node.id, "Ok": ok, "Message": message}
+
+    def query(self, request: HttpRequest, args: dict) -> Any:
+        try:
+            body = json.loads(bytes(request.body or b"{}"))
+        except ValueError:
+            raise ApiError(400, "the body is not JSON") from None
+        node_id, level, filters = query_module.validate(body)
+        node = self._node(node_id, "C-FIND")
+        if node.kind != "dicom":
+            raise ApiError(409, f"node {node_id!r} is not a DICOM modality; QIDO queries are not supported yet")
+        try:
+            result = remote.find(self.rest, node.id, level, filters, self.config.node_settings[node.id].max_results)
+        except DeliveryError as exc:
+            raise ApiError(502, f"C-FIND on {node_id}: {exc}") from None
+        self.store.record(AuditEvent("query", actor=_actor(request), destination=node_id,
+                                     detail={"level": level, "filters": sorted(filters), "answers": len(result["Answers"])}))
+        return {"Node": node_id, "Level": level, "Count": len(result["Answers"]), **result}
 
     def _pseudonymizer(self, name: Optional[str]) -> Pseudonymizer:
         if not name:
@@ -245,6 +288,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "crosswalk/{profile}/uid_mapping.csv", Api.uid_mapping, "CSV old_uid,new_uid of a profile"),
     Endpoint("POST", "crosswalk/{profile}/lookup", Api.upload_lookup,
              "Add rows (CSV with PatientID,Pseudonym columns) to a profile's lookup table"),
+    Endpoint("GET", "nodes", Api.nodes, "The nodes of Orthanc's registries, with capabilities and last echo"),
+    Endpoint("POST", "nodes/{id}/echo", Api.echo, "C-ECHO a DICOM node (or call a DICOMweb server) and record the result"),
+    Endpoint("POST", "query", Api.query,
+             'C-FIND on a node: {"Node", "Level": PATIENT|STUDY|SERIES, "Filters": {keyword: value}}; answers re-filtered'),
     Endpoint("GET", "openapi.json", Api.openapi, "This document"),
 )
 
@@ -253,7 +300,7 @@ def openapi_document() -> dict:
     paths: dict[str, dict] = {}
     for endpoint in ENDPOINTS:
         parameters = [{"name": name, "in": "path", "required": True,
-                       "schema": {"type": "integer" if name == "id" else "string"}}
+                       "schema": {"type": "integer" if name == "id" and endpoint.pattern.startswith("tasks") else "string"}}
                       for name in re.findall(r"\{(\w+)\}", endpoint.pattern)]
         parameters += [{"name": name, "in": "query", "required": False, "description": text,
                         "schema": {"type": "string"}} for name, text in endpoint.query]

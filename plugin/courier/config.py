@@ -47,6 +47,17 @@ class Node:
     password: Optional[str] = field(default=None, repr=False)
 
 
+CAPABILITIES = ("C-ECHO", "C-FIND", "C-MOVE", "C-GET", "C-STORE", "QIDO", "WADO", "STOW")
+DEFAULT_CAPABILITIES = {"dicom": ("C-ECHO", "C-FIND", "C-MOVE", "C-STORE"), "dicomweb": ("QIDO", "WADO", "STOW"),
+                        "peer": ()}
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    capabilities: tuple[str, ...]
+    max_results: int = 0              # a C-FIND cap the node applies silently; 0: none known
+
+
 @dataclass(frozen=True)
 class CourierConfig:
     routes: tuple[Route, ...]
@@ -68,6 +79,7 @@ class CourierConfig:
     quarantine_directory: str = "quarantine"
     local_aet: str = "ORTHANC"
     dicom_timeout: float = 10.0
+    node_settings: Mapping[str, NodeSettings] = field(default_factory=dict)
 
 
 # --- Orthanc's own registries ------------------------------------------------------------
@@ -227,6 +239,30 @@ def _workers(section: _Section, orthanc: Mapping[str, Any]) -> int:
     return workers
 
 
+def _node_settings(raw: Any, nodes: Mapping[str, Node]) -> dict[str, NodeSettings]:
+    if not isinstance(raw, dict):
+        raise ConfigError("Courier.Nodes", f"expected an object, got {_type_name(raw)}")
+    for node_id in raw:
+        if node_id not in nodes:
+            close = difflib.get_close_matches(node_id, list(nodes), n=1)
+            raise ConfigError(f"Courier.Nodes.{node_id}", "no such node in DicomModalities, DicomWeb.Servers or OrthancPeers",
+                              f"did you mean '{close[0]}'?" if close else "declare the node in Orthanc's registry first")
+    settings = {}
+    for node_id, node in nodes.items():
+        path = f"Courier.Nodes.{node_id}"
+        section = _Section(raw.get(node_id, {}), path, "Courier.Nodes.{id}")
+        capabilities = section.get("Capabilities", list, list(DEFAULT_CAPABILITIES[node.kind]))
+        for index, capability in enumerate(capabilities):
+            if capability not in CAPABILITIES:
+                raise ConfigError(f"{path}.Capabilities[{index}]", f"unknown capability {capability!r}",
+                                  f"one of {', '.join(CAPABILITIES)}")
+        max_results = section.get("MaxResults", int, 0)
+        if max_results < 0:
+            raise ConfigError(f"{path}.MaxResults", "must be 0 (no cap) or more")
+        settings[node_id] = NodeSettings(tuple(capabilities), max_results)
+    return settings
+
+
 def _check_ingest_route(section: _Section, path: str, profile: Optional[str], match_spec: dict,
                         earlier: list[Route]) -> None:
     """An ingest route is decided from the received bytes alone, before Orthanc stores them."""
@@ -275,6 +311,7 @@ def parse(orthanc: Mapping[str, Any], base_dir: str, repo_dir: str,
     profiles = parse_profiles(section.get("Pseudonymization", dict, {}), base_dir, environ)
     return CourierConfig(
         routes=_routes(section.get("Routes", list, []), destinations, profiles), nodes=nodes, profiles=profiles,
+        node_settings=_node_settings(section.get("Nodes", dict, {}), nodes),
         quarantine_directory=_resolve(section.get("QuarantineDirectory", str, os.path.join(storage, "courier-quarantine")), base_dir),
         local_aet=str(orthanc.get("DicomAet", "ORTHANC")),
         dicom_timeout=float(orthanc.get("DicomScuTimeout", 10) or 10),

@@ -11,7 +11,8 @@ from .errors import ConfigError
 KEYS: dict[str, tuple[str, ...]] = {
     "Courier": ("DatabasePath", "Workers", "MaxWorkersPerDestination", "BatchSize", "HeartbeatTimeoutSeconds",
                 "AllowedCallers", "RouterName", "ScriptsDirectory", "OrthancUrl", "QuarantineDirectory", "Retry",
-                "Folders", "Pseudonymization", "Routes"),
+                "Folders", "Nodes", "Pseudonymization", "Routes"),
+    "Courier.Nodes.{id}": ("Capabilities", "MaxResults"),
     "Courier.Retry": ("MaxAttempts", "InitialDelaySeconds", "Multiplier", "MaxDelaySeconds"),
     "Courier.Folders.{id}": ("Path", "Layout"),
     "Courier.Routes[]": ("Name", "Trigger", "Match", "Condition", "Destinations", "DeleteAfterDelivery",

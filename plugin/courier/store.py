@@ -108,6 +108,11 @@ def m003_lookup_tables(db: sqlite_utils.Database) -> None:
                " PRIMARY KEY (profile, original))")
 
 
+@migrations()
+def m004_node_status(db: sqlite_utils.Database) -> None:
+    db.execute("CREATE TABLE node_status (node TEXT PRIMARY KEY, at REAL NOT NULL, ok INTEGER NOT NULL, message TEXT)")
+
+
 @dataclass(frozen=True)
 class NewTask:
     route: str
@@ -472,3 +477,16 @@ class Store:
         row = self._db().execute("SELECT pseudonym FROM crosswalk_patients WHERE profile = ? AND original = ?",
                                  (profile, original)).fetchone()
         return None if row is None else row[0]
+
+    # -- nodes -------------------------------------------------------------------------------
+    def record_echo(self, node: str, ok: bool, message: str, actor: str) -> None:
+        now = self.clock()
+        with self._transaction() as db:
+            db.execute("INSERT INTO node_status (node, at, ok, message) VALUES (?, ?, ?, ?) ON CONFLICT(node)"
+                       " DO UPDATE SET at = excluded.at, ok = excluded.ok, message = excluded.message",
+                       (node, now, int(ok), message))
+            self._audit(db, [AuditEvent("node-echoed", actor=actor, destination=node, detail={"ok": ok})])
+
+    def node_statuses(self) -> dict[str, dict]:
+        return {r["node"]: {"At": r["at"], "Ok": bool(r["ok"]), "Message": r["message"]}
+                for r in self._db().execute("SELECT * FROM node_status")}

@@ -1,0 +1,72 @@
+"""Talking to other nodes through Orthanc's REST API: C-ECHO, C-FIND (and QIDO later)."""
+from __future__ import annotations
+
+import datetime
+from typing import Callable, Mapping, Optional
+
+from .errors import DeliveryError
+from .orthanc_rest import OrthancRest
+from .query import RETURNED, matches, split_range
+
+ORTHANC_LEVEL = {"PATIENT": "Patient", "STUDY": "Study", "SERIES": "Series", "IMAGE": "Instance"}
+MAX_SPLITS = 64
+
+
+def echo(rest: OrthancRest, node_id: str, kind: str) -> tuple[bool, str]:
+    """(reachable?, message) for a DICOM modality (C-ECHO) or a DICOMweb server (a QIDO call)."""
+    try:
+        if kind == "dicom":
+            rest.post_json(f"/modalities/{node_id}/echo", {}, timeout=60)
+        elif kind == "dicomweb":
+            rest.post_json(f"/dicom-web/servers/{node_id}/get", {"Uri": "/studies?limit=1"}, timeout=60)
+        else:
+            rest.get_json(f"/peers/{node_id}/system")
+        return True, "ok"
+    except DeliveryError as exc:
+        return False, str(exc)
+
+
+def c_find(rest: OrthancRest, node_id: str, level: str, keys: Mapping[str, str]) -> list[dict]:
+    """One C-FIND through Orthanc; answers as keyword -> string."""
+    query = rest.post_json(f"/modalities/{node_id}/query", {"Level": ORTHANC_LEVEL[level], "Query": dict(keys)},
+                           timeout=600)
+    try:
+        return rest.get_json(f"{query['Path']}/answers", expand="", simplify="")
+    finally:
+        try:
+            rest.delete(query["Path"])
+        except DeliveryError:
+            pass
+
+
+def find(rest: OrthancRest, node_id: str, level: str, filters: Mapping[str, str], max_results: int = 0,
+         today: Optional[datetime.date] = None, search: Callable = c_find) -> dict:
+    """C-FIND with every returned key requested, answers re-filtered locally, and the StudyDate
+    range halved whenever the node answers as many results as its cap (it may have more)."""
+    today = today or datetime.date.today()
+    keys = {key: "" for key in RETURNED[level]}
+    keys.update(filters)
+    answers: dict[str, dict] = {}
+    dropped, splits = 0, 0
+    pending = [dict(keys)]
+    while pending:
+        current = pending.pop()
+        found = search(rest, node_id, level, current)
+        capped = max_results and len(found) >= max_results
+        if capped and level != "PATIENT" and splits < MAX_SPLITS:
+            halves = split_range(current.get("StudyDate", ""), today)
+            if halves:
+                splits += 1
+                pending += [dict(current, StudyDate=half) for half in halves]
+                continue
+        for answer in found:
+            if matches(answer, filters):
+                uid = answer.get({"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID"}[level], "")
+                answers[uid] = {key: answer.get(key, "") for key in RETURNED[level]}
+            else:
+                dropped += 1
+        if capped and (level == "PATIENT" or splits >= MAX_SPLITS or not split_range(current.get("StudyDate", ""), today)):
+            raise DeliveryError(f"{node_id} answered its maximum of {max_results} results for a query that cannot be "
+                                f"split further; narrow the filters", retriable=False)
+    return {"Answers": sorted(answers.values(), key=lambda a: (a.get("StudyDate", ""), a.get("PatientID", ""))),
+            "Refiltered": dropped, "Splits": splits}
