@@ -1,0 +1,71 @@
+"""Nodes, echo and C-FIND through a real Courier, against a real Orthanc PACS and a sloppy one."""
+from pydicom.dataset import Dataset
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
+
+from factory import write_instances
+from harness import free_port, storescu
+
+STUDIES = [("1.2.3.%d" % n, "P%d" % (n % 4), "202401%02d" % (n + 1), "CT" if n % 2 else "MR") for n in range(24)]
+
+
+def sloppy_pacs(port, cap):
+    """A C-FIND SCP that honours StudyDate only, ignores every other key and silently stops at `cap`."""
+    def on_find(event):
+        wanted = event.identifier.get("StudyDate", "") or ""
+        first, _, last = wanted.partition("-") if "-" in wanted else (wanted, "", wanted)
+        sent = 0
+        for uid, patient, date, modality in STUDIES:
+            if (first and date < first) or (last and date > last) or sent >= cap:
+                continue
+            answer = Dataset()
+            answer.QueryRetrieveLevel = "STUDY"
+            answer.StudyInstanceUID, answer.PatientID, answer.StudyDate = uid, patient, date
+            answer.ModalitiesInStudy, answer.PatientName = modality, f"Name^{patient}"
+            sent += 1
+            yield 0xFF00, answer
+    ae = AE(ae_title="SLOPPY")
+    ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
+    ae.add_supported_context(Verification)
+    return ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)])
+
+
+def test_query_refilters_and_splits_a_capped_pacs(cluster):
+    port = free_port()
+    server = sloppy_pacs(port, cap=5)
+    try:
+        node = cluster.orthanc("router", courier={"AllowedCallers": "Any", "Nodes": {"sloppy": {"MaxResults": 5}}},
+                               extra={"DicomModalities": {"sloppy": {"AET": "SLOPPY", "Host": "127.0.0.1", "Port": port}}})
+        answer = node.post("/courier/query", {"Node": "sloppy", "Level": "STUDY",
+                                              "Filters": {"StudyDate": "20240101-20240124", "ModalitiesInStudy": "CT",
+                                                          "PatientID": "P1"}}).json()
+        expected = sorted(uid for uid, patient, _, modality in STUDIES if modality == "CT" and patient == "P1")
+        assert sorted(a["StudyInstanceUID"] for a in answer["Answers"]) == expected and answer["Count"] == 6
+        assert answer["Splits"] >= 3 and answer["Refiltered"] > 0
+        assert node.post("/courier/nodes/sloppy/echo").json() == {"Id": "sloppy", "Ok": True, "Message": "ok"}
+    finally:
+        server.shutdown()
+    echo = node.post("/courier/nodes/sloppy/echo").json()
+    assert echo["Ok"] is False and "echo" in echo["Message"]      # the PACS is gone: recorded as down
+    listed = {n["Id"]: n for n in node.get("/courier/nodes")}
+    assert listed["sloppy"]["LastEcho"]["Ok"] is False and listed["sloppy"]["MaxResults"] == 5
+    assert listed["sloppy"]["Capabilities"] == ["C-ECHO", "C-FIND", "C-MOVE", "C-STORE"]
+
+
+def test_query_a_real_orthanc_pacs_by_name_and_date(cluster, tmp_path):
+    pacs = cluster.orthanc("pacs", start=False)
+    node = cluster.orthanc("router", start=False, courier={"AllowedCallers": "Any"})
+    pacs.config["DicomModalities"] = {"router": node.as_modality()}
+    node.config["DicomModalities"] = {"pacs": pacs.as_modality()}
+    pacs.start()
+    node.start()
+    storescu(pacs.dicom_port, write_instances(tmp_path / "a", 2, patient_id="P1", patient_name="Doe^Jane", StudyDate="20240105")
+             + write_instances(tmp_path / "b", 1, patient_id="P2", patient_name="Roe^Rick", StudyDate="20240301", modality="MR"))
+    answer = node.post("/courier/query", {"Node": "pacs", "Level": "STUDY",
+                                          "Filters": {"PatientName": "doe*", "StudyDate": "20240101-20240131"}}).json()
+    assert [(a["PatientID"], a["NumberOfStudyRelatedInstances"], a["ModalitiesInStudy"]) for a in answer["Answers"]] == [("P1", "2", "CT")]
+    series = node.post("/courier/query", {"Node": "pacs", "Level": "SERIES", "Filters": {"Modality": "MR"}}).json()
+    assert [a["PatientID"] for a in series["Answers"]] == ["P2"]
+    bad = node.post("/courier/query", {"Node": "nowhere", "Level": "STUDY"})
+    assert bad.status_code == 404 and "no node 'nowhere'" in bad.json()["error"]
+    assert node.get("/courier/audit", action="query")["total"] == 2
