@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 import sqlite_utils
 from sqlite_utils import Migrations
 
-from .policy import FINAL_STATES, PENDING, RUNNING, STATES, SUCCESS, WARNING, FAILURE
+from .policy import CANCELED, FAILURE, FINAL_STATES, PENDING, RUNNING, STATES, SUCCESS, WARNING
 
 migrations = Migrations("courier")
 
@@ -87,7 +87,8 @@ def m001_tasks_manifests_audit_cursor(db: sqlite_utils.Database) -> None:
 
 TASK_COLUMNS = ("id", "route", "destination", "level", "resource_id", "state", "priority", "attempts",
                 "next_attempt_at", "created_at", "updated_at", "finished_at", "heartbeat_at", "owner",
-                "last_error", "delete_after", "expected", "delivered", "bytes", "profile")
+                "last_error", "delete_after", "expected", "delivered", "bytes", "profile", "job_id", "source",
+                "study_uid")
 
 
 @migrations()
@@ -113,6 +114,17 @@ def m004_node_status(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE node_status (node TEXT PRIMARY KEY, at REAL NOT NULL, ok INTEGER NOT NULL, message TEXT)")
 
 
+@migrations()
+def m005_jobs(db: sqlite_utils.Database) -> None:
+    db.execute("CREATE TABLE jobs (id INTEGER PRIMARY KEY, created_at REAL NOT NULL, created_by TEXT NOT NULL,"
+               " source TEXT NOT NULL, destination TEXT NOT NULL, profile TEXT, urgent INTEGER NOT NULL DEFAULT 0,"
+               " paused INTEGER NOT NULL DEFAULT 0, canceled INTEGER NOT NULL DEFAULT 0)")
+    db.execute("ALTER TABLE tasks ADD COLUMN job_id INTEGER REFERENCES jobs(id)")
+    db.execute("ALTER TABLE tasks ADD COLUMN source TEXT")
+    db.execute("ALTER TABLE tasks ADD COLUMN study_uid TEXT")
+    db.execute("CREATE INDEX tasks_job ON tasks (job_id, state)")
+
+
 @dataclass(frozen=True)
 class NewTask:
     route: str
@@ -122,6 +134,9 @@ class NewTask:
     priority: int = 0
     delete_after: bool = False
     profile: Optional[str] = None
+    job_id: Optional[int] = None
+    source: Optional[str] = None
+    study_uid: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -218,9 +233,10 @@ class Store:
             for t in tasks:
                 cur = db.execute(
                     "INSERT INTO tasks (route, destination, level, resource_id, state, priority, next_attempt_at,"
-                    " created_at, updated_at, delete_after, profile) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " created_at, updated_at, delete_after, profile, job_id, source, study_uid)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (t.route, t.destination, t.level, t.resource_id, PENDING, t.priority, now, now, now,
-                     int(t.delete_after), t.profile))
+                     int(t.delete_after), t.profile, t.job_id, t.source, t.study_uid))
                 ids.append(cur.lastrowid)
             self._audit(db, [AuditEvent("task-created", route=t.route, destination=t.destination,
                                         resource_id=t.resource_id, task_id=i) for t, i in zip(tasks, ids)])
@@ -244,6 +260,7 @@ class Store:
                 "SELECT destination FROM tasks WHERE state = ? GROUP BY destination"
                 " HAVING COUNT(DISTINCT owner) >= ?", (RUNNING, max_workers_per_destination))]
             exclude = f" AND destination NOT IN ({', '.join('?' * len(busy))})" if busy else ""
+            exclude += " AND (job_id IS NULL OR job_id NOT IN (SELECT id FROM jobs WHERE paused = 1))"
             head = db.execute(
                 f"SELECT destination FROM tasks WHERE state = ? AND next_attempt_at <= ?{exclude}"
                 f" ORDER BY priority DESC, next_attempt_at, id LIMIT 1", (PENDING, now, *busy)).fetchone()
@@ -252,6 +269,7 @@ class Store:
             rows = db.execute(
                 f"UPDATE tasks SET state = ?, owner = ?, heartbeat_at = ?, updated_at = ?"
                 f" WHERE id IN (SELECT id FROM tasks WHERE state = ? AND next_attempt_at <= ? AND destination = ?"
+                f"  AND (job_id IS NULL OR job_id NOT IN (SELECT id FROM jobs WHERE paused = 1))"
                 f"  ORDER BY priority DESC, next_attempt_at, id LIMIT ?)"
                 f" RETURNING {', '.join(TASK_COLUMNS)}",
                 (RUNNING, owner, now, now, PENDING, now, head[0], limit)).fetchall()
@@ -490,3 +508,85 @@ class Store:
     def node_statuses(self) -> dict[str, dict]:
         return {r["node"]: {"At": r["at"], "Ok": bool(r["ok"]), "Message": r["message"]}
                 for r in self._db().execute("SELECT * FROM node_status")}
+
+    # -- transfer jobs -----------------------------------------------------------------------
+    def create_job(self, actor: str, source: str, destination: str, profile: Optional[str], urgent: bool,
+                   studies: Sequence[tuple[str, str, bool]]) -> int:
+        """A job and one task per study: (StudyInstanceUID, Orthanc study ID, already in Orthanc)."""
+        now = self.clock()
+        with self._transaction() as db:
+            job_id = db.execute("INSERT INTO jobs (created_at, created_by, source, destination, profile, urgent)"
+                                " VALUES (?, ?, ?, ?, ?, ?)", (now, actor, source, destination, profile, int(urgent))).lastrowid
+            for study_uid, study_id, present in studies:
+                db.execute("INSERT INTO tasks (route, destination, level, resource_id, state, priority, next_attempt_at,"
+                           " created_at, updated_at, delete_after, profile, job_id, source, study_uid)"
+                           " VALUES (?, ?, 'Study', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           (f"job-{job_id}", destination, study_id, PENDING, 100 if urgent else 0, now, now, now,
+                            int(not present), profile, job_id, source, study_uid))
+            self._audit(db, [AuditEvent("job-created", actor=actor, route=f"job-{job_id}", destination=destination,
+                                        detail={"job": job_id, "source": source, "studies": len(studies)})])
+        return job_id
+
+    def replace_manifest(self, task_id: int, items: Sequence[ManifestItem]) -> None:
+        """A job task's manifest after a fetch: rows not yet delivered are replaced."""
+        with self._transaction() as db:
+            delivered = {r[0] for r in db.execute(
+                "SELECT sop_instance_uid FROM task_instances WHERE task_id = ? AND delivered = 1", (task_id,))}
+            db.execute("DELETE FROM task_instances WHERE task_id = ? AND delivered = 0", (task_id,))
+            db.executemany("INSERT OR IGNORE INTO task_instances (task_id, instance_id, sop_instance_uid, size)"
+                           " VALUES (?, ?, ?, ?)", [(task_id, i.instance_id, i.sop_instance_uid, i.size)
+                                                    for i in items if i.sop_instance_uid not in delivered])
+            db.execute("UPDATE tasks SET expected = (SELECT COUNT(*) FROM task_instances WHERE task_id = ?)"
+                       " WHERE id = ?", (task_id, task_id))
+
+    def job_study_ids(self) -> set[str]:
+        """Orthanc study IDs that unfinished jobs are fetching: routes leave them alone."""
+        return {r[0] for r in self._db().execute(
+            "SELECT resource_id FROM tasks WHERE job_id IS NOT NULL AND state IN (?, ?)", (PENDING, RUNNING))}
+
+    def task_state(self, task_id: int) -> Optional[str]:
+        row = self._db().execute("SELECT state FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        return None if row is None else row[0]
+
+    def job(self, job_id: int) -> Optional[dict]:
+        row = self._db().execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            return None
+        job = dict(row)
+        job["tasks"] = {s: 0 for s in STATES}
+        for state, count in self._db().execute("SELECT state, COUNT(*) FROM tasks WHERE job_id = ? GROUP BY state", (job_id,)):
+            job["tasks"][state] = count
+        totals = self._db().execute(
+            "SELECT COALESCE(SUM(expected), 0), COALESCE(SUM(delivered), 0), COALESCE(SUM(bytes), 0),"
+            " MIN(created_at), MAX(finished_at) FROM tasks WHERE job_id = ?", (job_id,)).fetchone()
+        job.update(instances_expected=totals[0], instances_delivered=totals[1], bytes=totals[2],
+                   started_at=totals[3], last_finished_at=totals[4])
+        return job
+
+    def jobs(self, limit: int = 100, offset: int = 0) -> tuple[int, list[dict]]:
+        total = self._db().execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+        ids = [r[0] for r in self._db().execute("SELECT id FROM jobs ORDER BY id DESC LIMIT ? OFFSET ?", (limit, offset))]
+        return total, [self.job(i) for i in ids]
+
+    def control_job(self, job_id: int, action: str, actor: str) -> bool:
+        """pause | resume | cancel | retry | urgent | normal; False if there is no such job."""
+        now = self.clock()
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
+                return False
+            if action in ("pause", "resume"):
+                db.execute("UPDATE jobs SET paused = ? WHERE id = ?", (int(action == "pause"), job_id))
+            elif action == "cancel":
+                db.execute("UPDATE jobs SET canceled = 1 WHERE id = ?", (job_id,))
+                db.execute("UPDATE tasks SET state = ?, updated_at = ?, finished_at = ? WHERE job_id = ? AND state IN (?, ?)",
+                           (CANCELED, now, now, job_id, PENDING, RUNNING))
+            elif action == "retry":
+                db.execute("UPDATE jobs SET canceled = 0 WHERE id = ?", (job_id,))
+                db.execute("UPDATE tasks SET state = ?, attempts = 0, next_attempt_at = ?, updated_at = ?, finished_at = NULL,"
+                           " owner = NULL WHERE job_id = ? AND state IN (?, ?, ?)",
+                           (PENDING, now, now, job_id, FAILURE, WARNING, CANCELED))
+            elif action in ("urgent", "normal"):
+                db.execute("UPDATE jobs SET urgent = ? WHERE id = ?", (int(action == "urgent"), job_id))
+                db.execute("UPDATE tasks SET priority = ? WHERE job_id = ?", (100 if action == "urgent" else 0, job_id))
+            self._audit(db, [AuditEvent(f"job-{action}", actor=actor, route=f"job-{job_id}", detail={"job": job_id})])
+        return True
