@@ -12,11 +12,13 @@ import csv
 import io
 import json
 import re
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
 from . import VERSION
 from .config import CourierConfig
+from . import jobs
 from . import query as query_module
 from . import remote
 from .errors import ApiError, DeliveryError
@@ -68,9 +70,10 @@ def _actor(request: HttpRequest) -> str:
 
 class Api:
     def __init__(self, config: CourierConfig, store: Store, is_healthy: Callable[[], bool],
-                 pseudonymizers: Mapping[str, Pseudonymizer] = {}, rest: Optional[OrthancRest] = None) -> None:
+                 pseudonymizers: Mapping[str, Pseudonymizer] = {}, rest: Optional[OrthancRest] = None,
+                 wake_workers: Optional[Callable[[], None]] = None) -> None:
         self.config, self.store, self.is_healthy = config, store, is_healthy
-        self.pseudonymizers, self.rest = pseudonymizers, rest
+        self.pseudonymizers, self.rest, self.wake_workers = pseudonymizers, rest, wake_workers
 
     # -- handlers -----------------------------------------------------------------------------
     def health(self, request: HttpRequest, args: dict) -> Any:
@@ -144,6 +147,54 @@ class Api:
 
     def openapi(self, request: HttpRequest, args: dict) -> Any:
         return openapi_document()
+
+    # -- transfer jobs -------------------------------------------------------------------------
+    def _body(self, request: HttpRequest) -> Any:
+        try:
+            return json.loads(bytes(request.body or b"{}"))
+        except ValueError:
+            raise ApiError(400, "the body is not JSON") from None
+
+    def create_job(self, request: HttpRequest, args: dict) -> Any:
+        wanted = jobs.validate(self._body(request), self.config)
+        studies = jobs.resolve(self.rest, self.config, wanted["source"], wanted["items"])
+        job_id = self.store.create_job(_actor(request), wanted["source"], wanted["destination"], wanted["profile"],
+                                       wanted["urgent"], studies)
+        if self.wake_workers:
+            self.wake_workers()
+        return jobs.summary(self.store.job(job_id), time.time())
+
+    def list_jobs(self, request: HttpRequest, args: dict) -> Any:
+        limit = _int(request.query.get("limit"), "limit", 100, 1, MAX_PAGE)
+        offset = _int(request.query.get("offset"), "offset", 0)
+        total, rows = self.store.jobs(limit, offset)
+        return {"total": total, "limit": limit, "offset": offset, "jobs": [jobs.summary(j, time.time()) for j in rows]}
+
+    def _job(self, args: dict) -> dict:
+        job = self.store.job(_int(args["id"], "id", 0, 1))
+        if job is None:
+            raise ApiError(404, f"no job {args['id']}")
+        return job
+
+    def get_job(self, request: HttpRequest, args: dict) -> Any:
+        job = self._job(args)
+        _, rows = self.store.tasks(job_id=job["id"], limit=MAX_PAGE)
+        return {**jobs.summary(job, time.time()), "TaskList": rows}
+
+    def control_job(self, request: HttpRequest, args: dict) -> Any:
+        job = self._job(args)
+        action = args["action"]
+        if action == "priority":
+            urgent = self._body(request).get("Urgent")
+            if not isinstance(urgent, bool):
+                raise ApiError(400, 'Urgent: expected true or false, e.g. {"Urgent": true}')
+            action = "urgent" if urgent else "normal"
+        elif action not in ("cancel", "pause", "resume", "retry"):
+            raise ApiError(404, f"no job action {action!r}; use cancel, pause, resume, retry or priority")
+        self.store.control_job(job["id"], action, _actor(request))
+        if self.wake_workers:
+            self.wake_workers()
+        return jobs.summary(self.store.job(job["id"]), time.time())
 
     # -- nodes and queries ---------------------------------------------------------------------
     def nodes(self, request: HttpRequest, args: dict) -> Any:
@@ -292,6 +343,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "nodes/{id}/echo", Api.echo, "C-ECHO a DICOM node (or call a DICOMweb server) and record the result"),
     Endpoint("POST", "query", Api.query,
              'C-FIND on a node: {"Node", "Level": PATIENT|STUDY|SERIES, "Filters": {keyword: value}}; answers re-filtered'),
+    Endpoint("POST", "jobs", Api.create_job,
+             'Transfer job: {"Source", "Destination", "Pseudonymize"?, "Urgent"?, "Items": [{"StudyInstanceUID"} | '
+             '{"AccessionNumber"} | {"PatientID", "StudyDate"?, "ModalitiesInStudy"?}]}'),
+    Endpoint("GET", "jobs", Api.list_jobs, "Transfer jobs with status and progress, newest first", _PAGING),
+    Endpoint("GET", "jobs/{id}", Api.get_job, "One job: status, progress (instances, bytes, rate, ETA) and its tasks"),
+    Endpoint("POST", "jobs/{id}/{action}", Api.control_job,
+             'cancel | pause | resume | retry (failed tasks) | priority ({"Urgent": true|false})'),
     Endpoint("GET", "openapi.json", Api.openapi, "This document"),
 )
 
@@ -300,7 +358,7 @@ def openapi_document() -> dict:
     paths: dict[str, dict] = {}
     for endpoint in ENDPOINTS:
         parameters = [{"name": name, "in": "path", "required": True,
-                       "schema": {"type": "integer" if name == "id" and endpoint.pattern.startswith("tasks") else "string"}}
+                       "schema": {"type": "integer" if name == "id" and endpoint.pattern.startswith(("tasks", "jobs")) else "string"}}
                       for name in re.findall(r"\{(\w+)\}", endpoint.pattern)]
         parameters += [{"name": name, "in": "query", "required": False, "description": text,
                         "schema": {"type": "string"}} for name, text in endpoint.query]

@@ -46,7 +46,7 @@ class Courier:
                                        on_tasks=self.engine.wake)
         self.metrics = MetricsPublisher(self.store, host.set_metric)
         self.api = Api(config, self.store, is_healthy=lambda: self.engine.running and self.follower.running,
-                       pseudonymizers=self.pseudonymizers, rest=self.rest)
+                       pseudonymizers=self.pseudonymizers, rest=self.rest, wake_workers=self.engine.wake)
 
     def install(self) -> None:
         ingest_routes = [r for r in self.config.routes if r.pseudonymize_on == "Ingest"]

@@ -17,7 +17,8 @@ from typing import Callable, Mapping, Optional, Sequence
 from .config import CourierConfig
 from .errors import DeliveryError
 from .orthanc_rest import OrthancRest
-from .policy import SUCCESS, decide
+from . import fetch
+from .policy import CANCELED, FINAL_STATES, SUCCESS, decide
 from .senders import Sender
 from .pseudonymize import PseudonymizationError, Pseudonymizer
 from .store import Attempt, ManifestItem, Store
@@ -25,6 +26,7 @@ from .store import Attempt, ManifestItem, Store
 log = logging.getLogger("courier.engine")
 
 LEVEL_PATHS = {"Instance": "instances", "Series": "series", "Study": "studies"}
+MISSING = "missing:"          # manifest entry of an instance the source listed but never sent
 
 
 def instance_manifest(rest: OrthancRest, level: str, resource_id: str) -> list[ManifestItem]:
@@ -114,6 +116,14 @@ class Engine:
         manifests = self.store.manifests([t["id"] for t in tasks])
         fresh: dict[int, list[ManifestItem]] = {}
         for task in tasks:
+            if task["source"]:                       # a transfer job: fetch from the source first
+                try:
+                    manifests[task["id"]] = self._fetch(task)
+                except DeliveryError as exc:
+                    attempts.append(self._attempt(task, [], 0, task.get("expected") or 0,
+                                                  sum(i.delivered for i in manifests[task["id"]]),
+                                                  f"fetch from {task['source']}: {exc}", exc.retriable))
+                continue
             if manifests[task["id"]]:
                 continue
             try:
@@ -131,9 +141,39 @@ class Engine:
         attempts += self._deliver(ready, manifests)
         recorded = self.store.finish_attempts(owner, attempts)
         for attempt in attempts:
-            if attempt.state == SUCCESS and attempt.task["delete_after"] and attempt.task["id"] in recorded:
-                self._delete_if_done(attempt.task)
+            task = attempt.task
+            if task["source"] and task["delete_after"] and (attempt.state in FINAL_STATES or task["id"] not in recorded):
+                self._delete_fetched(task)          # fetched only for this transfer: do not keep it
+            elif attempt.state == SUCCESS and task["delete_after"] and task["id"] in recorded:
+                self._delete_if_done(task)
         return True
+
+    def _fetch(self, task: dict) -> list[ManifestItem]:
+        """The job task's manifest: what the source lists (C-FIND IMAGE), fetched by C-MOVE if
+        Courier's Orthanc lacks any of it; what never arrived stays as "missing:<UID>"."""
+        expected = fetch.expected_uids(self.rest, task["source"], task["study_uid"])
+        if not expected:
+            raise DeliveryError(f"{task['source']} lists no instance of study {task['study_uid']}")
+        present = fetch.present_instances(self.rest, task["resource_id"])
+        delivered = {i.sop_instance_uid for i in self.store.manifests([task["id"]])[task["id"]] if i.delivered}
+        if any(uid not in present and uid not in delivered for uid in expected):
+            fetch.c_move(self.rest, task["source"], task["study_uid"], self.config.local_aet,
+                         cancelled=lambda: self.store.task_state(task["id"]) == CANCELED or self._stop.is_set())
+            present = fetch.present_instances(self.rest, task["resource_id"])
+        items = [ManifestItem(present[uid][0], uid, present[uid][1]) if uid in present
+                 else ManifestItem(f"{MISSING}{uid}", uid) for uid in expected]
+        self.store.replace_manifest(task["id"], items)
+        task["expected"] = len(expected)
+        return self.store.manifests([task["id"]])[task["id"]]
+
+    def _delete_fetched(self, task: dict) -> None:
+        if self.store.active_tasks_for_resource(task["resource_id"]):
+            return
+        try:
+            self.rest.delete(f"/studies/{task['resource_id']}")
+        except DeliveryError as exc:
+            if getattr(exc, "status", None) != 404:
+                log.warning("job task %s: fetched study %s could not be deleted: %s", task["id"], task["resource_id"], exc)
 
     def _deliver(self, tasks: Sequence[dict], manifests: Mapping[int, list[ManifestItem]]) -> list[Attempt]:
         groups: dict[Optional[str], list[dict]] = {}
@@ -145,9 +185,14 @@ class Engine:
                        profile: Optional[str]) -> list[Attempt]:
         """Send what the tasks (one destination, one profile) still miss; one Attempt per task."""
         todo: dict[str, tuple[ManifestItem, dict]] = {}
+        never_arrived: dict[str, str] = {}
         for task in tasks:
             for item in manifests[task["id"]]:
-                if not item.delivered:
+                if item.delivered:
+                    continue
+                if item.instance_id.startswith(MISSING):
+                    never_arrived[item.instance_id] = f"not received from {task['source']} (C-MOVE)"
+                else:
                     todo.setdefault(item.instance_id, (item, task))
         sender = self.senders[tasks[0]["destination"]]
         settled: set[str] = set()          # failed for good: quarantined or refused, retrying cannot help
@@ -159,6 +204,7 @@ class Engine:
             files, report, settled = self._pseudonymize(profile, todo)
             if files:
                 report.update(sender.send_files(files))
+        report.update(never_arrived)
         attempts = []
         for task in tasks:
             manifest = manifests[task["id"]]

@@ -83,11 +83,14 @@ class ChangeFollower:
         changes = page.get("Changes", [])
         tasks: list[NewTask] = []
         audit: list[AuditEvent] = []
+        fetching = self.store.job_study_ids() if changes else set()
         for change in changes:
             trigger = TRIGGER_OF_CHANGE.get(change["ChangeType"])
             if trigger is None:
                 continue
             try:
+                if fetching and self._study_of(trigger, change["ID"]) in fetching:
+                    continue                # fetched by a transfer job: the job delivers it, not the routes
                 self._route(trigger, change["ID"], tasks, audit)
             except OrthancHttpError as exc:
                 if exc.status != 404:
@@ -99,6 +102,13 @@ class ChangeFollower:
             if tasks:
                 self.on_tasks()
         return bool(page.get("Done", True))
+
+    def _study_of(self, trigger: str, resource_id: str) -> str:
+        if trigger == "StableStudy":
+            return resource_id
+        if trigger == "StableSeries":
+            return self.rest.get_json(f"/series/{resource_id}")["ParentStudy"]
+        return self.rest.get_json(f"/instances/{resource_id}/study")["ID"]
 
     def _route(self, trigger: str, resource_id: str, tasks: list[NewTask], audit: list[AuditEvent]) -> None:
         level = LEVEL_OF_TRIGGER[trigger]

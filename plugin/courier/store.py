@@ -355,6 +355,11 @@ class Store:
                                         task_id=r[0], detail={"reason": "worker gone"}) for r in rows])
         return len(rows)
 
+    def active_tasks_for_resource(self, resource_id: str) -> int:
+        row = self._db().execute("SELECT COUNT(*) FROM tasks WHERE resource_id = ? AND state IN (?, ?)",
+                                 (resource_id, PENDING, RUNNING)).fetchone()
+        return row[0]
+
     def unfinished_for_resource(self, resource_id: str) -> int:
         row = self._db().execute("SELECT COUNT(*) FROM tasks WHERE resource_id = ? AND state != ?",
                                  (resource_id, SUCCESS)).fetchone()
@@ -371,10 +376,10 @@ class Store:
             (task_id,)).fetchall()]
         return task
 
-    def tasks(self, state: Optional[str] = None, route: Optional[str] = None,
-              destination: Optional[str] = None, limit: int = 100, offset: int = 0) -> tuple[int, list[dict]]:
+    def tasks(self, state: Optional[str] = None, route: Optional[str] = None, destination: Optional[str] = None,
+              limit: int = 100, offset: int = 0, job_id: Optional[int] = None) -> tuple[int, list[dict]]:
         where, args = [], []
-        for column, value in (("state", state), ("route", route), ("destination", destination)):
+        for column, value in (("state", state), ("route", route), ("destination", destination), ("job_id", job_id)):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)

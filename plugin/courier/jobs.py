@@ -1,0 +1,108 @@
+"""Transfer jobs: request validation, items -> studies, and a job's derived status and progress.
+
+A job brings studies from a source node to a destination, optionally pseudonymized; it holds
+one task per study and its status is derived from them.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+from .config import CourierConfig
+from .errors import ApiError, DeliveryError
+from .fetch import orthanc_study_id
+from .orthanc_rest import OrthancRest
+from .policy import CANCELED, FAILURE, PENDING, RUNNING, SUCCESS, WARNING
+from .query import parse_date_range
+from .remote import find
+
+ITEM_KEYS = ("StudyInstanceUID", "AccessionNumber", "PatientID", "StudyDate", "ModalitiesInStudy")
+MAX_STUDIES = 10000
+
+
+def validate(body: Any, config: CourierConfig) -> dict:
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object with Source, Destination and Items")
+    unknown = [k for k in body if k not in ("Source", "Destination", "Pseudonymize", "Urgent", "Items")]
+    if unknown:
+        raise ApiError(400, f"{unknown[0]}: unknown field; use Source, Destination, Pseudonymize, Urgent, Items")
+    source, destination = body.get("Source"), body.get("Destination")
+    if source not in config.nodes or config.nodes[source].kind != "dicom":
+        raise ApiError(400, f"Source: {source!r} is not a DICOM modality of DicomModalities")
+    for needed in ("C-FIND", "C-MOVE"):
+        if needed not in config.node_settings[source].capabilities:
+            raise ApiError(400, f"Source: {source!r} does not offer {needed} (Courier.Nodes.{source}.Capabilities)")
+    if destination not in config.destinations:
+        raise ApiError(400, f"Destination: no destination named {destination!r}")
+    profile = body.get("Pseudonymize")
+    if profile is not None and profile not in config.profiles:
+        raise ApiError(400, f"Pseudonymize: no pseudonymization profile {profile!r}")
+    if not isinstance(body.get("Urgent", False), bool):
+        raise ApiError(400, "Urgent: expected true or false")
+    items = body.get("Items")
+    if not isinstance(items, list) or not items:
+        raise ApiError(400, "Items: a non-empty list of {StudyInstanceUID} | {AccessionNumber} | {PatientID, StudyDate, ModalitiesInStudy}")
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or not item or any(k not in ITEM_KEYS for k in item):
+            raise ApiError(400, f"Items[{index}]: an object with keys among {', '.join(ITEM_KEYS)}")
+        if not any(item.get(k) for k in ("StudyInstanceUID", "AccessionNumber", "PatientID")):
+            raise ApiError(400, f"Items[{index}]: needs StudyInstanceUID, AccessionNumber or PatientID")
+        if not all(isinstance(v, str) for v in item.values()):
+            raise ApiError(400, f"Items[{index}]: values must be strings")
+        if item.get("StudyDate"):
+            try:
+                parse_date_range(item["StudyDate"])
+            except ValueError as exc:
+                raise ApiError(400, f"Items[{index}].StudyDate: {exc}") from None
+    return {"source": source, "destination": destination, "profile": profile, "urgent": body.get("Urgent", False),
+            "items": items}
+
+
+def resolve(rest: OrthancRest, config: CourierConfig, source: str, items: list[dict]) -> list[tuple[str, str, bool]]:
+    """Each item -> the studies the source holds for it (C-FIND, re-filtered locally), as
+    (StudyInstanceUID, Orthanc study ID, already in Courier's Orthanc)."""
+    studies: dict[str, tuple[str, str, bool]] = {}
+    for index, item in enumerate(items):
+        try:
+            found = find(rest, source, "STUDY", {k: v for k, v in item.items() if v},
+                         config.node_settings[source].max_results)["Answers"]
+        except DeliveryError as exc:
+            raise ApiError(502, f"Items[{index}]: C-FIND on {source}: {exc}") from None
+        if not found:
+            raise ApiError(404, f"Items[{index}]: {source} holds no study matching {item}")
+        for answer in found:
+            study_id = orthanc_study_id(answer["PatientID"], answer["StudyInstanceUID"])
+            if answer["StudyInstanceUID"] not in studies:
+                try:
+                    rest.get_json(f"/studies/{study_id}")
+                    present = True
+                except DeliveryError:
+                    present = False
+                studies[answer["StudyInstanceUID"]] = (answer["StudyInstanceUID"], study_id, present)
+        if len(studies) > MAX_STUDIES:
+            raise ApiError(400, f"Items: more than {MAX_STUDIES} studies; split the job")
+    return list(studies.values())
+
+
+def summary(job: Mapping[str, Any], now: float) -> dict:
+    """The job with its derived status and progress (tasks, instances, bytes, rate, ETA)."""
+    tasks = job["tasks"]
+    total = sum(tasks.values())
+    done = tasks[SUCCESS] + tasks[WARNING] + tasks[FAILURE] + tasks[CANCELED]
+    if job["canceled"]:
+        status = "CANCELED"
+    elif tasks[PENDING] or tasks[RUNNING]:
+        status = "PAUSED" if job["paused"] else ("RUNNING" if tasks[RUNNING] or done else "PENDING")
+    elif tasks[SUCCESS] == total:
+        status = "SUCCESS"
+    else:
+        status = "WARNING" if tasks[SUCCESS] or job["instances_delivered"] else "FAILURE"
+    elapsed = max((job["last_finished_at"] if status in ("SUCCESS", "WARNING", "FAILURE", "CANCELED") and job["last_finished_at"]
+                   else now) - (job["started_at"] or now), 1e-6)
+    rate = job["instances_delivered"] / elapsed
+    remaining = max(job["instances_expected"] - job["instances_delivered"], 0)
+    return {"Id": job["id"], "Status": status, "Source": job["source"], "Destination": job["destination"],
+            "Pseudonymize": job["profile"], "Urgent": bool(job["urgent"]), "CreatedBy": job["created_by"],
+            "CreatedAt": job["created_at"], "Tasks": {"Total": total, "Done": done, **tasks},
+            "Instances": {"Expected": job["instances_expected"], "Delivered": job["instances_delivered"]},
+            "Bytes": job["bytes"], "InstancesPerSecond": round(rate, 2),
+            "EtaSeconds": round(remaining / rate) if rate > 0 and status in ("RUNNING", "PENDING") else None}

@@ -1,0 +1,118 @@
+"""Transfer jobs: C-MOVE from a PACS through Courier to a destination, counted per SOP UID."""
+import time
+
+import pydicom
+from pydicom.dataset import Dataset
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import (CTImageStorage, StudyRootQueryRetrieveInformationModelFind,
+                                  StudyRootQueryRetrieveInformationModelMove)
+
+from factory import make_instance, write_instances
+from harness import free_port, storescu, wait_until
+
+
+def setup(cluster, tmp_path, pacs=None, **courier):
+    dest = cluster.orthanc("dest")
+    node = cluster.orthanc("router", start=False, courier={
+        "AllowedCallers": "KnownModalities", "Retry": {"MaxAttempts": 2, "InitialDelaySeconds": 0.2},
+        "Folders": {"folder": {"Path": str(tmp_path / "routed")}},
+        "Routes": [{"Name": "everything", "Destinations": ["folder"]}], **courier},
+        extra={"DicomModalities": {"dest": dest.as_modality()}})
+    if pacs is None:
+        pacs = cluster.orthanc("pacs", start=False)
+        pacs.config["DicomModalities"] = {"router": node.as_modality()}
+        pacs.start()
+        node.config["DicomModalities"]["pacs"] = pacs.as_modality()
+    else:
+        node.config["DicomModalities"]["pacs"] = pacs
+    node.start()
+    return node, dest, pacs
+
+
+def job_done(node, job_id, timeout=60):
+    return wait_until(lambda: (j := node.get(f"/courier/jobs/{job_id}"))["Status"] not in ("PENDING", "RUNNING") and j,
+                      timeout, 0.2, what=f"job {job_id} to end")
+
+
+def test_c_move_job_transfers_counts_and_cleans_up(cluster, tmp_path):
+    node, dest, pacs = setup(cluster, tmp_path)
+    first = write_instances(tmp_path / "s1", 3, patient_id="P1", StudyDate="20240105")
+    second = write_instances(tmp_path / "s2", 2, patient_id="P1", StudyDate="20240210", modality="MR")
+    other = write_instances(tmp_path / "s3", 1, patient_id="P2")
+    storescu(pacs.dicom_port, first + second + other)
+    created = node.post("/courier/jobs", {"Source": "pacs", "Destination": "dest", "Items": [{"PatientID": "P1"}]})
+    assert created.status_code == 200, created.text
+    job = job_done(node, created.json()["Id"])
+    assert job["Status"] == "SUCCESS" and job["Tasks"]["Total"] == 2 and job["Instances"] == {"Expected": 5, "Delivered": 5}
+    assert dest.sop_uids() == {p.stem for p in first + second}
+    wait_until(lambda: node.instances() == [], 10, what="fetched studies removed from Courier")
+    assert not (tmp_path / "routed").exists()            # the routes left the fetched studies alone
+    assert job["Bytes"] > 0 and job["CreatedBy"] == "anonymous"
+    assert [e["action"] for e in node.get("/courier/audit", route=f"job-{job['Id']}")["entries"]][-1] == "job-created"
+
+
+def test_pseudonymized_job_by_accession_number(cluster, tmp_path):
+    (tmp_path / "key").write_text("job-secret-0123456789")
+    node, dest, pacs = setup(cluster, tmp_path, Pseudonymization={"trial": {"SecretFile": str(tmp_path / "key")}})
+    storescu(pacs.dicom_port, write_instances(tmp_path / "s", 2, patient_id="P9", patient_name="Doe^John", AccessionNumber="ACC-77"))
+    created = node.post("/courier/jobs", {"Source": "pacs", "Destination": "dest", "Pseudonymize": "trial",
+                                          "Items": [{"AccessionNumber": "ACC-77"}]}).json()
+    assert job_done(node, created["Id"])["Status"] == "SUCCESS"
+    tags = [dest.get(f"/instances/{i}/simplified-tags") for i in dest.instances()]
+    assert len(tags) == 2 and all(t["PatientID"] != "P9" and "Doe" not in t["PatientName"] for t in tags)
+
+
+def test_bad_job_requests_name_the_field(cluster, tmp_path):
+    node, _, _ = setup(cluster, tmp_path)
+    for body, status, words in [({"Source": "nowhere", "Destination": "dest", "Items": [{"PatientID": "x"}]}, 400, "Source:"),
+                                ({"Source": "pacs", "Destination": "nope", "Items": [{"PatientID": "x"}]}, 400, "Destination:"),
+                                ({"Source": "pacs", "Destination": "dest", "Items": [{"Modality": "CT"}]}, 400, "Items[0]"),
+                                ({"Source": "pacs", "Destination": "dest", "Items": [{"PatientID": "absent"}]}, 404, "holds no study")]:
+        answer = node.post("/courier/jobs", body)
+        assert answer.status_code == status and words in answer.json()["error"], answer.text
+
+
+def lossy_pacs(port, router_port, instances):
+    """A Q/R SCP that lists every instance at IMAGE level but, on C-MOVE, sends all but the last
+    and still answers success: the failure ADIT users report."""
+    def on_find(event):
+        level = event.identifier.QueryRetrieveLevel
+        for ds in instances if level == "IMAGE" else instances[:1]:
+            answer = Dataset()
+            answer.QueryRetrieveLevel = level
+            answer.PatientID, answer.StudyInstanceUID = ds.PatientID, ds.StudyInstanceUID
+            answer.StudyDate, answer.PatientName = ds.StudyDate, ds.PatientName
+            if level == "IMAGE":
+                answer.SeriesInstanceUID, answer.SOPInstanceUID = ds.SeriesInstanceUID, ds.SOPInstanceUID
+            yield 0xFF00, answer
+
+    def on_move(event):
+        yield "127.0.0.1", router_port
+        yield len(instances) - 1
+        for ds in instances[:-1]:
+            yield 0xFF00, ds
+    ae = AE(ae_title="LOSSY")
+    ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
+    ae.add_supported_context(StudyRootQueryRetrieveInformationModelMove)
+    ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
+    return ae.start_server(("127.0.0.1", port), block=False,
+                           evt_handlers=[(evt.EVT_C_FIND, on_find), (evt.EVT_C_MOVE, on_move)])
+
+
+def test_a_pacs_that_loses_an_image_while_reporting_success_gives_warning(cluster, tmp_path):
+    port = free_port()
+    study = pydicom.uid.generate_uid()
+    instances = [make_instance(patient_id="P5", study_uid=study, instance_number=n) for n in range(1, 4)]
+    node, dest, _ = setup(cluster, tmp_path, pacs={"AET": "LOSSY", "Host": "127.0.0.1", "Port": port})
+    server = lossy_pacs(port, node.dicom_port, instances)
+    try:
+        created = node.post("/courier/jobs", {"Source": "pacs", "Destination": "dest",
+                                              "Items": [{"StudyInstanceUID": study}]}).json()
+        job = job_done(node, created["Id"])
+        assert job["Status"] == "WARNING" and job["Instances"] == {"Expected": 3, "Delivered": 2}
+        task = node.get(f"/courier/tasks/{node.get('/courier/jobs/' + str(created['Id']))['TaskList'][0]['id']}")
+        assert task["state"] == "WARNING" and task["missing"] == [str(instances[-1].SOPInstanceUID)]
+        assert "not received from pacs (C-MOVE)" in task["last_error"]
+        assert dest.sop_uids() == {str(ds.SOPInstanceUID) for ds in instances[:-1]}
+    finally:
+        server.shutdown()
