@@ -157,7 +157,7 @@ class Engine:
         present = fetch.present_instances(self.rest, task["resource_id"])
         delivered = {i.sop_instance_uid for i in self.store.manifests([task["id"]])[task["id"]] if i.delivered}
         if any(uid not in present and uid not in delivered for uid in expected):
-            fetch.c_move(self.rest, task["source"], task["study_uid"], self.config.local_aet,
+            fetch.c_move(self.config.nodes[task["source"]], self.config.local_aet, task["study_uid"],
                          cancelled=lambda: self.store.task_state(task["id"]) == CANCELED or self._stop.is_set())
             present = fetch.present_instances(self.rest, task["resource_id"])
         items = [ManifestItem(present[uid][0], uid, present[uid][1]) if uid in present

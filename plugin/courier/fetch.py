@@ -1,16 +1,21 @@
 """Bringing a study from a source PACS into Courier's Orthanc, for transfer jobs.
 
-C-MOVE through Orthanc's asynchronous `/queries/{id}/retrieve` job (so a cancel stops it within
-a poll interval, even mid-association), then a count: the SOP Instance UIDs the source lists at
+C-MOVE issued by Courier with pynetdicom (the sub-operations land in Orthanc's own C-STORE SCP):
+measured on Orthanc 1.10.1, cancelling Orthanc's own move job does not stop a C-MOVE in
+progress (the PACS went on sending), whereas pynetdicom can send a C-CANCEL, and abort the
+association if the PACS ignores it. Then a count: the SOP Instance UIDs the source lists at
 IMAGE level are compared with what arrived. A PACS that answers "success" with failed
-sub-operations, or that silently loses images, shows up here as missing UIDs, never as success.
+sub-operations, or that silently loses images, shows up as missing UIDs, never as success.
 """
 from __future__ import annotations
 
 import hashlib
+import socket
+import threading
 import time
 from typing import Callable
 
+from .config import Node
 from .errors import DeliveryError
 from .orthanc_rest import OrthancHttpError, OrthancRest
 from .remote import c_find
@@ -40,27 +45,60 @@ def present_instances(rest: OrthancRest, study_id: str) -> dict[str, tuple[str, 
     return {c["MainDicomTags"].get("SOPInstanceUID", ""): (c["ID"], c.get("FileSize", 0)) for c in children}
 
 
-def c_move(rest: OrthancRest, source: str, study_uid: str, target_aet: str, cancelled: Callable[[], bool],
-           timeout: float = 3600.0) -> None:
-    """C-MOVE the study to Courier; returns when Orthanc's move job ends; DeliveryError if it
-    failed, was cancelled or timed out."""
-    query = rest.post_json(f"/modalities/{source}/query", {"Level": "Study", "Query": {"StudyInstanceUID": study_uid}})
+def c_move(node: Node, local_aet: str, study_uid: str, cancelled: Callable[[], bool],
+           timeout: float = 3600.0, dimse_timeout: float = 600.0) -> dict:
+    """C-MOVE the study to `local_aet` (Courier's Orthanc). Returns the final C-MOVE response's
+    counts; DeliveryError if the association fails, the move is refused, cancelled or too slow."""
+    from pydicom.dataset import Dataset
+    from pynetdicom import AE
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as MOVE
+
+    ae = AE(ae_title=local_aet)
+    ae.acse_timeout = ae.network_timeout = 30
+    ae.dimse_timeout = dimse_timeout
+    ae.add_requested_context(MOVE)
+    assoc = ae.associate(node.host, node.port, ae_title=node.aet)
+    if not assoc.is_established:
+        raise DeliveryError(f"C-MOVE: association with {node.aet}@{node.host}:{node.port} failed")
     try:
-        job = rest.post_json(f"{query['Path']}/retrieve", {"TargetAet": target_aet, "Synchronous": False})
-        deadline = time.monotonic() + timeout
-        while True:
-            state = rest.get_json(f"/jobs/{job['ID']}")
-            if state["State"] == "Success":
-                return
-            if state["State"] == "Failure":
-                raise DeliveryError(f"C-MOVE from {source} failed: {state.get('ErrorDetails') or state.get('ErrorDescription')}")
-            if cancelled() or time.monotonic() > deadline:
-                rest.post_json(f"/jobs/{job['ID']}/cancel", {})
-                raise DeliveryError("C-MOVE cancelled" if cancelled() else f"C-MOVE from {source} timed out",
-                                   retriable=not cancelled())
-            time.sleep(POLL_SECONDS)
-    finally:
+        assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (AttributeError, OSError):
+        pass
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel, identifier.StudyInstanceUID = "STUDY", study_uid
+    outcome: dict = {}
+
+    def run() -> None:
         try:
-            rest.delete(query["Path"])
-        except DeliveryError:
-            pass
+            for status, _ in assoc.send_c_move(identifier, local_aet, MOVE, msg_id=1):
+                if status is not None and "Status" in status:
+                    outcome["status"] = int(status.Status)
+                    for key in ("NumberOfCompletedSuboperations", "NumberOfFailedSuboperations",
+                                "NumberOfWarningSuboperations"):
+                        if key in status:
+                            outcome[key] = int(status.get(key))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            outcome["error"] = f"{type(exc).__name__}: {exc}"
+    worker = threading.Thread(target=run, name="courier-c-move", daemon=True)
+    worker.start()
+    deadline = time.monotonic() + timeout
+    try:
+        while worker.is_alive():
+            worker.join(POLL_SECONDS)
+            if cancelled() or time.monotonic() > deadline:
+                reason = "C-MOVE cancelled" if cancelled() else f"C-MOVE from {node.id} timed out"
+                try:
+                    assoc.send_c_cancel(1, query_model=MOVE)
+                except Exception:  # noqa: BLE001 - abort below in any case
+                    pass
+                worker.join(3)
+                assoc.abort()
+                raise DeliveryError(reason, retriable=not cancelled())
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    if "error" in outcome or "status" not in outcome:
+        raise DeliveryError(f"C-MOVE from {node.id}: {outcome.get('error', 'no final response')}")
+    if outcome["status"] not in (0x0000, 0xB000) and not outcome.get("NumberOfCompletedSuboperations"):
+        raise DeliveryError(f"C-MOVE from {node.id} refused: status {outcome['status']:#06x}")
+    return outcome

@@ -116,3 +116,55 @@ def test_a_pacs_that_loses_an_image_while_reporting_success_gives_warning(cluste
         assert dest.sop_uids() == {str(ds.SOPInstanceUID) for ds in instances[:-1]}
     finally:
         server.shutdown()
+
+
+def slow_pacs(port, router_port, instances, seconds_per_instance, sent):
+    def on_find(event):
+        level = event.identifier.QueryRetrieveLevel
+        for ds in instances if level == "IMAGE" else instances[:1]:
+            answer = Dataset()
+            answer.QueryRetrieveLevel = level
+            answer.PatientID, answer.StudyInstanceUID = ds.PatientID, ds.StudyInstanceUID
+            if level == "IMAGE":
+                answer.SeriesInstanceUID, answer.SOPInstanceUID = ds.SeriesInstanceUID, ds.SOPInstanceUID
+            yield 0xFF00, answer
+
+    def on_move(event):
+        yield "127.0.0.1", router_port
+        yield len(instances)
+        for ds in instances:
+            if event.is_cancelled:
+                yield 0xFE00, None
+                return
+            time.sleep(seconds_per_instance)
+            sent.append(ds.SOPInstanceUID)
+            yield 0xFF00, ds
+    ae = AE(ae_title="SLOW")
+    ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
+    ae.add_supported_context(StudyRootQueryRetrieveInformationModelMove)
+    ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
+    return ae.start_server(("127.0.0.1", port), block=False,
+                           evt_handlers=[(evt.EVT_C_FIND, on_find), (evt.EVT_C_MOVE, on_move)])
+
+
+def test_cancel_takes_effect_during_a_slow_c_move(cluster, tmp_path):
+    port = free_port()
+    study = pydicom.uid.generate_uid()
+    instances = [make_instance(patient_id="P6", study_uid=study, instance_number=n) for n in range(1, 31)]
+    node, dest, _ = setup(cluster, tmp_path, pacs={"AET": "SLOW", "Host": "127.0.0.1", "Port": port})
+    sent: list = []
+    server = slow_pacs(port, node.dicom_port, instances, 0.5, sent)
+    try:
+        job = node.post("/courier/jobs", {"Source": "pacs", "Destination": "dest", "Items": [{"StudyInstanceUID": study}]}).json()
+        wait_until(lambda: len(sent) >= 2, 20, what="the transfer under way")
+        assert node.post(f"/courier/jobs/{job['Id']}/cancel").json()["Status"] == "CANCELED"
+        cancelled_at = len(sent)
+        task_id = node.get(f"/courier/jobs/{job['Id']}")["TaskList"][0]["id"]
+        wait_until(lambda: node.get(f"/courier/tasks/{task_id}")["owner"] is None or
+                   node.get(f"/courier/tasks/{task_id}")["state"] == "CANCELED", 10, what="the task cancelled")
+        time.sleep(5)                                 # had it gone on, the PACS would have sent 10 more
+        assert len(sent) <= cancelled_at + 3, (cancelled_at, len(sent))   # it stopped within seconds
+        assert dest.instances() == []                 # nothing of a cancelled job is delivered
+        assert node.get(f"/courier/tasks/{task_id}")["state"] == "CANCELED"
+    finally:
+        server.shutdown()
