@@ -162,13 +162,13 @@ class Api:
                                        wanted["urgent"], studies)
         if self.wake_workers:
             self.wake_workers()
-        return jobs.summary(self.store.job(job_id), time.time())
+        return jobs.summary(self.store.job(job_id), time.time(), self.config)
 
     def list_jobs(self, request: HttpRequest, args: dict) -> Any:
         limit = _int(request.query.get("limit"), "limit", 100, 1, MAX_PAGE)
         offset = _int(request.query.get("offset"), "offset", 0)
         total, rows = self.store.jobs(limit, offset)
-        return {"total": total, "limit": limit, "offset": offset, "jobs": [jobs.summary(j, time.time()) for j in rows]}
+        return {"total": total, "limit": limit, "offset": offset, "jobs": [jobs.summary(j, time.time(), self.config) for j in rows]}
 
     def _job(self, args: dict) -> dict:
         job = self.store.job(_int(args["id"], "id", 0, 1))
@@ -179,7 +179,7 @@ class Api:
     def get_job(self, request: HttpRequest, args: dict) -> Any:
         job = self._job(args)
         _, rows = self.store.tasks(job_id=job["id"], limit=MAX_PAGE)
-        return {**jobs.summary(job, time.time()), "TaskList": rows}
+        return {**jobs.summary(job, time.time(), self.config), "TaskList": rows}
 
     def control_job(self, request: HttpRequest, args: dict) -> Any:
         job = self._job(args)
@@ -194,7 +194,7 @@ class Api:
         self.store.control_job(job["id"], action, _actor(request))
         if self.wake_workers:
             self.wake_workers()
-        return jobs.summary(self.store.job(job["id"]), time.time())
+        return jobs.summary(self.store.job(job["id"]), time.time(), self.config)
 
     # -- nodes and queries ---------------------------------------------------------------------
     def nodes(self, request: HttpRequest, args: dict) -> Any:

@@ -19,6 +19,7 @@ from .errors import ConfigError
 from .policy import RetryPolicy
 from .profiles import parse_profiles
 from .pseudonymize import Profile
+from .windows import parse as parse_window
 from .rules import CONTEXT_KEYS, MatchSyntaxError, Route, compile_condition
 
 TRIGGERS = ("Instance", "StableSeries", "StableStudy")
@@ -56,6 +57,7 @@ DEFAULT_CAPABILITIES = {"dicom": ("C-ECHO", "C-FIND", "C-MOVE", "C-STORE"), "dic
 class NodeSettings:
     capabilities: tuple[str, ...]
     max_results: int = 0              # a C-FIND cap the node applies silently; 0: none known
+    windows: tuple = ()               # windows.parse() results; empty: always open
 
 
 @dataclass(frozen=True)
@@ -259,7 +261,13 @@ def _node_settings(raw: Any, nodes: Mapping[str, Node]) -> dict[str, NodeSetting
         max_results = section.get("MaxResults", int, 0)
         if max_results < 0:
             raise ConfigError(f"{path}.MaxResults", "must be 0 (no cap) or more")
-        settings[node_id] = NodeSettings(tuple(capabilities), max_results)
+        parsed = []
+        for index, text in enumerate(section.get("Windows", list, [])):
+            try:
+                parsed.append(parse_window(str(text)))
+            except ValueError as exc:
+                raise ConfigError(f"{path}.Windows[{index}]", str(exc), "days Mon..Sun, hours HH:MM, local time") from None
+        settings[node_id] = NodeSettings(tuple(capabilities), max_results, tuple(parsed))
     return settings
 
 

@@ -12,7 +12,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "Courier": ("DatabasePath", "Workers", "MaxWorkersPerDestination", "BatchSize", "HeartbeatTimeoutSeconds",
                 "AllowedCallers", "RouterName", "ScriptsDirectory", "OrthancUrl", "QuarantineDirectory", "Retry",
                 "Folders", "Nodes", "Pseudonymization", "Routes"),
-    "Courier.Nodes.{id}": ("Capabilities", "MaxResults"),
+    "Courier.Nodes.{id}": ("Capabilities", "MaxResults", "Windows"),
     "Courier.Retry": ("MaxAttempts", "InitialDelaySeconds", "Multiplier", "MaxDelaySeconds"),
     "Courier.Folders.{id}": ("Path", "Layout"),
     "Courier.Routes[]": ("Name", "Trigger", "Match", "Condition", "Destinations", "DeleteAfterDelivery",

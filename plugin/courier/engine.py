@@ -7,6 +7,7 @@ go back to PENDING (at start-up for this node, and whenever a heartbeat is older
 """
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import threading
@@ -17,7 +18,7 @@ from typing import Callable, Mapping, Optional, Sequence
 from .config import CourierConfig
 from .errors import DeliveryError
 from .orthanc_rest import OrthancRest
-from . import fetch
+from . import fetch, windows
 from .policy import CANCELED, FINAL_STATES, SUCCESS, decide
 from .senders import Sender
 from .pseudonymize import PseudonymizationError, Pseudonymizer
@@ -106,10 +107,17 @@ class Engine:
             except Exception:
                 log.exception("heartbeat failed")
 
+    def closed_sources(self) -> list[str]:
+        """Nodes outside all their time windows right now: their transfers wait."""
+        now = datetime.datetime.fromtimestamp(self.clock())
+        return [node for node, settings in self.config.node_settings.items()
+                if settings.windows and not windows.is_open(settings.windows, now)]
+
     # -- one batch --------------------------------------------------------------------------
     def run_once(self, owner: str) -> bool:
         """Claim a batch, send what its tasks still miss, record every outcome. False if idle."""
-        tasks = self.store.claim(owner, self.config.batch_size, self.config.max_workers_per_destination)
+        tasks = self.store.claim(owner, self.config.batch_size, self.config.max_workers_per_destination,
+                                 self.closed_sources())
         if not tasks:
             return False
         attempts: list[Attempt] = []

@@ -5,8 +5,10 @@ one task per study and its status is derived from them.
 """
 from __future__ import annotations
 
+import datetime
 from typing import Any, Mapping, Optional
 
+from . import windows
 from .config import CourierConfig
 from .errors import ApiError, DeliveryError
 from .fetch import orthanc_study_id
@@ -83,8 +85,9 @@ def resolve(rest: OrthancRest, config: CourierConfig, source: str, items: list[d
     return list(studies.values())
 
 
-def summary(job: Mapping[str, Any], now: float) -> dict:
-    """The job with its derived status and progress (tasks, instances, bytes, rate, ETA)."""
+def summary(job: Mapping[str, Any], now: float, config: Optional[CourierConfig] = None) -> dict:
+    """The job with its derived status and progress (tasks, instances, bytes, rate, ETA); a job
+    whose source is outside its time windows is WAITING_FOR_WINDOW, with the next opening."""
     tasks = job["tasks"]
     total = sum(tasks.values())
     done = tasks[SUCCESS] + tasks[WARNING] + tasks[FAILURE] + tasks[CANCELED]
@@ -100,7 +103,15 @@ def summary(job: Mapping[str, Any], now: float) -> dict:
                    else now) - (job["started_at"] or now), 1e-6)
     rate = job["instances_delivered"] / elapsed
     remaining = max(job["instances_expected"] - job["instances_delivered"], 0)
-    return {"Id": job["id"], "Status": status, "Source": job["source"], "Destination": job["destination"],
+    next_window = None
+    settings = config.node_settings.get(job["source"]) if config else None
+    if status in ("PENDING", "RUNNING") and not tasks[RUNNING] and settings and settings.windows:
+        local = datetime.datetime.fromtimestamp(now)
+        if not windows.is_open(settings.windows, local):
+            status = "WAITING_FOR_WINDOW"
+            opening = windows.next_open(settings.windows, local)
+            next_window = opening.isoformat(timespec="minutes") if opening else None
+    return {"Id": job["id"], "Status": status, "NextWindow": next_window, "Source": job["source"], "Destination": job["destination"],
             "Pseudonymize": job["profile"], "Urgent": bool(job["urgent"]), "CreatedBy": job["created_by"],
             "CreatedAt": job["created_at"], "Tasks": {"Total": total, "Done": done, **tasks},
             "Instances": {"Expected": job["instances_expected"], "Delivered": job["instances_delivered"]},

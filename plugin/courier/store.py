@@ -251,7 +251,8 @@ class Store:
             self._audit(db, events)
 
     # -- workers ----------------------------------------------------------------------------
-    def claim(self, owner: str, limit: int, max_workers_per_destination: int = 10**6) -> list[dict]:
+    def claim(self, owner: str, limit: int, max_workers_per_destination: int = 10**6,
+              closed_sources: Sequence[str] = ()) -> list[dict]:
         """Atomically take up to `limit` due tasks of one destination: the most urgent one among
         destinations that fewer than `max_workers_per_destination` workers are serving."""
         now = self.clock()
@@ -261,18 +262,20 @@ class Store:
                 " HAVING COUNT(DISTINCT owner) >= ?", (RUNNING, max_workers_per_destination))]
             exclude = f" AND destination NOT IN ({', '.join('?' * len(busy))})" if busy else ""
             exclude += " AND (job_id IS NULL OR job_id NOT IN (SELECT id FROM jobs WHERE paused = 1))"
+            held = f" AND (source IS NULL OR source NOT IN ({', '.join('?' * len(closed_sources))}))" if closed_sources else ""
+            exclude += held
             head = db.execute(
                 f"SELECT destination FROM tasks WHERE state = ? AND next_attempt_at <= ?{exclude}"
-                f" ORDER BY priority DESC, next_attempt_at, id LIMIT 1", (PENDING, now, *busy)).fetchone()
+                f" ORDER BY priority DESC, next_attempt_at, id LIMIT 1", (PENDING, now, *busy, *closed_sources)).fetchone()
             if head is None:
                 return []
             rows = db.execute(
                 f"UPDATE tasks SET state = ?, owner = ?, heartbeat_at = ?, updated_at = ?"
                 f" WHERE id IN (SELECT id FROM tasks WHERE state = ? AND next_attempt_at <= ? AND destination = ?"
-                f"  AND (job_id IS NULL OR job_id NOT IN (SELECT id FROM jobs WHERE paused = 1))"
+                f"  AND (job_id IS NULL OR job_id NOT IN (SELECT id FROM jobs WHERE paused = 1)){held}"
                 f"  ORDER BY priority DESC, next_attempt_at, id LIMIT ?)"
                 f" RETURNING {', '.join(TASK_COLUMNS)}",
-                (RUNNING, owner, now, now, PENDING, now, head[0], limit)).fetchall()
+                (RUNNING, owner, now, now, PENDING, now, head[0], *closed_sources, limit)).fetchall()
         return sorted((dict(r) for r in rows), key=lambda t: (-t["priority"], t["id"]))
 
     def next_due_in(self) -> Optional[float]:

@@ -168,3 +168,59 @@ def test_cancel_takes_effect_during_a_slow_c_move(cluster, tmp_path):
         assert node.get(f"/courier/tasks/{task_id}")["state"] == "CANCELED"
     finally:
         server.shutdown()
+
+
+def test_kill_9_during_a_job_then_restart_completes_it(cluster, tmp_path):
+    port = free_port()
+    study = pydicom.uid.generate_uid()
+    instances = [make_instance(patient_id="P8", study_uid=study, instance_number=n) for n in range(1, 13)]
+    node, dest, _ = setup(cluster, tmp_path, pacs={"AET": "SLOW", "Host": "127.0.0.1", "Port": port},
+                          HeartbeatTimeoutSeconds=2)
+    sent: list = []
+    server = slow_pacs(port, node.dicom_port, instances, 0.2, sent)
+    try:
+        job = node.post("/courier/jobs", {"Source": "pacs", "Destination": "dest", "Items": [{"StudyInstanceUID": study}]}).json()
+        wait_until(lambda: len(sent) >= 3, 20, what="the transfer under way")
+        node.stop(kill=True)
+        node.start()
+        done = job_done(node, job["Id"], timeout=90)
+        assert done["Status"] == "SUCCESS" and done["Instances"] == {"Expected": 12, "Delivered": 12}
+        assert dest.sop_uids() == {str(ds.SOPInstanceUID) for ds in instances}
+        assert node.get("/courier/audit", action="task-requeued")["total"] >= 1
+    finally:
+        server.shutdown()
+
+
+def closed_window_now():
+    """A one-hour window three days away: certainly closed now."""
+    import datetime
+    day = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[(datetime.datetime.now().weekday() + 3) % 7]
+    return f"{day} 00:00-01:00"
+
+
+def test_a_time_window_holds_the_job_and_says_so(cluster, tmp_path):
+    node, dest, pacs = setup(cluster, tmp_path, Nodes={"pacs": {"Windows": [closed_window_now()]}})
+    files = write_instances(tmp_path / "s", 2, patient_id="P3")
+    storescu(pacs.dicom_port, files)
+    job = node.post("/courier/jobs", {"Source": "pacs", "Destination": "dest", "Items": [{"PatientID": "P3"}]}).json()
+    assert job["Status"] == "WAITING_FOR_WINDOW" and job["NextWindow"].endswith("T00:00")
+    time.sleep(3)
+    held = node.get(f"/courier/jobs/{job['Id']}")
+    assert held["Status"] == "WAITING_FOR_WINDOW" and held["TaskList"][0]["attempts"] == 0
+    assert dest.instances() == [] and node.instances() == []          # nothing was even fetched
+
+
+def test_pause_resume_and_priority(cluster, tmp_path):
+    node, dest, pacs = setup(cluster, tmp_path, Nodes={"pacs": {"Windows": [closed_window_now()]}})
+    storescu(pacs.dicom_port, write_instances(tmp_path / "s", 1, patient_id="P4"))
+    job = node.post("/courier/jobs", {"Source": "pacs", "Destination": "dest", "Items": [{"PatientID": "P4"}]}).json()
+    assert node.post(f"/courier/jobs/{job['Id']}/pause").json()["Status"] == "PAUSED"
+    assert node.get("/courier/jobs")["jobs"][0]["Status"] == "PAUSED"
+    assert node.post(f"/courier/jobs/{job['Id']}/priority", {"Urgent": True}).json()["Urgent"] is True
+    assert node.get(f"/courier/jobs/{job['Id']}")["TaskList"][0]["priority"] == 100
+    assert node.post(f"/courier/jobs/{job['Id']}/priority", {"Urgent": "yes"}).status_code == 400
+    assert node.post(f"/courier/jobs/{job['Id']}/resume").json()["Status"] == "WAITING_FOR_WINDOW"
+    assert node.post(f"/courier/jobs/{job['Id']}/explode").status_code == 404
+    assert node.post(f"/courier/jobs/{job['Id']}/cancel").json()["Status"] == "CANCELED"
+    actions = [e["action"] for e in node.get("/courier/audit", route=f"job-{job['Id']}")["entries"]]
+    assert actions[:4] == ["job-cancel", "job-resume", "job-urgent", "job-pause"]

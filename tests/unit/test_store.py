@@ -112,3 +112,15 @@ def test_a_destination_served_by_enough_workers_is_skipped(tmp_path):
                   + [NewTask("r", "fine", "Instance", "f1")])
     claimed = [store.claim(f"w{n}", 1, max_workers_per_destination=2) for n in range(4)]
     assert [[t["destination"] for t in batch] for batch in claimed] == [["hung"], ["hung"], ["fine"], []]
+
+
+def test_paused_jobs_and_closed_sources_are_not_claimed(tmp_path):
+    store = make_store(tmp_path)
+    paused = store.create_job("alice", "pacs", "d", None, False, [("1.2.1", "s1", False)])
+    other = store.create_job("alice", "night-pacs", "d", None, True, [("1.2.2", "s2", False)])
+    store.control_job(paused, "pause", "alice")
+    assert store.claim("w", 10, closed_sources=["night-pacs"]) == []
+    assert [t["study_uid"] for t in store.claim("w", 10)] == ["1.2.2"]       # urgent, window open
+    store.control_job(paused, "resume", "alice")
+    assert [t["study_uid"] for t in store.claim("w", 10)] == ["1.2.1"]
+    assert store.job(other)["urgent"] == 1 and store.job(paused)["tasks"]["RUNNING"] == 1
