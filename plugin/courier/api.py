@@ -159,7 +159,7 @@ class Api:
         wanted = jobs.validate(self._body(request), self.config)
         studies = jobs.resolve(self.rest, self.config, wanted["source"], wanted["items"])
         job_id = self.store.create_job(_actor(request), wanted["source"], wanted["destination"], wanted["profile"],
-                                       wanted["urgent"], studies)
+                                       wanted["urgent"], studies, wanted["archive_password"])
         if self.wake_workers:
             self.wake_workers()
         return jobs.summary(self.store.job(job_id), time.time(), self.config)

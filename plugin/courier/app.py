@@ -35,7 +35,7 @@ class Courier:
         self.rest = OrthancRest(config.orthanc_url, token=host.rest_token())
         self.callers = CallerPolicy(config.allowed_callers, config.known_callers)
         senders = build_senders(self.rest, config.destinations, config.folders, config.nodes, config.local_aet,
-                                config.dicom_timeout)
+                                config.dicom_timeout, config.archives)
         for name, profile in config.profiles.items():
             if profile.lookup_rows:
                 self.store.load_lookup(name, profile.lookup_rows)

@@ -17,7 +17,7 @@ from typing import Any, Mapping, Optional
 from .config_reader import KEYS, Section as _Section, resolve as _resolve, type_name as _type_name
 from .errors import ConfigError
 from .policy import RetryPolicy
-from .profiles import parse_profiles
+from .profiles import parse_profiles, read_secret
 from .pseudonymize import Profile
 from .windows import parse as parse_window
 from .rules import CONTEXT_KEYS, MatchSyntaxError, Route, compile_condition
@@ -33,6 +33,15 @@ class Folder:
     id: str
     path: str
     layout: str
+
+
+@dataclass(frozen=True)
+class Archive:
+    """Encrypted 7-Zip archives (one per study) under a folder."""
+    id: str
+    path: str
+    layout: str
+    password: Optional[str] = field(default=None, repr=False)   # default password; a job may give its own
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,7 @@ class CourierConfig:
     local_aet: str = "ORTHANC"
     dicom_timeout: float = 10.0
     node_settings: Mapping[str, NodeSettings] = field(default_factory=dict)
+    archives: Mapping[str, Archive] = field(default_factory=dict)
 
 
 # --- Orthanc's own registries ------------------------------------------------------------
@@ -131,9 +141,18 @@ def node_registry(orthanc: Mapping[str, Any]) -> tuple[dict[str, str], dict[str,
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9]+)\}")
 
 
-def _folders(raw: Any, base_dir: str, taken: Mapping[str, str]) -> dict[str, Folder]:
+def _check_layout(layout: str, path: str) -> None:
     from pydicom.datadict import tag_for_keyword
 
+    for keyword in _PLACEHOLDER.findall(layout):
+        if tag_for_keyword(keyword) is None:
+            raise ConfigError(path, f"{{{keyword}}} is not a DICOM keyword",
+                              "placeholders are keywords such as {PatientID} or {SeriesNumber}")
+    if not layout.strip("/") or layout.endswith("/"):
+        raise ConfigError(path, "the layout must end with a file name")
+
+
+def _folders(raw: Any, base_dir: str, taken: Mapping[str, str]) -> dict[str, Folder]:
     if not isinstance(raw, dict):
         raise ConfigError("Courier.Folders", f"expected an object, got {_type_name(raw)}")
     folders = {}
@@ -145,14 +164,29 @@ def _folders(raw: Any, base_dir: str, taken: Mapping[str, str]) -> dict[str, Fol
         section = _Section(spec, path, "Courier.Folders.{id}")
         target = section.get("Path", str)
         layout = section.get("Layout", str, DEFAULT_LAYOUT)
-        for keyword in _PLACEHOLDER.findall(layout):
-            if tag_for_keyword(keyword) is None:
-                raise ConfigError(f"{path}.Layout", f"{{{keyword}}} is not a DICOM keyword",
-                                  "placeholders are keywords such as {PatientID} or {SeriesNumber}")
-        if not layout.strip("/") or layout.endswith("/"):
-            raise ConfigError(f"{path}.Layout", "the layout must end with a file name")
+        _check_layout(layout, f"{path}.Layout")
         folders[folder_id] = Folder(folder_id, _resolve(target, base_dir), layout)
     return folders
+
+
+def _archives(raw: Any, base_dir: str, taken: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, Archive]:
+    if not isinstance(raw, dict):
+        raise ConfigError("Courier.Archives", f"expected an object, got {_type_name(raw)}")
+    archives = {}
+    for archive_id, spec in raw.items():
+        path = f"Courier.Archives.{archive_id}"
+        if archive_id in taken:
+            raise ConfigError(path, f"the id is also used by a {taken[archive_id]} destination",
+                              "destination ids must be unique across registries")
+        section = _Section(spec, path, "Courier.Archives.{id}")
+        layout = section.get("Layout", str, DEFAULT_LAYOUT)
+        _check_layout(layout, f"{path}.Layout")
+        password = None
+        if "PasswordFile" in section.data or "PasswordEnv" in section.data:
+            password = read_secret(section, path, base_dir, environ, names=("PasswordFile", "PasswordEnv"),
+                                   minimum=8).decode()
+        archives[archive_id] = Archive(archive_id, _resolve(section.get("Path", str), base_dir), layout, password)
+    return archives
 
 
 def _match(raw: Any, path: str) -> tuple[tuple[tuple[str, Any], ...], dict]:
@@ -310,7 +344,8 @@ def parse(orthanc: Mapping[str, Any], base_dir: str, repo_dir: str,
     section = _Section(orthanc.get("Courier", {}), "Courier", "Courier")
     kinds, callers, nodes = node_registry(orthanc)
     folders = _folders(section.get("Folders", dict, {}), base_dir, kinds)
-    destinations = {**kinds, **{folder_id: "folder" for folder_id in folders}}
+    archives = _archives(section.get("Archives", dict, {}), base_dir, {**kinds, **{f: "folder" for f in folders}}, environ)
+    destinations = {**kinds, **{folder_id: "folder" for folder_id in folders}, **{a: "archive" for a in archives}}
     storage = orthanc.get("StorageDirectory", "OrthancStorage")
     scheme = "https" if orthanc.get("SslEnabled") else "http"
     mode = section.get("AllowedCallers", str, "KnownModalities")
@@ -319,7 +354,7 @@ def parse(orthanc: Mapping[str, Any], base_dir: str, repo_dir: str,
     profiles = parse_profiles(section.get("Pseudonymization", dict, {}), base_dir, environ)
     return CourierConfig(
         routes=_routes(section.get("Routes", list, []), destinations, profiles), nodes=nodes, profiles=profiles,
-        node_settings=_node_settings(section.get("Nodes", dict, {}), nodes),
+        node_settings=_node_settings(section.get("Nodes", dict, {}), nodes), archives=archives,
         quarantine_directory=_resolve(section.get("QuarantineDirectory", str, os.path.join(storage, "courier-quarantine")), base_dir),
         local_aet=str(orthanc.get("DicomAet", "ORTHANC")),
         dicom_timeout=float(orthanc.get("DicomScuTimeout", 10) or 10),

@@ -11,7 +11,8 @@ from .errors import ConfigError
 KEYS: dict[str, tuple[str, ...]] = {
     "Courier": ("DatabasePath", "Workers", "MaxWorkersPerDestination", "BatchSize", "HeartbeatTimeoutSeconds",
                 "AllowedCallers", "RouterName", "ScriptsDirectory", "OrthancUrl", "QuarantineDirectory", "Retry",
-                "Folders", "Nodes", "Pseudonymization", "Routes"),
+                "Folders", "Archives", "Nodes", "Pseudonymization", "Routes"),
+    "Courier.Archives.{id}": ("Path", "Layout", "PasswordFile", "PasswordEnv"),
     "Courier.Nodes.{id}": ("Capabilities", "MaxResults", "Windows"),
     "Courier.Retry": ("MaxAttempts", "InitialDelaySeconds", "Multiplier", "MaxDelaySeconds"),
     "Courier.Folders.{id}": ("Path", "Layout"),

@@ -20,7 +20,7 @@ from .errors import DeliveryError
 from .orthanc_rest import OrthancRest
 from . import fetch, windows
 from .policy import CANCELED, FINAL_STATES, SUCCESS, decide
-from .senders import Sender
+from .senders import ArchiveSender, Sender
 from .pseudonymize import PseudonymizationError, Pseudonymizer
 from .store import Attempt, ManifestItem, Store
 
@@ -206,6 +206,8 @@ class Engine:
         settled: set[str] = set()          # failed for good: quarantined or refused, retrying cannot help
         if not todo:
             report = {}
+        elif isinstance(sender, ArchiveSender):
+            report, settled = self._archive(sender, tasks, todo, profile)
         elif profile is None:
             report = sender.send([item for item, _ in todo.values()])
         else:
@@ -224,6 +226,35 @@ class Engine:
                                           len(manifest) - len(undelivered) + len(newly), error,
                                           retriable=any(i not in settled for i in failed)))
         return attempts
+
+    def _archive(self, sender: ArchiveSender, tasks: Sequence[dict], todo: Mapping[str, tuple[ManifestItem, dict]],
+                 profile: Optional[str]):
+        """Archives are written per task (study), with the job's password when it gave one."""
+        report, settled = {}, set()
+        for task in tasks:
+            mine = {i: entry for i, entry in todo.items() if entry[1] is task}
+            if profile is None:
+                files = self._originals(mine)
+                read = {item.instance_id for item, _ in files}
+                failures, done = {i: "could not be read from Orthanc" for i in mine if i not in read}, set()
+            else:
+                files, failures, done = self._pseudonymize(profile, mine)
+            report.update(failures)
+            settled |= done
+            if files:
+                password = self.store.job_archive_password(task["job_id"]) if task["job_id"] else None
+                report.update(sender.send_files(files, f"job-{task['job_id']}" if task["job_id"] else task["route"],
+                                                password))
+        return report, settled
+
+    def _originals(self, todo: Mapping[str, tuple[ManifestItem, dict]]) -> list:
+        files = []
+        for instance_id, (item, _) in todo.items():
+            try:
+                files.append((item, self.rest.get_bytes(f"/instances/{instance_id}/file")))
+            except DeliveryError:
+                pass
+        return files
 
     def _pseudonymize(self, profile: str, todo: Mapping[str, tuple[ManifestItem, dict]]):
         """Read each original from Orthanc and pseudonymize it; what cannot be is quarantined

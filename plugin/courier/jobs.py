@@ -24,9 +24,10 @@ MAX_STUDIES = 10000
 def validate(body: Any, config: CourierConfig) -> dict:
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object with Source, Destination and Items")
-    unknown = [k for k in body if k not in ("Source", "Destination", "Pseudonymize", "Urgent", "Items")]
+    fields = ("Source", "Destination", "Pseudonymize", "Urgent", "ArchivePassword", "Items")
+    unknown = [k for k in body if k not in fields]
     if unknown:
-        raise ApiError(400, f"{unknown[0]}: unknown field; use Source, Destination, Pseudonymize, Urgent, Items")
+        raise ApiError(400, f"{unknown[0]}: unknown field; use {', '.join(fields)}")
     source, destination = body.get("Source"), body.get("Destination")
     if source not in config.nodes or config.nodes[source].kind != "dicom":
         raise ApiError(400, f"Source: {source!r} is not a DICOM modality of DicomModalities")
@@ -35,6 +36,14 @@ def validate(body: Any, config: CourierConfig) -> dict:
             raise ApiError(400, f"Source: {source!r} does not offer {needed} (Courier.Nodes.{source}.Capabilities)")
     if destination not in config.destinations:
         raise ApiError(400, f"Destination: no destination named {destination!r}")
+    password = body.get("ArchivePassword")
+    if password is not None:
+        if config.destinations.get(destination) != "archive":
+            raise ApiError(400, "ArchivePassword: only for an archive destination (Courier.Archives)")
+        if not isinstance(password, str) or len(password) < 8:
+            raise ApiError(400, "ArchivePassword: at least 8 characters")
+    elif config.destinations.get(destination) == "archive" and not config.archives[destination].password:
+        raise ApiError(400, f"ArchivePassword: required, archive {destination!r} has no configured password")
     profile = body.get("Pseudonymize")
     if profile is not None and profile not in config.profiles:
         raise ApiError(400, f"Pseudonymize: no pseudonymization profile {profile!r}")
@@ -56,7 +65,7 @@ def validate(body: Any, config: CourierConfig) -> dict:
             except ValueError as exc:
                 raise ApiError(400, f"Items[{index}].StudyDate: {exc}") from None
     return {"source": source, "destination": destination, "profile": profile, "urgent": body.get("Urgent", False),
-            "items": items}
+            "items": items, "archive_password": password}
 
 
 def resolve(rest: OrthancRest, config: CourierConfig, source: str, items: list[dict]) -> list[tuple[str, str, bool]]:

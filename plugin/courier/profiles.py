@@ -32,27 +32,30 @@ def _tag(text: Any, path: str) -> int:
     raise ConfigError(path, f"{text!r} is neither a DICOM keyword nor a tag like \"0010,0020\"")
 
 
-def _secret(section: Section, path: str, base_dir: str, environ: Mapping[str, str]) -> bytes:
-    file_name = section.get("SecretFile", str, None)
-    variable = section.get("SecretEnv", str, None)
+def read_secret(section: Section, path: str, base_dir: str, environ: Mapping[str, str],
+                names: tuple[str, str] = ("SecretFile", "SecretEnv"), minimum: int = MIN_SECRET_BYTES) -> bytes:
+    """A secret from a file or an environment variable (exactly one); never echoed in errors."""
+    file_key, env_key = names
+    file_name = section.get(file_key, str, None)
+    variable = section.get(env_key, str, None)
     if (file_name is None) == (variable is None):
-        raise ConfigError(path, "set exactly one of SecretFile and SecretEnv",
-                          "the secret keys pseudonyms, UIDs and date shifts; keep it out of orthanc.json")
+        raise ConfigError(path, f"set exactly one of {file_key} and {env_key}",
+                          "keep secrets out of orthanc.json")
     if file_name is not None:
         full = resolve(file_name, base_dir)
         try:
             with open(full, "rb") as handle:
                 secret = handle.read().strip()
         except OSError as exc:
-            raise ConfigError(f"{path}.SecretFile", f"cannot read {full}: {exc.strerror}") from None
-        where = f"{path}.SecretFile"
+            raise ConfigError(f"{path}.{file_key}", f"cannot read {full}: {exc.strerror}") from None
+        where = f"{path}.{file_key}"
     else:
         secret = environ.get(variable, "").encode()
-        where = f"{path}.SecretEnv"
+        where = f"{path}.{env_key}"
         if not secret:
             raise ConfigError(where, f"the environment variable {variable} is not set or empty")
-    if len(secret) < MIN_SECRET_BYTES:
-        raise ConfigError(where, f"the secret is shorter than {MIN_SECRET_BYTES} bytes",
+    if len(secret) < minimum:
+        raise ConfigError(where, f"the secret is shorter than {minimum} bytes",
                           "generate one with: head -c 32 /dev/urandom | base64")
     return secret
 
@@ -112,7 +115,7 @@ def _profile(name: str, raw: Any, base_dir: str, environ: Mapping[str, str]) -> 
         raise ConfigError(f"{path}.BurnedInAnnotation", f"unknown value {burned_in!r}", f"one of {', '.join(BURNED_IN_ACTIONS)}")
     modalities = section.get("BurnedInModalities", list, sorted(Profile.__dataclass_fields__["burned_in_modalities"].default))
     return Profile(
-        name=name, secret=_secret(section, path, base_dir, environ), options=frozenset(options), pseudonym=fmt,
+        name=name, secret=read_secret(section, path, base_dir, environ), options=frozenset(options), pseudonym=fmt,
         date_shift_days=(days[0], days[1]),
         keep=frozenset(_tag(t, f"{path}.Keep[{i}]") for i, t in enumerate(section.get("Keep", list, []))),
         remove=frozenset(_tag(t, f"{path}.Remove[{i}]") for i, t in enumerate(section.get("Remove", list, []))),

@@ -24,9 +24,9 @@ from typing import Callable, Mapping, Optional, Protocol, Sequence
 
 import requests
 
-from .config import Folder, Node
+from .config import Archive, Folder, Node
 from .errors import DeliveryError
-from .layout import contained_path, relative_path
+from .layout import contained_path, relative_path, safe_component
 from .orthanc_rest import OrthancRest
 from .store import ManifestItem
 
@@ -185,8 +185,62 @@ class FolderSender:
         return report
 
 
+class ArchiveSender:
+    """Encrypted 7-Zip archives (AES-256, encrypted headers: file names are hidden too), one per
+    study and batch, under <Path>/<subfolder>/<StudyInstanceUID>[-N].7z, written to a temporary
+    file and renamed, so a reader never sees half an archive. Needs the bytes (send_files)."""
+
+    def __init__(self, archive: Archive) -> None:
+        self.archive = archive
+
+    def send(self, items: Sequence[ManifestItem]) -> Report:
+        return {item.instance_id: "an archive needs the instances' bytes" for item in items}
+
+    def send_files(self, files: Sequence[FileItem], subfolder: str = "routes", password: Optional[str] = None) -> Report:
+        import py7zr
+        from pydicom import dcmread
+
+        password = password or self.archive.password
+        if not password:
+            return {item.instance_id: f"archive {self.archive.id}: no password (set PasswordFile/PasswordEnv or the job's ArchivePassword)"
+                    for item, _ in files}
+        studies: dict[str, list[tuple[ManifestItem, bytes, str]]] = {}
+        for item, data in files:
+            ds = dcmread(io.BytesIO(data), stop_before_pixels=True)
+            tags = {e.keyword: str(e.value) for e in ds if e.keyword and e.VR != "SQ"}
+            studies.setdefault(tags.get("StudyInstanceUID", "unknown"), []).append(
+                (item, data, relative_path(self.archive.layout, tags)))
+        report: Report = {}
+        for study, members in studies.items():
+            try:
+                folder = os.path.join(self.archive.path, safe_component(subfolder))   # one safe component
+                os.makedirs(folder, exist_ok=True)
+                target = os.path.join(folder, safe_component(study) + ".7z")
+                part = 1
+                while os.path.exists(target):
+                    part += 1
+                    target = os.path.join(folder, f"{safe_component(study)}-{part}.7z")
+                handle, temporary = tempfile.mkstemp(dir=folder, prefix=".courier-", suffix=".7z")
+                os.close(handle)
+                with py7zr.SevenZipFile(temporary, "w", password=password, header_encryption=True) as archive:
+                    for _, data, name in members:
+                        archive.writestr(data, name)
+                os.replace(temporary, target)
+                report.update({item.instance_id: None for item, _, _ in members})
+            except (OSError, ValueError) as exc:
+                report.update({item.instance_id: f"archive {self.archive.id}: {exc}" for item, _, _ in members})
+        return report
+
+
 def build_senders(rest: OrthancRest, destinations: Mapping[str, str], folders: Mapping[str, Folder],
-                  nodes: Mapping[str, Node], local_aet: str, timeout: float) -> dict[str, Sender]:
-    return {node_id: FolderSender(rest, folders[node_id]) if kind == "folder"
-            else OrthancRouteSender(rest, nodes[node_id], local_aet, timeout)
-            for node_id, kind in destinations.items()}
+                  nodes: Mapping[str, Node], local_aet: str, timeout: float,
+                  archives: Mapping[str, Archive] = {}) -> dict[str, Sender]:
+    senders: dict[str, Sender] = {}
+    for node_id, kind in destinations.items():
+        if kind == "folder":
+            senders[node_id] = FolderSender(rest, folders[node_id])
+        elif kind == "archive":
+            senders[node_id] = ArchiveSender(archives[node_id])
+        else:
+            senders[node_id] = OrthancRouteSender(rest, nodes[node_id], local_aet, timeout)
+    return senders

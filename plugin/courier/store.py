@@ -125,6 +125,11 @@ def m005_jobs(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX tasks_job ON tasks (job_id, state)")
 
 
+@migrations()
+def m006_archive_password(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE jobs ADD COLUMN archive_password TEXT")   # never returned by the API
+
+
 @dataclass(frozen=True)
 class NewTask:
     route: str
@@ -519,12 +524,13 @@ class Store:
 
     # -- transfer jobs -----------------------------------------------------------------------
     def create_job(self, actor: str, source: str, destination: str, profile: Optional[str], urgent: bool,
-                   studies: Sequence[tuple[str, str, bool]]) -> int:
+                   studies: Sequence[tuple[str, str, bool]], archive_password: Optional[str] = None) -> int:
         """A job and one task per study: (StudyInstanceUID, Orthanc study ID, already in Orthanc)."""
         now = self.clock()
         with self._transaction() as db:
-            job_id = db.execute("INSERT INTO jobs (created_at, created_by, source, destination, profile, urgent)"
-                                " VALUES (?, ?, ?, ?, ?, ?)", (now, actor, source, destination, profile, int(urgent))).lastrowid
+            job_id = db.execute("INSERT INTO jobs (created_at, created_by, source, destination, profile, urgent,"
+                                " archive_password) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                (now, actor, source, destination, profile, int(urgent), archive_password)).lastrowid
             for study_uid, study_id, present in studies:
                 db.execute("INSERT INTO tasks (route, destination, level, resource_id, state, priority, next_attempt_at,"
                            " created_at, updated_at, delete_after, profile, job_id, source, study_uid)"
@@ -556,11 +562,16 @@ class Store:
         row = self._db().execute("SELECT state FROM tasks WHERE id = ?", (task_id,)).fetchone()
         return None if row is None else row[0]
 
+    def job_archive_password(self, job_id: int) -> Optional[str]:
+        row = self._db().execute("SELECT archive_password FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else row[0]
+
     def job(self, job_id: int) -> Optional[dict]:
         row = self._db().execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             return None
         job = dict(row)
+        job.pop("archive_password", None)              # a secret: never leaves the store this way
         job["tasks"] = {s: 0 for s in STATES}
         for state, count in self._db().execute("SELECT state, COUNT(*) FROM tasks WHERE job_id = ? GROUP BY state", (job_id,)):
             job["tasks"][state] = count

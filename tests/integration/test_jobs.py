@@ -224,3 +224,38 @@ def test_pause_resume_and_priority(cluster, tmp_path):
     assert node.post(f"/courier/jobs/{job['Id']}/cancel").json()["Status"] == "CANCELED"
     actions = [e["action"] for e in node.get("/courier/audit", route=f"job-{job['Id']}")["entries"]]
     assert actions[:4] == ["job-cancel", "job-resume", "job-urgent", "job-pause"]
+
+
+def test_job_into_an_encrypted_7z_archive(cluster, tmp_path):
+    import io
+
+    import py7zr
+    import pytest
+    (tmp_path / "key").write_text("job-secret-0123456789")
+    archives = tmp_path / "archives"
+    node, dest, pacs = setup(cluster, tmp_path, Archives={"export": {"Path": str(archives)}},
+                             Pseudonymization={"trial": {"SecretFile": str(tmp_path / "key")}})
+    files = write_instances(tmp_path / "s", 3, patient_id="P7", patient_name="Doe^Jane")
+    storescu(pacs.dicom_port, files)
+    answer = node.post("/courier/jobs", {"Source": "pacs", "Destination": "export", "Items": [{"PatientID": "P7"}]})
+    assert answer.status_code == 400 and "ArchivePassword: required" in answer.json()["error"]
+    job = node.post("/courier/jobs", {"Source": "pacs", "Destination": "export", "Pseudonymize": "trial",
+                                      "ArchivePassword": "correct horse battery", "Items": [{"PatientID": "P7"}]}).json()
+    assert job_done(node, job["Id"])["Status"] == "SUCCESS"
+    written = list((archives / f"job-{job['Id']}").glob("*.7z"))
+    assert len(written) == 1 and not list(archives.rglob(".courier-*"))
+    assert b"Doe" not in written[0].read_bytes() and b".dcm" not in written[0].read_bytes()   # names encrypted too
+    with py7zr.SevenZipFile(written[0], "r", password="correct horse battery") as archive:
+        archive.extractall(path=tmp_path / "opened")
+    datasets = [pydicom.dcmread(p) for p in (tmp_path / "opened").rglob("*.dcm")]
+    assert len(datasets) == 3
+    assert all(ds.PatientID != "P7" and ds.PatientIdentityRemoved == "YES" for ds in datasets)
+    for wrong in ("wrong password", None):
+        with pytest.raises(Exception):
+            with py7zr.SevenZipFile(written[0], "r", password=wrong) as archive:
+                archive.extractall(path=tmp_path / "refused")
+    assert not list(tmp_path.glob("refused/**/*.dcm"))        # nothing readable came out
+    import requests
+    for path in ("/courier/jobs", f"/courier/jobs/{job['Id']}", "/courier/audit", "/courier/status"):
+        assert "correct horse" not in requests.get(node.url + path, timeout=10).text
+    assert "correct horse" not in node.log_path.read_text()
