@@ -57,6 +57,7 @@ class Node:
     password: Optional[str] = field(default=None, repr=False)
 
 
+RETRIEVE_METHODS = ("C-MOVE", "C-GET", "WADO")
 CAPABILITIES = ("C-ECHO", "C-FIND", "C-MOVE", "C-GET", "C-STORE", "QIDO", "WADO", "STOW")
 DEFAULT_CAPABILITIES = {"dicom": ("C-ECHO", "C-FIND", "C-MOVE", "C-STORE"), "dicomweb": ("QIDO", "WADO", "STOW"),
                         "peer": ()}
@@ -67,6 +68,7 @@ class NodeSettings:
     capabilities: tuple[str, ...]
     max_results: int = 0              # a C-FIND cap the node applies silently; 0: none known
     windows: tuple = ()               # windows.parse() results; empty: always open
+    retrieve_method: str = "C-MOVE"
 
 
 @dataclass(frozen=True)
@@ -301,7 +303,16 @@ def _node_settings(raw: Any, nodes: Mapping[str, Node]) -> dict[str, NodeSetting
                 parsed.append(parse_window(str(text)))
             except ValueError as exc:
                 raise ConfigError(f"{path}.Windows[{index}]", str(exc), "days Mon..Sun, hours HH:MM, local time") from None
-        settings[node_id] = NodeSettings(tuple(capabilities), max_results, tuple(parsed))
+        method = section.get("RetrieveMethod", str, {"dicomweb": "WADO", "dicom": "C-MOVE"}.get(node.kind, ""))
+        if node.kind == "peer" and not method:
+            settings[node_id] = NodeSettings(tuple(capabilities), max_results, tuple(parsed), "")
+            continue
+        if method not in RETRIEVE_METHODS:
+            raise ConfigError(f"{path}.RetrieveMethod", f"unknown method {method!r}", f"one of {', '.join(RETRIEVE_METHODS)}")
+        if method not in capabilities:
+            raise ConfigError(f"{path}.RetrieveMethod", f"{method} is not among the node's Capabilities",
+                              f"add it to Courier.Nodes.{node_id}.Capabilities")
+        settings[node_id] = NodeSettings(tuple(capabilities), max_results, tuple(parsed), method)
     return settings
 
 

@@ -165,8 +165,13 @@ class Engine:
         present = fetch.present_instances(self.rest, task["resource_id"])
         delivered = {i.sop_instance_uid for i in self.store.manifests([task["id"]])[task["id"]] if i.delivered}
         if any(uid not in present and uid not in delivered for uid in expected):
-            fetch.c_move(self.config.nodes[task["source"]], self.config.local_aet, task["study_uid"],
-                         cancelled=lambda: self.store.task_state(task["id"]) == CANCELED or self._stop.is_set())
+            node = self.config.nodes[task["source"]]
+            cancelled = lambda: self.store.task_state(task["id"]) == CANCELED or self._stop.is_set()  # noqa: E731
+            if self.config.node_settings[node.id].retrieve_method == "C-GET":
+                fetch.c_get(node, self.config.local_aet, task["study_uid"],
+                            lambda data: self.rest.post_bytes("/instances", data), cancelled)
+            else:
+                fetch.c_move(node, self.config.local_aet, task["study_uid"], cancelled)
             present = fetch.present_instances(self.rest, task["resource_id"])
         items = [ManifestItem(present[uid][0], uid, present[uid][1]) if uid in present
                  else ManifestItem(f"{MISSING}{uid}", uid) for uid in expected]

@@ -60,17 +60,24 @@ def c_move(node: Node, local_aet: str, study_uid: str, cancelled: Callable[[], b
     assoc = ae.associate(node.host, node.port, ae_title=node.aet)
     if not assoc.is_established:
         raise DeliveryError(f"C-MOVE: association with {node.aet}@{node.host}:{node.port} failed")
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel, identifier.StudyInstanceUID = "STUDY", study_uid
+    return _run_retrieve(assoc, lambda: assoc.send_c_move(identifier, local_aet, MOVE, msg_id=1), MOVE, node.id,
+                         "C-MOVE", cancelled, timeout)
+
+
+def _run_retrieve(assoc, responses: Callable, model, node_id: str, name: str, cancelled: Callable[[], bool],
+                  timeout: float) -> dict:
+    """Consume a C-MOVE/C-GET's responses in a thread; a cancel sends C-CANCEL, then aborts."""
     try:
         assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except (AttributeError, OSError):
         pass
-    identifier = Dataset()
-    identifier.QueryRetrieveLevel, identifier.StudyInstanceUID = "STUDY", study_uid
     outcome: dict = {}
 
     def run() -> None:
         try:
-            for status, _ in assoc.send_c_move(identifier, local_aet, MOVE, msg_id=1):
+            for status, _ in responses():
                 if status is not None and "Status" in status:
                     outcome["status"] = int(status.Status)
                     for key in ("NumberOfCompletedSuboperations", "NumberOfFailedSuboperations",
@@ -79,16 +86,16 @@ def c_move(node: Node, local_aet: str, study_uid: str, cancelled: Callable[[], b
                             outcome[key] = int(status.get(key))
         except Exception as exc:  # noqa: BLE001 - reported below
             outcome["error"] = f"{type(exc).__name__}: {exc}"
-    worker = threading.Thread(target=run, name="courier-c-move", daemon=True)
+    worker = threading.Thread(target=run, name=f"courier-{name}", daemon=True)
     worker.start()
     deadline = time.monotonic() + timeout
     try:
         while worker.is_alive():
             worker.join(POLL_SECONDS)
             if cancelled() or time.monotonic() > deadline:
-                reason = "C-MOVE cancelled" if cancelled() else f"C-MOVE from {node.id} timed out"
+                reason = f"{name} cancelled" if cancelled() else f"{name} from {node_id} timed out"
                 try:
-                    assoc.send_c_cancel(1, query_model=MOVE)
+                    assoc.send_c_cancel(1, query_model=model)
                 except Exception:  # noqa: BLE001 - abort below in any case
                     pass
                 worker.join(3)
@@ -98,7 +105,40 @@ def c_move(node: Node, local_aet: str, study_uid: str, cancelled: Callable[[], b
         if assoc.is_established:
             assoc.release()
     if "error" in outcome or "status" not in outcome:
-        raise DeliveryError(f"C-MOVE from {node.id}: {outcome.get('error', 'no final response')}")
+        raise DeliveryError(f"{name} from {node_id}: {outcome.get('error', 'no final response')}")
     if outcome["status"] not in (0x0000, 0xB000) and not outcome.get("NumberOfCompletedSuboperations"):
-        raise DeliveryError(f"C-MOVE from {node.id} refused: status {outcome['status']:#06x}")
+        raise DeliveryError(f"{name} from {node_id} refused: status {outcome['status']:#06x}")
     return outcome
+
+
+def c_get(node: Node, local_aet: str, study_uid: str, store: Callable[[bytes], None],
+          cancelled: Callable[[], bool], timeout: float = 3600.0, dimse_timeout: float = 600.0) -> dict:
+    """C-GET the study with pynetdicom (Orthanc 1.10.1 has no C-GET client); each received
+    instance is handed to `store` (an upload into Orthanc) before it is acknowledged."""
+    from pydicom.dataset import Dataset
+    from pynetdicom import AE, StoragePresentationContexts, build_role, evt
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet as GET
+
+    ae = AE(ae_title=local_aet)
+    ae.acse_timeout = ae.network_timeout = 30
+    ae.dimse_timeout = dimse_timeout
+    ae.add_requested_context(GET)
+    contexts = StoragePresentationContexts[:127]          # 128 contexts at most, one is C-GET's
+    for context in contexts:
+        ae.add_requested_context(context.abstract_syntax)
+    roles = [build_role(context.abstract_syntax, scp_role=True) for context in contexts]
+
+    def on_store(event) -> int:
+        try:
+            store(event.encoded_dataset())
+            return 0x0000
+        except Exception:  # noqa: BLE001 - refuse this one instance, it will be missing
+            return 0xA700
+    assoc = ae.associate(node.host, node.port, ae_title=node.aet, ext_neg=roles,
+                         evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    if not assoc.is_established:
+        raise DeliveryError(f"C-GET: association with {node.aet}@{node.host}:{node.port} failed")
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel, identifier.StudyInstanceUID = "STUDY", study_uid
+    return _run_retrieve(assoc, lambda: assoc.send_c_get(identifier, GET, msg_id=1), GET, node.id, "C-GET",
+                         cancelled, timeout)

@@ -31,7 +31,7 @@ def validate(body: Any, config: CourierConfig) -> dict:
     source, destination = body.get("Source"), body.get("Destination")
     if source not in config.nodes or config.nodes[source].kind != "dicom":
         raise ApiError(400, f"Source: {source!r} is not a DICOM modality of DicomModalities")
-    for needed in ("C-FIND", "C-MOVE"):
+    for needed in ("C-FIND", config.node_settings[source].retrieve_method):
         if needed not in config.node_settings[source].capabilities:
             raise ApiError(400, f"Source: {source!r} does not offer {needed} (Courier.Nodes.{source}.Capabilities)")
     if destination not in config.destinations:

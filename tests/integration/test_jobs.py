@@ -11,7 +11,7 @@ from factory import make_instance, write_instances
 from harness import free_port, storescu, wait_until
 
 
-def setup(cluster, tmp_path, pacs=None, **courier):
+def setup(cluster, tmp_path, pacs=None, pacs_allows=None, **courier):
     dest = cluster.orthanc("dest")
     node = cluster.orthanc("router", start=False, courier={
         "AllowedCallers": "KnownModalities", "Retry": {"MaxAttempts": 2, "InitialDelaySeconds": 0.2},
@@ -20,7 +20,7 @@ def setup(cluster, tmp_path, pacs=None, **courier):
         extra={"DicomModalities": {"dest": dest.as_modality()}})
     if pacs is None:
         pacs = cluster.orthanc("pacs", start=False)
-        pacs.config["DicomModalities"] = {"router": node.as_modality()}
+        pacs.config["DicomModalities"] = {"router": {**node.as_modality(), **(pacs_allows or {})}}
         pacs.start()
         node.config["DicomModalities"]["pacs"] = pacs.as_modality()
     else:
@@ -259,3 +259,23 @@ def test_job_into_an_encrypted_7z_archive(cluster, tmp_path):
     for path in ("/courier/jobs", f"/courier/jobs/{job['Id']}", "/courier/audit", "/courier/status"):
         assert "correct horse" not in requests.get(node.url + path, timeout=10).text
     assert "correct horse" not in node.log_path.read_text()
+
+
+def test_c_get_job(cluster, tmp_path):
+    node, dest, pacs = setup(cluster, tmp_path, pacs_allows={"AllowMove": False},   # only C-GET can work
+                             Nodes={"pacs": {"Capabilities": ["C-ECHO", "C-FIND", "C-GET"], "RetrieveMethod": "C-GET"}})
+    files = write_instances(tmp_path / "s", 3, patient_id="PG")
+    storescu(pacs.dicom_port, files)
+    job = node.post("/courier/jobs", {"Source": "pacs", "Destination": "dest", "Items": [{"PatientID": "PG"}]}).json()
+    done = job_done(node, job["Id"])
+    assert done["Status"] == "SUCCESS" and done["Instances"] == {"Expected": 3, "Delivered": 3}
+    assert dest.sop_uids() == {p.stem for p in files}
+    wait_until(lambda: node.instances() == [], 10, what="fetched study removed")
+
+
+def test_the_same_pacs_refuses_c_move_when_not_allowed(cluster, tmp_path):
+    node, dest, pacs = setup(cluster, tmp_path, pacs_allows={"AllowMove": False})
+    storescu(pacs.dicom_port, write_instances(tmp_path / "s", 1, patient_id="PM"))
+    job = node.post("/courier/jobs", {"Source": "pacs", "Destination": "dest", "Items": [{"PatientID": "PM"}]}).json()
+    done = job_done(node, job["Id"])
+    assert done["Status"] == "FAILURE" and "C-MOVE" in node.get(f"/courier/jobs/{job['Id']}")["TaskList"][0]["last_error"]
