@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Optional
 
 from . import VERSION
 from .config import CourierConfig
-from . import jobs
+from . import batch, batches, jobs
 from . import query as query_module
 from . import remote
 from .errors import ApiError, DeliveryError
@@ -163,6 +163,79 @@ class Api:
         if self.wake_workers:
             self.wake_workers()
         return jobs.summary(self.store.job(job_id), time.time(), self.config)
+
+    # -- batch files ---------------------------------------------------------------------------
+    def create_batch(self, request: HttpRequest, args: dict) -> Any:
+        # JSON with the file in base64: Orthanc 1.10.1's HTTP server intercepts multipart/form-data.
+        fields = batches.fields(self._body(request))
+        file_name, data = fields["FileName"], fields["File"]
+        kind, source, dry_run = fields["Kind"], fields["Source"], fields["DryRun"]
+        try:
+            parsed = batch.validate(batch.read_table(data, file_name or "upload"), kind)
+        except ValueError as exc:
+            return _json(400, {"Valid": False, "Rows": 0, "Problems": [{"line": 0, "column": "", "message": str(exc)}]})
+        extra: list = []
+        if kind == "transfer" and any(row.get("Pseudonym") for row in parsed.rows) and not fields["Pseudonymize"]:
+            extra.append(batch.Problem(1, "Pseudonym", "a Pseudonym column needs a Pseudonymize profile"))
+        if source not in self.config.nodes or self.config.nodes[source].kind != "dicom":
+            raise ApiError(400, f"Source: {source!r} is not a DICOM modality of DicomModalities")
+        if parsed.ok and not extra and kind == "transfer":
+            extra += batches.check_transfer_rows(self.rest, source, parsed.rows)
+        verdict = batches.report(parsed, extra)
+        if not verdict["Valid"] or dry_run:
+            return _json(200 if dry_run else 400, {**verdict, "DryRun": dry_run})
+        actor = _actor(request)
+        if kind == "query":
+            results = batches.run_query_rows(self.rest, self.config, source, parsed.rows)
+            batch_id = self.store.create_batch(actor, kind, source, file_name, parsed.rows, results=results)
+            return {**verdict, "DryRun": False, "Batch": batch_id, "Results": len(results)}
+        wanted = jobs.validate({"Source": source, "Destination": fields["Destination"],
+                                "Pseudonymize": fields["Pseudonymize"], "Urgent": fields["Urgent"],
+                                "ArchivePassword": fields["ArchivePassword"],
+                                "Items": [{"StudyInstanceUID": r["StudyInstanceUID"]} for r in parsed.rows]}, self.config)
+        studies = [(uid, study_id, self._present(study_id)) for uid, study_id in batches.studies_of(parsed.rows)]
+        job_id = self.store.create_job(actor, source, wanted["destination"], wanted["profile"], wanted["urgent"],
+                                       studies, wanted["archive_password"])
+        pseudonyms = {r["PatientID"]: r["Pseudonym"] for r in parsed.rows if r.get("Pseudonym")}
+        batch_id = self.store.create_batch(actor, kind, source, file_name, parsed.rows, job_id=job_id, pseudonyms=pseudonyms)
+        if self.wake_workers:
+            self.wake_workers()
+        return {**verdict, "DryRun": False, "Batch": batch_id, "Job": job_id}
+
+    def _present(self, study_id: str) -> bool:
+        try:
+            self.rest.get_json(f"/studies/{study_id}")
+            return True
+        except DeliveryError:
+            return False
+
+    def _batch_results(self, args: dict) -> tuple[dict, list[dict], list[str]]:
+        found = self.store.batch(_int(args["id"], "id", 0, 1))
+        if found is None:
+            raise ApiError(404, f"no batch {args['id']}")
+        if found["kind"] == "query":
+            return found, found["results"] or [], batches.QUERY_RESULT_COLUMNS
+        rows = batches.transfer_results(found["rows"], self.store.job_tasks_by_study(found["job_id"]))
+        return found, rows, batches.TRANSFER_RESULT_COLUMNS
+
+    def get_batch(self, request: HttpRequest, args: dict) -> Any:
+        found, rows, _ = self._batch_results(args)
+        return {"Id": found["id"], "Kind": found["kind"], "Source": found["source"], "File": found["file_name"],
+                "Job": found["job_id"], "Rows": len(found["rows"]), "Results": len(rows),
+                "Failed": len(batches.failed(found["kind"], rows)), "CreatedBy": found["created_by"]}
+
+    def batch_export(self, request: HttpRequest, args: dict) -> Any:
+        name = args["name"]
+        if name not in ("results.csv", "results.xlsx", "failed.csv", "failed.xlsx"):
+            raise ApiError(404, f"no export {name!r}; results.csv, results.xlsx, failed.csv or failed.xlsx")
+        found, rows, columns = self._batch_results(args)
+        if name.startswith("failed"):
+            rows = batches.failed(found["kind"], rows)
+        self.store.record(AuditEvent("batch-exported", actor=_actor(request), detail={"batch": found["id"], "file": name}))
+        if name.endswith(".csv"):
+            return HttpResponse(200, batch.to_csv(columns, rows), "text/csv; charset=utf-8")
+        return HttpResponse(200, batch.to_xlsx(columns, rows),
+                            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
     def list_jobs(self, request: HttpRequest, args: dict) -> Any:
         limit = _int(request.query.get("limit"), "limit", 100, 1, MAX_PAGE)
@@ -346,6 +419,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "jobs", Api.create_job,
              'Transfer job: {"Source", "Destination", "Pseudonymize"?, "Urgent"?, "Items": [{"StudyInstanceUID"} | '
              '{"AccessionNumber"} | {"PatientID", "StudyDate"?, "ModalitiesInStudy"?}]}'),
+    Endpoint("POST", "jobs/batch", Api.create_batch,
+             'Batch file as JSON {"File": base64 CSV/XLSX, "FileName", "Kind": transfer|query, "Source", "Destination", '
+             '"Pseudonymize", "Urgent", "ArchivePassword", "DryRun"}; validated whole first, errors by line and column'),
+    Endpoint("GET", "batches/{id}", Api.get_batch, "A batch: rows, results, failed rows, its job"),
+    Endpoint("GET", "batches/{id}/{name}", Api.batch_export,
+             "results.csv, results.xlsx, failed.csv or failed.xlsx of a batch"),
     Endpoint("GET", "jobs", Api.list_jobs, "Transfer jobs with status and progress, newest first", _PAGING),
     Endpoint("GET", "jobs/{id}", Api.get_job, "One job: status, progress (instances, bytes, rate, ETA) and its tasks"),
     Endpoint("POST", "jobs/{id}/{action}", Api.control_job,
@@ -358,7 +437,7 @@ def openapi_document() -> dict:
     paths: dict[str, dict] = {}
     for endpoint in ENDPOINTS:
         parameters = [{"name": name, "in": "path", "required": True,
-                       "schema": {"type": "integer" if name == "id" and endpoint.pattern.startswith(("tasks", "jobs")) else "string"}}
+                       "schema": {"type": "integer" if name == "id" else "string"}}
                       for name in re.findall(r"\{(\w+)\}", endpoint.pattern)]
         parameters += [{"name": name, "in": "query", "required": False, "description": text,
                         "schema": {"type": "string"}} for name, text in endpoint.query]

@@ -44,6 +44,7 @@ class Engine:
                  pseudonymizers: Mapping[str, Pseudonymizer] = {}, clock: Callable[[], float] = time.time) -> None:
         self.config, self.store, self.rest, self.senders, self.clock = config, store, rest, senders, clock
         self.pseudonymizers = pseudonymizers
+        self._job_pseudonymizers: dict[tuple[str, int], Pseudonymizer] = {}
         self.node = f"{config.router_name}:"
         self.incarnation = f"{self.node}{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
@@ -252,6 +253,24 @@ class Engine:
                                                 password))
         return report, settled
 
+    def _pseudonymizer(self, profile: str, task: dict) -> Pseudonymizer:
+        """The profile's pseudonymizer, or, for a batch job with a Pseudonym column, one that
+        takes each patient's pseudonym from the file (a patient missing there is quarantined)."""
+        if not task.get("job_id"):
+            return self.pseudonymizers[profile]
+        key = (profile, task["job_id"])
+        if key not in self._job_pseudonymizers:
+            given = self.store.job_pseudonyms(task["job_id"])
+            if not given:
+                self._job_pseudonymizers[key] = self.pseudonymizers[profile]
+            else:
+                def from_file(patient_id: str, given=given) -> str:
+                    if patient_id not in given:
+                        raise PseudonymizationError("PatientID has no pseudonym in the batch file", "quarantine")
+                    return given[patient_id]
+                self._job_pseudonymizers[key] = Pseudonymizer(self.pseudonymizers[profile].profile, from_file)
+        return self._job_pseudonymizers[key]
+
     def _originals(self, todo: Mapping[str, tuple[ManifestItem, dict]]) -> list:
         files = []
         for instance_id, (item, _) in todo.items():
@@ -264,7 +283,6 @@ class Engine:
     def _pseudonymize(self, profile: str, todo: Mapping[str, tuple[ManifestItem, dict]]):
         """Read each original from Orthanc and pseudonymize it; what cannot be is quarantined
         (the original stays in Orthanc, listed in GET /courier/quarantine), never sent as is."""
-        pseudonymizer = self.pseudonymizers[profile]
         files, report, settled = [], {}, set()
         patients, uids = set(), {}
         for instance_id, (item, task) in todo.items():
@@ -274,7 +292,7 @@ class Engine:
                 report[instance_id] = str(exc)
                 continue
             try:
-                out, result = pseudonymizer.pseudonymize_bytes(data)
+                out, result = self._pseudonymizer(profile, task).pseudonymize_bytes(data)
             except PseudonymizationError as exc:
                 report[instance_id] = f"{exc.disposition}: {exc.reason}"
                 if exc.disposition != "retry":          # a broker outage is retried, not quarantined

@@ -130,6 +130,15 @@ def m006_archive_password(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN archive_password TEXT")   # never returned by the API
 
 
+@migrations()
+def m007_batches(db: sqlite_utils.Database) -> None:
+    db.execute("CREATE TABLE batches (id INTEGER PRIMARY KEY, created_at REAL NOT NULL, created_by TEXT NOT NULL,"
+               " kind TEXT NOT NULL, source TEXT NOT NULL, file_name TEXT, job_id INTEGER REFERENCES jobs(id),"
+               " rows TEXT NOT NULL, results TEXT)")
+    db.execute("CREATE TABLE job_pseudonyms (job_id INTEGER NOT NULL REFERENCES jobs(id), patient_id TEXT NOT NULL,"
+               " pseudonym TEXT NOT NULL, PRIMARY KEY (job_id, patient_id))")
+
+
 @dataclass(frozen=True)
 class NewTask:
     route: str
@@ -609,3 +618,36 @@ class Store:
                 db.execute("UPDATE tasks SET priority = ? WHERE job_id = ?", (100 if action == "urgent" else 0, job_id))
             self._audit(db, [AuditEvent(f"job-{action}", actor=actor, route=f"job-{job_id}", detail={"job": job_id})])
         return True
+
+    # -- batch files -------------------------------------------------------------------------
+    def create_batch(self, actor: str, kind: str, source: str, file_name: str, rows: Sequence[dict],
+                     job_id: Optional[int] = None, results: Optional[list] = None,
+                     pseudonyms: Mapping[str, str] = {}) -> int:
+        with self._transaction() as db:
+            batch_id = db.execute("INSERT INTO batches (created_at, created_by, kind, source, file_name, job_id, rows,"
+                                  " results) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                  (self.clock(), actor, kind, source, file_name, job_id, json.dumps(list(rows)),
+                                   None if results is None else json.dumps(results))).lastrowid
+            if job_id is not None:
+                db.executemany("INSERT OR REPLACE INTO job_pseudonyms (job_id, patient_id, pseudonym) VALUES (?, ?, ?)",
+                               [(job_id, p, s) for p, s in pseudonyms.items()])
+            self._audit(db, [AuditEvent("batch-created", actor=actor, detail={"batch": batch_id, "kind": kind,
+                                                                              "rows": len(rows), "job": job_id})])
+        return batch_id
+
+    def batch(self, batch_id: int) -> Optional[dict]:
+        row = self._db().execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone()
+        if row is None:
+            return None
+        batch = dict(row)
+        batch["rows"] = json.loads(batch["rows"])
+        batch["results"] = json.loads(batch["results"]) if batch["results"] else None
+        return batch
+
+    def job_pseudonyms(self, job_id: int) -> dict[str, str]:
+        return {r[0]: r[1] for r in self._db().execute(
+            "SELECT patient_id, pseudonym FROM job_pseudonyms WHERE job_id = ?", (job_id,))}
+
+    def job_tasks_by_study(self, job_id: int) -> dict[str, dict]:
+        return {r["study_uid"]: dict(r) for r in self._db().execute(
+            "SELECT id, study_uid, state, expected, delivered, last_error FROM tasks WHERE job_id = ?", (job_id,))}
