@@ -177,10 +177,10 @@ class Api:
         extra: list = []
         if kind == "transfer" and any(row.get("Pseudonym") for row in parsed.rows) and not fields["Pseudonymize"]:
             extra.append(batch.Problem(1, "Pseudonym", "a Pseudonym column needs a Pseudonymize profile"))
-        if source not in self.config.nodes or self.config.nodes[source].kind != "dicom":
-            raise ApiError(400, f"Source: {source!r} is not a DICOM modality of DicomModalities")
+        if source not in self.config.nodes or self.config.nodes[source].kind not in ("dicom", "dicomweb"):
+            raise ApiError(400, f"Source: {source!r} is neither a DICOM modality nor a DICOMweb server")
         if parsed.ok and not extra and kind == "transfer":
-            extra += batches.check_transfer_rows(self.rest, source, parsed.rows)
+            extra += batches.check_transfer_rows(self.rest, source, parsed.rows, self.config.nodes[source].kind)
         verdict = batches.report(parsed, extra)
         if not verdict["Valid"] or dry_run:
             return _json(200 if dry_run else 400, {**verdict, "DryRun": dry_run})
@@ -298,11 +298,13 @@ class Api:
         except ValueError:
             raise ApiError(400, "the body is not JSON") from None
         node_id, level, filters = query_module.validate(body)
-        node = self._node(node_id, "C-FIND")
-        if node.kind != "dicom":
-            raise ApiError(409, f"node {node_id!r} is not a DICOM modality; QIDO queries are not supported yet")
+        node = self._node(node_id, "QIDO" if self.config.nodes.get(node_id) and self.config.nodes[node_id].kind == "dicomweb"
+                          else "C-FIND")
+        if node.kind == "peer":
+            raise ApiError(409, f"node {node_id!r} is an Orthanc peer; query a DICOM modality or a DICOMweb server")
         try:
-            result = remote.find(self.rest, node.id, level, filters, self.config.node_settings[node.id].max_results)
+            result = remote.find(self.rest, node.id, level, filters, self.config.node_settings[node.id].max_results,
+                                 search=remote.search_for(node.kind))
         except DeliveryError as exc:
             raise ApiError(502, f"C-FIND on {node_id}: {exc}") from None
         self.store.record(AuditEvent("query", actor=_actor(request), destination=node_id,

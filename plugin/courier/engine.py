@@ -160,15 +160,18 @@ class Engine:
     def _fetch(self, task: dict) -> list[ManifestItem]:
         """The job task's manifest: what the source lists (C-FIND IMAGE), fetched by C-MOVE if
         Courier's Orthanc lacks any of it; what never arrived stays as "missing:<UID>"."""
-        expected = fetch.expected_uids(self.rest, task["source"], task["study_uid"])
+        node = self.config.nodes[task["source"]]
+        expected = fetch.expected_uids(self.rest, task["source"], task["study_uid"], node.kind)
         if not expected:
             raise DeliveryError(f"{task['source']} lists no instance of study {task['study_uid']}")
         present = fetch.present_instances(self.rest, task["resource_id"])
         delivered = {i.sop_instance_uid for i in self.store.manifests([task["id"]])[task["id"]] if i.delivered}
         if any(uid not in present and uid not in delivered for uid in expected):
-            node = self.config.nodes[task["source"]]
             cancelled = lambda: self.store.task_state(task["id"]) == CANCELED or self._stop.is_set()  # noqa: E731
-            if self.config.node_settings[node.id].retrieve_method == "C-GET":
+            method = self.config.node_settings[node.id].retrieve_method
+            if method == "WADO":
+                fetch.wado(self.rest, node.id, task["study_uid"], cancelled)
+            elif method == "C-GET":
                 fetch.c_get(node, self.config.local_aet, task["study_uid"],
                             lambda data: self.rest.post_bytes("/instances", data), cancelled)
             else:

@@ -18,7 +18,7 @@ from typing import Callable
 from .config import Node
 from .errors import DeliveryError
 from .orthanc_rest import OrthancHttpError, OrthancRest
-from .remote import c_find
+from .remote import search_for
 
 POLL_SECONDS = 0.3
 
@@ -29,8 +29,9 @@ def orthanc_study_id(patient_id: str, study_uid: str) -> str:
     return "-".join(digest[i:i + 8] for i in range(0, 40, 8))
 
 
-def expected_uids(rest: OrthancRest, source: str, study_uid: str) -> list[str]:
-    answers = c_find(rest, source, "IMAGE", {"StudyInstanceUID": study_uid, "SeriesInstanceUID": "", "SOPInstanceUID": ""})
+def expected_uids(rest: OrthancRest, source: str, study_uid: str, kind: str = "dicom") -> list[str]:
+    answers = search_for(kind)(rest, source, "IMAGE", {"StudyInstanceUID": study_uid, "SeriesInstanceUID": "",
+                                                        "SOPInstanceUID": ""})
     return sorted({a["SOPInstanceUID"] for a in answers if a.get("SOPInstanceUID")})
 
 
@@ -142,3 +143,21 @@ def c_get(node: Node, local_aet: str, study_uid: str, store: Callable[[bytes], N
     identifier.QueryRetrieveLevel, identifier.StudyInstanceUID = "STUDY", study_uid
     return _run_retrieve(assoc, lambda: assoc.send_c_get(identifier, GET, msg_id=1), GET, node.id, "C-GET",
                          cancelled, timeout)
+
+
+def wado(rest: OrthancRest, source: str, study_uid: str, cancelled: Callable[[], bool], timeout: float = 3600.0) -> None:
+    """WADO-RS retrieve of the study into Courier's Orthanc (an orthanc-dicomweb job, cancelled
+    with the task; it stops between instances)."""
+    job = rest.post_json(f"/dicom-web/servers/{source}/retrieve", {"Resources": [{"Study": study_uid}], "Asynchronous": True})
+    deadline = time.monotonic() + timeout
+    while True:
+        state = rest.get_json(f"/jobs/{job['ID']}")
+        if state["State"] == "Success":
+            return
+        if state["State"] == "Failure":
+            raise DeliveryError(f"WADO-RS from {source} failed: {state.get('ErrorDetails') or state.get('ErrorDescription')}")
+        if cancelled() or time.monotonic() > deadline:
+            rest.post_json(f"/jobs/{job['ID']}/cancel", {})
+            raise DeliveryError("WADO-RS cancelled" if cancelled() else f"WADO-RS from {source} timed out",
+                                retriable=not cancelled())
+        time.sleep(POLL_SECONDS)

@@ -15,7 +15,7 @@ from .fetch import orthanc_study_id
 from .orthanc_rest import OrthancRest
 from .policy import CANCELED, FAILURE, PENDING, RUNNING, SUCCESS, WARNING
 from .query import parse_date_range
-from .remote import find
+from .remote import find, search_for
 
 ITEM_KEYS = ("StudyInstanceUID", "AccessionNumber", "PatientID", "StudyDate", "ModalitiesInStudy")
 MAX_STUDIES = 10000
@@ -29,9 +29,10 @@ def validate(body: Any, config: CourierConfig) -> dict:
     if unknown:
         raise ApiError(400, f"{unknown[0]}: unknown field; use {', '.join(fields)}")
     source, destination = body.get("Source"), body.get("Destination")
-    if source not in config.nodes or config.nodes[source].kind != "dicom":
-        raise ApiError(400, f"Source: {source!r} is not a DICOM modality of DicomModalities")
-    for needed in ("C-FIND", config.node_settings[source].retrieve_method):
+    if source not in config.nodes or config.nodes[source].kind not in ("dicom", "dicomweb"):
+        raise ApiError(400, f"Source: {source!r} is neither a DICOM modality nor a DICOMweb server")
+    finder = "QIDO" if config.nodes[source].kind == "dicomweb" else "C-FIND"
+    for needed in (finder, config.node_settings[source].retrieve_method):
         if needed not in config.node_settings[source].capabilities:
             raise ApiError(400, f"Source: {source!r} does not offer {needed} (Courier.Nodes.{source}.Capabilities)")
     if destination not in config.destinations:
@@ -75,7 +76,7 @@ def resolve(rest: OrthancRest, config: CourierConfig, source: str, items: list[d
     for index, item in enumerate(items):
         try:
             found = find(rest, source, "STUDY", {k: v for k, v in item.items() if v},
-                         config.node_settings[source].max_results)["Answers"]
+                         config.node_settings[source].max_results, search=search_for(config.nodes[source].kind))["Answers"]
         except DeliveryError as exc:
             raise ApiError(502, f"Items[{index}]: C-FIND on {source}: {exc}") from None
         if not found:

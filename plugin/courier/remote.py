@@ -39,6 +39,41 @@ def c_find(rest: OrthancRest, node_id: str, level: str, keys: Mapping[str, str])
             pass
 
 
+def qido_search(rest: OrthancRest, node_id: str, level: str, keys: Mapping[str, str]) -> list[dict]:
+    """The same question as c_find, asked of a DICOMweb server (QIDO-RS through orthanc-dicomweb).
+    QIDO has no patient level: patients are read from their studies."""
+    from pydicom.datadict import keyword_for_tag, tag_for_keyword
+
+    if level == "IMAGE":
+        uri, arguments = f"/studies/{keys['StudyInstanceUID']}/instances", {}
+    else:
+        uri = "/series" if level == "SERIES" else "/studies"
+        # wildcards are left to the local re-filter: DICOMweb servers differ (Orthanc's QIDO
+        # found nothing for PatientName=Doe* where C-FIND does)
+        arguments = {k: v for k, v in keys.items() if v and not any(c in v for c in "*?")}
+        wanted = [f"{tag_for_keyword(k):08X}" for k, v in keys.items() if not v and tag_for_keyword(k) is not None]
+        if wanted:
+            arguments["includefield"] = ",".join(wanted)
+    answers = rest.post_json(f"/dicom-web/servers/{node_id}/get", {"Uri": uri, "Arguments": arguments}, timeout=600) or []
+    results = []
+    for answer in answers:
+        row = {}
+        for tag, element in answer.items():
+            keyword = keyword_for_tag(int(tag, 16))
+            values = element.get("Value", [])
+            if element.get("vr") == "PN":
+                values = [v.get("Alphabetic", "") if isinstance(v, dict) else str(v) for v in values]
+            if keyword and element.get("vr") != "SQ":
+                row[keyword] = "\\".join(str(v) for v in values)
+        results.append(row)
+    return results
+
+
+def search_for(kind: str) -> Callable:
+    """C-FIND for DICOM nodes, QIDO-RS for DICOMweb servers."""
+    return qido_search if kind == "dicomweb" else c_find
+
+
 def find(rest: OrthancRest, node_id: str, level: str, filters: Mapping[str, str], max_results: int = 0,
          today: Optional[datetime.date] = None, search: Callable = c_find) -> dict:
     """C-FIND with every returned key requested, answers re-filtered locally, and the StudyDate

@@ -279,3 +279,22 @@ def test_the_same_pacs_refuses_c_move_when_not_allowed(cluster, tmp_path):
     job = node.post("/courier/jobs", {"Source": "pacs", "Destination": "dest", "Items": [{"PatientID": "PM"}]}).json()
     done = job_done(node, job["Id"])
     assert done["Status"] == "FAILURE" and "C-MOVE" in node.get(f"/courier/jobs/{job['Id']}")["TaskList"][0]["last_error"]
+
+
+def test_wado_rs_job_and_qido_query_from_a_dicomweb_server(cluster, tmp_path):
+    dest = cluster.orthanc("dest")
+    web = cluster.orthanc("websrc", dicomweb=True)
+    node = cluster.orthanc("router", dicomweb=True, courier={"AllowedCallers": "Any"},
+                           extra={"DicomModalities": {"dest": dest.as_modality()},
+                                  "DicomWeb": {"Enable": True, "Root": "/dicom-web/",
+                                               "Servers": {"web": [web.url + "/dicom-web/"]}}})
+    files = write_instances(tmp_path / "s", 3, patient_id="PW", patient_name="Doe^Wendy", StudyDate="20240303")
+    storescu(web.dicom_port, files + write_instances(tmp_path / "o", 1, patient_id="PX", StudyDate="20240404"))
+    found = node.post("/courier/query", {"Node": "web", "Level": "STUDY",
+                                         "Filters": {"PatientName": "doe*", "StudyDate": "20240301-20240331"}}).json()
+    assert [(a["PatientID"], a["PatientName"], a["StudyDate"]) for a in found["Answers"]] == [("PW", "Doe^Wendy", "20240303")]
+    job = node.post("/courier/jobs", {"Source": "web", "Destination": "dest", "Items": [{"PatientID": "PW"}]}).json()
+    done = job_done(node, job["Id"])
+    assert done["Status"] == "SUCCESS" and done["Instances"] == {"Expected": 3, "Delivered": 3}
+    assert dest.sop_uids() == {p.stem for p in files}
+    assert any("ReceivedInstancesCount" in (j.get("Content") or {}) for j in node.get("/jobs", expand=""))  # WADO-RS job
