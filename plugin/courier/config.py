@@ -69,6 +69,7 @@ class NodeSettings:
     max_results: int = 0              # a C-FIND cap the node applies silently; 0: none known
     windows: tuple = ()               # windows.parse() results; empty: always open
     retrieve_method: str = "C-MOVE"
+    direct_move_to: tuple = ()        # DICOM destinations this node can C-MOVE to itself
 
 
 @dataclass(frozen=True)
@@ -312,7 +313,13 @@ def _node_settings(raw: Any, nodes: Mapping[str, Node]) -> dict[str, NodeSetting
         if method not in capabilities:
             raise ConfigError(f"{path}.RetrieveMethod", f"{method} is not among the node's Capabilities",
                               f"add it to Courier.Nodes.{node_id}.Capabilities")
-        settings[node_id] = NodeSettings(tuple(capabilities), max_results, tuple(parsed), method)
+        direct = tuple(section.get("DirectMoveTo", list, []))
+        for index, target in enumerate(direct):
+            if target not in nodes or nodes[target].kind != "dicom":
+                raise ConfigError(f"{path}.DirectMoveTo[{index}]", f"{target!r} is not a DICOM modality of DicomModalities")
+        if direct and "C-MOVE" not in capabilities:
+            raise ConfigError(f"{path}.DirectMoveTo", "needs C-MOVE among the node's Capabilities")
+        settings[node_id] = NodeSettings(tuple(capabilities), max_results, tuple(parsed), method, direct)
     return settings
 
 

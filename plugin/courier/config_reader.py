@@ -13,7 +13,7 @@ KEYS: dict[str, tuple[str, ...]] = {
                 "AllowedCallers", "RouterName", "ScriptsDirectory", "OrthancUrl", "QuarantineDirectory", "Retry",
                 "Folders", "Archives", "Nodes", "Pseudonymization", "Routes"),
     "Courier.Archives.{id}": ("Path", "Layout", "PasswordFile", "PasswordEnv"),
-    "Courier.Nodes.{id}": ("Capabilities", "RetrieveMethod", "MaxResults", "Windows"),
+    "Courier.Nodes.{id}": ("Capabilities", "RetrieveMethod", "MaxResults", "Windows", "DirectMoveTo"),
     "Courier.Retry": ("MaxAttempts", "InitialDelaySeconds", "Multiplier", "MaxDelaySeconds"),
     "Courier.Folders.{id}": ("Path", "Layout"),
     "Courier.Routes[]": ("Name", "Trigger", "Match", "Condition", "Destinations", "DeleteAfterDelivery",

@@ -28,6 +28,7 @@ log = logging.getLogger("courier.engine")
 
 LEVEL_PATHS = {"Instance": "instances", "Series": "series", "Study": "studies"}
 MISSING = "missing:"          # manifest entry of an instance the source listed but never sent
+DIRECT = "direct:"            # manifest entry of an instance moved straight from source to destination
 
 
 def instance_manifest(rest: OrthancRest, level: str, resource_id: str) -> list[ManifestItem]:
@@ -125,6 +126,13 @@ class Engine:
         manifests = self.store.manifests([t["id"] for t in tasks])
         fresh: dict[int, list[ManifestItem]] = {}
         for task in tasks:
+            if task["source"] and self._direct(task):   # the source sends to the destination itself
+                try:
+                    attempts.append(self._direct_move(task))
+                except DeliveryError as exc:
+                    attempts.append(self._attempt(task, [], 0, task.get("expected") or 0, 0,
+                                                  f"direct C-MOVE from {task['source']}: {exc}", exc.retriable))
+                continue
             if task["source"]:                       # a transfer job: fetch from the source first
                 try:
                     manifests[task["id"]] = self._fetch(task)
@@ -182,6 +190,34 @@ class Engine:
         self.store.replace_manifest(task["id"], items)
         task["expected"] = len(expected)
         return self.store.manifests([task["id"]])[task["id"]]
+
+    def _direct(self, task: dict) -> bool:
+        settings = self.config.node_settings.get(task["source"])
+        return bool(settings and not task["profile"] and task["destination"] in settings.direct_move_to)
+
+    def _direct_move(self, task: dict) -> Attempt:
+        """C-MOVE from the source straight to the destination; what arrived is counted at the
+        destination with C-FIND when it offers it, else taken from the C-MOVE's sub-operation counts."""
+        source, target = self.config.nodes[task["source"]], self.config.nodes[task["destination"]]
+        expected = fetch.expected_uids(self.rest, source.id, task["study_uid"], source.kind)
+        if not expected:
+            raise DeliveryError(f"{source.id} lists no instance of study {task['study_uid']}")
+        manifest = [ManifestItem(f"{DIRECT}{uid}", uid) for uid in expected]
+        self.store.replace_manifest(task["id"], manifest)
+        task["expected"] = len(expected)
+        counts = fetch.c_move(source, self.config.local_aet, task["study_uid"],
+                              lambda: self.store.task_state(task["id"]) == CANCELED or self._stop.is_set(),
+                              move_aet=target.aet)
+        if "C-FIND" in self.config.node_settings[target.id].capabilities:
+            arrived = set(fetch.expected_uids(self.rest, target.id, task["study_uid"], target.kind))
+        elif not counts.get("NumberOfFailedSuboperations") and counts.get("NumberOfCompletedSuboperations", 0) >= len(expected):
+            arrived = set(expected)
+        else:
+            arrived = set()
+        newly = [i.instance_id for i in manifest if i.sop_instance_uid in arrived]
+        missing = len(expected) - len(newly)
+        return self._attempt(task, newly, missing, len(expected), len(newly),
+                             f"{missing} instance(s) not found at {target.id} after the C-MOVE" if missing else None)
 
     def _delete_fetched(self, task: dict) -> None:
         if self.store.active_tasks_for_resource(task["resource_id"]):

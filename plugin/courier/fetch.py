@@ -47,9 +47,10 @@ def present_instances(rest: OrthancRest, study_id: str) -> dict[str, tuple[str, 
 
 
 def c_move(node: Node, local_aet: str, study_uid: str, cancelled: Callable[[], bool],
-           timeout: float = 3600.0, dimse_timeout: float = 600.0) -> dict:
-    """C-MOVE the study to `local_aet` (Courier's Orthanc). Returns the final C-MOVE response's
-    counts; DeliveryError if the association fails, the move is refused, cancelled or too slow."""
+           timeout: float = 3600.0, dimse_timeout: float = 600.0, move_aet: str = "") -> dict:
+    """C-MOVE the study to `move_aet` (default: `local_aet`, Courier's Orthanc). Returns the final
+    response's counts; DeliveryError if the association fails, the move is refused, cancelled or
+    too slow."""
     from pydicom.dataset import Dataset
     from pynetdicom import AE
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as MOVE
@@ -63,8 +64,8 @@ def c_move(node: Node, local_aet: str, study_uid: str, cancelled: Callable[[], b
         raise DeliveryError(f"C-MOVE: association with {node.aet}@{node.host}:{node.port} failed")
     identifier = Dataset()
     identifier.QueryRetrieveLevel, identifier.StudyInstanceUID = "STUDY", study_uid
-    return _run_retrieve(assoc, lambda: assoc.send_c_move(identifier, local_aet, MOVE, msg_id=1), MOVE, node.id,
-                         "C-MOVE", cancelled, timeout)
+    return _run_retrieve(assoc, lambda: assoc.send_c_move(identifier, move_aet or local_aet, MOVE, msg_id=1), MOVE,
+                         node.id, "C-MOVE", cancelled, timeout)
 
 
 def _run_retrieve(assoc, responses: Callable, model, node_id: str, name: str, cancelled: Callable[[], bool],

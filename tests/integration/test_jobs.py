@@ -298,3 +298,30 @@ def test_wado_rs_job_and_qido_query_from_a_dicomweb_server(cluster, tmp_path):
     assert done["Status"] == "SUCCESS" and done["Instances"] == {"Expected": 3, "Delivered": 3}
     assert dest.sop_uids() == {p.stem for p in files}
     assert any("ReceivedInstancesCount" in (j.get("Content") or {}) for j in node.get("/jobs", expand=""))  # WADO-RS job
+
+
+def test_direct_c_move_from_source_to_destination(cluster, tmp_path):
+    dest = cluster.orthanc("dest", start=False)
+    pacs = cluster.orthanc("pacs", start=False)
+    (tmp_path / "key").write_text("direct-secret-0123456789")
+    node = cluster.orthanc("router", start=False, courier={
+        "AllowedCallers": "Any", "Nodes": {"pacs": {"DirectMoveTo": ["dest"]}},
+        "Pseudonymization": {"p": {"SecretFile": str(tmp_path / "key")}}},
+        extra={"DicomModalities": {"dest": dest.as_modality(), "pacs": pacs.as_modality()}})
+    pacs.config["DicomModalities"] = {"router": node.as_modality(), "dest": dest.as_modality()}
+    dest.config["DicomModalities"] = {"router": node.as_modality()}
+    for n in (pacs, dest, node):
+        n.start()
+    files = write_instances(tmp_path / "s", 3, patient_id="PD")
+    storescu(pacs.dicom_port, files)
+    changes_before = node.get("/changes", last="")["Last"]
+    job = node.post("/courier/jobs", {"Source": "pacs", "Destination": "dest", "Items": [{"PatientID": "PD"}]}).json()
+    done = job_done(node, job["Id"])
+    assert done["Status"] == "SUCCESS" and done["Instances"] == {"Expected": 3, "Delivered": 3}
+    assert dest.sop_uids() == {p.stem for p in files}
+    assert node.get("/changes", last="")["Last"] == changes_before      # nothing passed through Courier's Orthanc
+    # with pseudonymization the data must pass through Courier: no direct move then
+    job = node.post("/courier/jobs", {"Source": "pacs", "Destination": "dest", "Pseudonymize": "p",
+                                      "Items": [{"PatientID": "PD"}]}).json()
+    assert job_done(node, job["Id"])["Status"] == "SUCCESS"
+    assert node.get("/changes", last="")["Last"] > changes_before and len(dest.instances()) == 6
