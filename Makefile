@@ -45,6 +45,7 @@ bench: install
 	$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
 	TCP_NODELAY=1 $(PY) bench/bench_routing.py
 	TCP_NODELAY=1 $(PY) bench/bench_pseudonymize.py
+	TCP_NODELAY=1 $(PY) bench/bench_pull.py
 
 clean:
 	rm -rf $(VENV) data test-output .pytest_cache

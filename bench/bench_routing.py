@@ -29,7 +29,7 @@ def has(node: Orthanc, n: int) -> bool:
 
 
 def send(port: int, folder: Path) -> None:
-    subprocess.run(["storescu", "-aet", "BENCH", "-aec", "ANY", "+sd", "127.0.0.1", str(port), str(folder)],
+    subprocess.run(["storescu", "-aet", "BENCH", "-aec", "ANY", "+sd", "+r", "127.0.0.1", str(port), str(folder)],
                    check=True, capture_output=True, timeout=1800)
 
 
