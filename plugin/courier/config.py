@@ -155,16 +155,21 @@ def _check_layout(layout: str, path: str) -> None:
         raise ConfigError(path, "the layout must end with a file name")
 
 
-def _folders(raw: Any, base_dir: str, taken: Mapping[str, str]) -> dict[str, Folder]:
+def _destination_sections(raw: Any, name: str, taken: Mapping[str, str]):
+    """(id, JSON path, section) of each entry of Courier.Folders or Courier.Archives."""
     if not isinstance(raw, dict):
-        raise ConfigError("Courier.Folders", f"expected an object, got {_type_name(raw)}")
-    folders = {}
-    for folder_id, spec in raw.items():
-        path = f"Courier.Folders.{folder_id}"
-        if folder_id in taken:
-            raise ConfigError(path, f"the id is also used by a {taken[folder_id]} node",
+        raise ConfigError(f"Courier.{name}", f"expected an object, got {_type_name(raw)}")
+    for entry_id, spec in raw.items():
+        path = f"Courier.{name}.{entry_id}"
+        if entry_id in taken:
+            raise ConfigError(path, f"the id is also used by a {taken[entry_id]} destination",
                               "destination ids must be unique across registries")
-        section = _Section(spec, path, "Courier.Folders.{id}")
+        yield entry_id, path, _Section(spec, path, f"Courier.{name}.{{id}}")
+
+
+def _folders(raw: Any, base_dir: str, taken: Mapping[str, str]) -> dict[str, Folder]:
+    folders = {}
+    for folder_id, path, section in _destination_sections(raw, "Folders", taken):
         target = section.get("Path", str)
         layout = section.get("Layout", str, DEFAULT_LAYOUT)
         _check_layout(layout, f"{path}.Layout")
@@ -173,15 +178,8 @@ def _folders(raw: Any, base_dir: str, taken: Mapping[str, str]) -> dict[str, Fol
 
 
 def _archives(raw: Any, base_dir: str, taken: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, Archive]:
-    if not isinstance(raw, dict):
-        raise ConfigError("Courier.Archives", f"expected an object, got {_type_name(raw)}")
     archives = {}
-    for archive_id, spec in raw.items():
-        path = f"Courier.Archives.{archive_id}"
-        if archive_id in taken:
-            raise ConfigError(path, f"the id is also used by a {taken[archive_id]} destination",
-                              "destination ids must be unique across registries")
-        section = _Section(spec, path, "Courier.Archives.{id}")
+    for archive_id, path, section in _destination_sections(raw, "Archives", taken):
         layout = section.get("Layout", str, DEFAULT_LAYOUT)
         _check_layout(layout, f"{path}.Layout")
         password = None

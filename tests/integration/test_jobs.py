@@ -72,9 +72,8 @@ def test_bad_job_requests_name_the_field(cluster, tmp_path):
         assert answer.status_code == status and words in answer.json()["error"], answer.text
 
 
-def lossy_pacs(port, router_port, instances):
-    """A Q/R SCP that lists every instance at IMAGE level but, on C-MOVE, sends all but the last
-    and still answers success: the failure ADIT users report."""
+def find_handler(instances):
+    """A C-FIND handler listing one study at STUDY level and every instance at IMAGE level."""
     def on_find(event):
         level = event.identifier.QueryRetrieveLevel
         for ds in instances if level == "IMAGE" else instances[:1]:
@@ -85,6 +84,13 @@ def lossy_pacs(port, router_port, instances):
             if level == "IMAGE":
                 answer.SeriesInstanceUID, answer.SOPInstanceUID = ds.SeriesInstanceUID, ds.SOPInstanceUID
             yield 0xFF00, answer
+    return on_find
+
+
+def lossy_pacs(port, router_port, instances):
+    """A Q/R SCP that lists every instance at IMAGE level but, on C-MOVE, sends all but the last
+    and still answers success: the failure ADIT users report."""
+    on_find = find_handler(instances)
 
     def on_move(event):
         yield "127.0.0.1", router_port
@@ -119,15 +125,7 @@ def test_a_pacs_that_loses_an_image_while_reporting_success_gives_warning(cluste
 
 
 def slow_pacs(port, router_port, instances, seconds_per_instance, sent):
-    def on_find(event):
-        level = event.identifier.QueryRetrieveLevel
-        for ds in instances if level == "IMAGE" else instances[:1]:
-            answer = Dataset()
-            answer.QueryRetrieveLevel = level
-            answer.PatientID, answer.StudyInstanceUID = ds.PatientID, ds.StudyInstanceUID
-            if level == "IMAGE":
-                answer.SeriesInstanceUID, answer.SOPInstanceUID = ds.SeriesInstanceUID, ds.SOPInstanceUID
-            yield 0xFF00, answer
+    on_find = find_handler(instances)
 
     def on_move(event):
         yield "127.0.0.1", router_port

@@ -61,7 +61,7 @@ def test_a_valid_configuration():
     ({"Courier__Routes__0__Colour": "red"}, "Courier.Routes[0].Colour", "unknown key"),
     ({"Courier__Folders": {"out": {"Path": "x", "Layout": "{PatientNam}/{SOPInstanceUID}"}}}, "Courier.Folders.out.Layout", "not a DICOM keyword"),
     ({"Courier__Folders": {"out": {"Layout": "x"}}}, "Courier.Folders.out.Path", "is required"),
-    ({"Courier__Folders": {"pacs": {"Path": "x"}}}, "Courier.Folders.pacs", "also used by a dicom node"),
+    ({"Courier__Folders": {"pacs": {"Path": "x"}}}, "Courier.Folders.pacs", "also used by a dicom destination"),
     ({"OrthancPeers": {"pacs": "http://127.0.0.1:1/"}}, "OrthancPeers.pacs", "unique across registries"),
     ({"Courier": []}, "Courier", "expected an object"),
 ])
