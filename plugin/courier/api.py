@@ -193,18 +193,18 @@ class Api:
                                 "Pseudonymize": fields["Pseudonymize"], "Urgent": fields["Urgent"],
                                 "ArchivePassword": fields["ArchivePassword"],
                                 "Items": [{"StudyInstanceUID": r["StudyInstanceUID"]} for r in parsed.rows]}, self.config)
-        studies = [(uid, study_id, self._present(study_id)) for uid, study_id in batches.studies_of(parsed.rows)]
+        targets = batches.targets_of(parsed.rows, self._present)
         job_id = self.store.create_job(actor, source, wanted["destination"], wanted["profile"], wanted["urgent"],
-                                       studies, wanted["archive_password"])
+                                       targets, wanted["archive_password"])
         pseudonyms = {r["PatientID"]: r["Pseudonym"] for r in parsed.rows if r.get("Pseudonym")}
         batch_id = self.store.create_batch(actor, kind, source, file_name, parsed.rows, job_id=job_id, pseudonyms=pseudonyms)
         if self.wake_workers:
             self.wake_workers()
         return {**verdict, "DryRun": False, "Batch": batch_id, "Job": job_id}
 
-    def _present(self, study_id: str) -> bool:
+    def _present(self, level_path: str, resource_id: str) -> bool:
         try:
-            self.rest.get_json(f"/studies/{study_id}")
+            self.rest.get_json(f"/{level_path}/{resource_id}")
             return True
         except DeliveryError:
             return False
@@ -215,7 +215,7 @@ class Api:
             raise ApiError(404, f"no batch {args['id']}")
         if found["kind"] == "query":
             return found, found["results"] or [], batches.QUERY_RESULT_COLUMNS
-        rows = batches.transfer_results(found["rows"], self.store.job_tasks_by_study(found["job_id"]))
+        rows = batches.transfer_results(found["rows"], self.store.job_tasks_by_target(found["job_id"]))
         return found, rows, batches.TRANSFER_RESULT_COLUMNS
 
     def get_batch(self, request: HttpRequest, args: dict) -> Any:

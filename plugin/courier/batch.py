@@ -2,7 +2,7 @@
 
 Two kinds, as ADIT has them:
 
-    transfer   PatientID, StudyInstanceUID, [Pseudonym], [ID]
+    transfer   PatientID, StudyInstanceUID, [SeriesInstanceUID], [Pseudonym], [ID]
     query      PatientID | PatientName + PatientBirthDate, [AccessionNumber], [StudyDate],
                [ModalitiesInStudy], [StudyDescription], [ID]
 
@@ -22,7 +22,7 @@ from .query import parse_date_range
 
 KINDS = ("transfer", "query")
 COLUMNS = {
-    "transfer": {"required": ("PatientID", "StudyInstanceUID"), "optional": ("Pseudonym", "ID")},
+    "transfer": {"required": ("PatientID", "StudyInstanceUID"), "optional": ("SeriesInstanceUID", "Pseudonym", "ID")},
     "query": {"required": (), "optional": ("ID", "PatientID", "PatientName", "PatientBirthDate", "AccessionNumber",
                                            "StudyDate", "ModalitiesInStudy", "StudyDescription")},
 }
@@ -124,8 +124,9 @@ def _check_row(row: dict, kind: str, problems: list[Problem]) -> None:
     for name, limit in _TEXT_LIMITS.items():
         if len(row.get(name, "")) > limit:
             problems.append(Problem(line, name, f"longer than {limit} characters"))
-    if row.get("StudyInstanceUID") and (not _UID.match(row["StudyInstanceUID"]) or len(row["StudyInstanceUID"]) > 64):
-        problems.append(Problem(line, "StudyInstanceUID", "not a UID (digits and dots, at most 64)"))
+    for name in ("StudyInstanceUID", "SeriesInstanceUID"):
+        if row.get(name) and (not _UID.match(row[name]) or len(row[name]) > 64):
+            problems.append(Problem(line, name, "not a UID (digits and dots, at most 64)"))
     for name in ("StudyDate", "PatientBirthDate"):
         if row.get(name):
             try:

@@ -7,20 +7,21 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+from typing import Any, Callable
 
 from . import batch
 from .config import CourierConfig
 from .errors import ApiError, DeliveryError
-from .fetch import orthanc_study_id
+from .fetch import orthanc_id
 from .orthanc_rest import OrthancRest
 from .remote import find, search_for
+from .store import JobTarget
 
 QUERY_RESULT_COLUMNS = ["line", "ID", "Found", "PatientID", "PatientName", "PatientBirthDate", "StudyInstanceUID",
                         "StudyDate", "AccessionNumber", "ModalitiesInStudy", "StudyDescription",
                         "NumberOfStudyRelatedInstances", "Error"]
-TRANSFER_RESULT_COLUMNS = ["line", "ID", "PatientID", "StudyInstanceUID", "Pseudonym", "State", "Delivered",
-                           "Expected", "Error"]
+TRANSFER_RESULT_COLUMNS = ["line", "ID", "PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Pseudonym", "State",
+                           "Delivered", "Expected", "Error"]
 
 
 def check_transfer_rows(rest: OrthancRest, source: str, rows: list[dict], kind: str = "dicom") -> list[batch.Problem]:
@@ -58,12 +59,13 @@ def run_query_rows(rest: OrthancRest, config: CourierConfig, source: str, rows: 
     return results
 
 
-def transfer_results(rows: list[dict], tasks_by_study: dict[str, dict]) -> list[dict]:
+def transfer_results(rows: list[dict], tasks_by_target: dict[tuple[str, str], dict]) -> list[dict]:
     results = []
     for row in rows:
-        task = tasks_by_study.get(row["StudyInstanceUID"], {})
+        task = tasks_by_target.get((row["StudyInstanceUID"], row.get("SeriesInstanceUID", "")), {})
         results.append({"line": row["line"], "ID": row.get("ID", ""), "PatientID": row["PatientID"],
-                        "StudyInstanceUID": row["StudyInstanceUID"], "Pseudonym": row.get("Pseudonym", ""),
+                        "StudyInstanceUID": row["StudyInstanceUID"], "SeriesInstanceUID": row.get("SeriesInstanceUID", ""),
+                        "Pseudonym": row.get("Pseudonym", ""),
                         "State": task.get("state", ""), "Delivered": task.get("delivered", 0),
                         "Expected": task.get("expected") or "", "Error": task.get("last_error") or ""})
     return results
@@ -75,12 +77,17 @@ def failed(kind: str, results: list[dict]) -> list[dict]:
     return [r for r in results if r.get("Error")]
 
 
-def studies_of(rows: list[dict]) -> list[tuple[str, str]]:
-    """Unique (StudyInstanceUID, Orthanc study ID) of a transfer batch, in file order."""
-    seen: dict[str, tuple[str, str]] = {}
+def targets_of(rows: list[dict], present: Callable[[str, str], bool]) -> list[JobTarget]:
+    """The job targets of a transfer batch (a study, or a series when the row names one), in file order."""
+    seen: dict[tuple[str, str], JobTarget] = {}
     for row in rows:
-        seen.setdefault(row["StudyInstanceUID"], (row["StudyInstanceUID"],
-                                                  orthanc_study_id(row["PatientID"], row["StudyInstanceUID"])))
+        study_uid, series_uid = row["StudyInstanceUID"], row.get("SeriesInstanceUID") or None
+        if (study_uid, series_uid or "") in seen:
+            continue
+        study_id = orthanc_id(row["PatientID"], study_uid)
+        resource_id = orthanc_id(row["PatientID"], study_uid, series_uid) if series_uid else study_id
+        seen[(study_uid, series_uid or "")] = JobTarget(study_uid, resource_id, study_id,
+                                                        present("series" if series_uid else "studies", resource_id), series_uid)
     return list(seen.values())
 
 

@@ -169,22 +169,23 @@ class Engine:
         """The job task's manifest: what the source lists (C-FIND IMAGE), fetched by C-MOVE if
         Courier's Orthanc lacks any of it; what never arrived stays as "missing:<UID>"."""
         node = self.config.nodes[task["source"]]
-        expected = fetch.expected_uids(self.rest, task["source"], task["study_uid"], node.kind)
+        series = task["series_uid"]
+        expected = fetch.expected_uids(self.rest, task["source"], task["study_uid"], node.kind, series)
         if not expected:
-            raise DeliveryError(f"{task['source']} lists no instance of study {task['study_uid']}")
-        present = fetch.present_instances(self.rest, task["resource_id"])
+            raise DeliveryError(f"{task['source']} lists no instance of {task['level'].lower()} {series or task['study_uid']}")
+        present = fetch.present_instances(self.rest, task["resource_id"], task["level"])
         delivered = {i.sop_instance_uid for i in self.store.manifests([task["id"]])[task["id"]] if i.delivered}
         if any(uid not in present and uid not in delivered for uid in expected):
             cancelled = lambda: self.store.task_state(task["id"]) == CANCELED or self._stop.is_set()  # noqa: E731
             method = self.config.node_settings[node.id].retrieve_method
             if method == "WADO":
-                fetch.wado(self.rest, node.id, task["study_uid"], cancelled)
+                fetch.wado(self.rest, node.id, task["study_uid"], cancelled, series_uid=series)
             elif method == "C-GET":
                 fetch.c_get(node, self.config.local_aet, task["study_uid"],
-                            lambda data: self.rest.post_bytes("/instances", data), cancelled)
+                            lambda data: self.rest.post_bytes("/instances", data), cancelled, series_uid=series)
             else:
-                fetch.c_move(node, self.config.local_aet, task["study_uid"], cancelled)
-            present = fetch.present_instances(self.rest, task["resource_id"])
+                fetch.c_move(node, self.config.local_aet, task["study_uid"], cancelled, series_uid=series)
+            present = fetch.present_instances(self.rest, task["resource_id"], task["level"])
         items = [ManifestItem(present[uid][0], uid, present[uid][1]) if uid in present
                  else ManifestItem(f"{MISSING}{uid}", uid) for uid in expected]
         self.store.replace_manifest(task["id"], items)
@@ -199,17 +200,18 @@ class Engine:
         """C-MOVE from the source straight to the destination; what arrived is counted at the
         destination with C-FIND when it offers it, else taken from the C-MOVE's sub-operation counts."""
         source, target = self.config.nodes[task["source"]], self.config.nodes[task["destination"]]
-        expected = fetch.expected_uids(self.rest, source.id, task["study_uid"], source.kind)
+        series = task["series_uid"]
+        expected = fetch.expected_uids(self.rest, source.id, task["study_uid"], source.kind, series)
         if not expected:
-            raise DeliveryError(f"{source.id} lists no instance of study {task['study_uid']}")
+            raise DeliveryError(f"{source.id} lists no instance of {task['level'].lower()} {series or task['study_uid']}")
         manifest = [ManifestItem(f"{DIRECT}{uid}", uid) for uid in expected]
         self.store.replace_manifest(task["id"], manifest)
         task["expected"] = len(expected)
         counts = fetch.c_move(source, self.config.local_aet, task["study_uid"],
                               lambda: self.store.task_state(task["id"]) == CANCELED or self._stop.is_set(),
-                              move_aet=target.aet)
+                              move_aet=target.aet, series_uid=series)
         if "C-FIND" in self.config.node_settings[target.id].capabilities:
-            arrived = set(fetch.expected_uids(self.rest, target.id, task["study_uid"], target.kind))
+            arrived = set(fetch.expected_uids(self.rest, target.id, task["study_uid"], target.kind, series))
         elif not counts.get("NumberOfFailedSuboperations") and counts.get("NumberOfCompletedSuboperations", 0) >= len(expected):
             arrived = set(expected)
         else:
@@ -223,10 +225,11 @@ class Engine:
         if self.store.active_tasks_for_resource(task["resource_id"]):
             return
         try:
-            self.rest.delete(f"/studies/{task['resource_id']}")
+            self.rest.delete(f"/{LEVEL_PATHS[task['level']]}/{task['resource_id']}")
         except DeliveryError as exc:
             if getattr(exc, "status", None) != 404:
-                log.warning("job task %s: fetched study %s could not be deleted: %s", task["id"], task["resource_id"], exc)
+                log.warning("job task %s: fetched %s %s could not be deleted: %s", task["id"], task["level"].lower(),
+                            task["resource_id"], exc)
 
     def _deliver(self, tasks: Sequence[dict], manifests: Mapping[int, list[ManifestItem]]) -> list[Attempt]:
         groups: dict[Optional[str], list[dict]] = {}

@@ -13,7 +13,7 @@ import hashlib
 import socket
 import threading
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 from .config import Node
 from .errors import DeliveryError
@@ -23,22 +23,28 @@ from .remote import search_for
 POLL_SECONDS = 0.3
 
 
-def orthanc_study_id(patient_id: str, study_uid: str) -> str:
-    """Orthanc's identifier of a study: SHA-1 of "PatientID|StudyInstanceUID" in 5 groups of 8."""
-    digest = hashlib.sha1(f"{patient_id}|{study_uid}".encode()).hexdigest()
+def orthanc_id(*uids: str) -> str:
+    """Orthanc's identifier of a study (PatientID, StudyInstanceUID) or a series (+ SeriesInstanceUID):
+    SHA-1 of the values joined by "|", in 5 groups of 8 hex digits."""
+    digest = hashlib.sha1("|".join(uids).encode()).hexdigest()
     return "-".join(digest[i:i + 8] for i in range(0, 40, 8))
 
 
-def expected_uids(rest: OrthancRest, source: str, study_uid: str, kind: str = "dicom") -> list[str]:
-    answers = search_for(kind)(rest, source, "IMAGE", {"StudyInstanceUID": study_uid, "SeriesInstanceUID": "",
+def orthanc_study_id(patient_id: str, study_uid: str) -> str:
+    return orthanc_id(patient_id, study_uid)
+
+
+def expected_uids(rest: OrthancRest, source: str, study_uid: str, kind: str = "dicom",
+                  series_uid: Optional[str] = None) -> list[str]:
+    answers = search_for(kind)(rest, source, "IMAGE", {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid or "",
                                                         "SOPInstanceUID": ""})
     return sorted({a["SOPInstanceUID"] for a in answers if a.get("SOPInstanceUID")})
 
 
-def present_instances(rest: OrthancRest, study_id: str) -> dict[str, tuple[str, int]]:
-    """SOP Instance UID -> (Orthanc ID, size) of what Courier's Orthanc holds of the study."""
+def present_instances(rest: OrthancRest, resource_id: str, level: str = "Study") -> dict[str, tuple[str, int]]:
+    """SOP Instance UID -> (Orthanc ID, size) of what Courier's Orthanc holds of the study or series."""
     try:
-        children = rest.get_json(f"/studies/{study_id}/instances")
+        children = rest.get_json(f"/{'series' if level == 'Series' else 'studies'}/{resource_id}/instances")
     except OrthancHttpError as exc:
         if exc.status == 404:
             return {}
@@ -46,12 +52,23 @@ def present_instances(rest: OrthancRest, study_id: str) -> dict[str, tuple[str, 
     return {c["MainDicomTags"].get("SOPInstanceUID", ""): (c["ID"], c.get("FileSize", 0)) for c in children}
 
 
+def _identifier(study_uid: str, series_uid: Optional[str]):
+    from pydicom.dataset import Dataset
+
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "SERIES" if series_uid else "STUDY"
+    identifier.StudyInstanceUID = study_uid
+    if series_uid:
+        identifier.SeriesInstanceUID = series_uid
+    return identifier
+
+
 def c_move(node: Node, local_aet: str, study_uid: str, cancelled: Callable[[], bool],
-           timeout: float = 3600.0, dimse_timeout: float = 600.0, move_aet: str = "") -> dict:
+           timeout: float = 3600.0, dimse_timeout: float = 600.0, move_aet: str = "",
+           series_uid: Optional[str] = None) -> dict:
     """C-MOVE the study to `move_aet` (default: `local_aet`, Courier's Orthanc). Returns the final
     response's counts; DeliveryError if the association fails, the move is refused, cancelled or
     too slow."""
-    from pydicom.dataset import Dataset
     from pynetdicom import AE
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as MOVE
 
@@ -62,8 +79,7 @@ def c_move(node: Node, local_aet: str, study_uid: str, cancelled: Callable[[], b
     assoc = ae.associate(node.host, node.port, ae_title=node.aet)
     if not assoc.is_established:
         raise DeliveryError(f"C-MOVE: association with {node.aet}@{node.host}:{node.port} failed")
-    identifier = Dataset()
-    identifier.QueryRetrieveLevel, identifier.StudyInstanceUID = "STUDY", study_uid
+    identifier = _identifier(study_uid, series_uid)
     return _run_retrieve(assoc, lambda: assoc.send_c_move(identifier, move_aet or local_aet, MOVE, msg_id=1), MOVE,
                          node.id, "C-MOVE", cancelled, timeout)
 
@@ -114,10 +130,10 @@ def _run_retrieve(assoc, responses: Callable, model, node_id: str, name: str, ca
 
 
 def c_get(node: Node, local_aet: str, study_uid: str, store: Callable[[bytes], None],
-          cancelled: Callable[[], bool], timeout: float = 3600.0, dimse_timeout: float = 600.0) -> dict:
+          cancelled: Callable[[], bool], timeout: float = 3600.0, dimse_timeout: float = 600.0,
+          series_uid: Optional[str] = None) -> dict:
     """C-GET the study with pynetdicom (Orthanc 1.10.1 has no C-GET client); each received
     instance is handed to `store` (an upload into Orthanc) before it is acknowledged."""
-    from pydicom.dataset import Dataset
     from pynetdicom import AE, StoragePresentationContexts, build_role, evt
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet as GET
 
@@ -140,16 +156,17 @@ def c_get(node: Node, local_aet: str, study_uid: str, store: Callable[[bytes], N
                          evt_handlers=[(evt.EVT_C_STORE, on_store)])
     if not assoc.is_established:
         raise DeliveryError(f"C-GET: association with {node.aet}@{node.host}:{node.port} failed")
-    identifier = Dataset()
-    identifier.QueryRetrieveLevel, identifier.StudyInstanceUID = "STUDY", study_uid
+    identifier = _identifier(study_uid, series_uid)
     return _run_retrieve(assoc, lambda: assoc.send_c_get(identifier, GET, msg_id=1), GET, node.id, "C-GET",
                          cancelled, timeout)
 
 
-def wado(rest: OrthancRest, source: str, study_uid: str, cancelled: Callable[[], bool], timeout: float = 3600.0) -> None:
-    """WADO-RS retrieve of the study into Courier's Orthanc (an orthanc-dicomweb job, cancelled
-    with the task; it stops between instances)."""
-    job = rest.post_json(f"/dicom-web/servers/{source}/retrieve", {"Resources": [{"Study": study_uid}], "Asynchronous": True})
+def wado(rest: OrthancRest, source: str, study_uid: str, cancelled: Callable[[], bool], timeout: float = 3600.0,
+         series_uid: Optional[str] = None) -> None:
+    """WADO-RS retrieve of the study (or series) into Courier's Orthanc (an orthanc-dicomweb job,
+    cancelled with the task; it stops between instances)."""
+    resource = {"Study": study_uid, **({"Series": series_uid} if series_uid else {})}
+    job = rest.post_json(f"/dicom-web/servers/{source}/retrieve", {"Resources": [resource], "Asynchronous": True})
     deadline = time.monotonic() + timeout
     while True:
         state = rest.get_json(f"/jobs/{job['ID']}")

@@ -11,13 +11,16 @@ from typing import Any, Mapping, Optional
 from . import windows
 from .config import CourierConfig
 from .errors import ApiError, DeliveryError
-from .fetch import orthanc_study_id
+from .fetch import orthanc_id
 from .orthanc_rest import OrthancRest
 from .policy import CANCELED, FAILURE, PENDING, RUNNING, SUCCESS, WARNING
 from .query import parse_date_range
 from .remote import find, search_for
+from .store import JobTarget
 
-ITEM_KEYS = ("StudyInstanceUID", "AccessionNumber", "PatientID", "StudyDate", "ModalitiesInStudy")
+ITEM_KEYS = ("StudyInstanceUID", "AccessionNumber", "PatientID", "StudyDate", "ModalitiesInStudy",
+             "SeriesInstanceUID", "Modality", "SeriesDescription")
+SERIES_KEYS = ("SeriesInstanceUID", "Modality", "SeriesDescription")
 MAX_STUDIES = 10000
 
 
@@ -52,7 +55,8 @@ def validate(body: Any, config: CourierConfig) -> dict:
         raise ApiError(400, "Urgent: expected true or false")
     items = body.get("Items")
     if not isinstance(items, list) or not items:
-        raise ApiError(400, "Items: a non-empty list of {StudyInstanceUID} | {AccessionNumber} | {PatientID, StudyDate, ModalitiesInStudy}")
+        raise ApiError(400, "Items: a non-empty list of {StudyInstanceUID} | {AccessionNumber} | {PatientID, StudyDate, "
+                            "ModalitiesInStudy}, each optionally with SeriesInstanceUID, Modality, SeriesDescription")
     for index, item in enumerate(items):
         if not isinstance(item, dict) or not item or any(k not in ITEM_KEYS for k in item):
             raise ApiError(400, f"Items[{index}]: an object with keys among {', '.join(ITEM_KEYS)}")
@@ -69,30 +73,46 @@ def validate(body: Any, config: CourierConfig) -> dict:
             "items": items, "archive_password": password}
 
 
-def resolve(rest: OrthancRest, config: CourierConfig, source: str, items: list[dict]) -> list[tuple[str, str, bool]]:
-    """Each item -> the studies the source holds for it (C-FIND, re-filtered locally), as
-    (StudyInstanceUID, Orthanc study ID, already in Courier's Orthanc)."""
-    studies: dict[str, tuple[str, str, bool]] = {}
+def resolve(rest: OrthancRest, config: CourierConfig, source: str, items: list[dict]) -> list[JobTarget]:
+    """Each item -> the studies (or, with a series filter, the series) the source holds for it
+    (C-FIND or QIDO, re-filtered locally). One job task per target."""
+    kind = config.nodes[source].kind
+    targets: dict[tuple[str, str], JobTarget] = {}
     for index, item in enumerate(items):
+        study_filters = {k: v for k, v in item.items() if v and k not in SERIES_KEYS}
+        series_filters = {k: v for k, v in item.items() if v and k in SERIES_KEYS}
         try:
-            found = find(rest, source, "STUDY", {k: v for k, v in item.items() if v},
-                         config.node_settings[source].max_results, search=search_for(config.nodes[source].kind))["Answers"]
+            studies = find(rest, source, "STUDY", study_filters, config.node_settings[source].max_results,
+                           search=search_for(kind))["Answers"]
+            found = []
+            for study in studies:
+                study_id = orthanc_id(study["PatientID"], study["StudyInstanceUID"])
+                if not series_filters:
+                    found.append(JobTarget(study["StudyInstanceUID"], study_id, study_id, _present(rest, "studies", study_id)))
+                    continue
+                series = find(rest, source, "SERIES", {"StudyInstanceUID": study["StudyInstanceUID"], **series_filters},
+                              search=search_for(kind))["Answers"]
+                for one in series:
+                    series_id = orthanc_id(study["PatientID"], study["StudyInstanceUID"], one["SeriesInstanceUID"])
+                    found.append(JobTarget(study["StudyInstanceUID"], series_id, study_id,
+                                           _present(rest, "series", series_id), one["SeriesInstanceUID"]))
         except DeliveryError as exc:
-            raise ApiError(502, f"Items[{index}]: C-FIND on {source}: {exc}") from None
+            raise ApiError(502, f"Items[{index}]: query on {source}: {exc}") from None
         if not found:
-            raise ApiError(404, f"Items[{index}]: {source} holds no study matching {item}")
-        for answer in found:
-            study_id = orthanc_study_id(answer["PatientID"], answer["StudyInstanceUID"])
-            if answer["StudyInstanceUID"] not in studies:
-                try:
-                    rest.get_json(f"/studies/{study_id}")
-                    present = True
-                except DeliveryError:
-                    present = False
-                studies[answer["StudyInstanceUID"]] = (answer["StudyInstanceUID"], study_id, present)
-        if len(studies) > MAX_STUDIES:
-            raise ApiError(400, f"Items: more than {MAX_STUDIES} studies; split the job")
-    return list(studies.values())
+            raise ApiError(404, f"Items[{index}]: {source} holds no study or series matching {item}")
+        for target in found:
+            targets.setdefault((target.study_uid, target.series_uid or ""), target)
+        if len(targets) > MAX_STUDIES:
+            raise ApiError(400, f"Items: more than {MAX_STUDIES} studies or series; split the job")
+    return list(targets.values())
+
+
+def _present(rest: OrthancRest, level_path: str, resource_id: str) -> bool:
+    try:
+        rest.get_json(f"/{level_path}/{resource_id}")
+        return True
+    except DeliveryError:
+        return False
 
 
 def summary(job: Mapping[str, Any], now: float, config: Optional[CourierConfig] = None) -> dict:

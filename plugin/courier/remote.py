@@ -45,7 +45,9 @@ def qido_search(rest: OrthancRest, node_id: str, level: str, keys: Mapping[str, 
     from pydicom.datadict import keyword_for_tag, tag_for_keyword
 
     if level == "IMAGE":
-        uri, arguments = f"/studies/{keys['StudyInstanceUID']}/instances", {}
+        series = keys.get("SeriesInstanceUID")
+        uri = f"/studies/{keys['StudyInstanceUID']}" + (f"/series/{series}" if series else "") + "/instances"
+        arguments = {}
     else:
         uri = "/series" if level == "SERIES" else "/studies"
         # wildcards are left to the local re-filter: DICOMweb servers differ (Orthanc's QIDO

@@ -88,7 +88,7 @@ def m001_tasks_manifests_audit_cursor(db: sqlite_utils.Database) -> None:
 TASK_COLUMNS = ("id", "route", "destination", "level", "resource_id", "state", "priority", "attempts",
                 "next_attempt_at", "created_at", "updated_at", "finished_at", "heartbeat_at", "owner",
                 "last_error", "delete_after", "expected", "delivered", "bytes", "profile", "job_id", "source",
-                "study_uid")
+                "study_uid", "series_uid", "study_id")
 
 
 @migrations()
@@ -137,6 +137,22 @@ def m007_batches(db: sqlite_utils.Database) -> None:
                " rows TEXT NOT NULL, results TEXT)")
     db.execute("CREATE TABLE job_pseudonyms (job_id INTEGER NOT NULL REFERENCES jobs(id), patient_id TEXT NOT NULL,"
                " pseudonym TEXT NOT NULL, PRIMARY KEY (job_id, patient_id))")
+
+
+@migrations()
+def m008_series_level_jobs(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE tasks ADD COLUMN series_uid TEXT")
+    db.execute("ALTER TABLE tasks ADD COLUMN study_id TEXT")      # Orthanc ID of the study a job task fetches into
+
+
+@dataclass(frozen=True)
+class JobTarget:
+    """What one job task brings: a study, or one series of it."""
+    study_uid: str
+    resource_id: str                  # Orthanc ID of the study or series once in Courier's Orthanc
+    study_id: str                     # Orthanc ID of the study
+    present: bool                     # already in Courier's Orthanc before the job (then never deleted)
+    series_uid: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -533,21 +549,22 @@ class Store:
 
     # -- transfer jobs -----------------------------------------------------------------------
     def create_job(self, actor: str, source: str, destination: str, profile: Optional[str], urgent: bool,
-                   studies: Sequence[tuple[str, str, bool]], archive_password: Optional[str] = None) -> int:
-        """A job and one task per study: (StudyInstanceUID, Orthanc study ID, already in Orthanc)."""
+                   targets: Sequence[JobTarget], archive_password: Optional[str] = None) -> int:
+        """A job and one task per study or series."""
         now = self.clock()
         with self._transaction() as db:
             job_id = db.execute("INSERT INTO jobs (created_at, created_by, source, destination, profile, urgent,"
                                 " archive_password) VALUES (?, ?, ?, ?, ?, ?, ?)",
                                 (now, actor, source, destination, profile, int(urgent), archive_password)).lastrowid
-            for study_uid, study_id, present in studies:
+            for t in targets:
                 db.execute("INSERT INTO tasks (route, destination, level, resource_id, state, priority, next_attempt_at,"
-                           " created_at, updated_at, delete_after, profile, job_id, source, study_uid)"
-                           " VALUES (?, ?, 'Study', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           (f"job-{job_id}", destination, study_id, PENDING, 100 if urgent else 0, now, now, now,
-                            int(not present), profile, job_id, source, study_uid))
+                           " created_at, updated_at, delete_after, profile, job_id, source, study_uid, series_uid, study_id)"
+                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           (f"job-{job_id}", destination, "Series" if t.series_uid else "Study", t.resource_id, PENDING,
+                            100 if urgent else 0, now, now, now, int(not t.present), profile, job_id, source, t.study_uid,
+                            t.series_uid, t.study_id))
             self._audit(db, [AuditEvent("job-created", actor=actor, route=f"job-{job_id}", destination=destination,
-                                        detail={"job": job_id, "source": source, "studies": len(studies)})])
+                                        detail={"job": job_id, "source": source, "tasks": len(targets)})])
         return job_id
 
     def replace_manifest(self, task_id: int, items: Sequence[ManifestItem]) -> None:
@@ -565,7 +582,8 @@ class Store:
     def job_study_ids(self) -> set[str]:
         """Orthanc study IDs that unfinished jobs are fetching: routes leave them alone."""
         return {r[0] for r in self._db().execute(
-            "SELECT resource_id FROM tasks WHERE job_id IS NOT NULL AND state IN (?, ?)", (PENDING, RUNNING))}
+            "SELECT COALESCE(study_id, resource_id) FROM tasks WHERE job_id IS NOT NULL AND state IN (?, ?)",
+            (PENDING, RUNNING))}
 
     def task_state(self, task_id: int) -> Optional[str]:
         row = self._db().execute("SELECT state FROM tasks WHERE id = ?", (task_id,)).fetchone()
@@ -648,6 +666,8 @@ class Store:
         return {r[0]: r[1] for r in self._db().execute(
             "SELECT patient_id, pseudonym FROM job_pseudonyms WHERE job_id = ?", (job_id,))}
 
-    def job_tasks_by_study(self, job_id: int) -> dict[str, dict]:
-        return {r["study_uid"]: dict(r) for r in self._db().execute(
-            "SELECT id, study_uid, state, expected, delivered, last_error FROM tasks WHERE job_id = ?", (job_id,))}
+    def job_tasks_by_target(self, job_id: int) -> dict[tuple[str, str], dict]:
+        """Tasks of a job by (StudyInstanceUID, SeriesInstanceUID or "")."""
+        return {(r["study_uid"], r["series_uid"] or ""): dict(r) for r in self._db().execute(
+            "SELECT id, study_uid, series_uid, state, expected, delivered, last_error FROM tasks WHERE job_id = ?",
+            (job_id,))}

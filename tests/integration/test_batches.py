@@ -79,3 +79,19 @@ def test_a_query_batch_finds_patient_ids_from_name_and_birth_date(cluster, tmp_p
                                                          timeout=10).content)).active.values)
     assert [r[header.index("ID")] for r in failed[1:]] == ["q2"]
     assert node.get("/courier/audit", action="batch-exported")["total"] == 2
+
+
+def test_a_batch_row_can_name_one_series(cluster, tmp_path):
+    node, dest, pacs = setup(cluster, tmp_path)
+    study = pydicom.uid.generate_uid()
+    keep = write_instances(tmp_path / "keep", 2, patient_id="PB", study_uid=study)
+    skip = write_instances(tmp_path / "skip", 2, patient_id="PB", study_uid=study)
+    storescu(pacs.dicom_port, keep + skip)
+    series = pydicom.dcmread(keep[0]).SeriesInstanceUID
+    started = upload(node, f"PatientID,StudyInstanceUID,SeriesInstanceUID\nPB,{study},{series}\n", Source="pacs", Destination="dest")
+    assert started.status_code == 200, started.text
+    assert job_done(node, started.json()["Job"])["Status"] == "SUCCESS"
+    assert dest.sop_uids() == {p.stem for p in keep}
+    results = list(csv.DictReader(io.StringIO(requests.get(
+        f"{node.url}/courier/batches/{started.json()['Batch']}/results.csv", timeout=10).text)))
+    assert [(r["SeriesInstanceUID"], r["State"], r["Delivered"]) for r in results] == [(series, "SUCCESS", "2")]

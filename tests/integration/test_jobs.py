@@ -323,3 +323,18 @@ def test_direct_c_move_from_source_to_destination(cluster, tmp_path):
                                       "Items": [{"PatientID": "PD"}]}).json()
     assert job_done(node, job["Id"])["Status"] == "SUCCESS"
     assert node.get("/changes", last="")["Last"] > changes_before and len(dest.instances()) == 6
+
+
+def test_series_filters_transfer_only_matching_series(cluster, tmp_path):
+    node, dest, pacs = setup(cluster, tmp_path)
+    study = pydicom.uid.generate_uid()
+    ct = write_instances(tmp_path / "ct", 2, patient_id="PS", study_uid=study, modality="CT")
+    mr = write_instances(tmp_path / "mr", 3, patient_id="PS", study_uid=study, modality="MR", SeriesDescription="T1 AX")
+    storescu(pacs.dicom_port, ct + mr)
+    job = node.post("/courier/jobs", {"Source": "pacs", "Destination": "dest",
+                                      "Items": [{"PatientID": "PS", "Modality": "MR"}]}).json()
+    done = job_done(node, job["Id"])
+    assert done["Status"] == "SUCCESS" and done["Tasks"]["Total"] == 1 and done["Instances"]["Delivered"] == 3
+    assert dest.sop_uids() == {p.stem for p in mr}
+    assert node.get(f"/courier/jobs/{job['Id']}")["TaskList"][0]["level"] == "Series"
+    wait_until(lambda: node.instances() == [], 10, what="the fetched series removed")

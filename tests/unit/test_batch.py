@@ -33,7 +33,7 @@ def test_one_study_one_patient():
 
 def test_header_problems():
     assert problems("Patient,StudyInstanceUID\nP1,1.2\n")[0] == [
-        (1, "Patient", "unknown column; expected PatientID, StudyInstanceUID, Pseudonym, ID"),
+        (1, "Patient", "unknown column; expected PatientID, StudyInstanceUID, SeriesInstanceUID, Pseudonym, ID"),
         (1, "PatientID", "required column missing")]
     assert problems("")[0] == [(1, "", "the file is empty: the first line must name the columns")]
 

@@ -1,6 +1,6 @@
 import threading
 
-from courier.store import Attempt, AuditEvent, ManifestItem, NewTask, Store
+from courier.store import Attempt, AuditEvent, JobTarget, ManifestItem, NewTask, Store
 from courier.policy import CANCELED, PENDING, RUNNING, SUCCESS
 
 
@@ -116,8 +116,8 @@ def test_a_destination_served_by_enough_workers_is_skipped(tmp_path):
 
 def test_paused_jobs_and_closed_sources_are_not_claimed(tmp_path):
     store = make_store(tmp_path)
-    paused = store.create_job("alice", "pacs", "d", None, False, [("1.2.1", "s1", False)])
-    other = store.create_job("alice", "night-pacs", "d", None, True, [("1.2.2", "s2", False)])
+    paused = store.create_job("alice", "pacs", "d", None, False, [JobTarget("1.2.1", "s1", "s1", False)])
+    other = store.create_job("alice", "night-pacs", "d", None, True, [JobTarget("1.2.2", "s2", "s2", False)])
     store.control_job(paused, "pause", "alice")
     assert store.claim("w", 10, closed_sources=["night-pacs"]) == []
     assert [t["study_uid"] for t in store.claim("w", 10)] == ["1.2.2"]       # urgent, window open
