@@ -159,7 +159,7 @@ class Api:
         wanted = jobs.validate(self._body(request), self.config)
         studies = jobs.resolve(self.rest, self.config, wanted["source"], wanted["items"])
         job_id = self.store.create_job(_actor(request), wanted["source"], wanted["destination"], wanted["profile"],
-                                       wanted["urgent"], studies, wanted["archive_password"])
+                                       wanted["urgent"], studies, wanted["archive_password"], wanted["trial"])
         if self.wake_workers:
             self.wake_workers()
         return jobs.summary(self.store.job(job_id), time.time(), self.config)
@@ -190,12 +190,12 @@ class Api:
             batch_id = self.store.create_batch(actor, kind, source, file_name, parsed.rows, results=results)
             return {**verdict, "DryRun": False, "Batch": batch_id, "Results": len(results)}
         wanted = jobs.validate({"Source": source, "Destination": fields["Destination"],
-                                "Pseudonymize": fields["Pseudonymize"], "Urgent": fields["Urgent"],
+                                "Pseudonymize": fields["Pseudonymize"], "Trial": fields["Trial"], "Urgent": fields["Urgent"],
                                 "ArchivePassword": fields["ArchivePassword"],
                                 "Items": [{"StudyInstanceUID": r["StudyInstanceUID"]} for r in parsed.rows]}, self.config)
         targets = batches.targets_of(parsed.rows, self._present)
         job_id = self.store.create_job(actor, source, wanted["destination"], wanted["profile"], wanted["urgent"],
-                                       targets, wanted["archive_password"])
+                                       targets, wanted["archive_password"], wanted["trial"])
         pseudonyms = {r["PatientID"]: r["Pseudonym"] for r in parsed.rows if r.get("Pseudonym")}
         batch_id = self.store.create_batch(actor, kind, source, file_name, parsed.rows, job_id=job_id, pseudonyms=pseudonyms)
         if self.wake_workers:

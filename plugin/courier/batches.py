@@ -91,7 +91,8 @@ def targets_of(rows: list[dict], present: Callable[[str, str], bool]) -> list[Jo
     return list(seen.values())
 
 
-FIELDS = ("File", "FileName", "Kind", "Source", "Destination", "Pseudonymize", "Urgent", "ArchivePassword", "DryRun")
+FIELDS = ("File", "FileName", "Kind", "Source", "Destination", "Pseudonymize", "Trial", "Urgent", "ArchivePassword",
+          "DryRun")
 
 
 def fields(body: Any) -> dict[str, Any]:
@@ -115,7 +116,7 @@ def fields(body: Any) -> dict[str, Any]:
         raise ApiError(400, f"Kind: one of {', '.join(batch.KINDS)}, got {kind!r}")
     return {"File": data, "FileName": str(body.get("FileName") or "upload.csv"), "Kind": kind,
             "Source": body.get("Source"), "Destination": body.get("Destination"),
-            "Pseudonymize": body.get("Pseudonymize"), "Urgent": body.get("Urgent", False),
+            "Pseudonymize": body.get("Pseudonymize"), "Trial": body.get("Trial"), "Urgent": body.get("Urgent", False),
             "ArchivePassword": body.get("ArchivePassword"), "DryRun": body.get("DryRun", False)}
 
 

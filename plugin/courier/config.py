@@ -70,6 +70,7 @@ class NodeSettings:
     windows: tuple = ()               # windows.parse() results; empty: always open
     retrieve_method: str = "C-MOVE"
     direct_move_to: tuple = ()        # DICOM destinations this node can C-MOVE to itself
+    max_parallel_tasks: int = 2       # job tasks fetching from this node at once
 
 
 @dataclass(frozen=True)
@@ -304,7 +305,8 @@ def _node_settings(raw: Any, nodes: Mapping[str, Node]) -> dict[str, NodeSetting
                 raise ConfigError(f"{path}.Windows[{index}]", str(exc), "days Mon..Sun, hours HH:MM, local time") from None
         method = section.get("RetrieveMethod", str, {"dicomweb": "WADO", "dicom": "C-MOVE"}.get(node.kind, ""))
         if node.kind == "peer" and not method:
-            settings[node_id] = NodeSettings(tuple(capabilities), max_results, tuple(parsed), "")
+            settings[node_id] = NodeSettings(tuple(capabilities), max_results, tuple(parsed), "",
+                                             max_parallel_tasks=section.positive("MaxParallelTasks", int, 2))
             continue
         if method not in RETRIEVE_METHODS:
             raise ConfigError(f"{path}.RetrieveMethod", f"unknown method {method!r}", f"one of {', '.join(RETRIEVE_METHODS)}")
@@ -317,7 +319,8 @@ def _node_settings(raw: Any, nodes: Mapping[str, Node]) -> dict[str, NodeSetting
                 raise ConfigError(f"{path}.DirectMoveTo[{index}]", f"{target!r} is not a DICOM modality of DicomModalities")
         if direct and "C-MOVE" not in capabilities:
             raise ConfigError(f"{path}.DirectMoveTo", "needs C-MOVE among the node's Capabilities")
-        settings[node_id] = NodeSettings(tuple(capabilities), max_results, tuple(parsed), method, direct)
+        settings[node_id] = NodeSettings(tuple(capabilities), max_results, tuple(parsed), method, direct,
+                                         section.positive("MaxParallelTasks", int, 2))
     return settings
 
 

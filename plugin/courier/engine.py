@@ -7,6 +7,7 @@ go back to PENDING (at start-up for this node, and whenever a heartbeat is older
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import os
@@ -119,7 +120,8 @@ class Engine:
     def run_once(self, owner: str) -> bool:
         """Claim a batch, send what its tasks still miss, record every outcome. False if idle."""
         tasks = self.store.claim(owner, self.config.batch_size, self.config.max_workers_per_destination,
-                                 self.closed_sources())
+                                 self.closed_sources(),
+                                 {n: s.max_parallel_tasks for n, s in self.config.node_settings.items()})
         if not tasks:
             return False
         attempts: list[Attempt] = []
@@ -302,15 +304,18 @@ class Engine:
             return self.pseudonymizers[profile]
         key = (profile, task["job_id"])
         if key not in self._job_pseudonymizers:
+            base = self.pseudonymizers[profile]
             given = self.store.job_pseudonyms(task["job_id"])
-            if not given:
-                self._job_pseudonymizers[key] = self.pseudonymizers[profile]
+            trial = (self.store.job(task["job_id"]) or {}).get("trial") or {}
+            if not given and not trial:
+                self._job_pseudonymizers[key] = base
             else:
                 def from_file(patient_id: str, given=given) -> str:
                     if patient_id not in given:
                         raise PseudonymizationError("PatientID has no pseudonym in the batch file", "quarantine")
                     return given[patient_id]
-                self._job_pseudonymizers[key] = Pseudonymizer(self.pseudonymizers[profile].profile, from_file)
+                profile_of_job = dataclasses.replace(base.profile, trial={**base.profile.trial, **trial})
+                self._job_pseudonymizers[key] = Pseudonymizer(profile_of_job, from_file if given else base.patient_pseudonym)
         return self._job_pseudonymizers[key]
 
     def _originals(self, todo: Mapping[str, tuple[ManifestItem, dict]]) -> list:

@@ -14,6 +14,7 @@ from .errors import ApiError, DeliveryError
 from .fetch import orthanc_id
 from .orthanc_rest import OrthancRest
 from .policy import CANCELED, FAILURE, PENDING, RUNNING, SUCCESS, WARNING
+from .profiles import TRIAL_KEYWORDS
 from .query import parse_date_range
 from .remote import find, search_for
 from .store import JobTarget
@@ -27,7 +28,7 @@ MAX_STUDIES = 10000
 def validate(body: Any, config: CourierConfig) -> dict:
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object with Source, Destination and Items")
-    fields = ("Source", "Destination", "Pseudonymize", "Urgent", "ArchivePassword", "Items")
+    fields = ("Source", "Destination", "Pseudonymize", "Urgent", "ArchivePassword", "Trial", "Items")
     unknown = [k for k in body if k not in fields]
     if unknown:
         raise ApiError(400, f"{unknown[0]}: unknown field; use {', '.join(fields)}")
@@ -51,6 +52,11 @@ def validate(body: Any, config: CourierConfig) -> dict:
     profile = body.get("Pseudonymize")
     if profile is not None and profile not in config.profiles:
         raise ApiError(400, f"Pseudonymize: no pseudonymization profile {profile!r}")
+    trial = body.get("Trial") or {}
+    if not isinstance(trial, dict) or any(k not in TRIAL_KEYWORDS or not isinstance(v, str) for k, v in trial.items()):
+        raise ApiError(400, f"Trial: an object of strings with keys among {', '.join(TRIAL_KEYWORDS)}")
+    if trial and profile is None:
+        raise ApiError(400, "Trial: clinical trial attributes are written by pseudonymization; set Pseudonymize")
     if not isinstance(body.get("Urgent", False), bool):
         raise ApiError(400, "Urgent: expected true or false")
     items = body.get("Items")
@@ -70,7 +76,8 @@ def validate(body: Any, config: CourierConfig) -> dict:
             except ValueError as exc:
                 raise ApiError(400, f"Items[{index}].StudyDate: {exc}") from None
     return {"source": source, "destination": destination, "profile": profile, "urgent": body.get("Urgent", False),
-            "items": items, "archive_password": password}
+            "items": items, "archive_password": password,
+            "trial": {TRIAL_KEYWORDS[k]: v for k, v in trial.items()}}
 
 
 def resolve(rest: OrthancRest, config: CourierConfig, source: str, items: list[dict]) -> list[JobTarget]:
@@ -142,7 +149,7 @@ def summary(job: Mapping[str, Any], now: float, config: Optional[CourierConfig] 
             opening = windows.next_open(settings.windows, local)
             next_window = opening.isoformat(timespec="minutes") if opening else None
     return {"Id": job["id"], "Status": status, "NextWindow": next_window, "Source": job["source"], "Destination": job["destination"],
-            "Pseudonymize": job["profile"], "Urgent": bool(job["urgent"]), "CreatedBy": job["created_by"],
+            "Pseudonymize": job["profile"], "Trial": job.get("trial") or {}, "Urgent": bool(job["urgent"]), "CreatedBy": job["created_by"],
             "CreatedAt": job["created_at"], "Tasks": {"Total": total, "Done": done, **tasks},
             "Instances": {"Expected": job["instances_expected"], "Delivered": job["instances_delivered"]},
             "Bytes": job["bytes"], "InstancesPerSecond": round(rate, 2),

@@ -145,6 +145,11 @@ def m008_series_level_jobs(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE tasks ADD COLUMN study_id TEXT")      # Orthanc ID of the study a job task fetches into
 
 
+@migrations()
+def m009_job_trial(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE jobs ADD COLUMN trial TEXT")         # JSON: clinical trial attributes of the job
+
+
 @dataclass(frozen=True)
 class JobTarget:
     """What one job task brings: a study, or one series of it."""
@@ -282,7 +287,7 @@ class Store:
 
     # -- workers ----------------------------------------------------------------------------
     def claim(self, owner: str, limit: int, max_workers_per_destination: int = 10**6,
-              closed_sources: Sequence[str] = ()) -> list[dict]:
+              closed_sources: Sequence[str] = (), source_limits: Mapping[str, int] = {}) -> list[dict]:
         """Atomically take up to `limit` due tasks of one destination: the most urgent one among
         destinations that fewer than `max_workers_per_destination` workers are serving."""
         now = self.clock()
@@ -292,6 +297,9 @@ class Store:
                 " HAVING COUNT(DISTINCT owner) >= ?", (RUNNING, max_workers_per_destination))]
             exclude = f" AND destination NOT IN ({', '.join('?' * len(busy))})" if busy else ""
             exclude += " AND (job_id IS NULL OR job_id NOT IN (SELECT id FROM jobs WHERE paused = 1))"
+            running = dict(db.execute("SELECT source, COUNT(*) FROM tasks WHERE state = ? AND source IS NOT NULL"
+                                      " GROUP BY source", (RUNNING,)).fetchall())
+            closed_sources = list(closed_sources) + [s for s, n in running.items() if n >= source_limits.get(s, 10**6)]
             held = f" AND (source IS NULL OR source NOT IN ({', '.join('?' * len(closed_sources))}))" if closed_sources else ""
             exclude += held
             head = db.execute(
@@ -549,13 +557,15 @@ class Store:
 
     # -- transfer jobs -----------------------------------------------------------------------
     def create_job(self, actor: str, source: str, destination: str, profile: Optional[str], urgent: bool,
-                   targets: Sequence[JobTarget], archive_password: Optional[str] = None) -> int:
+                   targets: Sequence[JobTarget], archive_password: Optional[str] = None,
+                   trial: Optional[Mapping[str, str]] = None) -> int:
         """A job and one task per study or series."""
         now = self.clock()
         with self._transaction() as db:
             job_id = db.execute("INSERT INTO jobs (created_at, created_by, source, destination, profile, urgent,"
-                                " archive_password) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                (now, actor, source, destination, profile, int(urgent), archive_password)).lastrowid
+                                " archive_password, trial) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                (now, actor, source, destination, profile, int(urgent), archive_password,
+                                 json.dumps(trial) if trial else None)).lastrowid
             for t in targets:
                 db.execute("INSERT INTO tasks (route, destination, level, resource_id, state, priority, next_attempt_at,"
                            " created_at, updated_at, delete_after, profile, job_id, source, study_uid, series_uid, study_id)"
@@ -599,6 +609,7 @@ class Store:
             return None
         job = dict(row)
         job.pop("archive_password", None)              # a secret: never leaves the store this way
+        job["trial"] = json.loads(job["trial"]) if job.get("trial") else {}
         job["tasks"] = {s: 0 for s in STATES}
         for state, count in self._db().execute("SELECT state, COUNT(*) FROM tasks WHERE job_id = ? GROUP BY state", (job_id,)):
             job["tasks"][state] = count

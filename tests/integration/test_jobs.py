@@ -55,11 +55,18 @@ def test_pseudonymized_job_by_accession_number(cluster, tmp_path):
     (tmp_path / "key").write_text("job-secret-0123456789")
     node, dest, pacs = setup(cluster, tmp_path, Pseudonymization={"trial": {"SecretFile": str(tmp_path / "key")}})
     storescu(pacs.dicom_port, write_instances(tmp_path / "s", 2, patient_id="P9", patient_name="Doe^John", AccessionNumber="ACC-77"))
+    no_profile = node.post("/courier/jobs", {"Source": "pacs", "Destination": "dest", "Trial": {"ProtocolID": "X"},
+                                             "Items": [{"AccessionNumber": "ACC-77"}]})
+    assert no_profile.status_code == 400 and "set Pseudonymize" in no_profile.json()["error"]
     created = node.post("/courier/jobs", {"Source": "pacs", "Destination": "dest", "Pseudonymize": "trial",
+                                          "Trial": {"ProtocolID": "P-42", "SiteName": "Site B"},
                                           "Items": [{"AccessionNumber": "ACC-77"}]}).json()
+    assert created["Trial"] == {"ClinicalTrialProtocolID": "P-42", "ClinicalTrialSiteName": "Site B"}
     assert job_done(node, created["Id"])["Status"] == "SUCCESS"
     tags = [dest.get(f"/instances/{i}/simplified-tags") for i in dest.instances()]
     assert len(tags) == 2 and all(t["PatientID"] != "P9" and "Doe" not in t["PatientName"] for t in tags)
+    assert {(t["ClinicalTrialProtocolID"], t["ClinicalTrialSiteName"], t["ClinicalTrialSubjectID"] == t["PatientID"])
+            for t in tags} == {("P-42", "Site B", True)}
 
 
 def test_bad_job_requests_name_the_field(cluster, tmp_path):
@@ -338,3 +345,14 @@ def test_series_filters_transfer_only_matching_series(cluster, tmp_path):
     assert dest.sop_uids() == {p.stem for p in mr}
     assert node.get(f"/courier/jobs/{job['Id']}")["TaskList"][0]["level"] == "Series"
     wait_until(lambda: node.instances() == [], 10, what="the fetched series removed")
+
+
+def test_job_into_a_folder(cluster, tmp_path):
+    node, dest, pacs = setup(cluster, tmp_path, Folders={"folder": {"Path": str(tmp_path / "routed")},
+                                                         "out": {"Path": str(tmp_path / "out"),
+                                                                 "Layout": "{PatientID}/{SOPInstanceUID}.dcm"}})
+    files = write_instances(tmp_path / "s", 2, patient_id="PF")
+    storescu(pacs.dicom_port, files)
+    job = node.post("/courier/jobs", {"Source": "pacs", "Destination": "out", "Items": [{"PatientID": "PF"}]}).json()
+    assert job_done(node, job["Id"])["Status"] == "SUCCESS"
+    assert {p.stem for p in (tmp_path / "out" / "PF").glob("*.dcm")} == {p.stem for p in files}

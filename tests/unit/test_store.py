@@ -124,3 +124,14 @@ def test_paused_jobs_and_closed_sources_are_not_claimed(tmp_path):
     store.control_job(paused, "resume", "alice")
     assert [t["study_uid"] for t in store.claim("w", 10)] == ["1.2.1"]
     assert store.job(other)["urgent"] == 1 and store.job(paused)["tasks"]["RUNNING"] == 1
+
+
+def test_a_source_at_its_parallel_limit_is_skipped(tmp_path):
+    store = make_store(tmp_path)
+    store.create_job("a", "pacs", "d1", None, False, [JobTarget(f"1.2.{n}", f"s{n}", f"s{n}", False) for n in range(3)])
+    store.create_job("a", "pacs", "d2", None, False, [JobTarget("1.3.1", "t1", "t1", False)])
+    first = store.claim("w1", 1, source_limits={"pacs": 2})
+    second = store.claim("w2", 1, source_limits={"pacs": 2})
+    assert len(first) == len(second) == 1
+    assert store.claim("w3", 10, source_limits={"pacs": 2}) == []           # pacs already serves two tasks
+    assert len(store.claim("w3", 10, source_limits={"pacs": 3})) >= 1
