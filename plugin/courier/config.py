@@ -14,7 +14,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
-from .config_reader import KEYS, Section as _Section, resolve as _resolve, type_name as _type_name
+from .config_reader import Section as _Section, resolve as _resolve, type_name as _type_name
 from .errors import ConfigError
 from .policy import RetryPolicy
 from .profiles import parse_profiles, read_secret

@@ -7,7 +7,7 @@ import requests
 from openpyxl import Workbook, load_workbook
 
 from factory import write_instances
-from harness import storescu, wait_until
+from harness import storescu
 from test_jobs import job_done, setup
 
 

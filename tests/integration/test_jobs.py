@@ -232,8 +232,6 @@ def test_pause_resume_and_priority(cluster, tmp_path):
 
 
 def test_job_into_an_encrypted_7z_archive(cluster, tmp_path):
-    import io
-
     import py7zr
     import pytest
     (tmp_path / "key").write_text("job-secret-0123456789")

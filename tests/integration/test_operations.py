@@ -1,6 +1,5 @@
 """Start-up errors, partial deliveries, authentication, the REST API as documented, metrics."""
 import subprocess
-import time
 
 import pytest
 import requests

@@ -1,7 +1,6 @@
 """Pseudonymization on send, through real routes to every destination kind."""
 import csv
 import io
-from pathlib import Path
 
 import pydicom
 import requests

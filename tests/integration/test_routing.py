@@ -1,11 +1,8 @@
 """Routes end to end: storescu -> Courier (real Orthanc + plugin) -> real destinations."""
-import os
-from pathlib import Path
 
-import requests
 
 from factory import write_instances
-from harness import free_port, storescu, wait_until
+from harness import storescu, wait_until
 
 FAST_RETRY = {"MaxAttempts": 50, "InitialDelaySeconds": 0.3, "Multiplier": 2, "MaxDelaySeconds": 1}
 MODALITY = {"AET": "MODALITY", "Host": "127.0.0.1", "Port": 1}
