@@ -18,7 +18,8 @@ from typing import Any, Callable, Mapping, Optional
 
 from . import VERSION
 from .config import CourierConfig
-from . import batch, batches, jobs
+from . import access, batch, batches, jobs
+from .access import UserRights
 from . import query as query_module
 from . import remote
 from .errors import ApiError, DeliveryError
@@ -40,6 +41,7 @@ class Endpoint:
     handler: Callable[["Api", HttpRequest, dict], Any]
     summary: str
     query: tuple[tuple[str, str], ...] = ()   # (name, description)
+    role: str = "viewer"                       # the least role that may call it (access.py)
 
     @property
     def regex(self) -> re.Pattern:
@@ -58,14 +60,19 @@ def _int(value: Optional[str], name: str, default: int, low: int = 0, high: int 
     return number
 
 
-def _actor(request: HttpRequest) -> str:
+def _user(request: HttpRequest) -> Optional[str]:
+    """The HTTP Basic user Orthanc authenticated, if any."""
     header = request.headers.get("authorization", "")
     if header.lower().startswith("basic "):
         try:
-            return base64.b64decode(header[6:]).decode("utf-8", "replace").split(":", 1)[0] or "anonymous"
+            return base64.b64decode(header[6:]).decode("utf-8", "replace").split(":", 1)[0] or None
         except (binascii.Error, ValueError):
             pass
-    return "anonymous"
+    return None
+
+
+def _actor(request: HttpRequest) -> str:
+    return _user(request) or "anonymous"
 
 
 class Api:
@@ -157,6 +164,7 @@ class Api:
 
     def create_job(self, request: HttpRequest, args: dict) -> Any:
         wanted = jobs.validate(self._body(request), self.config)
+        self._check_nodes(request, query=wanted["source"], send_to=wanted["destination"])
         studies = jobs.resolve(self.rest, self.config, wanted["source"], wanted["items"])
         job_id = self.store.create_job(_actor(request), wanted["source"], wanted["destination"], wanted["profile"],
                                        wanted["urgent"], studies, wanted["archive_password"], wanted["trial"])
@@ -170,6 +178,7 @@ class Api:
         fields = batches.fields(self._body(request))
         file_name, data = fields["FileName"], fields["File"]
         kind, source, dry_run = fields["Kind"], fields["Source"], fields["DryRun"]
+        self._check_nodes(request, query=source, send_to=fields["Destination"] if kind == "transfer" else None)
         try:
             parsed = batch.validate(batch.read_table(data, file_name or "upload"), kind)
         except ValueError as exc:
@@ -256,6 +265,7 @@ class Api:
 
     def control_job(self, request: HttpRequest, args: dict) -> Any:
         job = self._job(args)
+        self._check_owner(request, job)
         action = args["action"]
         if action == "priority":
             urgent = self._body(request).get("Urgent")
@@ -288,6 +298,7 @@ class Api:
 
     def echo(self, request: HttpRequest, args: dict) -> Any:
         node = self._node(args["id"])
+        self._check_nodes(request, query=node.id)
         ok, message = remote.echo(self.rest, node.id, node.kind)
         self.store.record_echo(node.id, ok, message, _actor(request))
         return {"Id": node.id, "Ok": ok, "Message": message}
@@ -298,6 +309,7 @@ class Api:
         except ValueError:
             raise ApiError(400, "the body is not JSON") from None
         node_id, level, filters = query_module.validate(body)
+        self._check_nodes(request, query=node_id)
         node = self._node(node_id, "QIDO" if self.config.nodes.get(node_id) and self.config.nodes[node_id].kind == "dicomweb"
                           else "C-FIND")
         if node.kind == "peer":
@@ -366,6 +378,30 @@ class Api:
     def uid_mapping(self, request: HttpRequest, args: dict) -> Any:
         return self._crosswalk(request, args, "uids", ("old_uid", "new_uid"))
 
+    # -- access --------------------------------------------------------------------------------
+    def _rights(self, request: HttpRequest) -> Optional[UserRights]:
+        return self.config.access.rights(_user(request))
+
+    def _authorize(self, request: HttpRequest, endpoint: "Endpoint") -> None:
+        rights = self._rights(request)
+        if rights is None:
+            raise ApiError(401, "authentication required")
+        if not access.allows(rights, endpoint.role):
+            raise ApiError(403, f"{endpoint.method} /courier/{endpoint.pattern} needs the {endpoint.role} role; "
+                                f"{_actor(request)} is {rights.role}")
+
+    def _check_nodes(self, request: HttpRequest, query: Optional[str] = None, send_to: Optional[str] = None) -> None:
+        rights = self._rights(request)
+        if query and not access.may_query(rights, query):
+            raise ApiError(403, f"{_actor(request)} may not query {query!r} (Courier.Users.{_actor(request)}.MayQuery)")
+        if send_to and not access.may_send_to(rights, send_to):
+            raise ApiError(403, f"{_actor(request)} may not send to {send_to!r} (Courier.Users.{_actor(request)}.MaySendTo)")
+
+    def _check_owner(self, request: HttpRequest, job: dict) -> None:
+        rights = self._rights(request)
+        if rights.role != "admin" and job["created_by"] != _actor(request):
+            raise ApiError(403, f"job {job['id']} belongs to {job['created_by']}; only its owner or an admin may change it")
+
     # -- dispatch -----------------------------------------------------------------------------
     def handle(self, request: HttpRequest) -> HttpResponse:
         try:
@@ -377,6 +413,7 @@ class Api:
                 found = endpoint.regex.match(path)
                 if found:
                     if endpoint.method == request.method:
+                        self._authorize(request, endpoint)
                         answer = endpoint.handler(self, request, found.groupdict())
                         return answer if isinstance(answer, HttpResponse) else _json(200, answer)
                     allowed.append(endpoint.method)
@@ -401,36 +438,43 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              (("state", "PENDING, RUNNING, SUCCESS, WARNING, FAILURE or CANCELED"), ("route", "route name"),
               ("destination", "destination id")) + _PAGING),
     Endpoint("GET", "tasks/{id}", Api.task, "One task, with the SOP Instance UIDs still missing"),
-    Endpoint("POST", "tasks/{id}/retry", Api.retry, "Put a FAILURE, WARNING or CANCELED task back in the queue"),
-    Endpoint("POST", "tasks/{id}/cancel", Api.cancel, "Cancel a PENDING or RUNNING task"),
+    Endpoint("POST", "tasks/{id}/retry", Api.retry, "Put a FAILURE, WARNING or CANCELED task back in the queue",
+             role="admin"),
+    Endpoint("POST", "tasks/{id}/cancel", Api.cancel, "Cancel a PENDING or RUNNING task", role="admin"),
     Endpoint("GET", "audit", Api.audit, "The audit trail, newest first",
              (("action", "e.g. task-delivered, instance-rejected"), ("actor", "user or calling AE"),
               ("route", "route name"), ("task", "task id"), ("since", "Unix time")) + _PAGING),
     Endpoint("POST", "pseudonymize/{profile}", Api.pseudonymize,
-             "Pseudonymize the DICOM instance in the body with a profile and return it (to try a profile)"),
+             "Pseudonymize the DICOM instance in the body with a profile and return it (to try a profile)",
+             role="operator"),
     Endpoint("GET", "quarantine", Api.quarantine, "Instances refused or quarantined, with the reason", _PAGING),
     Endpoint("GET", "crosswalk/{profile}/patid_mapping.csv", Api.patid_mapping,
-             "CSV old_patient_id,new_patient_id of a profile (honest-broker crosswalk)"),
-    Endpoint("GET", "crosswalk/{profile}/uid_mapping.csv", Api.uid_mapping, "CSV old_uid,new_uid of a profile"),
+             "CSV old_patient_id,new_patient_id of a profile (honest-broker crosswalk)", role="admin"),
+    Endpoint("GET", "crosswalk/{profile}/uid_mapping.csv", Api.uid_mapping, "CSV old_uid,new_uid of a profile",
+             role="admin"),
     Endpoint("POST", "crosswalk/{profile}/lookup", Api.upload_lookup,
-             "Add rows (CSV with PatientID,Pseudonym columns) to a profile's lookup table"),
+             "Add rows (CSV with PatientID,Pseudonym columns) to a profile's lookup table", role="admin"),
     Endpoint("GET", "nodes", Api.nodes, "The nodes of Orthanc's registries, with capabilities and last echo"),
-    Endpoint("POST", "nodes/{id}/echo", Api.echo, "C-ECHO a DICOM node (or call a DICOMweb server) and record the result"),
+    Endpoint("POST", "nodes/{id}/echo", Api.echo, "C-ECHO a DICOM node (or call a DICOMweb server) and record the result",
+             role="operator"),
     Endpoint("POST", "query", Api.query,
-             'C-FIND on a node: {"Node", "Level": PATIENT|STUDY|SERIES, "Filters": {keyword: value}}; answers re-filtered'),
+             'C-FIND on a node: {"Node", "Level": PATIENT|STUDY|SERIES, "Filters": {keyword: value}}; answers re-filtered',
+             role="operator"),
     Endpoint("POST", "jobs", Api.create_job,
              'Transfer job: {"Source", "Destination", "Pseudonymize"?, "Urgent"?, "Items": [{"StudyInstanceUID"} | '
-             '{"AccessionNumber"} | {"PatientID", "StudyDate"?, "ModalitiesInStudy"?}]}'),
+             '{"AccessionNumber"} | {"PatientID", "StudyDate"?, "ModalitiesInStudy"?}]}', role="operator"),
     Endpoint("POST", "jobs/batch", Api.create_batch,
              'Batch file as JSON {"File": base64 CSV/XLSX, "FileName", "Kind": transfer|query, "Source", "Destination", '
-             '"Pseudonymize", "Urgent", "ArchivePassword", "DryRun"}; validated whole first, errors by line and column'),
+             '"Pseudonymize", "Urgent", "ArchivePassword", "DryRun"}; validated whole first, errors by line and column',
+             role="operator"),
     Endpoint("GET", "batches/{id}", Api.get_batch, "A batch: rows, results, failed rows, its job"),
     Endpoint("GET", "batches/{id}/{name}", Api.batch_export,
-             "results.csv, results.xlsx, failed.csv or failed.xlsx of a batch"),
+             "results.csv, results.xlsx, failed.csv or failed.xlsx of a batch", role="operator"),
     Endpoint("GET", "jobs", Api.list_jobs, "Transfer jobs with status and progress, newest first", _PAGING),
     Endpoint("GET", "jobs/{id}", Api.get_job, "One job: status, progress (instances, bytes, rate, ETA) and its tasks"),
     Endpoint("POST", "jobs/{id}/{action}", Api.control_job,
-             'cancel | pause | resume | retry (failed tasks) | priority ({"Urgent": true|false})'),
+             'cancel | pause | resume | retry (failed tasks) | priority ({"Urgent": true|false}); own jobs, or admin',
+             role="operator"),
     Endpoint("GET", "openapi.json", Api.openapi, "This document"),
 )
 
@@ -445,6 +489,7 @@ def openapi_document() -> dict:
                         "schema": {"type": "string"}} for name, text in endpoint.query]
         paths.setdefault(PREFIX + endpoint.pattern, {})[endpoint.method.lower()] = {
             "summary": endpoint.summary, "parameters": parameters,
+            "x-courier-role": endpoint.role,
             "responses": {"200": {"description": "JSON"},
                           "4XX": {"description": 'JSON {"error": message, "status": code}'}}}
     return {"openapi": "3.0.3", "info": {"title": "Courier", "version": VERSION}, "paths": paths}

@@ -14,6 +14,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
+from .access import ROLES, AccessPolicy, UserRights
 from .config_reader import Section as _Section, resolve as _resolve, type_name as _type_name
 from .errors import ConfigError
 from .policy import RetryPolicy
@@ -96,6 +97,7 @@ class CourierConfig:
     dicom_timeout: float = 10.0
     node_settings: Mapping[str, NodeSettings] = field(default_factory=dict)
     archives: Mapping[str, Archive] = field(default_factory=dict)
+    access: AccessPolicy = field(default_factory=lambda: AccessPolicy({}, authentication=False))
 
 
 # --- Orthanc's own registries ------------------------------------------------------------
@@ -324,6 +326,38 @@ def _node_settings(raw: Any, nodes: Mapping[str, Node]) -> dict[str, NodeSetting
     return settings
 
 
+def _access(section: _Section, orthanc: Mapping[str, Any], nodes: Mapping[str, Node],
+            destinations: Mapping[str, str]) -> AccessPolicy:
+    raw = section.get("Users", dict, {})
+    registered = orthanc.get("RegisteredUsers") or {}
+    users = {}
+    for name, spec in raw.items():
+        path = f"Courier.Users.{name}"
+        if name not in registered:
+            raise ConfigError(path, "not a user of Orthanc's RegisteredUsers", "Orthanc authenticates; Courier gives roles")
+        user = _Section(spec, path, "Courier.Users.{name}")
+        role = user.get("Role", str)
+        if role not in ROLES:
+            raise ConfigError(f"{path}.Role", f"unknown role {role!r}", f"one of {', '.join(ROLES)}")
+        lists = {}
+        for key, known in (("MayQuery", nodes), ("MaySendTo", destinations)):
+            value = user.get(key, list, None)
+            if value is not None:
+                for index, item in enumerate(value):
+                    if item not in known:
+                        raise ConfigError(f"{path}.{key}[{index}]", f"no node or destination named {item!r}")
+                value = frozenset(value)
+            lists[key] = value
+        users[name] = UserRights(role, lists["MayQuery"], lists["MaySendTo"])
+    roles = {}
+    for key, default in (("DefaultRole", "viewer"), ("AnonymousRole", "admin")):
+        roles[key] = section.get(key, str, default)
+        if roles[key] not in ROLES:
+            raise ConfigError(f"Courier.{key}", f"unknown role {roles[key]!r}", f"one of {', '.join(ROLES)}")
+    return AccessPolicy(users, roles["DefaultRole"], roles["AnonymousRole"],
+                        authentication=bool(orthanc.get("AuthenticationEnabled", orthanc.get("RemoteAccessAllowed", False))))
+
+
 def _check_ingest_route(section: _Section, path: str, profile: Optional[str], match_spec: dict,
                         earlier: list[Route]) -> None:
     """An ingest route is decided from the received bytes alone, before Orthanc stores them."""
@@ -374,6 +408,7 @@ def parse(orthanc: Mapping[str, Any], base_dir: str, repo_dir: str,
     return CourierConfig(
         routes=_routes(section.get("Routes", list, []), destinations, profiles), nodes=nodes, profiles=profiles,
         node_settings=_node_settings(section.get("Nodes", dict, {}), nodes), archives=archives,
+        access=_access(section, orthanc, nodes, destinations),
         quarantine_directory=_resolve(section.get("QuarantineDirectory", str, os.path.join(storage, "courier-quarantine")), base_dir),
         local_aet=str(orthanc.get("DicomAet", "ORTHANC")),
         dicom_timeout=float(orthanc.get("DicomScuTimeout", 10) or 10),

@@ -11,7 +11,8 @@ from .errors import ConfigError
 KEYS: dict[str, tuple[str, ...]] = {
     "Courier": ("DatabasePath", "Workers", "MaxWorkersPerDestination", "BatchSize", "HeartbeatTimeoutSeconds",
                 "AllowedCallers", "RouterName", "ScriptsDirectory", "OrthancUrl", "QuarantineDirectory", "Retry",
-                "Folders", "Archives", "Nodes", "Pseudonymization", "Routes"),
+                "Folders", "Archives", "Nodes", "Pseudonymization", "Routes", "Users", "DefaultRole", "AnonymousRole"),
+    "Courier.Users.{name}": ("Role", "MayQuery", "MaySendTo"),
     "Courier.Archives.{id}": ("Path", "Layout", "PasswordFile", "PasswordEnv"),
     "Courier.Nodes.{id}": ("Capabilities", "RetrieveMethod", "MaxResults", "MaxParallelTasks", "Windows",
                            "DirectMoveTo"),

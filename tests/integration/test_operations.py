@@ -75,6 +75,7 @@ def test_partial_delivery_ends_in_warning_with_the_missing_uids(cluster, tmp_pat
 def test_authentication_applies_and_workers_still_deliver(cluster, tmp_path):
     dest = cluster.orthanc("dest", start=False)
     node = Orthanc(tmp_path, "router", courier={"AllowedCallers": "Any", "Retry": {"InitialDelaySeconds": 0.2, "MaxDelaySeconds": 0.5},
+                                                "Users": {"alice": {"Role": "admin"}},
                                                 "Routes": [{"Name": "r", "Destinations": ["dest"]}]},
                    extra={"AuthenticationEnabled": True, "RegisteredUsers": {"alice": "secret"},
                           "DicomModalities": {"dest": dest.as_modality()}})

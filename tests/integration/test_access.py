@@ -1,0 +1,70 @@
+"""Roles over Orthanc's users: every /courier/ route, unauthenticated and as each role."""
+import requests
+
+from factory import write_instances
+from harness import Orthanc, storescu, wait_until
+
+USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw", "dave": "dave-pw"}
+
+
+def secured(cluster, tmp_path):
+    pacs = cluster.orthanc("pacs", start=False)
+    dest = cluster.orthanc("dest")
+    other = cluster.orthanc("other")
+    node = Orthanc(tmp_path, "router", courier={
+        "AllowedCallers": "Any",
+        "Users": {"alice": {"Role": "admin"}, "bob": {"Role": "operator", "MayQuery": ["pacs"], "MaySendTo": ["dest"]},
+                  "carol": {"Role": "viewer"}}},
+        extra={"AuthenticationEnabled": True, "RegisteredUsers": USERS,
+               "DicomModalities": {"pacs": pacs.as_modality(), "dest": dest.as_modality(), "other": other.as_modality()}})
+    cluster.nodes.append(node)
+    pacs.config["DicomModalities"] = {"router": node.as_modality()}
+    pacs.start()
+    node.start()
+    return node, pacs
+
+
+def call(node, method, path, user=None, **kwargs):
+    auth = (user, USERS[user]) if user else None
+    return requests.request(method, node.url + path, auth=auth, timeout=30, **kwargs)
+
+
+def test_every_route_needs_a_login_and_viewers_cannot_change_anything(cluster, tmp_path):
+    node, _ = secured(cluster, tmp_path)
+    document = call(node, "GET", "/courier/openapi.json", "carol").json()
+    checked = 0
+    for path, methods in document["paths"].items():
+        concrete = path.replace("{id}", "1").replace("{profile}", "p").replace("{action}", "cancel").replace("{name}", "results.csv")
+        for method, spec in methods.items():
+            assert call(node, method.upper(), concrete).status_code == 401, (method, path)
+            answer = call(node, method.upper(), concrete, "carol")
+            if spec["x-courier-role"] == "viewer":
+                assert answer.status_code != 403, (method, path)
+            else:
+                assert answer.status_code == 403 and "needs the" in answer.json()["error"], (method, path, answer.text)
+                assert call(node, method.upper(), concrete, "dave").status_code == 403      # unlisted: viewer
+                checked += 1
+    assert checked >= 10
+
+
+def test_operator_rights_on_nodes_and_own_jobs(cluster, tmp_path):
+    node, pacs = secured(cluster, tmp_path)
+    storescu(pacs.dicom_port, write_instances(tmp_path / "s", 1, patient_id="PA"))
+    query = {"Node": "pacs", "Level": "STUDY", "Filters": {"PatientID": "PA"}}
+    assert call(node, "POST", "/courier/query", "bob", json=query).json()["Count"] == 1
+    denied = call(node, "POST", "/courier/query", "bob", json=dict(query, Node="other"))
+    assert denied.status_code == 403 and "may not query 'other'" in denied.json()["error"]
+    to_other = call(node, "POST", "/courier/jobs", "bob", json={"Source": "pacs", "Destination": "other",
+                                                               "Items": [{"PatientID": "PA"}]})
+    assert to_other.status_code == 403 and "may not send to 'other'" in to_other.json()["error"]
+    mine = call(node, "POST", "/courier/jobs", "bob", json={"Source": "pacs", "Destination": "dest",
+                                                           "Items": [{"PatientID": "PA"}]}).json()
+    assert mine["CreatedBy"] == "bob"
+    theirs = call(node, "POST", "/courier/jobs", "alice", json={"Source": "pacs", "Destination": "other",
+                                                               "Items": [{"PatientID": "PA"}]}).json()
+    refused = call(node, "POST", f"/courier/jobs/{theirs['Id']}/cancel", "bob")
+    assert refused.status_code == 403 and "belongs to alice" in refused.json()["error"]
+    assert call(node, "POST", f"/courier/jobs/{mine['Id']}/pause", "bob").status_code == 200
+    assert call(node, "POST", f"/courier/jobs/{mine['Id']}/cancel", "alice").status_code == 200   # an admin may
+    entries = call(node, "GET", "/courier/audit", "carol", params={"action": "job-cancel"}).json()["entries"]
+    assert [e["actor"] for e in entries] == ["alice"]
