@@ -150,7 +150,8 @@ class Orthanc:
         return response.json()
 
     def post(self, path: str, body: Any = None) -> requests.Response:
-        return requests.post(self.url + path, json=body, timeout=30, auth=self.auth)
+        """POST JSON (an empty object when there is no body), as Courier's CSRF rule wants."""
+        return requests.post(self.url + path, json={} if body is None else body, timeout=30, auth=self.auth)
 
     def instances(self) -> list[str]:
         return self.get("/instances")

@@ -386,6 +386,13 @@ class Api:
         rights = self._rights(request)
         if rights is None:
             raise ApiError(401, "authentication required")
+        if endpoint.method != "GET":
+            # A cross-site <form> can only send these content types (no CORS preflight), with the
+            # browser's cached Basic credentials: refusing them is the CSRF protection.
+            content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if content_type in ("", "application/x-www-form-urlencoded", "multipart/form-data", "text/plain"):
+                raise ApiError(415, f"{endpoint.method} /courier/{endpoint.pattern} needs a Content-Type such as "
+                                    "application/json (form content types are refused against cross-site requests)")
         if not access.allows(rights, endpoint.role):
             raise ApiError(403, f"{endpoint.method} /courier/{endpoint.pattern} needs the {endpoint.role} role; "
                                 f"{_actor(request)} is {rights.role}")

@@ -26,6 +26,8 @@ def secured(cluster, tmp_path):
 
 def call(node, method, path, user=None, **kwargs):
     auth = (user, USERS[user]) if user else None
+    if method != "GET" and "json" not in kwargs:
+        kwargs["json"] = {}
     return requests.request(method, node.url + path, auth=auth, timeout=30, **kwargs)
 
 

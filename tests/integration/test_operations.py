@@ -90,7 +90,10 @@ def test_authentication_applies_and_workers_still_deliver(cluster, tmp_path):
     storescu(node.dicom_port, write_instances(tmp_path / "in", 2))
     wait_until(lambda: len(node.get("/courier/tasks")["tasks"]) == 2, 20, what="2 tasks")
     task_id = node.get("/courier/tasks")["tasks"][0]["id"]
-    assert requests.post(node.url + f"/courier/tasks/{task_id}/cancel", auth=auth, timeout=5).status_code == 200
+    assert requests.post(node.url + f"/courier/tasks/{task_id}/cancel", auth=auth, timeout=5).status_code == 415
+    assert requests.post(node.url + f"/courier/tasks/{task_id}/cancel", auth=auth, timeout=5,
+                         data="x", headers={"Content-Type": "text/plain"}).status_code == 415   # what a form can send
+    assert requests.post(node.url + f"/courier/tasks/{task_id}/cancel", auth=auth, json={}, timeout=5).status_code == 200
     entries = node.get("/courier/audit", action="task-cancelled")["entries"]
     assert [(e["actor"], e["task_id"]) for e in entries] == [("alice", task_id)]
     dest.start()
@@ -104,7 +107,8 @@ def test_openapi_document_matches_the_served_routes(cluster):
     for path, methods in document["paths"].items():
         concrete = path.replace("{id}", "999999")
         for method in methods:
-            response = requests.request(method.upper(), node.url + concrete, timeout=5)
+            response = requests.request(method.upper(), node.url + concrete, timeout=5,
+                                        **({} if method == "get" else {"json": {}}))
             body = response.json()
             # served by Courier: 200, or a Courier JSON error about the input, never an unknown route
             assert response.status_code == 200 or (body.get("status") == response.status_code and not

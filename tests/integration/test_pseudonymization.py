@@ -10,6 +10,8 @@ from factory import write_instances
 from harness import storescu, wait_until
 
 SECRET = "integration-secret-0123456789"
+DICOM = {"Content-Type": "application/dicom"}
+CSV = {"Content-Type": "text/csv"}
 
 
 def pseudonymizing_router(cluster, tmp_path, destinations, **extra):
@@ -83,16 +85,16 @@ def test_try_a_profile_through_the_api(cluster, tmp_path):
     destinations = (cluster.orthanc("dicomdest"), cluster.orthanc("webdest", dicomweb=True), cluster.orthanc("peerdest"))
     node, _ = pseudonymizing_router(cluster, tmp_path, destinations)
     path = write_instances(tmp_path / "in", 1, patient_id="PAT-9", patient_name="Roe^Richard")[0]
-    answer = requests.post(node.url + "/courier/pseudonymize/trial", data=path.read_bytes(), timeout=10)
+    answer = requests.post(node.url + "/courier/pseudonymize/trial", data=path.read_bytes(), timeout=10, headers=DICOM)
     assert answer.status_code == 200 and answer.headers["Content-Type"] == "application/dicom"
     assert answer.headers["X-Courier-Dates-Removed"] == "0" and answer.headers["X-Courier-Dates-Shifted"] == "1"  # StudyDate
     assert node.get("/courier/routes")[0]["Pseudonymize"] == "trial"
     ds = pydicom.dcmread(io.BytesIO(answer.content))
     assert ds.PatientID == make_pseudonym(SECRET.encode(), "PAT-9", PseudonymFormat("TR-", 8))
     assert b"Roe" not in answer.content
-    missing = requests.post(node.url + "/courier/pseudonymize/nope", data=b"x", timeout=10)
+    missing = requests.post(node.url + "/courier/pseudonymize/nope", data=b"x", timeout=10, headers=DICOM)
     assert missing.status_code == 404 and "no pseudonymization profile 'nope'" in missing.json()["error"]
-    garbage = requests.post(node.url + "/courier/pseudonymize/trial", data=b"not dicom", timeout=10)
+    garbage = requests.post(node.url + "/courier/pseudonymize/trial", data=b"not dicom", timeout=10, headers=DICOM)
     assert garbage.status_code == 422 and "not a readable DICOM file" in garbage.json()["error"]
     for secret_text in (SECRET, "trial.key"):
         for path_ in ("/courier/status", "/courier/routes", "/courier/audit", "/courier/openapi.json"):
@@ -139,9 +141,9 @@ def test_lookup_table_upload_quarantine_then_retry(cluster, tmp_path):
         "Pseudonymization": {"lk": {"SecretFile": str(tmp_path / "trial.key"), "Pseudonym": {"Source": "Lookup"}}},
         "Routes": [{"Name": "r", "Trigger": "StableSeries", "Pseudonymize": "lk", "Destinations": ["dest"]}]},
         extra={"DicomModalities": {"dest": dest.as_modality()}})
-    bad = requests.post(node.url + "/courier/crosswalk/lk/lookup", data="PatientID;Pseudonym\nP-A;SUBJ-A\nP-B;\n", timeout=10)
+    bad = requests.post(node.url + "/courier/crosswalk/lk/lookup", data="PatientID;Pseudonym\nP-A;SUBJ-A\nP-B;\n", timeout=10, headers=CSV)
     assert bad.status_code == 400 and bad.json()["error"] == "uploaded file: line 3, column Pseudonym: empty"
-    good = requests.post(node.url + "/courier/crosswalk/lk/lookup", data="PatientID,Pseudonym\nP-A,SUBJ-A\n", timeout=10)
+    good = requests.post(node.url + "/courier/crosswalk/lk/lookup", data="PatientID,Pseudonym\nP-A,SUBJ-A\n", timeout=10, headers=CSV)
     assert good.json() == {"profile": "lk", "rows": 1}
     storescu(node.dicom_port, write_instances(tmp_path / "a", 1, patient_id="P-A") +
              write_instances(tmp_path / "b", 1, patient_id="P-B"))
@@ -150,7 +152,7 @@ def test_lookup_table_upload_quarantine_then_retry(cluster, tmp_path):
     failed = wait_until(lambda: node.get("/courier/tasks", state="FAILURE")["tasks"], 30, what="the unknown patient's task")
     assert "not in the lookup table" in failed[0]["last_error"] and failed[0]["attempts"] == 1
     assert node.get("/courier/quarantine")["total"] == 1
-    requests.post(node.url + "/courier/crosswalk/lk/lookup", data="PatientID,Pseudonym\nP-B,SUBJ-B\n", timeout=10)
+    requests.post(node.url + "/courier/crosswalk/lk/lookup", data="PatientID,Pseudonym\nP-B,SUBJ-B\n", timeout=10, headers=CSV)
     assert node.post(f"/courier/tasks/{failed[0]['id']}/retry").status_code == 200
     wait_until(lambda: len(dest.instances()) == 2, 30, what="delivery after the table was completed")
     assert {dest.get(f"/instances/{i}/simplified-tags")["PatientID"] for i in dest.instances()} == {"SUBJ-A", "SUBJ-B"}

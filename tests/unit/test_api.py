@@ -14,8 +14,10 @@ def api(tmp_path, healthy=True):
     return Api(CONFIG, store, lambda: healthy), store
 
 
-def call(api_, method, path, **query):
-    response = api_.handle(HttpRequest(method, path, {k: str(v) for k, v in query.items()}))
+def call(api_, method, path, headers=None, **query):
+    if headers is None:
+        headers = {} if method == "GET" else {"content-type": "application/json"}
+    response = api_.handle(HttpRequest(method, path, {k: str(v) for k, v in query.items()}, b"", headers))
     return response.status, json.loads(response.body)
 
 
@@ -50,3 +52,14 @@ def test_openapi_lists_every_endpoint():
     document = openapi_document()
     for endpoint in ENDPOINTS:
         assert endpoint.method.lower() in document["paths"]["/courier/" + endpoint.pattern]
+
+
+def test_state_changing_requests_refuse_what_a_cross_site_form_can_send(tmp_path):
+    a, store = api(tmp_path)
+    store.enqueue([NewTask("r", "d", "Instance", "i1")])
+    for headers in ({}, {"content-type": "text/plain"}, {"content-type": "application/x-www-form-urlencoded"},
+                    {"content-type": "multipart/form-data; boundary=x"}):
+        status, body = call(a, "POST", "/courier/tasks/1/cancel", headers=headers)
+        assert status == 415 and "Content-Type" in body["error"]
+    assert call(a, "POST", "/courier/tasks/1/cancel", headers={"content-type": "application/json"})[0] == 200
+    assert call(a, "GET", "/courier/tasks", headers={})[0] == 200                # reads need nothing
