@@ -9,6 +9,9 @@ from __future__ import annotations
 import base64
 import binascii
 import csv
+import hashlib
+import hmac
+import secrets
 import io
 import json
 import re
@@ -29,6 +32,7 @@ from .policy import CANCELED, FAILURE, PENDING, RUNNING, STATES, WARNING
 from .pseudonym_sources import parse_lookup_csv
 from .pseudonymize import PseudonymizationError, Pseudonymizer
 from .store import AuditEvent, Store
+from .ui import Ui
 
 PREFIX = "/courier/"
 MAX_PAGE = 1000
@@ -81,6 +85,8 @@ class Api:
                  wake_workers: Optional[Callable[[], None]] = None) -> None:
         self.config, self.store, self.is_healthy = config, store, is_healthy
         self.pseudonymizers, self.rest, self.wake_workers = pseudonymizers, rest, wake_workers
+        self.csrf_secret = secrets.token_bytes(32)
+        self.ui = Ui(self)
 
     # -- handlers -----------------------------------------------------------------------------
     def health(self, request: HttpRequest, args: dict) -> Any:
@@ -389,6 +395,9 @@ class Api:
         if endpoint.method != "GET":
             # A cross-site <form> can only send these content types (no CORS preflight), with the
             # browser's cached Basic credentials: refusing them is the CSRF protection.
+            token = request.headers.get("x-courier-csrf")
+            if token is not None and not hmac.compare_digest(token, self.csrf_token(_actor(request))):
+                raise ApiError(403, "the CSRF token does not belong to this user; reload the page")
             content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if content_type in ("", "application/x-www-form-urlencoded", "multipart/form-data", "text/plain"):
                 raise ApiError(415, f"{endpoint.method} /courier/{endpoint.pattern} needs a Content-Type such as "
@@ -396,6 +405,18 @@ class Api:
         if not access.allows(rights, endpoint.role):
             raise ApiError(403, f"{endpoint.method} /courier/{endpoint.pattern} needs the {endpoint.role} role; "
                                 f"{_actor(request)} is {rights.role}")
+
+    def csrf_token(self, user: str) -> str:
+        return hmac.new(self.csrf_secret, user.encode(), hashlib.sha256).hexdigest()
+
+    def _page(self, request: HttpRequest, page: str) -> HttpResponse:
+        if request.method != "GET":
+            raise ApiError(405, "the UI pages are read with GET; actions go through the REST API")
+        rights = self._rights(request)
+        if rights is None:
+            raise ApiError(401, "authentication required")
+        user = _actor(request)
+        return self.ui.handle(page, {"user": user, "role": rights.role, "csrf": self.csrf_token(user)})
 
     def _check_nodes(self, request: HttpRequest, query: Optional[str] = None, send_to: Optional[str] = None) -> None:
         rights = self._rights(request)
@@ -415,6 +436,8 @@ class Api:
             if not request.path.startswith(PREFIX):
                 raise ApiError(404, f"no route {request.path}")
             path = request.path[len(PREFIX):]
+            if path == "ui" or path.startswith("ui/"):
+                return self._page(request, path[3:])
             allowed = []
             for endpoint in ENDPOINTS:
                 found = endpoint.regex.match(path)

@@ -682,3 +682,11 @@ class Store:
         return {(r["study_uid"], r["series_uid"] or ""): dict(r) for r in self._db().execute(
             "SELECT id, study_uid, series_uid, state, expected, delivered, last_error FROM tasks WHERE job_id = ?",
             (job_id,))}
+
+    def deliveries_per_hour(self, now: float) -> list[int]:
+        """Delivered tasks per hour over the last 24 hours, oldest first."""
+        counts = [0] * 24
+        for (finished,) in self._db().execute("SELECT finished_at FROM tasks WHERE state = ? AND finished_at >= ?",
+                                              (SUCCESS, now - 24 * 3600)):
+            counts[min(23, int((finished - (now - 24 * 3600)) // 3600))] += 1
+        return counts

@@ -1,0 +1,75 @@
+"""The bundled web UI under /courier/ui/: jinja2 templates from web/templates (autoescaped), a
+little plain JavaScript from web/static. Every link is relative, so the UI works behind a reverse
+proxy under any sub-path. Pages read the same store the REST API reads; buttons call the REST API.
+"""
+from __future__ import annotations
+
+import mimetypes
+import os
+import time
+from typing import Any, Callable, Optional
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from . import VERSION, jobs
+from .errors import ApiError
+from .host import HttpResponse
+
+WEB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "web")
+STATIC = {"courier.css", "job.js"}
+
+
+class Ui:
+    def __init__(self, api: Any, web_dir: str = WEB_DIR) -> None:
+        self.api = api
+        self.env = Environment(loader=FileSystemLoader(os.path.join(web_dir, "templates")),
+                               autoescape=select_autoescape(["html"]))
+        self.static_dir = os.path.join(web_dir, "static")
+
+    def handle(self, page: str, context: dict) -> HttpResponse:
+        """`page` is the path below /courier/ui/ ("", "jobs", "jobs/3", "static/x")."""
+        if page.startswith("static/"):
+            return self._static(page[len("static/"):])
+        root = "../" * page.count("/")
+        context = dict(context, root=root)
+        if page == "":
+            return self._render("dashboard.html", context, **self._dashboard())
+        if page == "jobs":
+            _, rows = self.api.store.jobs(100, 0)
+            return self._render("jobs.html", context, jobs=[jobs.summary(j, time.time(), self.api.config) for j in rows])
+        if page.startswith("jobs/") and page[5:].isdigit():
+            return self._job(int(page[5:]), context)
+        raise ApiError(404, f"no page /courier/ui/{page}")
+
+    def _render(self, template: str, context: dict, **values: Any) -> HttpResponse:
+        html = self.env.get_template(template).render(**context, **values)
+        return HttpResponse(200, html.encode("utf-8"), "text/html; charset=utf-8")
+
+    def _static(self, name: str) -> HttpResponse:
+        if name not in STATIC:
+            raise ApiError(404, f"no file {name}")
+        with open(os.path.join(self.static_dir, name), "rb") as handle:
+            data = handle.read()
+        return HttpResponse(200, data, mimetypes.guess_type(name)[0] or "application/octet-stream")
+
+    def _dashboard(self) -> dict:
+        store = self.api.store
+        now = time.time()
+        counts = store.deliveries_per_hour(now)
+        tallest = max(counts) or 1
+        hours = [{"label": f"{24 - i} h ago", "count": c, "height": round(96 * c / tallest)} for i, c in enumerate(counts)]
+        failures = store.tasks(state="FAILURE", limit=10)[1] + store.tasks(state="WARNING", limit=10)[1]
+        return {"healthy": self.api.is_healthy(), "version": VERSION, "router": self.api.config.router_name,
+                "queue": store.queue_depth(), "destinations": store.destination_stats(), "hours": hours,
+                "echoes": store.node_statuses(), "failures": sorted(failures, key=lambda t: -t["id"])[:10]}
+
+    def _job(self, job_id: int, context: dict) -> HttpResponse:
+        job = self.api.store.job(job_id)
+        if job is None:
+            raise ApiError(404, f"no job {job_id}")
+        summary = jobs.summary(job, time.time(), self.api.config)
+        expected = summary["Instances"]["Expected"]
+        percent = 100 if summary["Status"] == "SUCCESS" else (100 * summary["Instances"]["Delivered"] // expected if expected else 0)
+        _, tasks = self.api.store.tasks(job_id=job_id, limit=1000)
+        can_control = context["role"] == "admin" or (context["role"] == "operator" and job["created_by"] == context["user"])
+        return self._render("job.html", context, job=summary, tasks=tasks, percent=percent, can_control=can_control)

@@ -1,0 +1,33 @@
+// Refreshes the job page until the job ends, and drives its buttons. Relative URLs only,
+// so the UI works behind a reverse proxy under any sub-path.
+(function () {
+  var script = document.currentScript;
+  var api = script.dataset.api;
+  var ended = ["SUCCESS", "WARNING", "FAILURE", "CANCELED"];
+  function show(job) {
+    var percent = job.Instances.Expected ? Math.floor(100 * job.Instances.Delivered / job.Instances.Expected) : 0;
+    if (job.Status === "SUCCESS") { percent = 100; }
+    document.getElementById("status").textContent = job.Status;
+    document.getElementById("progress").value = percent;
+    document.getElementById("percent").textContent = percent + "%";
+    var eta = job.EtaSeconds === null ? "" : ", about " + job.EtaSeconds + " s left";
+    document.getElementById("numbers").textContent = job.Instances.Delivered + "/" + job.Instances.Expected +
+      " instances, " + job.Bytes + " bytes, " + job.InstancesPerSecond + " instances/s" + eta;
+    return ended.indexOf(job.Status) < 0;
+  }
+  function poll() {
+    fetch(api, {headers: {"Accept": "application/json"}, credentials: "same-origin"})
+      .then(function (r) { return r.json(); })
+      .then(function (job) { if (show(job)) { setTimeout(poll, 1000); } else { location.reload(); } })
+      .catch(function () { setTimeout(poll, 3000); });
+  }
+  if (ended.indexOf(document.getElementById("status").textContent) < 0) { setTimeout(poll, 1000); }
+  document.querySelectorAll("button[data-action]").forEach(function (button) {
+    button.addEventListener("click", function () {
+      var csrf = button.parentNode.dataset.csrf;
+      fetch(api + "/" + button.dataset.action, {method: "POST", credentials: "same-origin",
+            headers: {"Content-Type": "application/json", "X-Courier-CSRF": csrf}, body: "{}"})
+        .then(function () { location.reload(); });
+    });
+  });
+})();
