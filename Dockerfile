@@ -12,6 +12,7 @@ COPY requirements.txt Makefile ./
 RUN /usr/bin/python3 -m venv .venv && .venv/bin/pip install --no-cache-dir -r requirements.txt
 COPY plugin/ plugin/
 COPY lua-free-scripts/ lua-free-scripts/
+COPY web/ web/
 COPY orthanc.json ./
 
 ENV TCP_NODELAY=1

@@ -4,7 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CONFIG ?= orthanc.json
 DEB_PACKAGES := orthanc orthanc-python orthanc-dicomweb dcmtk python3-venv
+TEST_DEB_PACKAGES := chromium
 APT_STAMP := $(VENV)/.apt-done
+TEST_APT_STAMP := $(VENV)/.apt-test-done
 PIP_STAMP := $(VENV)/.pip-done
 
 .PHONY: install run test unit integration bench clean
@@ -21,23 +23,34 @@ $(APT_STAMP):
 	fi
 	@mkdir -p $(VENV) && touch $@
 
+# What only the tests need: Debian's Chromium for the web UI tests (Playwright drives it; a
+# browser download would not work here).
+$(TEST_APT_STAMP): $(APT_STAMP)
+	@missing=""; for p in $(TEST_DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages for the tests:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	@touch $@
+
 # The venv must be made with Debian's /usr/bin/python3: orthanc-python embeds that interpreter.
-$(PIP_STAMP): requirements.txt $(APT_STAMP)
+$(PIP_STAMP): requirements.txt requirements-test.txt $(APT_STAMP)
 	@[ -x $(PY) ] || /usr/bin/python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-test.txt
 	@touch $@
 
 run: install
 	@mkdir -p data
 	TCP_NODELAY=1 Orthanc $(CONFIG)
 
-test: install
+test: install $(TEST_APT_STAMP)
 	TCP_NODELAY=1 $(PY) -m pytest -q tests
 
 unit: install
 	$(PY) -m pytest -q tests/unit
 
-integration: install
+integration: install $(TEST_APT_STAMP)
 	TCP_NODELAY=1 $(PY) -m pytest -q tests/integration
 
 # Benchmarks (not part of `make test`); dicognito is installed only here, for the comparison.

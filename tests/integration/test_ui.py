@@ -1,0 +1,95 @@
+"""The web UI in a real headless Chromium (Debian's), driven by Playwright; screenshots go to
+test-output/ui/ for a person to look at."""
+from pathlib import Path
+
+import pytest
+import requests
+
+from factory import write_instances
+from harness import Orthanc, storescu, wait_until
+
+SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "ui"
+USERS = {"alice": "alice-pw", "carol": "carol-pw"}
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield instance
+        instance.close()
+
+
+def courier(cluster, tmp_path, **extra_courier):
+    pacs = cluster.orthanc("pacs", start=False)
+    dest = cluster.orthanc("dest")
+    node = Orthanc(tmp_path, "router", courier={"AllowedCallers": "Any", "Users": {"alice": {"Role": "admin"},
+                                                                                   "carol": {"Role": "viewer"}},
+                                                **extra_courier},
+                   extra={"AuthenticationEnabled": True, "RegisteredUsers": USERS,
+                          "DicomModalities": {"pacs": pacs.as_modality(), "dest": dest.as_modality()}})
+    cluster.nodes.append(node)
+    pacs.config["DicomModalities"] = {"router": node.as_modality()}
+    pacs.start()
+    node.start()
+    return node, pacs, dest
+
+
+def page_for(browser, user):
+    context = browser.new_context(http_credentials={"username": user, "password": USERS[user]} if user else None)
+    return context.new_page()
+
+
+def test_dashboard_jobs_and_a_job_reaching_100_percent(cluster, tmp_path, browser):
+    node, pacs, dest = courier(cluster, tmp_path)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    storescu(pacs.dicom_port, write_instances(tmp_path / "s", 4, patient_id="PU"))
+    page = page_for(browser, "alice")
+    page.goto(node.url + "/courier/ui/")
+    assert page.locator("#health").inner_text() == "running"
+    assert page.locator("#queue td[data-state='SUCCESS']").inner_text() == "0"
+    page.screenshot(path=str(SHOTS / "dashboard.png"), full_page=True)
+    job = requests.post(node.url + "/courier/jobs", auth=("alice", USERS["alice"]), timeout=30,
+                        json={"Source": "pacs", "Destination": "dest", "Items": [{"PatientID": "PU"}]}).json()
+    page.goto(node.url + "/courier/ui/jobs")
+    page.click(f"text=#{job['Id']}")
+    page.wait_for_function("document.getElementById('status').textContent === 'SUCCESS'", timeout=60000)
+    page.wait_for_function("document.getElementById('percent').textContent === '100%'", timeout=10000)
+    assert page.locator("#tasks td", has_text="SUCCESS").count() == 1
+    assert page.locator("button[data-action]").count() == 0       # nothing to do with a finished job
+    page.screenshot(path=str(SHOTS / "job.png"), full_page=True)
+    page.goto(node.url + "/courier/ui/jobs")
+    assert page.locator("#jobs .status").first.inner_text() == "SUCCESS"
+    page.screenshot(path=str(SHOTS / "jobs.png"), full_page=True)
+    page.goto(node.url + "/courier/ui/")
+    assert page.locator("#queue td[data-state='SUCCESS']").inner_text() == "1"
+
+
+def test_buttons_act_through_the_api_with_the_csrf_token(cluster, tmp_path, browser):
+    import datetime
+    day = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[(datetime.datetime.now().weekday() + 3) % 7]
+    node, pacs, _ = courier(cluster, tmp_path, Nodes={"pacs": {"Windows": [f"{day} 00:00-01:00"]}})
+    storescu(pacs.dicom_port, write_instances(tmp_path / "s", 1, patient_id="PH"))
+    job = requests.post(node.url + "/courier/jobs", auth=("alice", USERS["alice"]), timeout=30,
+                        json={"Source": "pacs", "Destination": "dest", "Items": [{"PatientID": "PH"}]}).json()
+    page = page_for(browser, "alice")
+    page.goto(node.url + f"/courier/ui/jobs/{job['Id']}")
+    assert page.locator("#status").inner_text() == "WAITING_FOR_WINDOW"
+    assert sorted(page.locator("button[data-action]").all_inner_texts()) == ["Cancel", "Pause"]
+    page.click("button[data-action='cancel']")
+    page.wait_for_function("document.getElementById('status').textContent === 'CANCELED'", timeout=10000)
+    assert page.locator("button[data-action]").all_inner_texts() == ["Retry"]
+    entries = requests.get(node.url + "/courier/audit", params={"action": "job-cancel"}, auth=("alice", USERS["alice"]),
+                           timeout=10).json()["entries"]
+    assert [e["actor"] for e in entries] == ["alice"]
+    forged = requests.post(node.url + f"/courier/jobs/{job['Id']}/retry", auth=("alice", USERS["alice"]), json={},
+                           headers={"X-Courier-CSRF": "not-the-token"}, timeout=10)
+    assert forged.status_code == 403
+    viewer = page_for(browser, "carol")
+    viewer.goto(node.url + f"/courier/ui/jobs/{job['Id']}")
+    assert viewer.locator("button[data-action]").count() == 0          # a viewer gets no buttons
+    assert requests.get(node.url + "/courier/ui/", timeout=10).status_code == 401     # no login, no page
