@@ -16,7 +16,7 @@ from .errors import ApiError
 from .host import HttpResponse
 
 WEB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "web")
-STATIC = {"courier.css", "job.js"}
+STATIC = {"courier.css", "job.js", "explorer.js"}
 
 
 class Ui:
@@ -37,6 +37,11 @@ class Ui:
         if page == "jobs":
             _, rows = self.api.store.jobs(100, 0)
             return self._render("jobs.html", context, jobs=[jobs.summary(j, time.time(), self.api.config) for j in rows])
+        if page == "explorer":
+            config = self.api.config
+            return self._render("explorer.html", context,
+                                nodes=[n for n, node in config.nodes.items() if node.kind in ("dicom", "dicomweb")],
+                                destinations=sorted(config.destinations), profiles=sorted(config.profiles))
         if page.startswith("jobs/") and page[5:].isdigit():
             return self._job(int(page[5:]), context)
         raise ApiError(404, f"no page /courier/ui/{page}")

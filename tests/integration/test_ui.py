@@ -93,3 +93,28 @@ def test_buttons_act_through_the_api_with_the_csrf_token(cluster, tmp_path, brow
     viewer.goto(node.url + f"/courier/ui/jobs/{job['Id']}")
     assert viewer.locator("button[data-action]").count() == 0          # a viewer gets no buttons
     assert requests.get(node.url + "/courier/ui/", timeout=10).status_code == 401     # no login, no page
+
+
+def test_explorer_query_shows_markup_as_text_and_starts_a_transfer(cluster, tmp_path, browser):
+    node, pacs, dest = courier(cluster, tmp_path)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    evil = '<script>alert(1)</script>^O\'Brien "Bob"'
+    files = write_instances(tmp_path / "s", 2, patient_id="PX1", patient_name=evil)
+    storescu(pacs.dicom_port, files + write_instances(tmp_path / "o", 1, patient_id="OTHER"))
+    page = page_for(browser, "alice")
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(node.url + "/courier/ui/explorer")
+    page.select_option("select[name=Node]", "pacs")
+    page.fill("input[name=PatientID]", "PX1")
+    page.click("#query button[type=submit]")
+    page.wait_for_function("document.getElementById('message').textContent !== 'querying...'", timeout=30000)
+    assert page.locator("#message").inner_text() == "1 found"
+    assert page.locator("#answers td", has_text="<script>alert(1)</script>").count() == 1
+    assert page.evaluate("document.querySelectorAll('#answers script').length") == 0 and dialogs == []
+    page.screenshot(path=str(SHOTS / "explorer.png"), full_page=True)
+    page.check("#answers tbody input[type=checkbox]")
+    page.click("#transfer button[type=submit]")
+    page.wait_for_url("**/courier/ui/jobs/*", timeout=30000)
+    page.wait_for_function("document.getElementById('status').textContent === 'SUCCESS'", timeout=60000)
+    assert dest.sop_uids() == {p.stem for p in files}
