@@ -11,6 +11,7 @@ import binascii
 import csv
 import hashlib
 import hmac
+import os
 import secrets
 import io
 import json
@@ -143,20 +144,40 @@ class Api:
     def cancel(self, request: HttpRequest, args: dict) -> Any:
         return self._transition(request, args, (PENDING, RUNNING), CANCELED, "task-cancelled")
 
-    def audit(self, request: HttpRequest, args: dict) -> Any:
+    def _audit_query(self, request: HttpRequest, limit: int, offset: int) -> tuple[int, list[dict]]:
         q = request.query
-        limit = _int(q.get("limit"), "limit", 100, 1, MAX_PAGE)
-        offset = _int(q.get("offset"), "offset", 0)
-        task_id = _int(q.get("task"), "task", 0) or None
-        since = None
-        if q.get("since"):
-            try:
-                since = float(q["since"])
-            except ValueError:
-                raise ApiError(400, f"query parameter 'since' must be a Unix time, got {q['since']!r}") from None
-        total, rows = self.store.audit_log(q.get("action") or None, q.get("actor") or None,
-                                           q.get("route") or None, task_id, since, limit, offset)
+        times = {}
+        for name in ("since", "until"):
+            if q.get(name):
+                try:
+                    times[name] = float(q[name])
+                except ValueError:
+                    raise ApiError(400, f"query parameter '{name}' must be a Unix time, got {q[name]!r}") from None
+        return self.store.audit_log(q.get("action") or None, q.get("actor") or None, q.get("route") or None,
+                                    _int(q.get("task"), "task", 0) or None, times.get("since"), limit, offset,
+                                    node=q.get("node") or None, until=times.get("until"))
+
+    def audit(self, request: HttpRequest, args: dict) -> Any:
+        limit = _int(request.query.get("limit"), "limit", 100, 1, MAX_PAGE)
+        offset = _int(request.query.get("offset"), "offset", 0)
+        total, rows = self._audit_query(request, limit, offset)
         return {"total": total, "limit": limit, "offset": offset, "entries": rows}
+
+    def audit_csv(self, request: HttpRequest, args: dict) -> Any:
+        _, rows = self._audit_query(request, 100000, 0)
+        columns = ["id", "at", "actor", "action", "route", "destination", "resource_id", "task_id", "detail"]
+        for row in rows:
+            row["at"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(row["at"]))
+            row["detail"] = json.dumps(row["detail"]) if row["detail"] else ""
+        return HttpResponse(200, batch.to_csv(columns, rows), "text/csv; charset=utf-8")
+
+    def delete_quarantined(self, request: HttpRequest, args: dict) -> Any:
+        entry = self.store.delete_quarantined(_int(args["id"], "id", 0, 1), _actor(request))
+        if entry is None:
+            raise ApiError(404, f"no quarantine entry {args['id']}")
+        if entry.get("file") and os.path.isfile(entry["file"]):
+            os.remove(entry["file"])
+        return {"deleted": entry["id"]}
 
     def openapi(self, request: HttpRequest, args: dict) -> Any:
         return openapi_document()
@@ -416,7 +437,8 @@ class Api:
         if rights is None:
             raise ApiError(401, "authentication required")
         user = _actor(request)
-        return self.ui.handle(page, {"user": user, "role": rights.role, "csrf": self.csrf_token(user)})
+        return self.ui.handle(page, {"user": user, "role": rights.role, "csrf": self.csrf_token(user),
+                                     "query": dict(request.query)})
 
     def _check_nodes(self, request: HttpRequest, query: Optional[str] = None, send_to: Optional[str] = None) -> None:
         rights = self._rights(request)
@@ -473,7 +495,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "tasks/{id}/cancel", Api.cancel, "Cancel a PENDING or RUNNING task", role="admin"),
     Endpoint("GET", "audit", Api.audit, "The audit trail, newest first",
              (("action", "e.g. task-delivered, instance-rejected"), ("actor", "user or calling AE"),
-              ("route", "route name"), ("task", "task id"), ("since", "Unix time")) + _PAGING),
+              ("route", "route name"), ("task", "task id"), ("node", "destination or node id"),
+              ("since", "Unix time"), ("until", "Unix time")) + _PAGING),
     Endpoint("POST", "pseudonymize/{profile}", Api.pseudonymize,
              "Pseudonymize the DICOM instance in the body with a profile and return it (to try a profile)",
              role="operator"),
@@ -505,6 +528,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "jobs/{id}/{action}", Api.control_job,
              'cancel | pause | resume | retry (failed tasks) | priority ({"Urgent": true|false}); own jobs, or admin',
              role="operator"),
+    Endpoint("GET", "audit.csv", Api.audit_csv, "The audit trail as CSV, with the filters of /courier/audit",
+             (("action", "action"), ("actor", "user or calling AE"), ("node", "destination or node id"),
+              ("since", "Unix time"), ("until", "Unix time"))),
+    Endpoint("POST", "quarantine/{id}/delete", Api.delete_quarantined,
+             "Forget a quarantine entry and delete the original it kept", role="admin"),
     Endpoint("GET", "openapi.json", Api.openapi, "This document"),
 )
 

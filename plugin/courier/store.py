@@ -448,10 +448,12 @@ class Store:
 
     def audit_log(self, action: Optional[str] = None, actor: Optional[str] = None, route: Optional[str] = None,
                   task_id: Optional[int] = None, since: Optional[float] = None,
-                  limit: int = 100, offset: int = 0) -> tuple[int, list[dict]]:
+                  limit: int = 100, offset: int = 0, node: Optional[str] = None,
+                  until: Optional[float] = None) -> tuple[int, list[dict]]:
         where, args = [], []
         for column, op, value in (("action", "=", action), ("actor", "=", actor), ("route", "=", route),
-                                  ("task_id", "=", task_id), ("at", ">=", since)):
+                                  ("task_id", "=", task_id), ("at", ">=", since), ("at", "<", until),
+                                  ("destination", "=", node)):
             if value is not None:
                 where.append(f"{column} {op} ?")
                 args.append(value)
@@ -518,6 +520,16 @@ class Store:
                                         route=route, resource_id=instance_id, task_id=task_id,
                                         detail={"reason": reason, "quarantine_id": cur.lastrowid})])
         return cur.lastrowid
+
+    def delete_quarantined(self, entry_id: int, actor: str) -> Optional[dict]:
+        with self._transaction() as db:
+            row = db.execute("SELECT * FROM quarantine WHERE id = ?", (entry_id,)).fetchone()
+            if row is None:
+                return None
+            db.execute("DELETE FROM quarantine WHERE id = ?", (entry_id,))
+            self._audit(db, [AuditEvent("quarantine-deleted", actor=actor, route=row["route"], task_id=row["task_id"],
+                                        resource_id=row["instance_id"], detail={"quarantine_id": entry_id})])
+        return dict(row)
 
     def quarantined(self, limit: int = 100, offset: int = 0) -> tuple[int, list[dict]]:
         total = self._db().execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]

@@ -7,7 +7,8 @@ from __future__ import annotations
 import mimetypes
 import os
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Optional
+from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -16,7 +17,7 @@ from .errors import ApiError
 from .host import HttpResponse
 
 WEB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "web")
-STATIC = {"courier.css", "job.js", "explorer.js"}
+STATIC = {"courier.css", "job.js", "explorer.js", "actions.js"}
 
 
 class Ui:
@@ -42,9 +43,35 @@ class Ui:
             return self._render("explorer.html", context,
                                 nodes=[n for n, node in config.nodes.items() if node.kind in ("dicom", "dicomweb")],
                                 destinations=sorted(config.destinations), profiles=sorted(config.profiles))
+        if page == "nodes":
+            config = self.api.config
+            return self._render("nodes.html", context, nodes=list(config.nodes.values()), settings=config.node_settings,
+                                windows={n: _windows_text(s.windows) for n, s in config.node_settings.items()},
+                                echoes=self.api.store.node_statuses(), can_echo=context["role"] in ("operator", "admin"))
+        if page == "audit":
+            return self._audit(context)
+        if page == "quarantine":
+            _, entries = self.api.store.quarantined(200, 0)
+            for entry in entries:
+                entry["when"] = _when(entry["at"])
+            return self._render("quarantine.html", context, entries=entries, is_admin=context["role"] == "admin")
         if page.startswith("jobs/") and page[5:].isdigit():
             return self._job(int(page[5:]), context)
         raise ApiError(404, f"no page /courier/ui/{page}")
+
+    def _audit(self, context: dict) -> HttpResponse:
+        query = context["query"]
+        since = _day(query.get("from"))
+        until = _day(query.get("to"))
+        until = until + 86400 if until is not None else None
+        total, entries = self.api.store.audit_log(query.get("action") or None, query.get("actor") or None,
+                                                  since=since, until=until, node=query.get("node") or None, limit=200)
+        for entry in entries:
+            entry["when"] = _when(entry["at"])
+        export = {k: v for k, v in (("action", query.get("action")), ("actor", query.get("actor")),
+                                    ("node", query.get("node")), ("since", since), ("until", until)) if v}
+        return self._render("audit.html", context, entries=entries, total=total,
+                            export_query=urlencode(export))
 
     def _render(self, template: str, context: dict, **values: Any) -> HttpResponse:
         html = self.env.get_template(template).render(**context, **values)
@@ -78,3 +105,26 @@ class Ui:
         _, tasks = self.api.store.tasks(job_id=job_id, limit=1000)
         can_control = context["role"] == "admin" or (context["role"] == "operator" and job["created_by"] == context["user"])
         return self._render("job.html", context, job=summary, tasks=tasks, percent=percent, can_control=can_control)
+
+
+def _when(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+
+def _day(text: Optional[str]) -> Optional[float]:
+    """"2024-01-31" (an <input type=date>) -> local midnight as Unix time; None if empty or malformed."""
+    try:
+        return time.mktime(time.strptime(text, "%Y-%m-%d")) if text else None
+    except ValueError:
+        return None
+
+
+def _windows_text(windows: tuple) -> str:
+    from .windows import DAYS
+    if not windows:
+        return "always"
+    parts = []
+    for days, start, end in windows:
+        names = ",".join(DAYS[d] for d in sorted(days))
+        parts.append(f"{names} {start // 60:02d}:{start % 60:02d}-{end // 60:02d}:{end % 60:02d}")
+    return "; ".join(parts)

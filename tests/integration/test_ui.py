@@ -118,3 +118,36 @@ def test_explorer_query_shows_markup_as_text_and_starts_a_transfer(cluster, tmp_
     page.wait_for_url("**/courier/ui/jobs/*", timeout=30000)
     page.wait_for_function("document.getElementById('status').textContent === 'SUCCESS'", timeout=60000)
     assert dest.sop_uids() == {p.stem for p in files}
+
+
+def test_nodes_audit_and_quarantine_pages(cluster, tmp_path, browser):
+    (tmp_path / "key").write_text("ui-secret-0123456789")
+    node, pacs, dest = courier(cluster, tmp_path, QuarantineDirectory=str(tmp_path / "q"),
+                               Pseudonymization={"p": {"SecretFile": str(tmp_path / "key")}},
+                               Routes=[{"Name": "us", "Match": {"Modality": "US"}, "Pseudonymize": "p",
+                                        "PseudonymizeOn": "Ingest", "Destinations": ["dest"]}])
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = page_for(browser, "alice")
+    page.goto(node.url + "/courier/ui/nodes")
+    assert page.locator("tr[data-node=pacs] .echo").inner_text() == "never"
+    page.click("tr[data-node=pacs] button")
+    page.wait_for_function("document.querySelector('tr[data-node=pacs] .echo').textContent === 'ok'", timeout=20000)
+    page.screenshot(path=str(SHOTS / "nodes.png"), full_page=True)
+    page.goto(node.url + "/courier/ui/audit?actor=alice")
+    assert page.locator("#audit td", has_text="node-echoed").count() == 1
+    page.screenshot(path=str(SHOTS / "audit.png"), full_page=True)
+    exported = requests.get(node.url + "/courier/ui/" + page.locator("#export").get_attribute("href"),
+                            auth=("alice", USERS["alice"]), timeout=10)
+    assert exported.text.splitlines()[0].startswith("id,at,actor,action") and "node-echoed" in exported.text
+    storescu(node.dicom_port, write_instances(tmp_path / "us", 1, modality="US", patient_id="PQ"))
+    page.goto(node.url + "/courier/ui/quarantine")
+    assert page.locator("#quarantine td", has_text="burned-in").count() == 1
+    kept = list((tmp_path / "q").glob("*.dcm"))
+    assert len(kept) == 1
+    viewer = page_for(browser, "carol")
+    viewer.goto(node.url + "/courier/ui/quarantine")
+    assert viewer.locator("#quarantine button").count() == 0
+    page.screenshot(path=str(SHOTS / "quarantine.png"), full_page=True)
+    page.click("#quarantine button")
+    page.wait_for_function("document.querySelector('#quarantine td').textContent === 'nothing quarantined'", timeout=10000)
+    assert not kept[0].exists()
