@@ -32,7 +32,7 @@ from .host import HttpRequest, HttpResponse
 from .policy import CANCELED, FAILURE, PENDING, RUNNING, STATES, WARNING
 from .pseudonym_sources import parse_lookup_csv
 from .pseudonymize import PseudonymizationError, Pseudonymizer
-from .store import AuditEvent, Store
+from .store import AuditEvent, NewTask, Store
 from .ui import Ui
 
 PREFIX = "/courier/"
@@ -170,6 +170,27 @@ class Api:
             row["at"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(row["at"]))
             row["detail"] = json.dumps(row["detail"]) if row["detail"] else ""
         return HttpResponse(200, batch.to_csv(columns, rows), "text/csv; charset=utf-8")
+
+    def send(self, request: HttpRequest, args: dict) -> Any:
+        """A study stored in Courier's Orthanc, sent (optionally pseudonymized) by a durable task."""
+        body = self._body(request)
+        study, destination, profile = body.get("Study"), body.get("Destination"), body.get("Pseudonymize")
+        if not isinstance(study, str) or not re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{8}){4}", study):
+            raise ApiError(400, "Study: the Orthanc ID of a study")
+        if destination not in self.config.destinations:
+            raise ApiError(400, f"Destination: no destination named {destination!r}")
+        if profile is not None and profile not in self.config.profiles:
+            raise ApiError(400, f"Pseudonymize: no pseudonymization profile {profile!r}")
+        self._check_nodes(request, send_to=destination)
+        if not self._present("studies", study):
+            raise ApiError(404, f"Study: no study {study} in Courier's Orthanc")
+        actor = _actor(request)
+        (task_id,) = self.store.enqueue([NewTask(f"manual:{actor}", destination, "Study", study, profile=profile)],
+                                        [AuditEvent("manual-send", actor=actor, destination=destination, resource_id=study,
+                                                    detail={"pseudonymize": profile})])
+        if self.wake_workers:
+            self.wake_workers()
+        return self.store.task(task_id)
 
     def delete_quarantined(self, request: HttpRequest, args: dict) -> Any:
         entry = self.store.delete_quarantined(_int(args["id"], "id", 0, 1), _actor(request))
@@ -531,6 +552,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "audit.csv", Api.audit_csv, "The audit trail as CSV, with the filters of /courier/audit",
              (("action", "action"), ("actor", "user or calling AE"), ("node", "destination or node id"),
               ("since", "Unix time"), ("until", "Unix time"))),
+    Endpoint("POST", "send", Api.send,
+             'Send a study of Courier\'s Orthanc: {"Study": Orthanc ID, "Destination", "Pseudonymize"?}', role="operator"),
     Endpoint("POST", "quarantine/{id}/delete", Api.delete_quarantined,
              "Forget a quarantine entry and delete the original it kept", role="admin"),
     Endpoint("GET", "openapi.json", Api.openapi, "This document"),

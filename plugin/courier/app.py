@@ -57,6 +57,8 @@ class Courier:
         if self.callers.mode != "Any":       # the filter runs on Orthanc's DICOM thread: only when needed
             self.host.on_incoming_cstore(self.callers.refuse_aet, self._record_refused_aet)
         self.host.serve("/courier/", self.api.handle)
+        with open(os.path.join(REPO_DIR, "web", "static", "orthanc-explorer.js")) as script:
+            self.host.extend_explorer(script.read())
         self.host.on_change(self._on_change)
 
     def _record_refused_aet(self, aet: str, reason: str) -> None:

@@ -122,5 +122,8 @@ class Host:
                 output.SendHttpStatus(response.status, text, len(response.body))
         self.orthanc.RegisterRestCallback(prefix + "(.*)", callback)
 
+    def extend_explorer(self, javascript: str) -> None:
+        self.orthanc.ExtendOrthancExplorer(javascript)
+
     def set_metric(self, name: str, value: float) -> None:
         self.orthanc.SetMetricsValue(name, float(value), self.orthanc.MetricsType.DEFAULT)

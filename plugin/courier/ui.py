@@ -17,7 +17,7 @@ from .errors import ApiError
 from .host import HttpResponse
 
 WEB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "web")
-STATIC = {"courier.css", "job.js", "explorer.js", "actions.js"}
+STATIC = {"courier.css", "job.js", "explorer.js", "actions.js", "send.js"}
 
 
 class Ui:
@@ -48,6 +48,8 @@ class Ui:
             return self._render("nodes.html", context, nodes=list(config.nodes.values()), settings=config.node_settings,
                                 windows={n: _windows_text(s.windows) for n, s in config.node_settings.items()},
                                 echoes=self.api.store.node_statuses(), can_echo=context["role"] in ("operator", "admin"))
+        if page == "send":
+            return self._send(context)
         if page == "audit":
             return self._audit(context)
         if page == "quarantine":
@@ -58,6 +60,19 @@ class Ui:
         if page.startswith("jobs/") and page[5:].isdigit():
             return self._job(int(page[5:]), context)
         raise ApiError(404, f"no page /courier/ui/{page}")
+
+    def _send(self, context: dict) -> HttpResponse:
+        study = context["query"].get("study", "")
+        try:
+            tags = self.api.rest.get_json(f"/studies/{study}")["MainDicomTags"] if study else None
+            tags.update(self.api.rest.get_json(f"/studies/{study}/patient")["MainDicomTags"])
+        except Exception:  # noqa: BLE001 - any failure: the study is not there
+            tags = None
+        if tags is None:
+            raise ApiError(404, f"no study {study!r} in Courier's Orthanc")
+        config = self.api.config
+        return self._render("send.html", context, study=study, tags=tags, destinations=sorted(config.destinations),
+                            profiles=sorted(config.profiles), pseudonymize=context["query"].get("pseudonymize") == "1")
 
     def _audit(self, context: dict) -> HttpResponse:
         query = context["query"]

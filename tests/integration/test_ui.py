@@ -151,3 +151,27 @@ def test_nodes_audit_and_quarantine_pages(cluster, tmp_path, browser):
     page.click("#quarantine button")
     page.wait_for_function("document.querySelector('#quarantine td').textContent === 'nothing quarantined'", timeout=10000)
     assert not kept[0].exists()
+
+
+def test_orthanc_explorer_buttons_open_the_send_page(cluster, tmp_path, browser):
+    (tmp_path / "key").write_text("ui-secret-0123456789")
+    node, pacs, dest = courier(cluster, tmp_path, Pseudonymization={"p": {"SecretFile": str(tmp_path / "key")}})
+    files = write_instances(tmp_path / "s", 2, patient_id="PE", patient_name="Doe^Jane")
+    storescu(node.dicom_port, files)
+    study = wait_until(lambda: node.get("/studies"), 20, what="the study in Courier's Orthanc")[0]
+    page = page_for(browser, "alice")
+    page.goto(node.url + f"/app/explorer.html#study?uuid={study}")
+    page.wait_for_selector("#courier-pseudonymize", timeout=20000)
+    assert page.locator("#courier-send").get_attribute("href").endswith(f"courier/ui/send?study={study}")
+    page.screenshot(path=str(SHOTS / "orthanc-explorer.png"), full_page=True)
+    page.goto(node.url + "/app/" + page.locator("#courier-pseudonymize").get_attribute("href"))
+    assert page.locator("#study td", has_text="Doe^Jane").count() == 1
+    assert page.locator("select[name=Pseudonymize]").input_value() == "p"
+    page.select_option("select[name=Destination]", "dest")
+    page.click("#send button[type=submit]")
+    page.wait_for_function("document.getElementById('message').textContent.startsWith('task ')", timeout=10000)
+    page.screenshot(path=str(SHOTS / "send.png"), full_page=True)
+    wait_until(lambda: len(dest.instances()) == 2, 30, what="the study sent")
+    assert {dest.get(f"/instances/{i}/simplified-tags")["PatientName"] for i in dest.instances()} != {"Doe^Jane"}
+    entries = node.get("/courier/audit", action="manual-send")["entries"]
+    assert [(e["actor"], e["destination"]) for e in entries] == [("alice", "dest")]
