@@ -17,6 +17,8 @@ import io
 import json
 import re
 import time
+
+import pydicom
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
@@ -32,6 +34,9 @@ from .host import HttpRequest, HttpResponse
 from .policy import CANCELED, FAILURE, PENDING, RUNNING, STATES, WARNING
 from .pseudonym_sources import parse_lookup_csv
 from .pseudonymize import PseudonymizationError, Pseudonymizer
+from .config import TRIGGERS
+from .ingest_gate import top_level_tags
+from .rules import CONTEXT_KEYS, evaluate
 from .store import AuditEvent, NewTask, Store
 from .ui import Ui
 
@@ -83,9 +88,11 @@ def _actor(request: HttpRequest) -> str:
 class Api:
     def __init__(self, config: CourierConfig, store: Store, is_healthy: Callable[[], bool],
                  pseudonymizers: Mapping[str, Pseudonymizer] = {}, rest: Optional[OrthancRest] = None,
-                 wake_workers: Optional[Callable[[], None]] = None) -> None:
+                 wake_workers: Optional[Callable[[], None]] = None,
+                 run_script: Optional[Callable] = None) -> None:
         self.config, self.store, self.is_healthy = config, store, is_healthy
         self.pseudonymizers, self.rest, self.wake_workers = pseudonymizers, rest, wake_workers
+        self.run_script = run_script
         self.csrf_secret = secrets.token_bytes(32)
         self.ui = Ui(self)
 
@@ -170,6 +177,56 @@ class Api:
             row["at"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(row["at"]))
             row["detail"] = json.dumps(row["detail"]) if row["detail"] else ""
         return HttpResponse(200, batch.to_csv(columns, rows), "text/csv; charset=utf-8")
+
+    def test_routes(self, request: HttpRequest, args: dict) -> Any:
+        """Which routes a DICOM file (application/dicom) or typed tags (JSON) would fire, and what
+        each route's pseudonymization would make of it. Nothing is stored or sent."""
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        data = bytes(request.body or b"")
+        if content_type == "application/dicom":
+            try:
+                tags = top_level_tags(data)
+            except Exception as exc:  # noqa: BLE001 - any unreadable file
+                raise ApiError(400, f"not a readable DICOM file: {type(exc).__name__}") from None
+            context = {}
+        else:
+            body = self._body(request)
+            if not isinstance(body.get("Tags", {}), dict):
+                raise ApiError(400, "Tags: an object of DICOM keyword -> value")
+            tags = {k: str(v) for k, v in body.get("Tags", {}).items()}
+            context = {k: str(body[k]) for k in ("CallingAet", "CalledAet", "RemoteIp") if body.get(k)}
+            data = None
+        tags.update(context)
+        fired, refused, errors = [], [], []
+        for trigger in TRIGGERS:
+            result = evaluate(self.config.routes, trigger, tags, self.run_script)
+            fired += [r.name for r in result.fired]
+            refused += [{"Route": r.name, "Reason": reason} for r, reason in result.refused]
+            errors += [{"Route": r.name, "Error": error} for r, error in result.errors]
+        previews = {}
+        for route in self.config.routes:
+            if route.name in fired and route.pseudonymize and route.pseudonymize not in previews:
+                previews[route.pseudonymize] = self._preview(route.pseudonymize, data, tags)
+        return {"Fired": fired, "Refused": refused, "Errors": errors, "Pseudonymized": previews}
+
+    def _preview(self, profile: str, data: Optional[bytes], tags: Mapping[str, str]) -> dict:
+        from pydicom.dataset import Dataset
+        try:
+            if data is not None:
+                out, _ = self.pseudonymizers[profile].pseudonymize_bytes(data)
+                dataset = pydicom.dcmread(io.BytesIO(out), stop_before_pixels=True)
+            else:
+                dataset = Dataset()
+                for keyword, value in tags.items():
+                    if keyword not in CONTEXT_KEYS:
+                        try:
+                            setattr(dataset, keyword, value)
+                        except (ValueError, TypeError):
+                            raise ApiError(400, f"Tags.{keyword}: not a DICOM keyword or not a valid value") from None
+                dataset = self.pseudonymizers[profile].pseudonymize(dataset).dataset
+        except PseudonymizationError as exc:
+            return {"Refused": f"{exc.disposition}: {exc.reason}"}
+        return {e.keyword: str(e.value) for e in dataset if e.keyword and e.VR not in ("SQ", "OB", "OW", "UN")}
 
     def send(self, request: HttpRequest, args: dict) -> Any:
         """A study stored in Courier's Orthanc, sent (optionally pseudonymized) by a durable task."""
@@ -552,6 +609,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "audit.csv", Api.audit_csv, "The audit trail as CSV, with the filters of /courier/audit",
              (("action", "action"), ("actor", "user or calling AE"), ("node", "destination or node id"),
               ("since", "Unix time"), ("until", "Unix time"))),
+    Endpoint("POST", "routes/test", Api.test_routes,
+             'Rule tester: a DICOM file (application/dicom) or {"Tags": {...}, "CallingAet"?} -> routes that fire, '
+             'refusals, and each profile\'s result; nothing is stored or sent', role="operator"),
     Endpoint("POST", "send", Api.send,
              'Send a study of Courier\'s Orthanc: {"Study": Orthanc ID, "Destination", "Pseudonymize"?}', role="operator"),
     Endpoint("POST", "quarantine/{id}/delete", Api.delete_quarantined,

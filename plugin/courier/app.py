@@ -29,7 +29,7 @@ REPO_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 class Courier:
     def __init__(self, host: Host, config: CourierConfig) -> None:
         self.host, self.config = host, config
-        run_script = load_conditions(config.scripts_directory, config.routes)
+        self.run_script = run_script = load_conditions(config.scripts_directory, config.routes)
         os.makedirs(os.path.dirname(config.database_path) or ".", exist_ok=True)
         self.store = Store(config.database_path)
         self.rest = OrthancRest(config.orthanc_url, token=host.rest_token())
@@ -46,7 +46,8 @@ class Courier:
                                        on_tasks=self.engine.wake)
         self.metrics = MetricsPublisher(self.store, host.set_metric)
         self.api = Api(config, self.store, is_healthy=lambda: self.engine.running and self.follower.running,
-                       pseudonymizers=self.pseudonymizers, rest=self.rest, wake_workers=self.engine.wake)
+                       pseudonymizers=self.pseudonymizers, rest=self.rest, wake_workers=self.engine.wake,
+                       run_script=self.run_script)
 
     def install(self) -> None:
         ingest_routes = [r for r in self.config.routes if r.pseudonymize_on == "Ingest"]

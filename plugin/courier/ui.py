@@ -17,7 +17,7 @@ from .errors import ApiError
 from .host import HttpResponse
 
 WEB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "web")
-STATIC = {"courier.css", "job.js", "explorer.js", "actions.js", "send.js"}
+STATIC = {"courier.css", "job.js", "explorer.js", "actions.js", "send.js", "routes.js", "batch.js"}
 
 
 class Ui:
@@ -48,6 +48,14 @@ class Ui:
             return self._render("nodes.html", context, nodes=list(config.nodes.values()), settings=config.node_settings,
                                 windows={n: _windows_text(s.windows) for n, s in config.node_settings.items()},
                                 echoes=self.api.store.node_statuses(), can_echo=context["role"] in ("operator", "admin"))
+        if page == "routes":
+            return self._render("routes.html", context, routes=self.api.routes(None, {}),
+                                can_test=context["role"] in ("operator", "admin"))
+        if page == "batch":
+            config = self.api.config
+            return self._render("batch.html", context,
+                                sources=[n for n, node in config.nodes.items() if node.kind in ("dicom", "dicomweb")],
+                                destinations=sorted(config.destinations), profiles=sorted(config.profiles))
         if page == "send":
             return self._send(context)
         if page == "audit":

@@ -175,3 +175,58 @@ def test_orthanc_explorer_buttons_open_the_send_page(cluster, tmp_path, browser)
     assert {dest.get(f"/instances/{i}/simplified-tags")["PatientName"] for i in dest.instances()} != {"Doe^Jane"}
     entries = node.get("/courier/audit", action="manual-send")["entries"]
     assert [(e["actor"], e["destination"]) for e in entries] == [("alice", "dest")]
+
+
+def test_routes_page_rule_tester_with_a_file_and_with_tags(cluster, tmp_path, browser):
+    (tmp_path / "key").write_text("ui-secret-0123456789")
+    node, pacs, dest = courier(cluster, tmp_path, Pseudonymization={"p": {"SecretFile": str(tmp_path / "key")}},
+                               Routes=[{"Name": "ct-pseudo", "Match": {"Modality": "CT"}, "Pseudonymize": "p",
+                                        "Destinations": ["dest"]},
+                                       {"Name": "rest", "Fallback": True, "Destinations": ["dest"]}])
+    path = write_instances(tmp_path / "s", 1, patient_id="PR", patient_name="Doe^Jane")[0]
+    page = page_for(browser, "alice")
+    page.goto(node.url + "/courier/ui/routes")
+    assert page.locator("#routes td", has_text="ct-pseudo").count() == 1
+    page.set_input_files("input[name=file]", str(path))
+    page.click("#tester button[type=submit]")
+    page.wait_for_selector("#fired li", timeout=10000)
+    assert page.locator("#fired li").all_inner_texts() == ["ct-pseudo"]
+    pseudonymized = dict(zip(page.locator(".pseudonymized th").all_inner_texts(), page.locator(".pseudonymized td").all_inner_texts()))
+    assert pseudonymized["PatientIdentityRemoved"] == "YES" and pseudonymized["PatientID"] != "PR"
+    assert "Doe" not in " ".join(pseudonymized.values())
+    page.screenshot(path=str(SHOTS / "routes.png"), full_page=True)
+    page.reload()
+    page.fill("textarea[name=tags]", "Modality=MR\nCallingAet=SOMEONE")
+    page.click("#tester button[type=submit]")
+    page.wait_for_selector("#fired li", timeout=10000)
+    assert page.locator("#fired li").all_inner_texts() == ["rest"]
+    assert dest.instances() == []                       # testing sends nothing
+
+
+def test_batch_page_reports_lines_then_starts(cluster, tmp_path, browser):
+    import pydicom
+    node, pacs, dest = courier(cluster, tmp_path)
+    files = write_instances(tmp_path / "s", 2, patient_id="PB1")
+    storescu(pacs.dicom_port, files)
+    study = pydicom.dcmread(files[0]).StudyInstanceUID
+    (tmp_path / "bad.csv").write_text(f"PatientID,StudyInstanceUID\nPB1,{study}\nPB2,not-a-uid\n")
+    (tmp_path / "good.csv").write_text(f"ID;PatientID;StudyInstanceUID\nr1;PB1;{study}\n")
+    page = page_for(browser, "alice")
+    page.goto(node.url + "/courier/ui/batch")
+    page.select_option("select[name=Source]", "pacs")
+    page.select_option("select[name=Destination]", "dest")
+    page.set_input_files("input[name=file]", str(tmp_path / "bad.csv"))
+    page.click("#batch button[type=submit]")
+    page.wait_for_selector("#problems td", timeout=20000)
+    assert page.locator("#problems tr").nth(1).locator("td").all_inner_texts() == [
+        "3", "StudyInstanceUID", "not a UID (digits and dots, at most 64)"]
+    assert page.locator("#start").is_disabled()
+    page.screenshot(path=str(SHOTS / "batch.png"), full_page=True)
+    page.set_input_files("input[name=file]", str(tmp_path / "good.csv"))
+    page.click("#batch button[type=submit]")
+    page.wait_for_function("document.getElementById('message').textContent === '1 rows, all valid'", timeout=20000)
+    page.click("#start")
+    page.wait_for_selector("#downloads a", timeout=20000)
+    page.click("#downloads a >> nth=0")
+    page.wait_for_function("document.getElementById('status').textContent === 'SUCCESS'", timeout=60000)
+    assert dest.sop_uids() == {p.stem for p in files}
