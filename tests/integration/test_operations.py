@@ -109,10 +109,12 @@ def test_openapi_document_matches_the_served_routes(cluster):
         for method in methods:
             response = requests.request(method.upper(), node.url + concrete, timeout=5,
                                         **({} if method == "get" else {"json": {}}))
+            if response.status_code == 200:
+                continue                                  # JSON, CSV or DICOM: served
             body = response.json()
-            # served by Courier: 200, or a Courier JSON error about the input, never an unknown route
-            assert response.status_code == 200 or (body.get("status") == response.status_code and not
-                                                    body["error"].startswith("no route")), (method, path, body)
+            # otherwise a Courier JSON error about the input, never an unknown route
+            assert body.get("status") == response.status_code and not body["error"].startswith("no route"), \
+                (method, path, body)
     unknown = requests.get(node.url + "/courier/not-a-route", timeout=5)
     assert unknown.status_code == 404 and unknown.json()["error"] == "no route /courier/not-a-route"
 
