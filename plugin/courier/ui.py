@@ -36,8 +36,14 @@ class Ui:
         if page == "":
             return self._render("dashboard.html", context, **self._dashboard())
         if page == "jobs":
-            _, rows = self.api.store.jobs(100, 0)
-            return self._render("jobs.html", context, jobs=[jobs.summary(j, time.time(), self.api.config) for j in rows])
+            _, rows = self.api.store.jobs(500, 0)
+            summaries = [jobs.summary(j, time.time(), self.api.config) for j in rows]
+            wanted = context["query"].get("status") or ""
+            by = context["query"].get("by") or ""
+            shown = [j for j in summaries if (not wanted or j["Status"] == wanted) and (not by or j["CreatedBy"] == by)]
+            return self._render("jobs.html", context, jobs=shown, status=wanted, by=by,
+                                statuses=("PENDING", "RUNNING", "WAITING_FOR_WINDOW", "PAUSED", "SUCCESS", "WARNING",
+                                          "FAILURE", "CANCELED"))
         if page == "explorer":
             config = self.api.config
             return self._render("explorer.html", context,

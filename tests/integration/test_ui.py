@@ -230,3 +230,79 @@ def test_batch_page_reports_lines_then_starts(cluster, tmp_path, browser):
     page.click("#downloads a >> nth=0")
     page.wait_for_function("document.getElementById('status').textContent === 'SUCCESS'", timeout=60000)
     assert dest.sop_uids() == {p.stem for p in files}
+
+
+class SubPathProxy:
+    """A reverse proxy publishing Orthanc under /pacs/courier-router/ (as nginx would)."""
+
+    PREFIX = "/pacs/courier-router"
+
+    def __init__(self, upstream):
+        import http.server
+        import threading
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _forward(self):
+                if not self.path.startswith(outer.PREFIX + "/"):
+                    self.send_error(404)
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                answer = requests.request(self.command, upstream + self.path[len(outer.PREFIX):], data=body,
+                                          headers=headers, timeout=60, allow_redirects=False)
+                self.send_response(answer.status_code)
+                for name, value in answer.headers.items():
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+            do_GET = do_POST = _forward
+
+            def log_message(self, *args):
+                pass
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{self.PREFIX}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_ui_works_behind_a_reverse_proxy_and_never_shows_secrets(cluster, tmp_path, browser):
+    (tmp_path / "key").write_text("very-secret-key-0123456789")
+    node, pacs, dest = courier(cluster, tmp_path, Pseudonymization={"p": {"SecretFile": str(tmp_path / "key")}},
+                               Archives={"zip": {"Path": str(tmp_path / "a")}})
+    storescu(pacs.dicom_port, write_instances(tmp_path / "s", 1, patient_id="PP"))
+    proxy = SubPathProxy(node.url)
+    try:
+        page = page_for(browser, "alice")
+        seen = []
+        page.on("response", lambda response: seen.append((response.status, response.url)))
+        page.goto(proxy.url + "/courier/ui/explorer")
+        page.select_option("select[name=Node]", "pacs")
+        page.fill("input[name=PatientID]", "PP")
+        page.click("#query button[type=submit]")
+        page.wait_for_function("document.getElementById('message').textContent === '1 found'", timeout=30000)
+        page.check("#answers tbody input[type=checkbox]")
+        page.select_option("select[name=Destination]", "zip")
+        page.click("#transfer button[type=submit]")           # refused: no archive password, said on the page
+        page.wait_for_function("document.getElementById('message').textContent.indexOf('ArchivePassword') >= 0",
+                               timeout=10000)
+        page.select_option("select[name=Destination]", "dest")
+        page.click("#transfer button[type=submit]")
+        page.wait_for_url("**/pacs/courier-router/courier/ui/jobs/*", timeout=30000)
+        page.wait_for_function("document.getElementById('status').textContent === 'SUCCESS'", timeout=60000)
+        for link in ("", "jobs", "nodes", "audit", "quarantine", "routes", "batch", "jobs?status=SUCCESS"):
+            page.goto(proxy.url + "/courier/ui/" + link)
+            assert "very-secret-key" not in page.content() and "change-me" not in page.content()
+        assert page.locator("#jobs .status").all_inner_texts() == ["SUCCESS"]
+        page.goto(proxy.url + "/courier/ui/jobs?status=FAILURE")
+        assert page.locator("#jobs td").first.inner_text() == "no job yet"
+        assert all(url.startswith(proxy.url) for _, url in seen)          # every request stayed under the sub-path
+        assert not [url for status, url in seen if status == 404]
+    finally:
+        proxy.close()
