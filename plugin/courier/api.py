@@ -294,7 +294,7 @@ class Api:
         if source not in self.config.nodes or self.config.nodes[source].kind not in ("dicom", "dicomweb"):
             raise ApiError(400, f"Source: {source!r} is neither a DICOM modality nor a DICOMweb server")
         if parsed.ok and not extra and kind == "transfer":
-            extra += batches.check_transfer_rows(self.rest, source, parsed.rows, self.config.nodes[source].kind)
+            extra += batches.check_transfer_rows(self.rest, source, parsed.rows, remote.search_of(self.config, source))
         verdict = batches.report(parsed, extra)
         if not verdict["Valid"] or dry_run:
             return _json(200 if dry_run else 400, {**verdict, "DryRun": dry_run})
@@ -421,7 +421,7 @@ class Api:
             raise ApiError(409, f"node {node_id!r} is an Orthanc peer; query a DICOM modality or a DICOMweb server")
         try:
             result = remote.find(self.rest, node.id, level, filters, self.config.node_settings[node.id].max_results,
-                                 search=remote.search_for(node.kind))
+                                 search=remote.search_of(self.config, node.id))
         except DeliveryError as exc:
             raise ApiError(502, f"C-FIND on {node_id}: {exc}") from None
         self.store.record(AuditEvent("query", actor=_actor(request), destination=node_id,

@@ -14,7 +14,7 @@ from .config import CourierConfig
 from .errors import ApiError, DeliveryError
 from .fetch import orthanc_id
 from .orthanc_rest import OrthancRest
-from .remote import find, search_for
+from .remote import find, search_of
 from .store import JobTarget
 
 QUERY_RESULT_COLUMNS = ["line", "ID", "Found", "PatientID", "PatientName", "PatientBirthDate", "StudyInstanceUID",
@@ -24,11 +24,11 @@ TRANSFER_RESULT_COLUMNS = ["line", "ID", "PatientID", "StudyInstanceUID", "Serie
                            "Delivered", "Expected", "Error"]
 
 
-def check_transfer_rows(rest: OrthancRest, source: str, rows: list[dict], kind: str = "dicom") -> list[batch.Problem]:
+def check_transfer_rows(rest: OrthancRest, source: str, rows: list[dict], search: Callable) -> list[batch.Problem]:
     problems = []
     for row in rows:
         try:
-            answers = search_for(kind)(rest, source, "STUDY", {"StudyInstanceUID": row["StudyInstanceUID"], "PatientID": ""})
+            answers = search(rest, source, "STUDY", {"StudyInstanceUID": row["StudyInstanceUID"], "PatientID": ""})
         except DeliveryError as exc:
             raise ApiError(502, f"C-FIND on {source}: {exc}") from None
         found = [a for a in answers if a.get("StudyInstanceUID") == row["StudyInstanceUID"]]
@@ -48,7 +48,7 @@ def run_query_rows(rest: OrthancRest, config: CourierConfig, source: str, rows: 
         base = {"line": row["line"], "ID": row.get("ID", "")}
         try:
             answers = find(rest, source, "STUDY", filters, config.node_settings[source].max_results,
-                           search=search_for(config.nodes[source].kind))["Answers"]
+                           search=search_of(config, source))["Answers"]
         except DeliveryError as exc:
             results.append({**base, "Found": 0, "Error": str(exc)})
             continue

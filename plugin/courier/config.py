@@ -72,6 +72,7 @@ class NodeSettings:
     retrieve_method: str = "C-MOVE"
     direct_move_to: tuple = ()        # DICOM destinations this node can C-MOVE to itself
     max_parallel_tasks: int = 2       # job tasks fetching from this node at once
+    query_model: str = "StudyRoot"    # or PatientRoot (C-FIND information model)
 
 
 @dataclass(frozen=True)
@@ -321,8 +322,11 @@ def _node_settings(raw: Any, nodes: Mapping[str, Node]) -> dict[str, NodeSetting
                 raise ConfigError(f"{path}.DirectMoveTo[{index}]", f"{target!r} is not a DICOM modality of DicomModalities")
         if direct and "C-MOVE" not in capabilities:
             raise ConfigError(f"{path}.DirectMoveTo", "needs C-MOVE among the node's Capabilities")
+        model = section.get("QueryModel", str, "StudyRoot")
+        if model not in ("StudyRoot", "PatientRoot"):
+            raise ConfigError(f"{path}.QueryModel", f"unknown model {model!r}", "StudyRoot or PatientRoot")
         settings[node_id] = NodeSettings(tuple(capabilities), max_results, tuple(parsed), method, direct,
-                                         section.positive("MaxParallelTasks", int, 2))
+                                         section.positive("MaxParallelTasks", int, 2), model)
     return settings
 
 

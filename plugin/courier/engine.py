@@ -23,6 +23,7 @@ from . import fetch, windows
 from .policy import CANCELED, FINAL_STATES, SUCCESS, decide
 from .senders import ArchiveSender, Sender
 from .pseudonymize import PseudonymizationError, Pseudonymizer
+from .remote import search_of
 from .store import Attempt, ManifestItem, Store
 
 log = logging.getLogger("courier.engine")
@@ -172,7 +173,7 @@ class Engine:
         Courier's Orthanc lacks any of it; what never arrived stays as "missing:<UID>"."""
         node = self.config.nodes[task["source"]]
         series = task["series_uid"]
-        expected = fetch.expected_uids(self.rest, task["source"], task["study_uid"], node.kind, series)
+        expected = fetch.expected_uids(self.rest, task["source"], task["study_uid"], search_of(self.config, node.id), series)
         if not expected:
             raise DeliveryError(f"{task['source']} lists no instance of {task['level'].lower()} {series or task['study_uid']}")
         present = fetch.present_instances(self.rest, task["resource_id"], task["level"])
@@ -203,7 +204,7 @@ class Engine:
         destination with C-FIND when it offers it, else taken from the C-MOVE's sub-operation counts."""
         source, target = self.config.nodes[task["source"]], self.config.nodes[task["destination"]]
         series = task["series_uid"]
-        expected = fetch.expected_uids(self.rest, source.id, task["study_uid"], source.kind, series)
+        expected = fetch.expected_uids(self.rest, source.id, task["study_uid"], search_of(self.config, source.id), series)
         if not expected:
             raise DeliveryError(f"{source.id} lists no instance of {task['level'].lower()} {series or task['study_uid']}")
         manifest = [ManifestItem(f"{DIRECT}{uid}", uid) for uid in expected]
@@ -213,7 +214,7 @@ class Engine:
                               lambda: self.store.task_state(task["id"]) == CANCELED or self._stop.is_set(),
                               move_aet=target.aet, series_uid=series)
         if "C-FIND" in self.config.node_settings[target.id].capabilities:
-            arrived = set(fetch.expected_uids(self.rest, target.id, task["study_uid"], target.kind, series))
+            arrived = set(fetch.expected_uids(self.rest, target.id, task["study_uid"], search_of(self.config, target.id), series))
         elif not counts.get("NumberOfFailedSuboperations") and counts.get("NumberOfCompletedSuboperations", 0) >= len(expected):
             arrived = set(expected)
         else:

@@ -18,7 +18,6 @@ from typing import Callable, Optional
 from .config import Node
 from .errors import DeliveryError
 from .orthanc_rest import OrthancHttpError, OrthancRest
-from .remote import search_for
 
 POLL_SECONDS = 0.3
 
@@ -34,10 +33,10 @@ def orthanc_study_id(patient_id: str, study_uid: str) -> str:
     return orthanc_id(patient_id, study_uid)
 
 
-def expected_uids(rest: OrthancRest, source: str, study_uid: str, kind: str = "dicom",
+def expected_uids(rest: OrthancRest, source: str, study_uid: str, search: Callable,
                   series_uid: Optional[str] = None) -> list[str]:
-    answers = search_for(kind)(rest, source, "IMAGE", {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid or "",
-                                                        "SOPInstanceUID": ""})
+    answers = search(rest, source, "IMAGE", {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid or "",
+                                             "SOPInstanceUID": ""})
     return sorted({a["SOPInstanceUID"] for a in answers if a.get("SOPInstanceUID")})
 
 

@@ -16,7 +16,7 @@ from .orthanc_rest import OrthancRest
 from .policy import CANCELED, FAILURE, PENDING, RUNNING, SUCCESS, WARNING
 from .profiles import TRIAL_KEYWORDS
 from .query import parse_date_range
-from .remote import find, search_for
+from .remote import find, search_of
 from .store import JobTarget
 
 ITEM_KEYS = ("StudyInstanceUID", "AccessionNumber", "PatientID", "StudyDate", "ModalitiesInStudy",
@@ -83,14 +83,14 @@ def validate(body: Any, config: CourierConfig) -> dict:
 def resolve(rest: OrthancRest, config: CourierConfig, source: str, items: list[dict]) -> list[JobTarget]:
     """Each item -> the studies (or, with a series filter, the series) the source holds for it
     (C-FIND or QIDO, re-filtered locally). One job task per target."""
-    kind = config.nodes[source].kind
+    search = search_of(config, source)
     targets: dict[tuple[str, str], JobTarget] = {}
     for index, item in enumerate(items):
         study_filters = {k: v for k, v in item.items() if v and k not in SERIES_KEYS}
         series_filters = {k: v for k, v in item.items() if v and k in SERIES_KEYS}
         try:
             studies = find(rest, source, "STUDY", study_filters, config.node_settings[source].max_results,
-                           search=search_for(kind))["Answers"]
+                           search=search)["Answers"]
             found = []
             for study in studies:
                 study_id = orthanc_id(study["PatientID"], study["StudyInstanceUID"])
@@ -98,7 +98,7 @@ def resolve(rest: OrthancRest, config: CourierConfig, source: str, items: list[d
                     found.append(JobTarget(study["StudyInstanceUID"], study_id, study_id, _present(rest, "studies", study_id)))
                     continue
                 series = find(rest, source, "SERIES", {"StudyInstanceUID": study["StudyInstanceUID"], **series_filters},
-                              search=search_for(kind))["Answers"]
+                              search=search)["Answers"]
                 for one in series:
                     series_id = orthanc_id(study["PatientID"], study["StudyInstanceUID"], one["SeriesInstanceUID"])
                     found.append(JobTarget(study["StudyInstanceUID"], series_id, study_id,

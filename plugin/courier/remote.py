@@ -71,9 +71,53 @@ def qido_search(rest: OrthancRest, node_id: str, level: str, keys: Mapping[str, 
     return results
 
 
-def search_for(kind: str) -> Callable:
-    """C-FIND for DICOM nodes, QIDO-RS for DICOMweb servers."""
-    return qido_search if kind == "dicomweb" else c_find
+def patient_root_search(node, local_aet: str, timeout: float = 600.0) -> Callable:
+    """A c_find-compatible search using the Patient Root model, issued with pynetdicom, for PACS
+    that do not answer Study Root queries (Orthanc's C-FIND client always uses Study Root below
+    the patient level)."""
+    def search(rest: OrthancRest, node_id: str, level: str, keys: Mapping[str, str]) -> list[dict]:
+        from pydicom.dataset import Dataset
+        from pynetdicom import AE
+        from pynetdicom.sop_class import PatientRootQueryRetrieveInformationModelFind as FIND
+
+        ae = AE(ae_title=local_aet)
+        ae.acse_timeout = ae.network_timeout = 30
+        ae.dimse_timeout = timeout
+        ae.add_requested_context(FIND)
+        assoc = ae.associate(node.host, node.port, ae_title=node.aet)
+        if not assoc.is_established:
+            raise DeliveryError(f"C-FIND: association with {node.aet}@{node.host}:{node.port} failed")
+        identifier = Dataset()
+        identifier.QueryRetrieveLevel = level
+        for keyword, value in keys.items():
+            setattr(identifier, keyword, value)
+        if level != "PATIENT" and "PatientID" not in keys:
+            identifier.PatientID = ""
+        answers = []
+        try:
+            for status, found in assoc.send_c_find(identifier, FIND):
+                if status is None or "Status" not in status:
+                    raise DeliveryError(f"C-FIND on {node_id}: no answer (association lost)")
+                if status.Status in (0xFF00, 0xFF01) and found is not None:
+                    answers.append({e.keyword: ("\\".join(str(v) for v in e.value) if e.VM > 1 else str(e.value or ""))
+                                    for e in found if e.keyword and e.VR != "SQ"})
+                elif status.Status not in (0x0000, 0xFF00, 0xFF01):
+                    raise DeliveryError(f"C-FIND on {node_id} refused: status {int(status.Status):#06x}")
+        finally:
+            if assoc.is_established:
+                assoc.release()
+        return answers
+    return search
+
+
+def search_for(kind: str, node=None, settings=None, local_aet: str = "COURIER") -> Callable:
+    """QIDO-RS for DICOMweb servers; C-FIND for DICOM nodes, through Orthanc (Study Root) or, for
+    a node configured with QueryModel PatientRoot, with pynetdicom."""
+    if kind == "dicomweb":
+        return qido_search
+    if settings is not None and settings.query_model == "PatientRoot":
+        return patient_root_search(node, local_aet)
+    return c_find
 
 
 def find(rest: OrthancRest, node_id: str, level: str, filters: Mapping[str, str], max_results: int = 0,
@@ -107,3 +151,9 @@ def find(rest: OrthancRest, node_id: str, level: str, filters: Mapping[str, str]
                                 f"split further; narrow the filters", retriable=False)
     return {"Answers": sorted(answers.values(), key=lambda a: (a.get("StudyDate", ""), a.get("PatientID", ""))),
             "Refiltered": dropped, "Splits": splits}
+
+
+def search_of(config, node_id: str) -> Callable:
+    """The search (C-FIND through Orthanc, Patient Root C-FIND, or QIDO-RS) for a configured node."""
+    node = config.nodes[node_id]
+    return search_for(node.kind, node, config.node_settings.get(node_id), config.local_aet)

@@ -69,3 +69,32 @@ def test_query_a_real_orthanc_pacs_by_name_and_date(cluster, tmp_path):
     bad = node.post("/courier/query", {"Node": "nowhere", "Level": "STUDY"})
     assert bad.status_code == 404 and "no node 'nowhere'" in bad.json()["error"]
     assert node.get("/courier/audit", action="query")["total"] == 2
+
+
+def test_query_model_patient_root_for_a_pacs_without_study_root(cluster):
+    from pynetdicom.sop_class import PatientRootQueryRetrieveInformationModelFind
+
+    port = free_port()
+
+    def on_find(event):
+        if event.identifier.QueryRetrieveLevel != "STUDY":
+            return
+        for uid, patient, date, modality in STUDIES[:3]:
+            answer = Dataset()
+            answer.QueryRetrieveLevel = "STUDY"
+            answer.StudyInstanceUID, answer.PatientID, answer.StudyDate = uid, patient, date
+            yield 0xFF00, answer
+    ae = AE(ae_title="OLDPACS")
+    ae.add_supported_context(PatientRootQueryRetrieveInformationModelFind)
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)])
+    try:
+        modality = {"AET": "OLDPACS", "Host": "127.0.0.1", "Port": port}
+        node = cluster.orthanc("router", courier={"AllowedCallers": "Any",
+                                                  "Nodes": {"old": {"QueryModel": "PatientRoot"}}},
+                               extra={"DicomModalities": {"old": modality, "same": modality}})
+        answer = node.post("/courier/query", {"Node": "old", "Level": "STUDY", "Filters": {"PatientID": "P1"}}).json()
+        assert [a["PatientID"] for a in answer["Answers"]] == ["P1"]        # re-filtered locally too
+        study_root = node.post("/courier/query", {"Node": "same", "Level": "STUDY", "Filters": {"PatientID": "P1"}})
+        assert study_root.status_code == 502 and "C-FIND on same" in study_root.json()["error"]
+    finally:
+        server.shutdown()
