@@ -10,7 +10,6 @@ sub-operations, or that silently loses images, shows up as missing UIDs, never a
 from __future__ import annotations
 
 import hashlib
-import socket
 import threading
 import time
 from typing import Callable, Optional
@@ -18,6 +17,7 @@ from typing import Callable, Optional
 from .config import Node
 from .errors import DeliveryError
 from .orthanc_rest import OrthancHttpError, OrthancRest
+from .remote import open_association
 
 POLL_SECONDS = 0.3
 
@@ -68,16 +68,9 @@ def c_move(node: Node, local_aet: str, study_uid: str, cancelled: Callable[[], b
     """C-MOVE the study to `move_aet` (default: `local_aet`, Courier's Orthanc). Returns the final
     response's counts; DeliveryError if the association fails, the move is refused, cancelled or
     too slow."""
-    from pynetdicom import AE
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as MOVE
 
-    ae = AE(ae_title=local_aet)
-    ae.acse_timeout = ae.network_timeout = 30
-    ae.dimse_timeout = dimse_timeout
-    ae.add_requested_context(MOVE)
-    assoc = ae.associate(node.host, node.port, ae_title=node.aet)
-    if not assoc.is_established:
-        raise DeliveryError(f"C-MOVE: association with {node.aet}@{node.host}:{node.port} failed")
+    assoc = open_association(node, local_aet, [MOVE], dimse_timeout, "C-MOVE")
     identifier = _identifier(study_uid, series_uid)
     return _run_retrieve(assoc, lambda: assoc.send_c_move(identifier, move_aet or local_aet, MOVE, msg_id=1), MOVE,
                          node.id, "C-MOVE", cancelled, timeout)
@@ -86,10 +79,6 @@ def c_move(node: Node, local_aet: str, study_uid: str, cancelled: Callable[[], b
 def _run_retrieve(assoc, responses: Callable, model, node_id: str, name: str, cancelled: Callable[[], bool],
                   timeout: float) -> dict:
     """Consume a C-MOVE/C-GET's responses in a thread; a cancel sends C-CANCEL, then aborts."""
-    try:
-        assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (AttributeError, OSError):
-        pass
     outcome: dict = {}
 
     def run() -> None:
@@ -133,17 +122,11 @@ def c_get(node: Node, local_aet: str, study_uid: str, store: Callable[[bytes], N
           series_uid: Optional[str] = None) -> dict:
     """C-GET the study with pynetdicom (Orthanc 1.10.1 has no C-GET client); each received
     instance is handed to `store` (an upload into Orthanc) before it is acknowledged."""
-    from pynetdicom import AE, StoragePresentationContexts, build_role, evt
+    from pynetdicom import StoragePresentationContexts, build_role, evt
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet as GET
 
-    ae = AE(ae_title=local_aet)
-    ae.acse_timeout = ae.network_timeout = 30
-    ae.dimse_timeout = dimse_timeout
-    ae.add_requested_context(GET)
-    contexts = StoragePresentationContexts[:127]          # 128 contexts at most, one is C-GET's
-    for context in contexts:
-        ae.add_requested_context(context.abstract_syntax)
-    roles = [build_role(context.abstract_syntax, scp_role=True) for context in contexts]
+    storage = [context.abstract_syntax for context in StoragePresentationContexts[:127]]   # 128 at most
+    roles = [build_role(syntax, scp_role=True) for syntax in storage]
 
     def on_store(event) -> int:
         try:
@@ -151,10 +134,8 @@ def c_get(node: Node, local_aet: str, study_uid: str, store: Callable[[bytes], N
             return 0x0000
         except Exception:  # noqa: BLE001 - refuse this one instance, it will be missing
             return 0xA700
-    assoc = ae.associate(node.host, node.port, ae_title=node.aet, ext_neg=roles,
-                         evt_handlers=[(evt.EVT_C_STORE, on_store)])
-    if not assoc.is_established:
-        raise DeliveryError(f"C-GET: association with {node.aet}@{node.host}:{node.port} failed")
+    assoc = open_association(node, local_aet, [GET] + storage, dimse_timeout, "C-GET", ext_neg=roles,
+                             evt_handlers=[(evt.EVT_C_STORE, on_store)])
     identifier = _identifier(study_uid, series_uid)
     return _run_retrieve(assoc, lambda: assoc.send_c_get(identifier, GET, msg_id=1), GET, node.id, "C-GET",
                          cancelled, timeout)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import datetime
-from typing import Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from .errors import DeliveryError
 from .orthanc_rest import OrthancRest
@@ -71,22 +71,36 @@ def qido_search(rest: OrthancRest, node_id: str, level: str, keys: Mapping[str, 
     return results
 
 
+def open_association(node, local_aet: str, contexts, dimse_timeout: float, what: str, **associate: Any):
+    """A pynetdicom association from Courier's AE title to a DICOM node, TCP_NODELAY set."""
+    import socket
+
+    from pynetdicom import AE
+
+    ae = AE(ae_title=local_aet)
+    ae.acse_timeout = ae.network_timeout = 30
+    ae.dimse_timeout = dimse_timeout
+    for context in contexts:
+        ae.add_requested_context(context)
+    assoc = ae.associate(node.host, node.port, ae_title=node.aet, **associate)
+    if not assoc.is_established:
+        raise DeliveryError(f"{what}: association with {node.aet}@{node.host}:{node.port} failed")
+    try:
+        assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (AttributeError, OSError):
+        pass
+    return assoc
+
+
 def patient_root_search(node, local_aet: str, timeout: float = 600.0) -> Callable:
     """A c_find-compatible search using the Patient Root model, issued with pynetdicom, for PACS
     that do not answer Study Root queries (Orthanc's C-FIND client always uses Study Root below
     the patient level)."""
     def search(rest: OrthancRest, node_id: str, level: str, keys: Mapping[str, str]) -> list[dict]:
         from pydicom.dataset import Dataset
-        from pynetdicom import AE
         from pynetdicom.sop_class import PatientRootQueryRetrieveInformationModelFind as FIND
 
-        ae = AE(ae_title=local_aet)
-        ae.acse_timeout = ae.network_timeout = 30
-        ae.dimse_timeout = timeout
-        ae.add_requested_context(FIND)
-        assoc = ae.associate(node.host, node.port, ae_title=node.aet)
-        if not assoc.is_established:
-            raise DeliveryError(f"C-FIND: association with {node.aet}@{node.host}:{node.port} failed")
+        assoc = open_association(node, local_aet, [FIND], timeout, "C-FIND")
         identifier = Dataset()
         identifier.QueryRetrieveLevel = level
         for keyword, value in keys.items():

@@ -2,7 +2,7 @@
 import requests
 
 from factory import write_instances
-from harness import Orthanc, storescu, wait_until
+from harness import Orthanc, storescu
 
 USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw", "dave": "dave-pw"}
 

@@ -79,6 +79,16 @@ def test_bad_job_requests_name_the_field(cluster, tmp_path):
         assert answer.status_code == status and words in answer.json()["error"], answer.text
 
 
+def qr_scp(title, port, on_find, on_move):
+    """A pynetdicom query/retrieve SCP (C-FIND, C-MOVE of CT instances) on loopback."""
+    ae = AE(ae_title=title)
+    ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
+    ae.add_supported_context(StudyRootQueryRetrieveInformationModelMove)
+    ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
+    return ae.start_server(("127.0.0.1", port), block=False,
+                           evt_handlers=[(evt.EVT_C_FIND, on_find), (evt.EVT_C_MOVE, on_move)])
+
+
 def find_handler(instances):
     """A C-FIND handler listing one study at STUDY level and every instance at IMAGE level."""
     def on_find(event):
@@ -104,12 +114,7 @@ def lossy_pacs(port, router_port, instances):
         yield len(instances) - 1
         for ds in instances[:-1]:
             yield 0xFF00, ds
-    ae = AE(ae_title="LOSSY")
-    ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
-    ae.add_supported_context(StudyRootQueryRetrieveInformationModelMove)
-    ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
-    return ae.start_server(("127.0.0.1", port), block=False,
-                           evt_handlers=[(evt.EVT_C_FIND, on_find), (evt.EVT_C_MOVE, on_move)])
+    return qr_scp("LOSSY", port, on_find, on_move)
 
 
 def test_a_pacs_that_loses_an_image_while_reporting_success_gives_warning(cluster, tmp_path):
@@ -144,12 +149,7 @@ def slow_pacs(port, router_port, instances, seconds_per_instance, sent):
             time.sleep(seconds_per_instance)
             sent.append(ds.SOPInstanceUID)
             yield 0xFF00, ds
-    ae = AE(ae_title="SLOW")
-    ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
-    ae.add_supported_context(StudyRootQueryRetrieveInformationModelMove)
-    ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
-    return ae.start_server(("127.0.0.1", port), block=False,
-                           evt_handlers=[(evt.EVT_C_FIND, on_find), (evt.EVT_C_MOVE, on_move)])
+    return qr_scp("SLOW", port, on_find, on_move)
 
 
 def test_cancel_takes_effect_during_a_slow_c_move(cluster, tmp_path):
