@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import csv
+import dataclasses
 import hashlib
 import hmac
 import os
@@ -248,6 +249,41 @@ class Api:
         if self.wake_workers:
             self.wake_workers()
         return self.store.task(task_id)
+
+    def release_quarantined(self, request: HttpRequest, args: dict) -> Any:
+        """An admin reviewed a quarantined instance: deliver it anyway, pseudonymized, with the
+        burned-in check waived for it alone. On send: a task to the same destination. On ingest:
+        the kept original, pseudonymized, is stored (and then routed as usual)."""
+        entry = self.store.quarantine_entry(_int(args["id"], "id", 0, 1))
+        if entry is None:
+            raise ApiError(404, f"no quarantine entry {args['id']}")
+        profile = entry["profile"]
+        if profile not in self.pseudonymizers:
+            raise ApiError(409, f"profile {profile!r} of this entry is no longer configured")
+        base = self.pseudonymizers[profile]
+        reviewed = Pseudonymizer(dataclasses.replace(base.profile, burned_in="Pass"), base.patient_pseudonym)
+        actor = _actor(request)
+        if entry.get("file"):
+            try:
+                with open(entry["file"], "rb") as handle:
+                    data, result = reviewed.pseudonymize_bytes(handle.read())
+            except OSError as exc:
+                raise ApiError(409, f"the kept original cannot be read: {exc.strerror}") from None
+            except PseudonymizationError as exc:
+                raise ApiError(409, f"still cannot be pseudonymized: {exc.reason}") from None
+            self.rest.post_bytes("/instances", data)
+            self.store.record_crosswalk(profile, [result.patient_id], result.uids)
+            self.store.release_quarantined(entry["id"], actor, None)
+            os.remove(entry["file"])
+            return {"released": entry["id"], "stored": True}
+        task = self.store.task(entry["task_id"]) if entry.get("task_id") else None
+        if task is None or not entry.get("instance_id"):
+            raise ApiError(409, "this entry names no task or instance to deliver")
+        created = self.store.release_quarantined(entry["id"], actor, NewTask(
+            f"release:{actor}", task["destination"], "Instance", entry["instance_id"], profile=profile, reviewed=True))
+        if self.wake_workers:
+            self.wake_workers()
+        return {"released": entry["id"], "task": created[0]}
 
     def delete_quarantined(self, request: HttpRequest, args: dict) -> Any:
         entry = self.store.delete_quarantined(_int(args["id"], "id", 0, 1), _actor(request))
@@ -614,6 +650,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              'refusals, and each profile\'s result; nothing is stored or sent', role="operator"),
     Endpoint("POST", "send", Api.send,
              'Send a study of Courier\'s Orthanc: {"Study": Orthanc ID, "Destination", "Pseudonymize"?}', role="operator"),
+    Endpoint("POST", "quarantine/{id}/release", Api.release_quarantined,
+             "Deliver a reviewed quarantined instance anyway, pseudonymized, burned-in check waived", role="admin"),
     Endpoint("POST", "quarantine/{id}/delete", Api.delete_quarantined,
              "Forget a quarantine entry and delete the original it kept", role="admin"),
     Endpoint("GET", "openapi.json", Api.openapi, "This document"),

@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 
 from pydicom import dcmread
 
-from .pseudonymize import PseudonymizationError, Pseudonymizer
+from .pseudonymize import PseudonymizationError, Pseudonymizer, method_marker
 from .rules import Route, evaluate
 from .store import Store
 
@@ -45,6 +45,8 @@ class IngestGate:
     def decide(self, data: bytes) -> tuple[str, Optional[bytes]]:
         try:
             tags = top_level_tags(data)
+            if method_marker(self.profile) in tags.get("DeidentificationMethod", "").split("\\"):
+                return KEEP, None                   # already pseudonymized with this profile: never twice
             matched = [r for r in self.routes if evaluate((r,), r.trigger, tags).fired]
             if not matched:
                 return KEEP, None

@@ -88,7 +88,7 @@ def m001_tasks_manifests_audit_cursor(db: sqlite_utils.Database) -> None:
 TASK_COLUMNS = ("id", "route", "destination", "level", "resource_id", "state", "priority", "attempts",
                 "next_attempt_at", "created_at", "updated_at", "finished_at", "heartbeat_at", "owner",
                 "last_error", "delete_after", "expected", "delivered", "bytes", "profile", "job_id", "source",
-                "study_uid", "series_uid", "study_id")
+                "study_uid", "series_uid", "study_id", "reviewed")
 
 
 @migrations()
@@ -150,6 +150,11 @@ def m009_job_trial(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN trial TEXT")         # JSON: clinical trial attributes of the job
 
 
+@migrations()
+def m010_reviewed_release(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE tasks ADD COLUMN reviewed INTEGER NOT NULL DEFAULT 0")   # burned-in check waived
+
+
 @dataclass(frozen=True)
 class JobTarget:
     """What one job task brings: a study, or one series of it."""
@@ -172,6 +177,7 @@ class NewTask:
     job_id: Optional[int] = None
     source: Optional[str] = None
     study_uid: Optional[str] = None
+    reviewed: bool = False          # an admin released it from quarantine: no burned-in check
 
 
 @dataclass(frozen=True)
@@ -268,10 +274,10 @@ class Store:
             for t in tasks:
                 cur = db.execute(
                     "INSERT INTO tasks (route, destination, level, resource_id, state, priority, next_attempt_at,"
-                    " created_at, updated_at, delete_after, profile, job_id, source, study_uid)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " created_at, updated_at, delete_after, profile, job_id, source, study_uid, reviewed)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (t.route, t.destination, t.level, t.resource_id, PENDING, t.priority, now, now, now,
-                     int(t.delete_after), t.profile, t.job_id, t.source, t.study_uid))
+                     int(t.delete_after), t.profile, t.job_id, t.source, t.study_uid, int(t.reviewed)))
                 ids.append(cur.lastrowid)
             self._audit(db, [AuditEvent("task-created", route=t.route, destination=t.destination,
                                         resource_id=t.resource_id, task_id=i) for t, i in zip(tasks, ids)])
@@ -520,6 +526,17 @@ class Store:
                                         route=route, resource_id=instance_id, task_id=task_id,
                                         detail={"reason": reason, "quarantine_id": cur.lastrowid})])
         return cur.lastrowid
+
+    def quarantine_entry(self, entry_id: int) -> Optional[dict]:
+        row = self._db().execute("SELECT * FROM quarantine WHERE id = ?", (entry_id,)).fetchone()
+        return None if row is None else dict(row)
+
+    def release_quarantined(self, entry_id: int, actor: str, task: Optional[NewTask]) -> list[int]:
+        """Forget the entry; with `task`, queue it (same transaction) to deliver the instance."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM quarantine WHERE id = ?", (entry_id,))
+            self._audit(db, [AuditEvent("quarantine-released", actor=actor, detail={"quarantine_id": entry_id})])
+        return self.enqueue([task]) if task else []
 
     def delete_quarantined(self, entry_id: int, actor: str) -> Optional[dict]:
         with self._transaction() as db:

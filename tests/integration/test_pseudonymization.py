@@ -156,3 +156,34 @@ def test_lookup_table_upload_quarantine_then_retry(cluster, tmp_path):
     assert node.post(f"/courier/tasks/{failed[0]['id']}/retry").status_code == 200
     wait_until(lambda: len(dest.instances()) == 2, 30, what="delivery after the table was completed")
     assert {dest.get(f"/instances/{i}/simplified-tags")["PatientID"] for i in dest.instances()} == {"SUBJ-A", "SUBJ-B"}
+
+
+def test_release_from_quarantine_on_ingest_and_on_send(cluster, tmp_path):
+    dest = cluster.orthanc("dest")
+    (tmp_path / "trial.key").write_text(SECRET)
+    node = cluster.orthanc("router", courier={
+        "AllowedCallers": "Any", "QuarantineDirectory": str(tmp_path / "q"),
+        "Retry": {"MaxAttempts": 2, "InitialDelaySeconds": 0.2},
+        "Pseudonymization": {"trial": {"SecretFile": str(tmp_path / "trial.key")}},
+        "Routes": [{"Name": "us-ingest", "Match": {"Modality": "US"}, "Pseudonymize": "trial",
+                    "PseudonymizeOn": "Ingest", "Destinations": ["dest"]},
+                   {"Name": "xc-send", "Match": {"Modality": "XC"}, "Pseudonymize": "trial", "Destinations": ["dest"]}]},
+        extra={"DicomModalities": {"dest": dest.as_modality()}})
+    us = write_instances(tmp_path / "us", 1, modality="US", patient_id="PU", patient_name="Doe^Una")
+    xc = write_instances(tmp_path / "xc", 1, modality="XC", patient_id="PX", patient_name="Doe^Xia")
+    storescu(node.dicom_port, us + xc)
+    entries = wait_until(lambda: (q := node.get("/courier/quarantine"))["total"] == 2 and q["entries"], 30,
+                         what="both quarantined")
+    on_ingest = next(e for e in entries if e["file"])
+    on_send = next(e for e in entries if not e["file"])
+    assert node.post(f"/courier/quarantine/{on_ingest['id']}/release").json() == {"released": on_ingest["id"], "stored": True}
+    released_task = node.post(f"/courier/quarantine/{on_send['id']}/release").json()["task"]
+    wait_until(lambda: len(dest.instances()) == 2, 30, what="both released instances delivered")
+    tags = [dest.get(f"/instances/{i}/simplified-tags") for i in dest.instances()]
+    assert {t["Modality"] for t in tags} == {"US", "XC"}
+    assert all(t["PatientIdentityRemoved"] == "YES" and "Doe" not in t["PatientName"] for t in tags)
+    assert node.get("/courier/quarantine")["total"] == 0 and not list((tmp_path / "q").glob("*.dcm"))
+    assert node.get(f"/courier/tasks/{released_task}")["reviewed"] == 1
+    stored = [requests.get(f"{node.url}/instances/{i}/file", timeout=10).content for i in node.instances()]
+    assert not any(b"Doe^Una" in data for data in stored)        # the ingest original was never stored
+    assert node.get("/courier/audit", action="quarantine-released")["total"] == 2

@@ -147,8 +147,9 @@ def test_nodes_audit_and_quarantine_pages(cluster, tmp_path, browser):
     viewer = page_for(browser, "carol")
     viewer.goto(node.url + "/courier/ui/quarantine")
     assert viewer.locator("#quarantine button").count() == 0
+    assert [t.strip() for t in page.locator("#quarantine button").all_inner_texts()] == ["Release", "Delete"]
     page.screenshot(path=str(SHOTS / "quarantine.png"), full_page=True)
-    page.click("#quarantine button")
+    page.click("#quarantine button:has-text('Delete')")
     page.wait_for_function("document.querySelector('#quarantine td').textContent === 'nothing quarantined'", timeout=10000)
     assert not kept[0].exists()
 

@@ -46,3 +46,10 @@ def test_any_error_discards_and_quarantines_the_original(tmp_path):
     assert open(entries[0]["file"], "rb").read() == original
     assert g.decide(b"not dicom at all")[0] == DISCARD       # unreadable: also quarantined
     assert store.quarantined()[0] == 2
+
+
+def test_an_instance_already_pseudonymized_with_the_profile_is_kept_as_is(tmp_path):
+    g, _ = gate(tmp_path)
+    action, once = g.decide(file_bytes(patient_id="P1"))
+    assert action == MODIFY
+    assert g.decide(once) == (KEEP, None)          # never pseudonymized twice
