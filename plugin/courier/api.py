@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import binascii
 import csv
-import dataclasses
 import hashlib
 import hmac
 import os
@@ -260,8 +259,7 @@ class Api:
         profile = entry["profile"]
         if profile not in self.pseudonymizers:
             raise ApiError(409, f"profile {profile!r} of this entry is no longer configured")
-        base = self.pseudonymizers[profile]
-        reviewed = Pseudonymizer(dataclasses.replace(base.profile, burned_in="Pass"), base.patient_pseudonym)
+        reviewed = self.pseudonymizers[profile].reviewed()
         actor = _actor(request)
         if entry.get("file"):
             try:

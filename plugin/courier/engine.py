@@ -302,8 +302,7 @@ class Engine:
         """The profile's pseudonymizer, or, for a batch job with a Pseudonym column, one that
         takes each patient's pseudonym from the file (a patient missing there is quarantined)."""
         if task.get("reviewed"):               # released by an admin: the burned-in check is waived
-            base = self.pseudonymizers[profile]
-            return Pseudonymizer(dataclasses.replace(base.profile, burned_in="Pass"), base.patient_pseudonym)
+            return self.pseudonymizers[profile].reviewed()
         if not task.get("job_id"):
             return self.pseudonymizers[profile]
         key = (profile, task["job_id"])

@@ -20,6 +20,7 @@ can recompute them from a known PatientID (CTP's and dcm4che's unkeyed hashes ca
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import hmac
@@ -183,6 +184,14 @@ class Pseudonymizer:
         self.patient_pseudonym = patient_pseudonym
         self.shift_dates = "RetainLongitudinalModifiedDates" in profile.options
         self.full_dates = "RetainLongitudinalFullDates" in profile.options
+        self._reviewed: Optional["Pseudonymizer"] = None
+
+    def reviewed(self) -> "Pseudonymizer":
+        """The same pseudonymizer with the burned-in check waived: for instances an admin
+        released from quarantine after looking at them."""
+        if self._reviewed is None:
+            self._reviewed = Pseudonymizer(dataclasses.replace(self.profile, burned_in="Pass"), self.patient_pseudonym)
+        return self._reviewed
 
     # -- entry points ------------------------------------------------------------------------
     def pseudonymize_bytes(self, data: bytes) -> tuple[bytes, Result]:
