@@ -4,12 +4,35 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CONFIG ?= orthanc.json
 DEB_PACKAGES := orthanc orthanc-python orthanc-dicomweb dcmtk python3-venv
-TEST_DEB_PACKAGES := chromium
+# libatomic1: the Node.js that Playwright bundles needs it, and a minimal Debian lacks it.
+TEST_DEB_PACKAGES := chromium libatomic1
 APT_STAMP := $(VENV)/.apt-done
 TEST_APT_STAMP := $(VENV)/.apt-test-done
 PIP_STAMP := $(VENV)/.pip-done
 
 .PHONY: install run test unit integration bench clean
+
+# Never trust a $(VENV) this Makefile did not make: orthanc-python embeds /usr/bin/python3, so the
+# venv must be made from it. A link (it may point anywhere, or nowhere on another machine) is
+# removed, a venv of another interpreter rebuilt; anything else stops make with what to delete.
+define CHECK_VENV
+if [ -L "$(VENV)" ]; then \
+  echo "note: $(VENV) is a link to $$(readlink "$(VENV)"), not a venv made here: removing the link" >&2; rm -f "$(VENV)"; \
+elif [ -e "$(VENV)" ] && [ ! -d "$(VENV)" ]; then \
+  echo "$(VENV) is a file, not a virtual environment: delete it (rm $(VENV)) and run make again"; \
+elif [ -d "$(VENV)" ] && [ "$$(readlink -f "$(VENV)/bin/python")" != "$$(readlink -f /usr/bin/python3)" ]; then \
+  if [ -f "$(VENV)/pyvenv.cfg" ]; then \
+    echo "note: $(VENV) was made from $$(readlink -f "$(VENV)/bin/python" || echo '?'), not /usr/bin/python3: rebuilding it" >&2; \
+    rm -rf "$(VENV)"; \
+  else echo "$(VENV) is not a virtual environment made from /usr/bin/python3: delete it (rm -r $(VENV)) and run make again"; fi; \
+fi
+endef
+ifneq ($(MAKECMDGOALS),clean)
+VENV_PROBLEM := $(shell $(CHECK_VENV))
+ifneq ($(VENV_PROBLEM),)
+$(error $(VENV_PROBLEM))
+endif
+endif
 
 install: $(PIP_STAMP)
 

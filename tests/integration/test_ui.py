@@ -39,6 +39,12 @@ def courier(cluster, tmp_path, **extra_courier):
     return node, pacs, dest
 
 
+def wait_for_job(page, status, timeout=60000):
+    """The job page once it has settled (job.js reloads it when the job ends): no race with the reload."""
+    page.wait_for_selector("body[data-settled='1']", timeout=timeout)
+    assert page.locator("#status").inner_text() == status
+
+
 def page_for(browser, user):
     context = browser.new_context(http_credentials={"username": user, "password": USERS[user]} if user else None)
     return context.new_page()
@@ -57,7 +63,7 @@ def test_dashboard_jobs_and_a_job_reaching_100_percent(cluster, tmp_path, browse
                         json={"Source": "pacs", "Destination": "dest", "Items": [{"PatientID": "PU"}]}).json()
     page.goto(node.url + "/courier/ui/jobs")
     page.click(f"text=#{job['Id']}")
-    page.wait_for_function("document.getElementById('status').textContent === 'SUCCESS'", timeout=60000)
+    wait_for_job(page, 'SUCCESS', timeout=60000)
     page.wait_for_function("document.getElementById('percent').textContent === '100%'", timeout=10000)
     assert page.locator("#tasks td", has_text="SUCCESS").count() == 1
     assert page.locator("button[data-action]").count() == 0       # nothing to do with a finished job
@@ -81,7 +87,7 @@ def test_buttons_act_through_the_api_with_the_csrf_token(cluster, tmp_path, brow
     assert page.locator("#status").inner_text() == "WAITING_FOR_WINDOW"
     assert sorted(page.locator("button[data-action]").all_inner_texts()) == ["Cancel", "Pause"]
     page.click("button[data-action='cancel']")
-    page.wait_for_function("document.getElementById('status').textContent === 'CANCELED'", timeout=10000)
+    wait_for_job(page, 'CANCELED', timeout=10000)
     assert page.locator("button[data-action]").all_inner_texts() == ["Retry"]
     entries = requests.get(node.url + "/courier/audit", params={"action": "job-cancel"}, auth=("alice", USERS["alice"]),
                            timeout=10).json()["entries"]
@@ -116,7 +122,7 @@ def test_explorer_query_shows_markup_as_text_and_starts_a_transfer(cluster, tmp_
     page.check("#answers tbody input[type=checkbox]")
     page.click("#transfer button[type=submit]")
     page.wait_for_url("**/courier/ui/jobs/*", timeout=30000)
-    page.wait_for_function("document.getElementById('status').textContent === 'SUCCESS'", timeout=60000)
+    wait_for_job(page, 'SUCCESS', timeout=60000)
     assert dest.sop_uids() == {p.stem for p in files}
 
 
@@ -229,7 +235,7 @@ def test_batch_page_reports_lines_then_starts(cluster, tmp_path, browser):
     page.click("#start")
     page.wait_for_selector("#downloads a", timeout=20000)
     page.click("#downloads a >> nth=0")
-    page.wait_for_function("document.getElementById('status').textContent === 'SUCCESS'", timeout=60000)
+    wait_for_job(page, 'SUCCESS', timeout=60000)
     assert dest.sop_uids() == {p.stem for p in files}
 
 
@@ -296,7 +302,7 @@ def test_the_ui_works_behind_a_reverse_proxy_and_never_shows_secrets(cluster, tm
         page.select_option("select[name=Destination]", "dest")
         page.click("#transfer button[type=submit]")
         page.wait_for_url("**/pacs/courier-router/courier/ui/jobs/*", timeout=30000)
-        page.wait_for_function("document.getElementById('status').textContent === 'SUCCESS'", timeout=60000)
+        wait_for_job(page, 'SUCCESS', timeout=60000)
         for link in ("", "jobs", "nodes", "audit", "quarantine", "routes", "batch", "jobs?status=SUCCESS"):
             page.goto(proxy.url + "/courier/ui/" + link)
             assert "very-secret-key" not in page.content() and "change-me" not in page.content()

@@ -1,19 +1,21 @@
 // Refreshes the job page until the job ends, and drives its buttons. Relative URLs only,
-// so the UI works behind a reverse proxy under any sub-path.
+// so the UI works behind a reverse proxy under any sub-path. When the job ends the page is
+// reloaded (tasks table, buttons) before the final status is shown; a page that has nothing
+// left to refresh says so with <body data-settled="1">, so nobody races the reload.
 (function () {
   var script = document.currentScript;
   var api = script.dataset.api;
   var ended = ["SUCCESS", "WARNING", "FAILURE", "CANCELED"];
   function show(job) {
+    if (ended.indexOf(job.Status) >= 0) { return false; }     // the reloaded page shows it
     var percent = job.Instances.Expected ? Math.floor(100 * job.Instances.Delivered / job.Instances.Expected) : 0;
-    if (job.Status === "SUCCESS") { percent = 100; }
     document.getElementById("status").textContent = job.Status;
     document.getElementById("progress").value = percent;
     document.getElementById("percent").textContent = percent + "%";
     var eta = job.EtaSeconds === null ? "" : ", about " + job.EtaSeconds + " s left";
     document.getElementById("numbers").textContent = job.Instances.Delivered + "/" + job.Instances.Expected +
       " instances, " + job.Bytes + " bytes, " + job.InstancesPerSecond + " instances/s" + eta;
-    return ended.indexOf(job.Status) < 0;
+    return true;
   }
   function poll() {
     fetch(api, {headers: {"Accept": "application/json"}, credentials: "same-origin"})
@@ -22,6 +24,7 @@
       .catch(function () { setTimeout(poll, 3000); });
   }
   if (ended.indexOf(document.getElementById("status").textContent) < 0) { setTimeout(poll, 1000); }
+  else { document.body.dataset.settled = "1"; }
   document.querySelectorAll("button[data-action]").forEach(function (button) {
     button.addEventListener("click", function () {
       var csrf = button.parentNode.dataset.csrf;
