@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "plugin"), str(ROOT / "bench")]
 
 from bench_routing import has, send  # noqa: E402
-from courier.pseudonymize import Profile, Pseudonymizer  # noqa: E402
+from courier.deid.pseudonymizer import Profile, Pseudonymizer  # noqa: E402
 from factory import write_instances  # noqa: E402
 from harness import Orthanc, wait_until  # noqa: E402
 

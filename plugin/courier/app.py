@@ -5,21 +5,21 @@ import logging
 import os
 from typing import Any
 
-from .api import Api
-from .callers import CallerPolicy
-from .config import CourierConfig, parse
-from .errors import ConfigError
-from .engine import Engine
-from .host import Host
-from .ingest import ChangeFollower
-from .ingest_gate import IngestGate
-from .metrics import MetricsPublisher
-from .orthanc_rest import OrthancRest
-from .scripts import load_conditions
-from .pseudonym_sources import patient_source
-from .pseudonymize import Pseudonymizer
-from .senders import build_senders
-from .store import AuditEvent, Store
+from courier.web.api import Api
+from courier.routing.callers import CallerPolicy
+from courier.config.parse import CourierConfig, parse
+from courier.errors import ConfigError
+from courier.engine.workers import Engine
+from courier.host import Host
+from courier.routing.follower import ChangeFollower
+from courier.deid.ingest_gate import IngestGate
+from courier.web.metrics import MetricsPublisher
+from courier.orthanc_rest import OrthancRest
+from courier.routing.scripts import load_conditions
+from courier.deid.sources import patient_source
+from courier.deid.pseudonymizer import Pseudonymizer
+from courier.delivery.senders import build_senders
+from courier.store.store import AuditEvent, Store
 
 log = logging.getLogger("courier")
 

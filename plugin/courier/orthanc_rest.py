@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import requests
 
-from .errors import DeliveryError
+from courier.errors import DeliveryError
 
 
 class OrthancHttpError(DeliveryError):

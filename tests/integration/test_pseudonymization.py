@@ -5,7 +5,7 @@ import io
 import pydicom
 import requests
 
-from courier.pseudonymize import PseudonymFormat, make_pseudonym
+from courier.deid.pseudonymizer import PseudonymFormat, make_pseudonym
 from factory import write_instances
 from harness import storescu, wait_until
 

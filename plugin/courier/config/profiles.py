@@ -1,0 +1,132 @@
+"""The "Courier.Pseudonymization" section -> Profile objects (secrets read here, never logged)."""
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from typing import Any, Mapping
+
+from pydicom.datadict import tag_for_keyword
+
+from courier.config.reader import Section, resolve, type_name
+from courier.errors import ConfigError
+from courier.deid.sources import parse_lookup_csv
+from courier.deid.pseudonymizer import BURNED_IN_ACTIONS, DEFAULT_ALPHABET, OPTIONS, Profile, PseudonymFormat
+
+TRIAL_KEYWORDS = {"SponsorName": "ClinicalTrialSponsorName", "ProtocolID": "ClinicalTrialProtocolID",
+                  "ProtocolName": "ClinicalTrialProtocolName", "SiteID": "ClinicalTrialSiteID",
+                  "SiteName": "ClinicalTrialSiteName"}
+MIN_SECRET_BYTES = 16
+SOURCES = ("Hmac", "Lookup", "Broker")
+
+
+def _tag(text: Any, path: str) -> int:
+    """A DICOM keyword or "(gggg,eeee)" / "gggg,eeee" -> tag number."""
+    if isinstance(text, str):
+        found = re.fullmatch(r"\(?([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})\)?", text.strip())
+        if found:
+            return int(found.group(1) + found.group(2), 16)
+        tag = tag_for_keyword(text)
+        if tag is not None:
+            return tag
+    raise ConfigError(path, f"{text!r} is neither a DICOM keyword nor a tag like \"0010,0020\"")
+
+
+def read_secret(section: Section, path: str, base_dir: str, environ: Mapping[str, str],
+                names: tuple[str, str] = ("SecretFile", "SecretEnv"), minimum: int = MIN_SECRET_BYTES) -> bytes:
+    """A secret from a file or an environment variable (exactly one); never echoed in errors."""
+    file_key, env_key = names
+    file_name = section.get(file_key, str, None)
+    variable = section.get(env_key, str, None)
+    if (file_name is None) == (variable is None):
+        raise ConfigError(path, f"set exactly one of {file_key} and {env_key}",
+                          "keep secrets out of orthanc.json")
+    if file_name is not None:
+        full = resolve(file_name, base_dir)
+        try:
+            with open(full, "rb") as handle:
+                secret = handle.read().strip()
+        except OSError as exc:
+            raise ConfigError(f"{path}.{file_key}", f"cannot read {full}: {exc.strerror}") from None
+        where = f"{path}.{file_key}"
+    else:
+        secret = environ.get(variable, "").encode()
+        where = f"{path}.{env_key}"
+        if not secret:
+            raise ConfigError(where, f"the environment variable {variable} is not set or empty")
+    if len(secret) < minimum:
+        raise ConfigError(where, f"the secret is shorter than {minimum} bytes",
+                          "generate one with: head -c 32 /dev/urandom | base64")
+    return secret
+
+
+def _profile(name: str, raw: Any, base_dir: str, environ: Mapping[str, str]) -> Profile:
+    path = f"Courier.Pseudonymization.{name}"
+    section = Section(raw, path, "Courier.Pseudonymization.{name}")
+    options = section.get("Options", list, [])
+    for index, option in enumerate(options):
+        if option not in OPTIONS:
+            close = difflib.get_close_matches(str(option), list(OPTIONS), n=1)
+            raise ConfigError(f"{path}.Options[{index}]", f"unknown option {option!r}",
+                              f"did you mean '{close[0]}'?" if close else f"one of {', '.join(OPTIONS)}")
+    if {"RetainLongitudinalFullDates", "RetainLongitudinalModifiedDates"} <= set(options):
+        raise ConfigError(f"{path}.Options", "RetainLongitudinalFullDates and RetainLongitudinalModifiedDates exclude each other")
+    fmt_section = Section(section.get("Pseudonym", dict, {}), f"{path}.Pseudonym", "Courier.Pseudonymization.{name}.Pseudonym")
+    fmt = PseudonymFormat(prefix=fmt_section.get("Prefix", str, ""),
+                          length=fmt_section.positive("Length", int, 12),
+                          alphabet=fmt_section.get("Alphabet", str, DEFAULT_ALPHABET))
+    if len(set(fmt.alphabet)) < 2 or len(set(fmt.alphabet)) != len(fmt.alphabet):
+        raise ConfigError(f"{path}.Pseudonym.Alphabet", "needs at least two distinct characters, none repeated")
+    if len(fmt.prefix) + fmt.length > 64:
+        raise ConfigError(f"{path}.Pseudonym", "Prefix + Length exceed 64 characters (the size of a PatientID)")
+    source = fmt_section.get("Source", str, "Hmac")
+    if source not in SOURCES:
+        raise ConfigError(f"{path}.Pseudonym.Source", f"unknown source {source!r}", f"one of {', '.join(SOURCES)}")
+    lookup_rows: list = []
+    lookup_file = fmt_section.get("LookupFile", str, None)
+    if lookup_file is not None:
+        full = resolve(lookup_file, base_dir)
+        try:
+            with open(full, encoding="utf-8-sig") as handle:
+                lookup_rows = parse_lookup_csv(handle.read(), full)
+        except OSError as exc:
+            raise ConfigError(f"{path}.Pseudonym.LookupFile", f"cannot read {full}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise ConfigError(f"{path}.Pseudonym.LookupFile", str(exc)) from None
+    broker_url = fmt_section.get("BrokerUrl", str, "")
+    if source == "Broker" and not re.match(r"https?://", broker_url):
+        raise ConfigError(f"{path}.Pseudonym.BrokerUrl", "the Broker source needs an http(s) URL")
+    broker_timeout = float(fmt_section.positive("BrokerTimeoutSeconds", float, 10.0))
+    days = section.get("DateShiftDays", list, [-365, -1])
+    if len(days) != 2 or not all(isinstance(d, int) and not isinstance(d, bool) for d in days) or days[0] > days[1]:
+        raise ConfigError(f"{path}.DateShiftDays", f"expected [lowest, highest] whole days, got {days!r}")
+    replace = section.get("Replace", dict, {})
+    safe_private = set()
+    for index, entry in enumerate(section.get("SafePrivate", list, [])):
+        found = re.fullmatch(r"([0-9A-Fa-f]{4}),([^,]+),([0-9A-Fa-f]{2})", str(entry))
+        if not found or int(found.group(1), 16) % 2 == 0:
+            raise ConfigError(f"{path}.SafePrivate[{index}]", f"expected \"gggg,Private Creator,ee\", got {entry!r}",
+                              'e.g. "0019,SIEMENS MR HEADER,0C" (odd group, element low byte)')
+        safe_private.add((int(found.group(1), 16), found.group(2), int(found.group(3), 16)))
+    trial_section = Section(section.get("Trial", dict, {}), f"{path}.Trial", "Courier.Pseudonymization.{name}.Trial")
+    trial = {TRIAL_KEYWORDS[key]: trial_section.get(key, str) for key in TRIAL_KEYWORDS if key in trial_section.data}
+    burned_in = section.get("BurnedInAnnotation", str, "Quarantine")
+    if burned_in not in BURNED_IN_ACTIONS:
+        raise ConfigError(f"{path}.BurnedInAnnotation", f"unknown value {burned_in!r}", f"one of {', '.join(BURNED_IN_ACTIONS)}")
+    modalities = section.get("BurnedInModalities", list, sorted(Profile.__dataclass_fields__["burned_in_modalities"].default))
+    return Profile(
+        name=name, secret=read_secret(section, path, base_dir, environ), options=frozenset(options), pseudonym=fmt,
+        date_shift_days=(days[0], days[1]),
+        keep=frozenset(_tag(t, f"{path}.Keep[{i}]") for i, t in enumerate(section.get("Keep", list, []))),
+        remove=frozenset(_tag(t, f"{path}.Remove[{i}]") for i, t in enumerate(section.get("Remove", list, []))),
+        replace={_tag(k, f"{path}.Replace.{k}"): str(v) for k, v in replace.items()},
+        safe_private=frozenset(safe_private), trial=trial, burned_in=burned_in,
+        burned_in_modalities=frozenset(str(m) for m in modalities),
+        burned_in_sop_classes=frozenset(str(u) for u in section.get("BurnedInSopClasses", list, [])), source=source, lookup_rows=tuple(lookup_rows),
+        broker_url=broker_url, broker_timeout=broker_timeout)
+
+
+def parse_profiles(raw: Any, base_dir: str, environ: Mapping[str, str] = os.environ) -> dict[str, Profile]:
+    if not isinstance(raw, dict):
+        raise ConfigError("Courier.Pseudonymization", f"expected an object, got {type_name(raw)}")
+    return {name: _profile(name, spec, base_dir, environ) for name, spec in raw.items()}

@@ -1,0 +1,156 @@
+"""Transfer jobs: request validation, items -> studies, and a job's derived status and progress.
+
+A job brings studies from a source node to a destination, optionally pseudonymized; it holds
+one task per study and its status is derived from them.
+"""
+from __future__ import annotations
+
+import datetime
+from typing import Any, Mapping, Optional
+
+from courier.config import windows
+from courier.config.parse import CourierConfig
+from courier.errors import ApiError, DeliveryError
+from courier.transfer.fetch import orthanc_id
+from courier.orthanc_rest import OrthancRest
+from courier.engine.policy import CANCELED, FAILURE, PENDING, RUNNING, SUCCESS, WARNING
+from courier.config.profiles import TRIAL_KEYWORDS
+from courier.transfer.query import parse_date_range
+from courier.transfer.remote import find, search_of
+from courier.store.store import JobTarget
+
+ITEM_KEYS = ("StudyInstanceUID", "AccessionNumber", "PatientID", "StudyDate", "ModalitiesInStudy",
+             "SeriesInstanceUID", "Modality", "SeriesDescription")
+SERIES_KEYS = ("SeriesInstanceUID", "Modality", "SeriesDescription")
+MAX_STUDIES = 10000
+
+
+def validate(body: Any, config: CourierConfig) -> dict:
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object with Source, Destination and Items")
+    fields = ("Source", "Destination", "Pseudonymize", "Urgent", "ArchivePassword", "Trial", "Items")
+    unknown = [k for k in body if k not in fields]
+    if unknown:
+        raise ApiError(400, f"{unknown[0]}: unknown field; use {', '.join(fields)}")
+    source, destination = body.get("Source"), body.get("Destination")
+    if source not in config.nodes or config.nodes[source].kind not in ("dicom", "dicomweb"):
+        raise ApiError(400, f"Source: {source!r} is neither a DICOM modality nor a DICOMweb server")
+    finder = "QIDO" if config.nodes[source].kind == "dicomweb" else "C-FIND"
+    for needed in (finder, config.node_settings[source].retrieve_method):
+        if needed not in config.node_settings[source].capabilities:
+            raise ApiError(400, f"Source: {source!r} does not offer {needed} (Courier.Nodes.{source}.Capabilities)")
+    if destination not in config.destinations:
+        raise ApiError(400, f"Destination: no destination named {destination!r}")
+    password = body.get("ArchivePassword")
+    if password is not None:
+        if config.destinations.get(destination) != "archive":
+            raise ApiError(400, "ArchivePassword: only for an archive destination (Courier.Archives)")
+        if not isinstance(password, str) or len(password) < 8:
+            raise ApiError(400, "ArchivePassword: at least 8 characters")
+    elif config.destinations.get(destination) == "archive" and not config.archives[destination].password:
+        raise ApiError(400, f"ArchivePassword: required, archive {destination!r} has no configured password")
+    profile = body.get("Pseudonymize")
+    if profile is not None and profile not in config.profiles:
+        raise ApiError(400, f"Pseudonymize: no pseudonymization profile {profile!r}")
+    trial = body.get("Trial") or {}
+    if not isinstance(trial, dict) or any(k not in TRIAL_KEYWORDS or not isinstance(v, str) for k, v in trial.items()):
+        raise ApiError(400, f"Trial: an object of strings with keys among {', '.join(TRIAL_KEYWORDS)}")
+    if trial and profile is None:
+        raise ApiError(400, "Trial: clinical trial attributes are written by pseudonymization; set Pseudonymize")
+    if not isinstance(body.get("Urgent", False), bool):
+        raise ApiError(400, "Urgent: expected true or false")
+    items = body.get("Items")
+    if not isinstance(items, list) or not items:
+        raise ApiError(400, "Items: a non-empty list of {StudyInstanceUID} | {AccessionNumber} | {PatientID, StudyDate, "
+                            "ModalitiesInStudy}, each optionally with SeriesInstanceUID, Modality, SeriesDescription")
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or not item or any(k not in ITEM_KEYS for k in item):
+            raise ApiError(400, f"Items[{index}]: an object with keys among {', '.join(ITEM_KEYS)}")
+        if not any(item.get(k) for k in ("StudyInstanceUID", "AccessionNumber", "PatientID")):
+            raise ApiError(400, f"Items[{index}]: needs StudyInstanceUID, AccessionNumber or PatientID")
+        if not all(isinstance(v, str) for v in item.values()):
+            raise ApiError(400, f"Items[{index}]: values must be strings")
+        if item.get("StudyDate"):
+            try:
+                parse_date_range(item["StudyDate"])
+            except ValueError as exc:
+                raise ApiError(400, f"Items[{index}].StudyDate: {exc}") from None
+    return {"source": source, "destination": destination, "profile": profile, "urgent": body.get("Urgent", False),
+            "items": items, "archive_password": password,
+            "trial": {TRIAL_KEYWORDS[k]: v for k, v in trial.items()}}
+
+
+def resolve(rest: OrthancRest, config: CourierConfig, source: str, items: list[dict]) -> list[JobTarget]:
+    """Each item -> the studies (or, with a series filter, the series) the source holds for it
+    (C-FIND or QIDO, re-filtered locally). One job task per target."""
+    search = search_of(config, source)
+    targets: dict[tuple[str, str], JobTarget] = {}
+    for index, item in enumerate(items):
+        study_filters = {k: v for k, v in item.items() if v and k not in SERIES_KEYS}
+        series_filters = {k: v for k, v in item.items() if v and k in SERIES_KEYS}
+        try:
+            studies = find(rest, source, "STUDY", study_filters, config.node_settings[source].max_results,
+                           search=search)["Answers"]
+            found = []
+            for study in studies:
+                study_id = orthanc_id(study["PatientID"], study["StudyInstanceUID"])
+                if not series_filters:
+                    found.append(JobTarget(study["StudyInstanceUID"], study_id, study_id, _present(rest, "studies", study_id)))
+                    continue
+                series = find(rest, source, "SERIES", {"StudyInstanceUID": study["StudyInstanceUID"], **series_filters},
+                              search=search)["Answers"]
+                for one in series:
+                    series_id = orthanc_id(study["PatientID"], study["StudyInstanceUID"], one["SeriesInstanceUID"])
+                    found.append(JobTarget(study["StudyInstanceUID"], series_id, study_id,
+                                           _present(rest, "series", series_id), one["SeriesInstanceUID"]))
+        except DeliveryError as exc:
+            raise ApiError(502, f"Items[{index}]: query on {source}: {exc}") from None
+        if not found:
+            raise ApiError(404, f"Items[{index}]: {source} holds no study or series matching {item}")
+        for target in found:
+            targets.setdefault((target.study_uid, target.series_uid or ""), target)
+        if len(targets) > MAX_STUDIES:
+            raise ApiError(400, f"Items: more than {MAX_STUDIES} studies or series; split the job")
+    return list(targets.values())
+
+
+def _present(rest: OrthancRest, level_path: str, resource_id: str) -> bool:
+    try:
+        rest.get_json(f"/{level_path}/{resource_id}")
+        return True
+    except DeliveryError:
+        return False
+
+
+def summary(job: Mapping[str, Any], now: float, config: Optional[CourierConfig] = None) -> dict:
+    """The job with its derived status and progress (tasks, instances, bytes, rate, ETA); a job
+    whose source is outside its time windows is WAITING_FOR_WINDOW, with the next opening."""
+    tasks = job["tasks"]
+    total = sum(tasks.values())
+    done = tasks[SUCCESS] + tasks[WARNING] + tasks[FAILURE] + tasks[CANCELED]
+    if job["canceled"]:
+        status = "CANCELED"
+    elif tasks[PENDING] or tasks[RUNNING]:
+        status = "PAUSED" if job["paused"] else ("RUNNING" if tasks[RUNNING] or done else "PENDING")
+    elif tasks[SUCCESS] == total:
+        status = "SUCCESS"
+    else:
+        status = "WARNING" if tasks[SUCCESS] or job["instances_delivered"] else "FAILURE"
+    elapsed = max((job["last_finished_at"] if status in ("SUCCESS", "WARNING", "FAILURE", "CANCELED") and job["last_finished_at"]
+                   else now) - (job["started_at"] or now), 1e-6)
+    rate = job["instances_delivered"] / elapsed
+    remaining = max(job["instances_expected"] - job["instances_delivered"], 0)
+    next_window = None
+    settings = config.node_settings.get(job["source"]) if config else None
+    if status in ("PENDING", "RUNNING") and not tasks[RUNNING] and settings and settings.windows:
+        local = datetime.datetime.fromtimestamp(now)
+        if not windows.is_open(settings.windows, local):
+            status = "WAITING_FOR_WINDOW"
+            opening = windows.next_open(settings.windows, local)
+            next_window = opening.isoformat(timespec="minutes") if opening else None
+    return {"Id": job["id"], "Status": status, "NextWindow": next_window, "Source": job["source"], "Destination": job["destination"],
+            "Pseudonymize": job["profile"], "Trial": job.get("trial") or {}, "Urgent": bool(job["urgent"]), "CreatedBy": job["created_by"],
+            "CreatedAt": job["created_at"], "Tasks": {"Total": total, "Done": done, **tasks},
+            "Instances": {"Expected": job["instances_expected"], "Delivered": job["instances_delivered"]},
+            "Bytes": job["bytes"], "InstancesPerSecond": round(rate, 2),
+            "EtaSeconds": round(remaining / rate) if rate > 0 and status in ("RUNNING", "PENDING") else None}

@@ -1,0 +1,118 @@
+"""Pure query logic: validate filters, re-filter answers locally, split capped date ranges.
+
+Some PACS ignore filter keys or answer at most N results without saying so (ADIT's users hit
+both). Courier therefore checks every answer against the filters itself, and when a C-FIND
+returns as many answers as the node's cap it halves the StudyDate range and asks again.
+"""
+from __future__ import annotations
+
+import datetime
+import re
+from typing import Any, Mapping, Optional
+
+from courier.errors import ApiError
+
+LEVELS = ("PATIENT", "STUDY", "SERIES")
+FILTERS = {
+    "PATIENT": ("PatientID", "PatientName", "PatientBirthDate"),
+    "STUDY": ("PatientID", "PatientName", "PatientBirthDate", "StudyDate", "AccessionNumber", "ModalitiesInStudy",
+              "StudyDescription", "StudyInstanceUID"),
+    "SERIES": ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Modality", "SeriesDescription", "StudyDate"),
+}
+RETURNED = {
+    "PATIENT": ("PatientID", "PatientName", "PatientBirthDate", "PatientSex"),
+    "STUDY": ("PatientID", "PatientName", "PatientBirthDate", "StudyInstanceUID", "StudyDate", "StudyTime",
+              "AccessionNumber", "StudyDescription", "ModalitiesInStudy", "NumberOfStudyRelatedSeries",
+              "NumberOfStudyRelatedInstances"),
+    "SERIES": ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Modality", "SeriesDescription", "SeriesNumber",
+               "NumberOfSeriesRelatedInstances"),
+}
+_DATE = re.compile(r"^(\d{8})?(-)?(\d{8})?$")
+
+
+def parse_date_range(text: str) -> tuple[Optional[datetime.date], Optional[datetime.date]]:
+    """"20240101", "20240101-20240131", "-20240131", "20240101-" -> (first, last); ValueError if malformed."""
+    found = _DATE.match(text.replace("-", "-").strip())
+    if not text or not found or (found.group(2) is None and found.group(3)):
+        raise ValueError(f"expected YYYYMMDD or a range YYYYMMDD-YYYYMMDD, got {text!r}")
+    day = lambda s: datetime.datetime.strptime(s, "%Y%m%d").date() if s else None  # noqa: E731
+    first, last = day(found.group(1)), day(found.group(3))
+    if found.group(2) is None:
+        last = first
+    if first and last and first > last:
+        raise ValueError(f"the range {text!r} ends before it starts")
+    return first, last
+
+
+def format_range(first: Optional[datetime.date], last: Optional[datetime.date]) -> str:
+    f = first.strftime("%Y%m%d") if first else ""
+    l = last.strftime("%Y%m%d") if last else ""  # noqa: E741
+    return f if first == last and first else f"{f}-{l}"
+
+
+def validate(body: Any) -> tuple[str, str, dict[str, str]]:
+    """(node, level, filters) from a POST /courier/query body; ApiError naming the field."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object with Node, Level and Filters")
+    node, level, filters = body.get("Node"), str(body.get("Level", "STUDY")).upper(), body.get("Filters", {})
+    if not isinstance(node, str) or not node:
+        raise ApiError(400, "Node: the id of a DICOM modality is required")
+    if level not in LEVELS:
+        raise ApiError(400, f"Level: one of {', '.join(LEVELS)}, got {body.get('Level')!r}")
+    if not isinstance(filters, dict):
+        raise ApiError(400, "Filters: expected an object of DICOM keyword -> value")
+    clean = {}
+    for key, value in filters.items():
+        if key not in FILTERS[level]:
+            raise ApiError(400, f"Filters.{key}: not a filter at level {level}; use {', '.join(FILTERS[level])}")
+        if not isinstance(value, str):
+            raise ApiError(400, f"Filters.{key}: expected a string, got {type(value).__name__}")
+        if key in ("StudyDate", "PatientBirthDate") and value:
+            try:
+                parse_date_range(value)
+            except ValueError as exc:
+                raise ApiError(400, f"Filters.{key}: {exc}") from None
+        clean[key] = value
+    return node, level, clean
+
+
+def _wildcard(pattern: str, value: str, case_insensitive: bool) -> bool:
+    regex = re.escape(pattern).replace(r"\*", ".*").replace(r"\?", ".")
+    return re.fullmatch(regex, value, re.IGNORECASE if case_insensitive else 0) is not None
+
+
+def matches(answer: Mapping[str, str], filters: Mapping[str, str]) -> bool:
+    """Does one answer satisfy the filters, as a PACS that honours them would have checked?"""
+    for key, wanted in filters.items():
+        if wanted in ("", "*"):
+            continue
+        value = str(answer.get(key, "") or "")
+        if key in ("StudyDate", "PatientBirthDate"):
+            first, last = parse_date_range(wanted)
+            try:
+                day = datetime.datetime.strptime(value[:8], "%Y%m%d").date()
+            except ValueError:
+                return False
+            if (first and day < first) or (last and day > last):
+                return False
+        elif key == "ModalitiesInStudy":
+            wanted_set = {m.strip() for m in wanted.split("\\") if m.strip()}
+            if not wanted_set & {m.strip() for m in value.split("\\")}:
+                return False
+        elif key == "PatientName":
+            if not _wildcard(wanted, value, True) and not _wildcard(wanted, value.replace("^", " "), True):
+                return False
+        elif not _wildcard(wanted, value, False):
+            return False
+    return True
+
+
+def split_range(text: str, today: datetime.date) -> Optional[tuple[str, str]]:
+    """Two halves of a StudyDate range, or None when it is a single day (cannot split further)."""
+    first, last = parse_date_range(text) if text else (None, None)
+    first = first or datetime.date(1900, 1, 1)
+    last = last or today
+    if first >= last:
+        return None
+    middle = first + (last - first) // 2
+    return format_range(first, middle), format_range(middle + datetime.timedelta(days=1), last)

@@ -1,0 +1,173 @@
+"""Talking to other nodes through Orthanc's REST API: C-ECHO, C-FIND (and QIDO later)."""
+from __future__ import annotations
+
+import datetime
+from typing import Any, Callable, Mapping, Optional
+
+from courier.errors import DeliveryError
+from courier.orthanc_rest import OrthancRest
+from courier.transfer.query import RETURNED, matches, split_range
+
+ORTHANC_LEVEL = {"PATIENT": "Patient", "STUDY": "Study", "SERIES": "Series", "IMAGE": "Instance"}
+MAX_SPLITS = 64
+
+
+def echo(rest: OrthancRest, node_id: str, kind: str) -> tuple[bool, str]:
+    """(reachable?, message) for a DICOM modality (C-ECHO) or a DICOMweb server (a QIDO call)."""
+    try:
+        if kind == "dicom":
+            rest.post_json(f"/modalities/{node_id}/echo", {}, timeout=60)
+        elif kind == "dicomweb":
+            rest.post_json(f"/dicom-web/servers/{node_id}/get", {"Uri": "/studies?limit=1"}, timeout=60)
+        else:
+            rest.get_json(f"/peers/{node_id}/system")
+        return True, "ok"
+    except DeliveryError as exc:
+        return False, str(exc)
+
+
+def c_find(rest: OrthancRest, node_id: str, level: str, keys: Mapping[str, str]) -> list[dict]:
+    """One C-FIND through Orthanc; answers as keyword -> string."""
+    query = rest.post_json(f"/modalities/{node_id}/query", {"Level": ORTHANC_LEVEL[level], "Query": dict(keys)},
+                           timeout=600)
+    try:
+        return rest.get_json(f"{query['Path']}/answers", expand="", simplify="")
+    finally:
+        try:
+            rest.delete(query["Path"])
+        except DeliveryError:
+            pass
+
+
+def qido_search(rest: OrthancRest, node_id: str, level: str, keys: Mapping[str, str]) -> list[dict]:
+    """The same question as c_find, asked of a DICOMweb server (QIDO-RS through orthanc-dicomweb).
+    QIDO has no patient level: patients are read from their studies."""
+    from pydicom.datadict import keyword_for_tag, tag_for_keyword
+
+    if level == "IMAGE":
+        series = keys.get("SeriesInstanceUID")
+        uri = f"/studies/{keys['StudyInstanceUID']}" + (f"/series/{series}" if series else "") + "/instances"
+        arguments = {}
+    else:
+        uri = "/series" if level == "SERIES" else "/studies"
+        # wildcards are left to the local re-filter: DICOMweb servers differ (Orthanc's QIDO
+        # found nothing for PatientName=Doe* where C-FIND does)
+        arguments = {k: v for k, v in keys.items() if v and not any(c in v for c in "*?")}
+        wanted = [f"{tag_for_keyword(k):08X}" for k, v in keys.items() if not v and tag_for_keyword(k) is not None]
+        if wanted:
+            arguments["includefield"] = ",".join(wanted)
+    answers = rest.post_json(f"/dicom-web/servers/{node_id}/get", {"Uri": uri, "Arguments": arguments}, timeout=600) or []
+    results = []
+    for answer in answers:
+        row = {}
+        for tag, element in answer.items():
+            keyword = keyword_for_tag(int(tag, 16))
+            values = element.get("Value", [])
+            if element.get("vr") == "PN":
+                values = [v.get("Alphabetic", "") if isinstance(v, dict) else str(v) for v in values]
+            if keyword and element.get("vr") != "SQ":
+                row[keyword] = "\\".join(str(v) for v in values)
+        results.append(row)
+    return results
+
+
+def open_association(node, local_aet: str, contexts, dimse_timeout: float, what: str, **associate: Any):
+    """A pynetdicom association from Courier's AE title to a DICOM node, TCP_NODELAY set."""
+    import socket
+
+    from pynetdicom import AE
+
+    ae = AE(ae_title=local_aet)
+    ae.acse_timeout = ae.network_timeout = 30
+    ae.dimse_timeout = dimse_timeout
+    for context in contexts:
+        ae.add_requested_context(context)
+    assoc = ae.associate(node.host, node.port, ae_title=node.aet, **associate)
+    if not assoc.is_established:
+        raise DeliveryError(f"{what}: association with {node.aet}@{node.host}:{node.port} failed")
+    try:
+        assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (AttributeError, OSError):
+        pass
+    return assoc
+
+
+def patient_root_search(node, local_aet: str, timeout: float = 600.0) -> Callable:
+    """A c_find-compatible search using the Patient Root model, issued with pynetdicom, for PACS
+    that do not answer Study Root queries (Orthanc's C-FIND client always uses Study Root below
+    the patient level)."""
+    def search(rest: OrthancRest, node_id: str, level: str, keys: Mapping[str, str]) -> list[dict]:
+        from pydicom.dataset import Dataset
+        from pynetdicom.sop_class import PatientRootQueryRetrieveInformationModelFind as FIND
+
+        assoc = open_association(node, local_aet, [FIND], timeout, "C-FIND")
+        identifier = Dataset()
+        identifier.QueryRetrieveLevel = level
+        for keyword, value in keys.items():
+            setattr(identifier, keyword, value)
+        if level != "PATIENT" and "PatientID" not in keys:
+            identifier.PatientID = ""
+        answers = []
+        try:
+            for status, found in assoc.send_c_find(identifier, FIND):
+                if status is None or "Status" not in status:
+                    raise DeliveryError(f"C-FIND on {node_id}: no answer (association lost)")
+                if status.Status in (0xFF00, 0xFF01) and found is not None:
+                    answers.append({e.keyword: ("\\".join(str(v) for v in e.value) if e.VM > 1 else str(e.value or ""))
+                                    for e in found if e.keyword and e.VR != "SQ"})
+                elif status.Status not in (0x0000, 0xFF00, 0xFF01):
+                    raise DeliveryError(f"C-FIND on {node_id} refused: status {int(status.Status):#06x}")
+        finally:
+            if assoc.is_established:
+                assoc.release()
+        return answers
+    return search
+
+
+def search_for(kind: str, node=None, settings=None, local_aet: str = "COURIER") -> Callable:
+    """QIDO-RS for DICOMweb servers; C-FIND for DICOM nodes, through Orthanc (Study Root) or, for
+    a node configured with QueryModel PatientRoot, with pynetdicom."""
+    if kind == "dicomweb":
+        return qido_search
+    if settings is not None and settings.query_model == "PatientRoot":
+        return patient_root_search(node, local_aet)
+    return c_find
+
+
+def find(rest: OrthancRest, node_id: str, level: str, filters: Mapping[str, str], max_results: int = 0,
+         today: Optional[datetime.date] = None, search: Callable = c_find) -> dict:
+    """C-FIND with every returned key requested, answers re-filtered locally, and the StudyDate
+    range halved whenever the node answers as many results as its cap (it may have more)."""
+    today = today or datetime.date.today()
+    keys = {key: "" for key in RETURNED[level]}
+    keys.update(filters)
+    answers: dict[str, dict] = {}
+    dropped, splits = 0, 0
+    pending = [dict(keys)]
+    while pending:
+        current = pending.pop()
+        found = search(rest, node_id, level, current)
+        capped = max_results and len(found) >= max_results
+        if capped and level != "PATIENT" and splits < MAX_SPLITS:
+            halves = split_range(current.get("StudyDate", ""), today)
+            if halves:
+                splits += 1
+                pending += [dict(current, StudyDate=half) for half in halves]
+                continue
+        for answer in found:
+            if matches(answer, filters):
+                uid = answer.get({"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID"}[level], "")
+                answers[uid] = {key: answer.get(key, "") for key in RETURNED[level]}
+            else:
+                dropped += 1
+        if capped and (level == "PATIENT" or splits >= MAX_SPLITS or not split_range(current.get("StudyDate", ""), today)):
+            raise DeliveryError(f"{node_id} answered its maximum of {max_results} results for a query that cannot be "
+                                f"split further; narrow the filters", retriable=False)
+    return {"Answers": sorted(answers.values(), key=lambda a: (a.get("StudyDate", ""), a.get("PatientID", ""))),
+            "Refiltered": dropped, "Splits": splits}
+
+
+def search_of(config, node_id: str) -> Callable:
+    """The search (C-FIND through Orthanc, Patient Root C-FIND, or QIDO-RS) for a configured node."""
+    node = config.nodes[node_id]
+    return search_for(node.kind, node, config.node_settings.get(node_id), config.local_aet)

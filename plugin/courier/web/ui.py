@@ -1,0 +1,162 @@
+"""The bundled web UI under /courier/ui/: jinja2 templates from web/templates (autoescaped), a
+little plain JavaScript from web/static. Every link is relative, so the UI works behind a reverse
+proxy under any sub-path. Pages read the same store the REST API reads; buttons call the REST API.
+"""
+from __future__ import annotations
+
+import mimetypes
+import os
+import time
+from typing import Any, Optional
+from urllib.parse import urlencode
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from courier import VERSION
+
+from courier.transfer import jobs
+from courier.errors import ApiError
+from courier.host import HttpResponse
+
+REPO_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+WEB_DIR = os.path.join(REPO_DIR, "web")
+STATIC = {"courier.css", "job.js", "explorer.js", "actions.js", "send.js", "routes.js", "batch.js"}
+
+
+class Ui:
+    def __init__(self, api: Any, web_dir: str = WEB_DIR) -> None:
+        self.api = api
+        self.env = Environment(loader=FileSystemLoader(os.path.join(web_dir, "templates")),
+                               autoescape=select_autoescape(["html"]))
+        self.static_dir = os.path.join(web_dir, "static")
+
+    def handle(self, page: str, context: dict) -> HttpResponse:
+        """`page` is the path below /courier/ui/ ("", "jobs", "jobs/3", "static/x")."""
+        if page.startswith("static/"):
+            return self._static(page[len("static/"):])
+        root = "../" * page.count("/")
+        context = dict(context, root=root)
+        if page == "":
+            return self._render("dashboard.html", context, **self._dashboard())
+        if page == "jobs":
+            _, rows = self.api.store.jobs(500, 0)
+            summaries = [jobs.summary(j, time.time(), self.api.config) for j in rows]
+            wanted = context["query"].get("status") or ""
+            by = context["query"].get("by") or ""
+            shown = [j for j in summaries if (not wanted or j["Status"] == wanted) and (not by or j["CreatedBy"] == by)]
+            return self._render("jobs.html", context, jobs=shown, status=wanted, by=by,
+                                statuses=("PENDING", "RUNNING", "WAITING_FOR_WINDOW", "PAUSED", "SUCCESS", "WARNING",
+                                          "FAILURE", "CANCELED"))
+        if page == "explorer":
+            config = self.api.config
+            return self._render("explorer.html", context,
+                                nodes=[n for n, node in config.nodes.items() if node.kind in ("dicom", "dicomweb")],
+                                destinations=sorted(config.destinations), profiles=sorted(config.profiles))
+        if page == "nodes":
+            config = self.api.config
+            return self._render("nodes.html", context, nodes=list(config.nodes.values()), settings=config.node_settings,
+                                windows={n: _windows_text(s.windows) for n, s in config.node_settings.items()},
+                                echoes=self.api.store.node_statuses(), can_echo=context["role"] in ("operator", "admin"))
+        if page == "routes":
+            return self._render("routes.html", context, routes=self.api.routes(None, {}),
+                                can_test=context["role"] in ("operator", "admin"))
+        if page == "batch":
+            config = self.api.config
+            return self._render("batch.html", context,
+                                sources=[n for n, node in config.nodes.items() if node.kind in ("dicom", "dicomweb")],
+                                destinations=sorted(config.destinations), profiles=sorted(config.profiles))
+        if page == "send":
+            return self._send(context)
+        if page == "audit":
+            return self._audit(context)
+        if page == "quarantine":
+            _, entries = self.api.store.quarantined(200, 0)
+            for entry in entries:
+                entry["when"] = _when(entry["at"])
+            return self._render("quarantine.html", context, entries=entries, is_admin=context["role"] == "admin")
+        if page.startswith("jobs/") and page[5:].isdigit():
+            return self._job(int(page[5:]), context)
+        raise ApiError(404, f"no page /courier/ui/{page}")
+
+    def _send(self, context: dict) -> HttpResponse:
+        study = context["query"].get("study", "")
+        try:
+            tags = self.api.rest.get_json(f"/studies/{study}")["MainDicomTags"] if study else None
+            tags.update(self.api.rest.get_json(f"/studies/{study}/patient")["MainDicomTags"])
+        except Exception:  # noqa: BLE001 - any failure: the study is not there
+            tags = None
+        if tags is None:
+            raise ApiError(404, f"no study {study!r} in Courier's Orthanc")
+        config = self.api.config
+        return self._render("send.html", context, study=study, tags=tags, destinations=sorted(config.destinations),
+                            profiles=sorted(config.profiles), pseudonymize=context["query"].get("pseudonymize") == "1")
+
+    def _audit(self, context: dict) -> HttpResponse:
+        query = context["query"]
+        since = _day(query.get("from"))
+        until = _day(query.get("to"))
+        until = until + 86400 if until is not None else None
+        total, entries = self.api.store.audit_log(query.get("action") or None, query.get("actor") or None,
+                                                  since=since, until=until, node=query.get("node") or None, limit=200)
+        for entry in entries:
+            entry["when"] = _when(entry["at"])
+        export = {k: v for k, v in (("action", query.get("action")), ("actor", query.get("actor")),
+                                    ("node", query.get("node")), ("since", since), ("until", until)) if v}
+        return self._render("audit.html", context, entries=entries, total=total,
+                            export_query=urlencode(export))
+
+    def _render(self, template: str, context: dict, **values: Any) -> HttpResponse:
+        html = self.env.get_template(template).render(**context, **values)
+        return HttpResponse(200, html.encode("utf-8"), "text/html; charset=utf-8")
+
+    def _static(self, name: str) -> HttpResponse:
+        if name not in STATIC:
+            raise ApiError(404, f"no file {name}")
+        with open(os.path.join(self.static_dir, name), "rb") as handle:
+            data = handle.read()
+        return HttpResponse(200, data, mimetypes.guess_type(name)[0] or "application/octet-stream")
+
+    def _dashboard(self) -> dict:
+        store = self.api.store
+        now = time.time()
+        counts = store.deliveries_per_hour(now)
+        tallest = max(counts) or 1
+        hours = [{"label": f"{24 - i} h ago", "count": c, "height": round(96 * c / tallest)} for i, c in enumerate(counts)]
+        failures = store.tasks(state="FAILURE", limit=10)[1] + store.tasks(state="WARNING", limit=10)[1]
+        return {"healthy": self.api.is_healthy(), "version": VERSION, "router": self.api.config.router_name,
+                "queue": store.queue_depth(), "destinations": store.destination_stats(), "hours": hours,
+                "echoes": store.node_statuses(), "failures": sorted(failures, key=lambda t: -t["id"])[:10]}
+
+    def _job(self, job_id: int, context: dict) -> HttpResponse:
+        job = self.api.store.job(job_id)
+        if job is None:
+            raise ApiError(404, f"no job {job_id}")
+        summary = jobs.summary(job, time.time(), self.api.config)
+        expected = summary["Instances"]["Expected"]
+        percent = 100 if summary["Status"] == "SUCCESS" else (100 * summary["Instances"]["Delivered"] // expected if expected else 0)
+        _, tasks = self.api.store.tasks(job_id=job_id, limit=1000)
+        can_control = context["role"] == "admin" or (context["role"] == "operator" and job["created_by"] == context["user"])
+        return self._render("job.html", context, job=summary, tasks=tasks, percent=percent, can_control=can_control)
+
+
+def _when(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+
+def _day(text: Optional[str]) -> Optional[float]:
+    """"2024-01-31" (an <input type=date>) -> local midnight as Unix time; None if empty or malformed."""
+    try:
+        return time.mktime(time.strptime(text, "%Y-%m-%d")) if text else None
+    except ValueError:
+        return None
+
+
+def _windows_text(windows: tuple) -> str:
+    from courier.config.windows import DAYS
+    if not windows:
+        return "always"
+    parts = []
+    for days, start, end in windows:
+        names = ",".join(DAYS[d] for d in sorted(days))
+        parts.append(f"{names} {start // 60:02d}:{start % 60:02d}-{end // 60:02d}:{end % 60:02d}")
+    return "; ".join(parts)

@@ -1,0 +1,25 @@
+"""Pure retry decisions: backoff and the state after an attempt."""
+import pytest
+
+from courier.engine.policy import FAILURE, PENDING, SUCCESS, WARNING, RetryPolicy, decide, retry_delay
+
+POLICY = RetryPolicy(max_attempts=4, initial_delay=10, multiplier=3, max_delay=60)
+
+
+def test_backoff_grows_exponentially_up_to_the_cap():
+    assert [retry_delay(POLICY, n) for n in range(1, 6)] == [10, 30, 60, 60, 60]
+    assert retry_delay(RetryPolicy(max_attempts=5, initial_delay=1, multiplier=10, max_delay=5), 10**6) == 5
+
+
+@pytest.mark.parametrize("expected,delivered,attempts,state", [
+    (3, 3, 1, SUCCESS), (3, 2, 1, PENDING), (3, 0, 3, PENDING),
+    (3, 2, 4, WARNING), (3, 0, 4, FAILURE), (0, 0, 1, FAILURE),
+])
+def test_outcome(expected, delivered, attempts, state):
+    outcome = decide(expected, delivered, attempts, POLICY)
+    assert outcome.state == state
+    assert (outcome.retry_in is not None) == (state == PENDING)
+
+
+def test_non_retriable_errors_end_at_once():
+    assert decide(2, 0, 1, POLICY, retriable=False).state == FAILURE

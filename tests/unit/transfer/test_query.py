@@ -1,0 +1,79 @@
+import datetime
+
+import pytest
+
+from courier.errors import ApiError, DeliveryError
+from courier.transfer.query import matches, parse_date_range, split_range, validate
+from courier.transfer.remote import find
+
+
+def test_validate_names_the_bad_field():
+    assert validate({"Node": "pacs", "Level": "study", "Filters": {"PatientID": "P1"}}) == ("pacs", "STUDY", {"PatientID": "P1"})
+    for body, words in [({}, "Node:"), ({"Node": "p", "Level": "IMAGE"}, "Level:"),
+                        ({"Node": "p", "Filters": {"Modality": "CT"}}, "Filters.Modality: not a filter at level STUDY"),
+                        ({"Node": "p", "Filters": {"StudyDate": "2024"}}, "Filters.StudyDate: expected YYYYMMDD"),
+                        ({"Node": "p", "Filters": {"StudyDate": "20240201-20240101"}}, "ends before it starts"),
+                        ({"Node": "p", "Filters": {"PatientID": 5}}, "expected a string")]:
+        with pytest.raises(ApiError) as caught:
+            validate(body)
+        assert caught.value.status == 400 and words in caught.value.message
+
+
+@pytest.mark.parametrize("answer,filters,expected", [
+    ({"PatientName": "DOE^JANE"}, {"PatientName": "doe*"}, True),
+    ({"PatientName": "DOE^JANE"}, {"PatientName": "Roe*"}, False),
+    ({"StudyDate": "20240115"}, {"StudyDate": "20240101-20240131"}, True),
+    ({"StudyDate": "20240215"}, {"StudyDate": "20240101-20240131"}, False),
+    ({"StudyDate": "20240215"}, {"StudyDate": "-20240131"}, False),
+    ({"ModalitiesInStudy": "CT\\SR"}, {"ModalitiesInStudy": "CT"}, True),
+    ({"ModalitiesInStudy": "MR"}, {"ModalitiesInStudy": "CT\\PT"}, False),
+    ({"AccessionNumber": "A1"}, {"AccessionNumber": "A2"}, False),
+    ({"AccessionNumber": "A1"}, {"AccessionNumber": "*"}, True),
+])
+def test_local_refilter(answer, filters, expected):
+    assert matches(answer, filters) is expected
+
+
+def test_split_range():
+    today = datetime.date(2024, 12, 31)
+    assert split_range("20240101-20240131", today) == ("20240101-20240116", "20240117-20240131")
+    assert split_range("20240101", today) is None
+    first, second = split_range("", today)
+    assert first.startswith("19000101-") and second.endswith("-20241231")
+    assert parse_date_range("20240101-") == (datetime.date(2024, 1, 1), None)
+
+
+STUDIES = [{"StudyInstanceUID": f"1.2.{n}", "PatientID": f"P{n % 3}", "StudyDate": f"202401{n + 1:02d}",
+            "ModalitiesInStudy": "CT" if n % 2 else "MR"} for n in range(20)]
+
+
+def sloppy_pacs(cap):
+    """Honours StudyDate only, ignores every other key, answers at most `cap` results."""
+    calls = []
+
+    def search(rest, node, level, keys):
+        calls.append(dict(keys))
+        first, last = parse_date_range(keys["StudyDate"]) if keys.get("StudyDate") else (None, None)
+        found = [s for s in STUDIES if (not first or s["StudyDate"] >= first.strftime("%Y%m%d"))
+                 and (not last or s["StudyDate"] <= last.strftime("%Y%m%d"))]
+        return found[:cap]
+    return search, calls
+
+
+def test_find_refilters_and_splits_capped_answers():
+    search, calls = sloppy_pacs(cap=5)
+    result = find(None, "pacs", "STUDY", {"StudyDate": "20240101-20240120", "ModalitiesInStudy": "CT"}, max_results=5,
+                  today=datetime.date(2024, 12, 31), search=search)
+    assert [a["StudyInstanceUID"] for a in result["Answers"]] == [f"1.2.{n}" for n in range(1, 20, 2)]
+    assert result["Refiltered"] == 10 and result["Splits"] >= 3
+    assert all(call["ModalitiesInStudy"] == "CT" and "PatientName" in call for call in calls)
+
+
+def test_a_cap_that_cannot_be_split_is_an_error_not_a_silent_truncation():
+    search, _ = sloppy_pacs(cap=1)
+    with pytest.raises(DeliveryError, match="cannot be split further"):
+        find(None, "pacs", "STUDY", {"StudyDate": "20240101"}, max_results=1, search=search,
+             today=datetime.date(2024, 12, 31))
+    search, _ = sloppy_pacs(cap=2)
+    one_day = find(None, "pacs", "STUDY", {"StudyDate": "20240101"}, max_results=2, search=search)
+    assert [a["StudyInstanceUID"] for a in one_day["Answers"]] == ["1.2.0"]      # under the cap: complete
