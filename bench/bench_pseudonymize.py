@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "plugin"), str(ROOT / "bench")]
 
 from bench_routing import has, send  # noqa: E402
-from courier.deid.pseudonymizer import Profile, Pseudonymizer  # noqa: E402
+from courier.config.profiles import Profile
+from courier.deid.pseudonymizer import Pseudonymizer  # noqa: E402
 from factory import write_instances  # noqa: E402
 from harness import Orthanc, wait_until  # noqa: E402
 

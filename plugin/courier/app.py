@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from typing import Any
 
 from courier.web.api import Api
@@ -19,7 +20,8 @@ from courier.routing.scripts import load_conditions
 from courier.deid.sources import patient_source
 from courier.deid.pseudonymizer import Pseudonymizer
 from courier.delivery.senders import build_senders
-from courier.store.store import AuditEvent, Store
+from courier.store.records import AuditEvent
+from courier.store.store import Store
 
 log = logging.getLogger("courier")
 
@@ -84,7 +86,7 @@ def install(orthanc: Any) -> Courier:
     host = Host(orthanc)
     host.install_logging()
     try:
-        config = parse(host.configuration(), host.configuration_dir(), REPO_DIR)
+        config = parse(host.configuration(), host.configuration_dir(), REPO_DIR, hostname=socket.gethostname())
         courier = Courier(host, config)
     except ConfigError as exc:
         log.error("%s", exc)

@@ -5,7 +5,8 @@ import io
 import pydicom
 import requests
 
-from courier.deid.pseudonymizer import PseudonymFormat, make_pseudonym
+from courier.config.profiles import PseudonymFormat
+from courier.deid.pseudonymizer import make_pseudonym
 from factory import write_instances
 from harness import storescu, wait_until
 

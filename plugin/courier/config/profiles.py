@@ -1,23 +1,76 @@
-"""The "Courier.Pseudonymization" section -> Profile objects (secrets read here, never logged)."""
+"""The "Courier.Pseudonymization" section -> Profile records (secrets read here, never logged).
+
+The records say what a profile asks for; courier.deid carries it out. OPTIONS names the PS3.15
+Annex E options a profile may enable, with the Table E.1-1 column and the CID 7050 code of each.
+A lookup table CSV (PatientID,Pseudonym) is read here too: at start-up from LookupFile, and for
+uploads through the REST API, with the same checks.
+"""
 from __future__ import annotations
 
+import csv
 import difflib
+import io
 import os
 import re
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from pydicom.datadict import tag_for_keyword
 
 from courier.config.reader import Section, resolve, type_name
+from courier.config.secrets import read_secret
 from courier.errors import ConfigError
-from courier.deid.sources import parse_lookup_csv
-from courier.deid.pseudonymizer import BURNED_IN_ACTIONS, DEFAULT_ALPHABET, OPTIONS, Profile, PseudonymFormat
 
 TRIAL_KEYWORDS = {"SponsorName": "ClinicalTrialSponsorName", "ProtocolID": "ClinicalTrialProtocolID",
                   "ProtocolName": "ClinicalTrialProtocolName", "SiteID": "ClinicalTrialSiteID",
                   "SiteName": "ClinicalTrialSiteName"}
-MIN_SECRET_BYTES = 16
 SOURCES = ("Hmac", "Lookup", "Broker")
+
+# option name in the Courier configuration -> column of Table E.1-1, and its CID 7050 code
+OPTIONS: dict[str, tuple[str, str, str]] = {
+    "RetainSafePrivate": ("rtnSafePrivOpt", "113111", "Retain Safe Private Option"),
+    "RetainUIDs": ("rtnUIDsOpt", "113110", "Retain UIDs Option"),
+    "RetainDeviceIdentity": ("rtnDevIdOpt", "113109", "Retain Device Identity Option"),
+    "RetainInstitutionIdentity": ("rtnInstIdOpt", "113112", "Retain Institution Identity Option"),
+    "RetainPatientCharacteristics": ("rtnPatCharsOpt", "113108", "Retain Patient Characteristics Option"),
+    "RetainLongitudinalFullDates": ("rtnLongFullDatesOpt", "113106",
+                                    "Retain Longitudinal Temporal Information Full Dates Option"),
+    "RetainLongitudinalModifiedDates": ("rtnLongModifDatesOpt", "113107",
+                                        "Retain Longitudinal Temporal Information Modified Dates Option"),
+    "CleanDescriptors": ("cleanDescOpt", "113105", "Clean Descriptors Option"),
+    "CleanStructuredContent": ("cleanStructContOpt", "113104", "Clean Structured Content Option"),
+    "CleanGraphics": ("cleanGraphOpt", "113103", "Clean Graphics Option"),
+}
+BURNED_IN_ACTIONS = ("Reject", "Quarantine", "Pass")
+DEFAULT_ALPHABET = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+
+
+@dataclass(frozen=True)
+class PseudonymFormat:
+    prefix: str = ""
+    length: int = 12
+    alphabet: str = DEFAULT_ALPHABET
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    secret: bytes = field(repr=False)
+    options: frozenset = frozenset()
+    pseudonym: PseudonymFormat = PseudonymFormat()
+    date_shift_days: tuple[int, int] = (-365, -1)
+    keep: frozenset = frozenset()             # tags (int)
+    remove: frozenset = frozenset()
+    replace: Mapping[int, str] = field(default_factory=dict)
+    safe_private: frozenset = frozenset()     # (group, private creator, element low byte)
+    trial: Mapping[str, str] = field(default_factory=dict)   # DICOM keyword -> value
+    burned_in: str = "Quarantine"
+    burned_in_modalities: frozenset = frozenset({"US", "SC", "OT", "XC", "ES", "DOC"})
+    burned_in_sop_classes: frozenset = frozenset()
+    source: str = "Hmac"                      # Hmac | Lookup | Broker (see courier.deid.sources)
+    lookup_rows: tuple = field(default=(), repr=False)   # (PatientID, pseudonym) from LookupFile
+    broker_url: str = ""
+    broker_timeout: float = 10.0
 
 
 def _tag(text: Any, path: str) -> int:
@@ -30,34 +83,6 @@ def _tag(text: Any, path: str) -> int:
         if tag is not None:
             return tag
     raise ConfigError(path, f"{text!r} is neither a DICOM keyword nor a tag like \"0010,0020\"")
-
-
-def read_secret(section: Section, path: str, base_dir: str, environ: Mapping[str, str],
-                names: tuple[str, str] = ("SecretFile", "SecretEnv"), minimum: int = MIN_SECRET_BYTES) -> bytes:
-    """A secret from a file or an environment variable (exactly one); never echoed in errors."""
-    file_key, env_key = names
-    file_name = section.get(file_key, str, None)
-    variable = section.get(env_key, str, None)
-    if (file_name is None) == (variable is None):
-        raise ConfigError(path, f"set exactly one of {file_key} and {env_key}",
-                          "keep secrets out of orthanc.json")
-    if file_name is not None:
-        full = resolve(file_name, base_dir)
-        try:
-            with open(full, "rb") as handle:
-                secret = handle.read().strip()
-        except OSError as exc:
-            raise ConfigError(f"{path}.{file_key}", f"cannot read {full}: {exc.strerror}") from None
-        where = f"{path}.{file_key}"
-    else:
-        secret = environ.get(variable, "").encode()
-        where = f"{path}.{env_key}"
-        if not secret:
-            raise ConfigError(where, f"the environment variable {variable} is not set or empty")
-    if len(secret) < minimum:
-        raise ConfigError(where, f"the secret is shorter than {minimum} bytes",
-                          "generate one with: head -c 32 /dev/urandom | base64")
-    return secret
 
 
 def _profile(name: str, raw: Any, base_dir: str, environ: Mapping[str, str]) -> Profile:
@@ -130,3 +155,34 @@ def parse_profiles(raw: Any, base_dir: str, environ: Mapping[str, str] = os.envi
     if not isinstance(raw, dict):
         raise ConfigError("Courier.Pseudonymization", f"expected an object, got {type_name(raw)}")
     return {name: _profile(name, spec, base_dir, environ) for name, spec in raw.items()}
+
+
+LOOKUP_COLUMNS = ("PatientID", "Pseudonym")
+
+
+def parse_lookup_csv(text: str, origin: str) -> list[tuple[str, str]]:
+    """Rows of a PatientID,Pseudonym CSV (comma or semicolon, with or without BOM).
+    ValueError naming the line and column for the first problem."""
+    text = text.lstrip("\ufeff")
+    first = text.splitlines()[0] if text.strip() else ""
+    delimiter = ";" if first.count(";") > first.count(",") else ","
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    header = [h.strip() for h in next(reader, [])]
+    missing = [c for c in LOOKUP_COLUMNS if c not in header]
+    if missing:
+        raise ValueError(f"{origin}: line 1: missing column(s) {', '.join(missing)} (found {', '.join(header) or 'nothing'})")
+    index = {name: header.index(name) for name in LOOKUP_COLUMNS}
+    rows, seen = [], {}
+    for line, row in enumerate(reader, start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        values = {name: (row[i].strip() if i < len(row) else "") for name, i in index.items()}
+        for name in LOOKUP_COLUMNS:
+            if not values[name]:
+                raise ValueError(f"{origin}: line {line}, column {name}: empty")
+        if values["PatientID"] in seen and seen[values["PatientID"]] != values["Pseudonym"]:
+            raise ValueError(f"{origin}: line {line}, column Pseudonym: PatientID {values['PatientID']!r} already has "
+                             f"another pseudonym (one patient, one pseudonym)")
+        seen[values["PatientID"]] = values["Pseudonym"]
+        rows.append((values["PatientID"], values["Pseudonym"]))
+    return rows

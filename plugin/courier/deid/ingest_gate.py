@@ -18,7 +18,7 @@ from typing import Any, Optional, Sequence
 from pydicom import dcmread
 
 from courier.deid.pseudonymizer import PseudonymizationError, Pseudonymizer, method_marker
-from courier.routing.rules import Route, evaluate
+from courier.config.routes import Route
 from courier.store.store import Store
 
 log = logging.getLogger("courier.ingest_gate")
@@ -47,7 +47,7 @@ class IngestGate:
             tags = top_level_tags(data)
             if method_marker(self.profile) in tags.get("DeidentificationMethod", "").split("\\"):
                 return KEEP, None                   # already pseudonymized with this profile: never twice
-            matched = [r for r in self.routes if evaluate((r,), r.trigger, tags).fired]
+            matched = [r for r in self.routes if r.matches(tags)]
             if not matched:
                 return KEEP, None
             out, result = self.pseudonymizer.pseudonymize_bytes(data)

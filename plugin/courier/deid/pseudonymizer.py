@@ -28,8 +28,8 @@ import io
 import json
 import os
 import re
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
 from pydicom import dcmread
 from pydicom.dataelem import DataElement
@@ -38,26 +38,11 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
+from courier.config.profiles import OPTIONS, Profile, PseudonymFormat
+
 TABLE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "annex-e-table-e1-1.json")
 TABLE_EDITION = "2024b"
 
-# option name in the Courier configuration -> column of Table E.1-1, and its CID 7050 code
-OPTIONS: dict[str, tuple[str, str, str]] = {
-    "RetainSafePrivate": ("rtnSafePrivOpt", "113111", "Retain Safe Private Option"),
-    "RetainUIDs": ("rtnUIDsOpt", "113110", "Retain UIDs Option"),
-    "RetainDeviceIdentity": ("rtnDevIdOpt", "113109", "Retain Device Identity Option"),
-    "RetainInstitutionIdentity": ("rtnInstIdOpt", "113112", "Retain Institution Identity Option"),
-    "RetainPatientCharacteristics": ("rtnPatCharsOpt", "113108", "Retain Patient Characteristics Option"),
-    "RetainLongitudinalFullDates": ("rtnLongFullDatesOpt", "113106",
-                                    "Retain Longitudinal Temporal Information Full Dates Option"),
-    "RetainLongitudinalModifiedDates": ("rtnLongModifDatesOpt", "113107",
-                                        "Retain Longitudinal Temporal Information Modified Dates Option"),
-    "CleanDescriptors": ("cleanDescOpt", "113105", "Clean Descriptors Option"),
-    "CleanStructuredContent": ("cleanStructContOpt", "113104", "Clean Structured Content Option"),
-    "CleanGraphics": ("cleanGraphOpt", "113103", "Clean Graphics Option"),
-}
-BURNED_IN_ACTIONS = ("Reject", "Quarantine", "Pass")
-DEFAULT_ALPHABET = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 TEXT_VRS = {"LO", "SH", "ST", "LT", "UT", "PN", "UC"}
 DUMMY = {"PN": "ANONYMIZED", "DA": "19000101", "TM": "000000", "DT": "19000101000000", "AS": "000D",
          "IS": "0", "DS": "0", "CS": "ANONYMIZED", "AE": "ANONYMIZED"}
@@ -73,34 +58,6 @@ class PseudonymizationError(Exception):
     def __init__(self, reason: str, disposition: str = "quarantine") -> None:
         self.reason, self.disposition = reason, disposition
         super().__init__(reason)
-
-
-@dataclass(frozen=True)
-class PseudonymFormat:
-    prefix: str = ""
-    length: int = 12
-    alphabet: str = DEFAULT_ALPHABET
-
-
-@dataclass(frozen=True)
-class Profile:
-    name: str
-    secret: bytes = field(repr=False)
-    options: frozenset = frozenset()
-    pseudonym: PseudonymFormat = PseudonymFormat()
-    date_shift_days: tuple[int, int] = (-365, -1)
-    keep: frozenset = frozenset()             # tags (int)
-    remove: frozenset = frozenset()
-    replace: Mapping[int, str] = field(default_factory=dict)
-    safe_private: frozenset = frozenset()     # (group, private creator, element low byte)
-    trial: Mapping[str, str] = field(default_factory=dict)   # DICOM keyword -> value
-    burned_in: str = "Quarantine"
-    burned_in_modalities: frozenset = frozenset({"US", "SC", "OT", "XC", "ES", "DOC"})
-    burned_in_sop_classes: frozenset = frozenset()
-    source: str = "Hmac"                      # Hmac | Lookup | Broker (see pseudonym_sources.py)
-    lookup_rows: tuple = field(default=(), repr=False)   # (PatientID, pseudonym) from LookupFile
-    broker_url: str = ""
-    broker_timeout: float = 10.0
 
 
 @dataclass

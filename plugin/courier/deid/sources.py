@@ -9,44 +9,13 @@ crosswalk), with a timeout; a broker that does not answer fails the attempt, whi
 """
 from __future__ import annotations
 
-import csv
-import io
 from typing import Callable, Optional
 
 import requests
 
-from courier.deid.pseudonymizer import Profile, PseudonymizationError
+from courier.config.profiles import Profile
+from courier.deid.pseudonymizer import PseudonymizationError
 from courier.store.store import Store
-
-LOOKUP_COLUMNS = ("PatientID", "Pseudonym")
-
-
-def parse_lookup_csv(text: str, origin: str) -> list[tuple[str, str]]:
-    """Rows of a PatientID,Pseudonym CSV (comma or semicolon, with or without BOM).
-    ValueError naming the line and column for the first problem."""
-    text = text.lstrip("\ufeff")
-    first = text.splitlines()[0] if text.strip() else ""
-    delimiter = ";" if first.count(";") > first.count(",") else ","
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    header = [h.strip() for h in next(reader, [])]
-    missing = [c for c in LOOKUP_COLUMNS if c not in header]
-    if missing:
-        raise ValueError(f"{origin}: line 1: missing column(s) {', '.join(missing)} (found {', '.join(header) or 'nothing'})")
-    index = {name: header.index(name) for name in LOOKUP_COLUMNS}
-    rows, seen = [], {}
-    for line, row in enumerate(reader, start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        values = {name: (row[i].strip() if i < len(row) else "") for name, i in index.items()}
-        for name in LOOKUP_COLUMNS:
-            if not values[name]:
-                raise ValueError(f"{origin}: line {line}, column {name}: empty")
-        if values["PatientID"] in seen and seen[values["PatientID"]] != values["Pseudonym"]:
-            raise ValueError(f"{origin}: line {line}, column Pseudonym: PatientID {values['PatientID']!r} already has "
-                             f"another pseudonym (one patient, one pseudonym)")
-        seen[values["PatientID"]] = values["Pseudonym"]
-        rows.append((values["PatientID"], values["Pseudonym"]))
-    return rows
 
 
 def patient_source(profile: Profile, store: Store) -> Optional[Callable[[str], str]]:

@@ -24,11 +24,12 @@ from typing import Callable, Mapping, Optional, Protocol, Sequence
 
 import requests
 
-from courier.config.parse import Archive, Folder, Node
+from courier.config.destinations import Archive, Folder
+from courier.config.nodes import Node
 from courier.errors import DeliveryError
 from courier.delivery.layout import contained_path, relative_path, safe_component
 from courier.orthanc_rest import OrthancRest
-from courier.store.store import ManifestItem
+from courier.store.records import ManifestItem
 
 Report = dict[str, Optional[str]]   # Orthanc instance ID -> None if delivered, else the error
 

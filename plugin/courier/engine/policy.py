@@ -4,19 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 20
-    initial_delay: float = 10.0
-    multiplier: float = 2.0
-    max_delay: float = 1800.0
-
-
-PENDING, RUNNING, SUCCESS, WARNING, FAILURE, CANCELED = (
-    "PENDING", "RUNNING", "SUCCESS", "WARNING", "FAILURE", "CANCELED")
-STATES = (PENDING, RUNNING, SUCCESS, WARNING, FAILURE, CANCELED)
-FINAL_STATES = (SUCCESS, WARNING, FAILURE, CANCELED)
+from courier.config.retry import RetryPolicy
+from courier.store.records import FAILURE, PENDING, SUCCESS, WARNING
 
 
 def retry_delay(policy: RetryPolicy, attempts_done: int) -> float:

@@ -21,11 +21,13 @@ from courier.errors import DeliveryError
 from courier.orthanc_rest import OrthancRest
 from courier.transfer import fetch
 from courier.config import windows
-from courier.engine.policy import CANCELED, FINAL_STATES, SUCCESS, decide
+from courier.store.records import CANCELED, FINAL_STATES, SUCCESS
+from courier.engine.policy import decide
 from courier.delivery.senders import ArchiveSender, Sender
 from courier.deid.pseudonymizer import PseudonymizationError, Pseudonymizer
 from courier.transfer.remote import search_of
-from courier.store.store import Attempt, ManifestItem, Store
+from courier.store.records import Attempt, ManifestItem
+from courier.store.store import Store
 
 log = logging.getLogger("courier.engine")
 

@@ -15,8 +15,11 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 from courier.routing.callers import CallerPolicy
 from courier.orthanc_rest import OrthancHttpError, OrthancRest
 from courier.deid.pseudonymizer import method_marker as marker
-from courier.routing.rules import CONTEXT_KEYS, Route, evaluate
-from courier.store.store import AuditEvent, NewTask, Store
+from courier.config.match import CONTEXT_KEYS
+from courier.config.routes import Route
+from courier.routing.rules import evaluate
+from courier.store.records import AuditEvent, NewTask
+from courier.store.store import Store
 
 log = logging.getLogger("courier.ingest")
 

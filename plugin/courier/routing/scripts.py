@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from courier.errors import ConfigError
-from courier.routing.rules import Route
+from courier.config.routes import Route
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from courier.errors import ApiError, DeliveryError
 from courier.transfer.fetch import orthanc_id
 from courier.orthanc_rest import OrthancRest
 from courier.transfer.remote import find, search_of
-from courier.store.store import JobTarget
+from courier.store.records import JobTarget
 
 QUERY_RESULT_COLUMNS = ["line", "ID", "Found", "PatientID", "PatientName", "PatientBirthDate", "StudyInstanceUID",
                         "StudyDate", "AccessionNumber", "ModalitiesInStudy", "StudyDescription",

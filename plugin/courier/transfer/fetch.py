@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Callable, Optional
 
-from courier.config.parse import Node
+from courier.config.nodes import Node
 from courier.errors import DeliveryError
 from courier.orthanc_rest import OrthancHttpError, OrthancRest
 from courier.transfer.remote import open_association

@@ -13,11 +13,11 @@ from courier.config.parse import CourierConfig
 from courier.errors import ApiError, DeliveryError
 from courier.transfer.fetch import orthanc_id
 from courier.orthanc_rest import OrthancRest
-from courier.engine.policy import CANCELED, FAILURE, PENDING, RUNNING, SUCCESS, WARNING
+from courier.store.records import CANCELED, FAILURE, PENDING, RUNNING, SUCCESS, WARNING
 from courier.config.profiles import TRIAL_KEYWORDS
 from courier.transfer.query import parse_date_range
 from courier.transfer.remote import find, search_of
-from courier.store.store import JobTarget
+from courier.store.records import JobTarget
 
 ITEM_KEYS = ("StudyInstanceUID", "AccessionNumber", "PatientID", "StudyDate", "ModalitiesInStudy",
              "SeriesInstanceUID", "Modality", "SeriesDescription")

@@ -7,31 +7,9 @@ role and, optionally, to the nodes the user may query and send to.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Optional
 
-ROLES = ("viewer", "operator", "admin")
-
-
-@dataclass(frozen=True)
-class UserRights:
-    role: str
-    may_query: Optional[frozenset] = None      # node ids; None: every node
-    may_send_to: Optional[frozenset] = None    # destination ids; None: every destination
-
-
-@dataclass(frozen=True)
-class AccessPolicy:
-    users: Mapping[str, UserRights]
-    default_role: str = "viewer"               # an Orthanc user Courier.Users does not list
-    anonymous_role: str = "admin"              # only when Orthanc's authentication is off
-    authentication: bool = True
-
-    def rights(self, user: Optional[str]) -> Optional[UserRights]:
-        """None: no access at all (authentication is on and nobody is logged in)."""
-        if user is None:
-            return None if self.authentication else UserRights(self.anonymous_role)
-        return self.users.get(user, UserRights(self.default_role))
+from courier.config.users import ROLES, UserRights
 
 
 def allows(rights: Optional[UserRights], needed: str) -> bool:

@@ -28,19 +28,21 @@ from courier.web import access
 from courier.transfer import batch_files as batch
 from courier.transfer import batches
 from courier.transfer import jobs
-from courier.web.access import UserRights
+from courier.config.users import UserRights
 from courier.transfer import query as query_module
 from courier.transfer import remote
 from courier.errors import ApiError, DeliveryError
 from courier.orthanc_rest import OrthancRest
 from courier.host import HttpRequest, HttpResponse
-from courier.engine.policy import CANCELED, FAILURE, PENDING, RUNNING, STATES, WARNING
-from courier.deid.sources import parse_lookup_csv
+from courier.store.records import CANCELED, FAILURE, PENDING, RUNNING, STATES, WARNING
+from courier.config.profiles import parse_lookup_csv
 from courier.deid.pseudonymizer import PseudonymizationError, Pseudonymizer
-from courier.config.parse import TRIGGERS
+from courier.config.routes import TRIGGERS
 from courier.deid.ingest_gate import top_level_tags
-from courier.routing.rules import CONTEXT_KEYS, evaluate
-from courier.store.store import AuditEvent, NewTask, Store
+from courier.config.match import CONTEXT_KEYS
+from courier.routing.rules import evaluate
+from courier.store.records import AuditEvent, NewTask
+from courier.store.store import Store
 from courier.web.ui import Ui
 
 PREFIX = "/courier/"

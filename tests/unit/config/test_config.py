@@ -2,7 +2,8 @@ import copy
 
 import pytest
 
-from courier.config.parse import DEFAULT_LAYOUT, parse
+from courier.config.destinations import DEFAULT_LAYOUT
+from courier.config.parse import parse
 from courier.errors import ConfigError
 
 BASE = {

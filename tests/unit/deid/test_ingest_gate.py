@@ -3,8 +3,10 @@ import io
 import pydicom
 
 from courier.deid.ingest_gate import DISCARD, KEEP, MODIFY, IngestGate
-from courier.deid.pseudonymizer import Profile, Pseudonymizer
-from courier.routing.rules import Route, compile_condition
+from courier.config.profiles import Profile
+from courier.deid.pseudonymizer import Pseudonymizer
+from courier.config.routes import Route
+from courier.config.match import compile_condition
 from courier.store.store import Store
 from factory import make_instance
 

@@ -5,8 +5,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from courier.deid.sources import parse_lookup_csv, patient_source
-from courier.deid.pseudonymizer import Profile, PseudonymizationError, Pseudonymizer
+from courier.config.profiles import parse_lookup_csv
+from courier.deid.sources import patient_source
+from courier.config.profiles import Profile
+from courier.deid.pseudonymizer import PseudonymizationError, Pseudonymizer
 from courier.store.store import Store
 from factory import make_instance
 

@@ -13,8 +13,8 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from courier.deid.pseudonymizer import (OPTIONS, TABLE, Profile, PseudonymFormat, PseudonymizationError, Pseudonymizer,
-                                  compile_actions, make_pseudonym, remap_uid)
+from courier.config.profiles import OPTIONS, Profile, PseudonymFormat
+from courier.deid.pseudonymizer import TABLE, PseudonymizationError, Pseudonymizer, compile_actions, make_pseudonym, remap_uid
 from factory import make_instance
 
 SECRET = b"test-secret-not-for-production"
@@ -195,7 +195,8 @@ def test_same_results_in_another_process():
     code = f"""
 import sys, json
 sys.path[:0] = {[str(Path(__file__).resolve().parents[3] / 'plugin'), str(Path(__file__).resolve().parents[2])]!r}
-from courier.deid.pseudonymizer import Pseudonymizer, Profile
+from courier.deid.pseudonymizer import Pseudonymizer
+from courier.config.profiles import Profile
 from factory import make_instance
 ds = make_instance(patient_id="REPRO1", study_uid="1.2.3.4.5", series_uid="1.2.3.4.6")
 ds.SOPInstanceUID = "1.2.3.4.7"

@@ -1,6 +1,8 @@
 import pytest
 
-from courier.routing.rules import MatchSyntaxError, Route, compile_condition, evaluate
+from courier.config.match import MatchSyntaxError, compile_condition
+from courier.config.routes import Route
+from courier.routing.rules import evaluate
 
 
 @pytest.mark.parametrize("spec,value,expected", [

@@ -1,7 +1,8 @@
 import threading
 
-from courier.store.store import Attempt, AuditEvent, JobTarget, ManifestItem, NewTask, Store
-from courier.engine.policy import CANCELED, PENDING, RUNNING, SUCCESS
+from courier.store.records import Attempt, AuditEvent, JobTarget, ManifestItem, NewTask
+from courier.store.store import Store
+from courier.store.records import CANCELED, PENDING, RUNNING, SUCCESS
 
 
 class Clock:

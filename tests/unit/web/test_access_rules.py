@@ -2,7 +2,8 @@ import copy
 
 import pytest
 
-from courier.web.access import AccessPolicy, UserRights, allows, may_query, may_send_to
+from courier.config.users import AccessPolicy, UserRights
+from courier.web.access import allows, may_query, may_send_to
 from courier.config.parse import parse
 from courier.errors import ConfigError
 

@@ -3,7 +3,8 @@ import json
 from courier.web.api import ENDPOINTS, Api, openapi_document
 from courier.config.parse import parse
 from courier.host import HttpRequest
-from courier.store.store import NewTask, Store
+from courier.store.records import NewTask
+from courier.store.store import Store
 
 CONFIG = parse({"DicomModalities": {"d": ["D", "127.0.0.1", 104]},
                 "Courier": {"Routes": [{"Name": "r", "Destinations": ["d"]}]}}, "/", "/")

@@ -1,0 +1,136 @@
+"""The nodes of Orthanc's own registries (DicomModalities, DicomWeb.Servers, OrthancPeers) and
+Courier's settings for each ("Courier.Nodes": capabilities, query model, retrieve method, windows,
+limits)."""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+from courier.config.reader import Section, type_name
+from courier.config.windows import parse as parse_window
+from courier.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Node:
+    """Where a destination is, for sends Courier makes itself (pseudonymized data)."""
+    id: str
+    kind: str                     # dicom | dicomweb | peer
+    aet: str = ""
+    host: str = ""
+    port: int = 0
+    url: str = ""
+    username: Optional[str] = None
+    password: Optional[str] = field(default=None, repr=False)
+
+
+RETRIEVE_METHODS = ("C-MOVE", "C-GET", "WADO")
+
+
+CAPABILITIES = ("C-ECHO", "C-FIND", "C-MOVE", "C-GET", "C-STORE", "QIDO", "WADO", "STOW")
+
+
+DEFAULT_CAPABILITIES = {"dicom": ("C-ECHO", "C-FIND", "C-MOVE", "C-STORE"), "dicomweb": ("QIDO", "WADO", "STOW"),
+                        "peer": ()}
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    capabilities: tuple[str, ...]
+    max_results: int = 0              # a C-FIND cap the node applies silently; 0: none known
+    windows: tuple = ()               # windows.parse() results; empty: always open
+    retrieve_method: str = "C-MOVE"
+    direct_move_to: tuple = ()        # DICOM destinations this node can C-MOVE to itself
+    max_parallel_tasks: int = 2       # job tasks fetching from this node at once
+    query_model: str = "StudyRoot"    # or PatientRoot (C-FIND information model)
+
+
+def _node(node_id: str, kind: str, entry: Any, path: str) -> Node:
+    if kind == "dicom":
+        if isinstance(entry, list) and len(entry) >= 3:
+            return Node(node_id, kind, aet=str(entry[0]), host=str(entry[1]), port=int(entry[2]))
+        if isinstance(entry, dict) and {"AET", "Host", "Port"} <= set(entry):
+            return Node(node_id, kind, aet=str(entry["AET"]), host=str(entry["Host"]), port=int(entry["Port"]))
+        raise ConfigError(path, "a modality is [AET, Host, Port] or an object with AET, Host and Port")
+    if isinstance(entry, str):
+        return Node(node_id, kind, url=entry)
+    if isinstance(entry, list) and entry:
+        return Node(node_id, kind, url=str(entry[0]), username=entry[1] if len(entry) > 2 else None,
+                    password=entry[2] if len(entry) > 2 else None)
+    if isinstance(entry, dict) and "Url" in entry:
+        return Node(node_id, kind, url=str(entry["Url"]), username=entry.get("Username"), password=entry.get("Password"))
+    raise ConfigError(path, "expected a URL, [URL, user, password] or an object with Url")
+
+
+def node_registry(orthanc: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, tuple[str, ...]], dict[str, Node]]:
+    """Destination ids by kind from DicomModalities, DicomWeb.Servers and OrthancPeers, the
+    calling AETs (and their hosts) that DicomModalities declares, and every node's address."""
+    kinds: dict[str, str] = {}
+    callers: dict[str, tuple[str, ...]] = {}
+    nodes: dict[str, Node] = {}
+    sources = [("DicomModalities", orthanc.get("DicomModalities") or {}, "dicom"),
+               ("DicomWeb.Servers", (orthanc.get("DicomWeb") or {}).get("Servers") or {}, "dicomweb"),
+               ("OrthancPeers", orthanc.get("OrthancPeers") or {}, "peer")]
+    for section, entries, kind in sources:
+        if not isinstance(entries, dict):
+            raise ConfigError(section, f"expected an object, got {type_name(entries)}")
+        for node_id, entry in entries.items():
+            if node_id in kinds:
+                raise ConfigError(f"{section}.{node_id}", f"the id is also used by a {kinds[node_id]} node",
+                                  "destination ids must be unique across registries")
+            kinds[node_id] = kind
+            node = nodes[node_id] = _node(node_id, kind, entry, f"{section}.{node_id}")
+            if kind == "dicom":
+                callers[node.aet] = callers.get(node.aet, ()) + (node.host,)
+    return kinds, callers, nodes
+
+
+def parse_node_settings(raw: Any, nodes: Mapping[str, Node]) -> dict[str, NodeSettings]:
+    if not isinstance(raw, dict):
+        raise ConfigError("Courier.Nodes", f"expected an object, got {type_name(raw)}")
+    for node_id in raw:
+        if node_id not in nodes:
+            close = difflib.get_close_matches(node_id, list(nodes), n=1)
+            raise ConfigError(f"Courier.Nodes.{node_id}", "no such node in DicomModalities, DicomWeb.Servers or OrthancPeers",
+                              f"did you mean '{close[0]}'?" if close else "declare the node in Orthanc's registry first")
+    settings = {}
+    for node_id, node in nodes.items():
+        path = f"Courier.Nodes.{node_id}"
+        section = Section(raw.get(node_id, {}), path, "Courier.Nodes.{id}")
+        capabilities = section.get("Capabilities", list, list(DEFAULT_CAPABILITIES[node.kind]))
+        for index, capability in enumerate(capabilities):
+            if capability not in CAPABILITIES:
+                raise ConfigError(f"{path}.Capabilities[{index}]", f"unknown capability {capability!r}",
+                                  f"one of {', '.join(CAPABILITIES)}")
+        max_results = section.get("MaxResults", int, 0)
+        if max_results < 0:
+            raise ConfigError(f"{path}.MaxResults", "must be 0 (no cap) or more")
+        parsed = []
+        for index, text in enumerate(section.get("Windows", list, [])):
+            try:
+                parsed.append(parse_window(str(text)))
+            except ValueError as exc:
+                raise ConfigError(f"{path}.Windows[{index}]", str(exc), "days Mon..Sun, hours HH:MM, local time") from None
+        method = section.get("RetrieveMethod", str, {"dicomweb": "WADO", "dicom": "C-MOVE"}.get(node.kind, ""))
+        if node.kind == "peer" and not method:
+            settings[node_id] = NodeSettings(tuple(capabilities), max_results, tuple(parsed), "",
+                                             max_parallel_tasks=section.positive("MaxParallelTasks", int, 2))
+            continue
+        if method not in RETRIEVE_METHODS:
+            raise ConfigError(f"{path}.RetrieveMethod", f"unknown method {method!r}", f"one of {', '.join(RETRIEVE_METHODS)}")
+        if method not in capabilities:
+            raise ConfigError(f"{path}.RetrieveMethod", f"{method} is not among the node's Capabilities",
+                              f"add it to Courier.Nodes.{node_id}.Capabilities")
+        direct = tuple(section.get("DirectMoveTo", list, []))
+        for index, target in enumerate(direct):
+            if target not in nodes or nodes[target].kind != "dicom":
+                raise ConfigError(f"{path}.DirectMoveTo[{index}]", f"{target!r} is not a DICOM modality of DicomModalities")
+        if direct and "C-MOVE" not in capabilities:
+            raise ConfigError(f"{path}.DirectMoveTo", "needs C-MOVE among the node's Capabilities")
+        model = section.get("QueryModel", str, "StudyRoot")
+        if model not in ("StudyRoot", "PatientRoot"):
+            raise ConfigError(f"{path}.QueryModel", f"unknown model {model!r}", "StudyRoot or PatientRoot")
+        settings[node_id] = NodeSettings(tuple(capabilities), max_results, tuple(parsed), method, direct,
+                                         section.positive("MaxParallelTasks", int, 2), model)
+    return settings
