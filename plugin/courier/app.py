@@ -6,22 +6,23 @@ import os
 import socket
 from typing import Any
 
-from courier.web.api import Api
-from courier.routing.callers import CallerPolicy
 from courier.config.parse import CourierConfig, parse
-from courier.errors import ConfigError
-from courier.engine.workers import Engine
-from courier.host import Host
-from courier.routing.follower import ChangeFollower
 from courier.deid.ingest_gate import IngestGate
-from courier.web.metrics import MetricsPublisher
-from courier.orthanc_rest import OrthancRest
-from courier.routing.scripts import load_conditions
-from courier.deid.sources import patient_source
 from courier.deid.pseudonymizer import Pseudonymizer
+from courier.deid.sources import patient_source
 from courier.delivery.senders import build_senders
+from courier.engine.workers import Engine
+from courier.errors import ConfigError
+from courier.host import Host
+from courier.orthanc_rest import OrthancRest
+from courier.routing.callers import CallerPolicy
+from courier.routing.follower import ChangeFollower
+from courier.routing.scripts import load_conditions
 from courier.store.records import AuditEvent
 from courier.store.store import Store
+from courier.web.http import Context
+from courier.web.metrics import MetricsPublisher
+from courier.web.routes import Api
 
 log = logging.getLogger("courier")
 
@@ -40,16 +41,16 @@ class Courier:
                                 config.dicom_timeout, config.archives)
         for name, profile in config.profiles.items():
             if profile.lookup_rows:
-                self.store.load_lookup(name, profile.lookup_rows)
+                self.store.crosswalk.load_lookup(name, profile.lookup_rows)
         self.pseudonymizers = {name: Pseudonymizer(profile, patient_source(profile, self.store))
                                for name, profile in config.profiles.items()}
         self.engine = Engine(config, self.store, self.rest, senders, self.pseudonymizers)
         self.follower = ChangeFollower(self.store, self.rest, config.routes, self.callers, run_script,
                                        on_tasks=self.engine.wake)
         self.metrics = MetricsPublisher(self.store, host.set_metric)
-        self.api = Api(config, self.store, is_healthy=lambda: self.engine.running and self.follower.running,
-                       pseudonymizers=self.pseudonymizers, rest=self.rest, wake_workers=self.engine.wake,
-                       run_script=self.run_script)
+        self.api = Api(Context(config, self.store, is_healthy=lambda: self.engine.running and self.follower.running,
+                               pseudonymizers=self.pseudonymizers, rest=self.rest, wake_workers=self.engine.wake,
+                               run_script=self.run_script))
 
     def install(self) -> None:
         ingest_routes = [r for r in self.config.routes if r.pseudonymize_on == "Ingest"]
@@ -65,7 +66,7 @@ class Courier:
         self.host.on_change(self._on_change)
 
     def _record_refused_aet(self, aet: str, reason: str) -> None:
-        self.store.record(AuditEvent("instance-rejected", actor=aet or "?", detail={"reason": reason}))
+        self.store.audit.record(AuditEvent("instance-rejected", actor=aet or "?", detail={"reason": reason}))
 
     def _on_change(self, change: str, resource_id: str) -> None:
         if change == "ORTHANC_STARTED":

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from courier.web.api import ENDPOINTS
+from courier.web.routes import ENDPOINTS
 from courier.config.reader import KEYS
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()

@@ -51,7 +51,7 @@ class IngestGate:
             if not matched:
                 return KEEP, None
             out, result = self.pseudonymizer.pseudonymize_bytes(data)
-            self.store.record_crosswalk(self.profile, [result.patient_id], result.uids)
+            self.store.crosswalk.record(self.profile, [result.patient_id], result.uids)
             return MODIFY, out
         except PseudonymizationError as exc:      # on ingest nothing can wait for a retry: quarantine
             return self._quarantine(data, exc.reason, "reject" if exc.disposition == "reject" else "quarantine")
@@ -73,7 +73,7 @@ class IngestGate:
         except Exception:  # noqa: BLE001 - unreadable: no UID to show
             uid = None
         try:
-            self.store.quarantine(reason, disposition, self.profile, sop_instance_uid=uid, file=path)
+            self.store.quarantine.add(reason, disposition, self.profile, sop_instance_uid=uid, file=path)
         except Exception:  # noqa: BLE001 - never let the instance through because the record failed
             log.exception("could not record a quarantined instance (file %s)", path)
         return DISCARD, None

@@ -22,7 +22,7 @@ def patient_source(profile: Profile, store: Store) -> Optional[Callable[[str], s
     """The callable Pseudonymizer uses for PatientID -> pseudonym, or None for the keyed hash."""
     if profile.source == "Lookup":
         def lookup(patient_id: str) -> str:
-            found = store.lookup_pseudonym(profile.name, patient_id)
+            found = store.crosswalk.lookup_pseudonym(profile.name, patient_id)
             if found is None:
                 raise PseudonymizationError(f"PatientID not in the lookup table of profile {profile.name}",
                                             "quarantine")
@@ -30,7 +30,7 @@ def patient_source(profile: Profile, store: Store) -> Optional[Callable[[str], s
         return lookup
     if profile.source == "Broker":
         def broker(patient_id: str) -> str:
-            known = store.crosswalk_pseudonym(profile.name, patient_id)
+            known = store.crosswalk.pseudonym_of(profile.name, patient_id)
             if known is not None:
                 return known
             try:
@@ -45,7 +45,7 @@ def patient_source(profile: Profile, store: Store) -> Optional[Callable[[str], s
                 raise PseudonymizationError(f"the honest broker failed: {type(exc).__name__}", "retry") from None
             if not pseudonym or len(pseudonym) > 64:
                 raise PseudonymizationError("the honest broker answered an empty or over-long pseudonym", "retry")
-            store.record_crosswalk(profile.name, [(patient_id, pseudonym)], {})
+            store.crosswalk.record(profile.name, [(patient_id, pseudonym)], {})
             return pseudonym
         return broker
     return None

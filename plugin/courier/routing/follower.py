@@ -49,10 +49,10 @@ class ChangeFollower:
         self.running = False
 
     def start(self) -> None:
-        if self.store.cursor(CURSOR) is None:
+        if self.store.tasks.cursor(CURSOR) is None:
             # First start: route what arrives from now on, not what Orthanc already held.
             last = self.rest.get_json("/changes", last="")["Last"]
-            self.store.enqueue([], cursor=(CURSOR, last))
+            self.store.tasks.enqueue([], cursor=(CURSOR, last))
         self._thread = threading.Thread(target=self._loop, name="courier-changes", daemon=True)
         self._thread.start()
         self.running = True
@@ -81,12 +81,12 @@ class ChangeFollower:
 
     def follow_once(self) -> bool:
         """Process one page of changes; True when Orthanc has nothing newer."""
-        since = self.store.cursor(CURSOR) or 0
+        since = self.store.tasks.cursor(CURSOR) or 0
         page = self.rest.get_json("/changes", since=since, limit=PAGE)
         changes = page.get("Changes", [])
         tasks: list[NewTask] = []
         audit: list[AuditEvent] = []
-        fetching = self.store.job_study_ids() if changes else set()
+        fetching = self.store.tasks.job_study_ids() if changes else set()
         for change in changes:
             trigger = TRIGGER_OF_CHANGE.get(change["ChangeType"])
             if trigger is None:
@@ -101,7 +101,7 @@ class ChangeFollower:
                 # deleted before we looked at it: nothing left to route
         last = max((c["Seq"] for c in changes), default=since)
         if changes:
-            self.store.enqueue(tasks, audit, cursor=(CURSOR, last))
+            self.store.tasks.enqueue(tasks, audit, cursor=(CURSOR, last))
             if tasks:
                 self.on_tasks()
         return bool(page.get("Done", True))

@@ -1,9 +1,17 @@
-"""The records the store reads and writes: task states, new tasks, audit events, manifest items,
-delivery attempts and job targets. Plain frozen dataclasses, no SQL."""
+"""The records the store reads and writes: task states, tasks (new and stored), claims, manifest
+items, delivery attempts, jobs and their targets, audit events. Frozen dataclasses, no SQL.
+
+A task is "bring resource R to destination D (under profile P)", with the states
+
+    PENDING -> RUNNING -> SUCCESS | WARNING | FAILURE | CANCELED
+
+and a manifest: the SOP Instance UIDs it must deliver, each acknowledged or not.
+"""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 PENDING, RUNNING, SUCCESS, WARNING, FAILURE, CANCELED = (
     "PENDING", "RUNNING", "SUCCESS", "WARNING", "FAILURE", "CANCELED")
@@ -51,20 +59,103 @@ OUTCOME_ACTIONS = {SUCCESS: "task-delivered", WARNING: "task-incomplete", FAILUR
                    PENDING: "task-retry-scheduled"}
 
 
+MISSING = "missing:"   # manifest entry of an instance the source listed but never sent
+DIRECT = "direct:"     # manifest entry of an instance moved straight from the source to the destination
+
+
 @dataclass(frozen=True)
 class ManifestItem:
-    instance_id: str
+    instance_id: str                  # Orthanc ID, or MISSING/DIRECT + SOP Instance UID
     sop_instance_uid: str
     size: int = 0
     delivered: bool = False
+
+    @property
+    def never_arrived(self) -> bool:
+        return self.instance_id.startswith(MISSING)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task as stored (one row of the tasks table)."""
+    id: int
+    route: str                        # route name, "job-N", "manual:<user>" or "release:<user>"
+    destination: str
+    level: str                        # Instance | Series | Study
+    resource_id: str                  # Orthanc ID
+    state: str
+    priority: int = 0
+    attempts: int = 0
+    next_attempt_at: float = 0.0
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    finished_at: Optional[float] = None
+    heartbeat_at: Optional[float] = None
+    owner: Optional[str] = None
+    last_error: Optional[str] = None
+    delete_after: bool = False
+    expected: Optional[int] = None    # instances in the manifest, once known
+    delivered: int = 0
+    bytes: int = 0
+    profile: Optional[str] = None     # pseudonymization profile applied on send
+    job_id: Optional[int] = None
+    source: Optional[str] = None      # a job task fetches from this node first
+    study_uid: Optional[str] = None
+    series_uid: Optional[str] = None
+    study_id: Optional[str] = None    # Orthanc ID of the study a job task fetches into
+    reviewed: bool = False            # released from quarantine by an admin: no burned-in check
+
+    COLUMNS = ("id", "route", "destination", "level", "resource_id", "state", "priority", "attempts",
+               "next_attempt_at", "created_at", "updated_at", "finished_at", "heartbeat_at", "owner",
+               "last_error", "delete_after", "expected", "delivered", "bytes", "profile", "job_id", "source",
+               "study_uid", "series_uid", "study_id", "reviewed")
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "Task":
+        values = {name: row[name] for name in cls.COLUMNS}
+        values["delete_after"], values["reviewed"] = bool(values["delete_after"]), bool(values["reviewed"])
+        return cls(**values)
+
+    def as_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Due tasks of one destination that one worker took, atomically."""
+    owner: str
+    destination: str
+    tasks: tuple[Task, ...]
 
 
 @dataclass(frozen=True)
 class Attempt:
     """What one delivery attempt of `task` achieved, and the state policy.decide() chose."""
-    task: dict
+    task: Task
     delivered_ids: Sequence[str]
     failed: int
     state: str
+    expected: int = 0
     retry_in: Optional[float] = None
     error: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """A transfer job as stored, with the counts of its tasks (its status is derived from them)."""
+    id: int
+    created_at: float
+    created_by: str
+    source: str
+    destination: str
+    profile: Optional[str]
+    urgent: bool
+    paused: bool
+    canceled: bool
+    trial: Mapping[str, str]
+    tasks: Mapping[str, int]          # state -> number of tasks
+    instances_expected: int = 0
+    instances_delivered: int = 0
+    bytes: int = 0
+    started_at: Optional[float] = None
+    last_finished_at: Optional[float] = None

@@ -6,7 +6,7 @@ one task per study and its status is derived from them.
 from __future__ import annotations
 
 import datetime
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 from courier.config import windows
 from courier.config.parse import CourierConfig
@@ -17,7 +17,7 @@ from courier.store.records import CANCELED, FAILURE, PENDING, RUNNING, SUCCESS, 
 from courier.config.profiles import TRIAL_KEYWORDS
 from courier.transfer.query import parse_date_range
 from courier.transfer.remote import find, search_of
-from courier.store.records import JobTarget
+from courier.store.records import Job, JobTarget
 
 ITEM_KEYS = ("StudyInstanceUID", "AccessionNumber", "PatientID", "StudyDate", "ModalitiesInStudy",
              "SeriesInstanceUID", "Modality", "SeriesDescription")
@@ -122,35 +122,35 @@ def _present(rest: OrthancRest, level_path: str, resource_id: str) -> bool:
         return False
 
 
-def summary(job: Mapping[str, Any], now: float, config: Optional[CourierConfig] = None) -> dict:
+def summary(job: Job, now: float, config: Optional[CourierConfig] = None) -> dict:
     """The job with its derived status and progress (tasks, instances, bytes, rate, ETA); a job
     whose source is outside its time windows is WAITING_FOR_WINDOW, with the next opening."""
-    tasks = job["tasks"]
+    tasks = job.tasks
     total = sum(tasks.values())
     done = tasks[SUCCESS] + tasks[WARNING] + tasks[FAILURE] + tasks[CANCELED]
-    if job["canceled"]:
+    if job.canceled:
         status = "CANCELED"
     elif tasks[PENDING] or tasks[RUNNING]:
-        status = "PAUSED" if job["paused"] else ("RUNNING" if tasks[RUNNING] or done else "PENDING")
+        status = "PAUSED" if job.paused else ("RUNNING" if tasks[RUNNING] or done else "PENDING")
     elif tasks[SUCCESS] == total:
         status = "SUCCESS"
     else:
-        status = "WARNING" if tasks[SUCCESS] or job["instances_delivered"] else "FAILURE"
-    elapsed = max((job["last_finished_at"] if status in ("SUCCESS", "WARNING", "FAILURE", "CANCELED") and job["last_finished_at"]
-                   else now) - (job["started_at"] or now), 1e-6)
-    rate = job["instances_delivered"] / elapsed
-    remaining = max(job["instances_expected"] - job["instances_delivered"], 0)
+        status = "WARNING" if tasks[SUCCESS] or job.instances_delivered else "FAILURE"
+    elapsed = max((job.last_finished_at if status in ("SUCCESS", "WARNING", "FAILURE", "CANCELED") and job.last_finished_at
+                   else now) - (job.started_at or now), 1e-6)
+    rate = job.instances_delivered / elapsed
+    remaining = max(job.instances_expected - job.instances_delivered, 0)
     next_window = None
-    settings = config.node_settings.get(job["source"]) if config else None
+    settings = config.node_settings.get(job.source) if config else None
     if status in ("PENDING", "RUNNING") and not tasks[RUNNING] and settings and settings.windows:
         local = datetime.datetime.fromtimestamp(now)
         if not windows.is_open(settings.windows, local):
             status = "WAITING_FOR_WINDOW"
             opening = windows.next_open(settings.windows, local)
             next_window = opening.isoformat(timespec="minutes") if opening else None
-    return {"Id": job["id"], "Status": status, "NextWindow": next_window, "Source": job["source"], "Destination": job["destination"],
-            "Pseudonymize": job["profile"], "Trial": job.get("trial") or {}, "Urgent": bool(job["urgent"]), "CreatedBy": job["created_by"],
-            "CreatedAt": job["created_at"], "Tasks": {"Total": total, "Done": done, **tasks},
-            "Instances": {"Expected": job["instances_expected"], "Delivered": job["instances_delivered"]},
-            "Bytes": job["bytes"], "InstancesPerSecond": round(rate, 2),
+    return {"Id": job.id, "Status": status, "NextWindow": next_window, "Source": job.source, "Destination": job.destination,
+            "Pseudonymize": job.profile, "Trial": dict(job.trial), "Urgent": job.urgent, "CreatedBy": job.created_by,
+            "CreatedAt": job.created_at, "Tasks": {"Total": total, "Done": done, **tasks},
+            "Instances": {"Expected": job.instances_expected, "Delivered": job.instances_delivered},
+            "Bytes": job.bytes, "InstancesPerSecond": round(rate, 2),
             "EtaSeconds": round(remaining / rate) if rate > 0 and status in ("RUNNING", "PENDING") else None}

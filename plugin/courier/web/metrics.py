@@ -13,9 +13,9 @@ log = logging.getLogger("courier.metrics")
 
 def metric_values(store: Store) -> dict[str, float]:
     values: dict[str, float] = {}
-    for state, count in store.queue_depth().items():
+    for state, count in store.tasks.queue_depth().items():
         values[f"courier_tasks_{state.lower()}"] = count
-    for destination, stats in store.destination_stats().items():
+    for destination, stats in store.tasks.destination_stats().items():
         name = re.sub(r"[^A-Za-z0-9_]", "_", destination)
         values[f"courier_delivered_instances_{name}"] = stats["delivered_instances"]
         values[f"courier_failed_instances_{name}"] = stats["failed_instances"]

@@ -17,6 +17,8 @@ from courier import VERSION
 from courier.transfer import jobs
 from courier.errors import ApiError
 from courier.host import HttpResponse
+from courier.web import api_routes
+from courier.web.http import Context
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 WEB_DIR = os.path.join(REPO_DIR, "web")
@@ -24,8 +26,8 @@ STATIC = {"courier.css", "job.js", "explorer.js", "actions.js", "send.js", "rout
 
 
 class Ui:
-    def __init__(self, api: Any, web_dir: str = WEB_DIR) -> None:
-        self.api = api
+    def __init__(self, ctx: Context, web_dir: str = WEB_DIR) -> None:
+        self.ctx = ctx
         self.env = Environment(loader=FileSystemLoader(os.path.join(web_dir, "templates")),
                                autoescape=select_autoescape(["html"]))
         self.static_dir = os.path.join(web_dir, "static")
@@ -39,8 +41,8 @@ class Ui:
         if page == "":
             return self._render("dashboard.html", context, **self._dashboard())
         if page == "jobs":
-            _, rows = self.api.store.jobs(500, 0)
-            summaries = [jobs.summary(j, time.time(), self.api.config) for j in rows]
+            _, rows = self.ctx.store.jobs.list(500, 0)
+            summaries = [jobs.summary(j, time.time(), self.ctx.config) for j in rows]
             wanted = context["query"].get("status") or ""
             by = context["query"].get("by") or ""
             shown = [j for j in summaries if (not wanted or j["Status"] == wanted) and (not by or j["CreatedBy"] == by)]
@@ -48,20 +50,20 @@ class Ui:
                                 statuses=("PENDING", "RUNNING", "WAITING_FOR_WINDOW", "PAUSED", "SUCCESS", "WARNING",
                                           "FAILURE", "CANCELED"))
         if page == "explorer":
-            config = self.api.config
+            config = self.ctx.config
             return self._render("explorer.html", context,
                                 nodes=[n for n, node in config.nodes.items() if node.kind in ("dicom", "dicomweb")],
                                 destinations=sorted(config.destinations), profiles=sorted(config.profiles))
         if page == "nodes":
-            config = self.api.config
+            config = self.ctx.config
             return self._render("nodes.html", context, nodes=list(config.nodes.values()), settings=config.node_settings,
                                 windows={n: _windows_text(s.windows) for n, s in config.node_settings.items()},
-                                echoes=self.api.store.node_statuses(), can_echo=context["role"] in ("operator", "admin"))
+                                echoes=self.ctx.store.nodes.statuses(), can_echo=context["role"] in ("operator", "admin"))
         if page == "routes":
-            return self._render("routes.html", context, routes=self.api.routes(None, {}),
+            return self._render("routes.html", context, routes=api_routes.routes(self.ctx),
                                 can_test=context["role"] in ("operator", "admin"))
         if page == "batch":
-            config = self.api.config
+            config = self.ctx.config
             return self._render("batch.html", context,
                                 sources=[n for n, node in config.nodes.items() if node.kind in ("dicom", "dicomweb")],
                                 destinations=sorted(config.destinations), profiles=sorted(config.profiles))
@@ -70,7 +72,7 @@ class Ui:
         if page == "audit":
             return self._audit(context)
         if page == "quarantine":
-            _, entries = self.api.store.quarantined(200, 0)
+            _, entries = self.ctx.store.quarantine.list(200, 0)
             for entry in entries:
                 entry["when"] = _when(entry["at"])
             return self._render("quarantine.html", context, entries=entries, is_admin=context["role"] == "admin")
@@ -81,13 +83,13 @@ class Ui:
     def _send(self, context: dict) -> HttpResponse:
         study = context["query"].get("study", "")
         try:
-            tags = self.api.rest.get_json(f"/studies/{study}")["MainDicomTags"] if study else None
-            tags.update(self.api.rest.get_json(f"/studies/{study}/patient")["MainDicomTags"])
+            tags = self.ctx.rest.get_json(f"/studies/{study}")["MainDicomTags"] if study else None
+            tags.update(self.ctx.rest.get_json(f"/studies/{study}/patient")["MainDicomTags"])
         except Exception:  # noqa: BLE001 - any failure: the study is not there
             tags = None
         if tags is None:
             raise ApiError(404, f"no study {study!r} in Courier's Orthanc")
-        config = self.api.config
+        config = self.ctx.config
         return self._render("send.html", context, study=study, tags=tags, destinations=sorted(config.destinations),
                             profiles=sorted(config.profiles), pseudonymize=context["query"].get("pseudonymize") == "1")
 
@@ -96,7 +98,7 @@ class Ui:
         since = _day(query.get("from"))
         until = _day(query.get("to"))
         until = until + 86400 if until is not None else None
-        total, entries = self.api.store.audit_log(query.get("action") or None, query.get("actor") or None,
+        total, entries = self.ctx.store.audit.entries(query.get("action") or None, query.get("actor") or None,
                                                   since=since, until=until, node=query.get("node") or None, limit=200)
         for entry in entries:
             entry["when"] = _when(entry["at"])
@@ -117,25 +119,25 @@ class Ui:
         return HttpResponse(200, data, mimetypes.guess_type(name)[0] or "application/octet-stream")
 
     def _dashboard(self) -> dict:
-        store = self.api.store
+        store = self.ctx.store
         now = time.time()
-        counts = store.deliveries_per_hour(now)
+        counts = store.tasks.deliveries_per_hour(now)
         tallest = max(counts) or 1
         hours = [{"label": f"{24 - i} h ago", "count": c, "height": round(96 * c / tallest)} for i, c in enumerate(counts)]
-        failures = store.tasks(state="FAILURE", limit=10)[1] + store.tasks(state="WARNING", limit=10)[1]
-        return {"healthy": self.api.is_healthy(), "version": VERSION, "router": self.api.config.router_name,
-                "queue": store.queue_depth(), "destinations": store.destination_stats(), "hours": hours,
-                "echoes": store.node_statuses(), "failures": sorted(failures, key=lambda t: -t["id"])[:10]}
+        failures = store.tasks.list(state="FAILURE", limit=10)[1] + store.tasks.list(state="WARNING", limit=10)[1]
+        return {"healthy": self.ctx.is_healthy(), "version": VERSION, "router": self.ctx.config.router_name,
+                "queue": store.tasks.queue_depth(), "destinations": store.tasks.destination_stats(), "hours": hours,
+                "echoes": store.nodes.statuses(), "failures": sorted(failures, key=lambda t: -t.id)[:10]}
 
     def _job(self, job_id: int, context: dict) -> HttpResponse:
-        job = self.api.store.job(job_id)
+        job = self.ctx.store.jobs.get(job_id)
         if job is None:
             raise ApiError(404, f"no job {job_id}")
-        summary = jobs.summary(job, time.time(), self.api.config)
+        summary = jobs.summary(job, time.time(), self.ctx.config)
         expected = summary["Instances"]["Expected"]
         percent = 100 if summary["Status"] == "SUCCESS" else (100 * summary["Instances"]["Delivered"] // expected if expected else 0)
-        _, tasks = self.api.store.tasks(job_id=job_id, limit=1000)
-        can_control = context["role"] == "admin" or (context["role"] == "operator" and job["created_by"] == context["user"])
+        _, tasks = self.ctx.store.tasks.list(job_id=job_id, limit=1000)
+        can_control = context["role"] == "admin" or (context["role"] == "operator" and job.created_by == context["user"])
         return self._render("job.html", context, job=summary, tasks=tasks, percent=percent, can_control=can_control)
 
 

@@ -30,7 +30,7 @@ def test_matching_instances_are_replaced_by_their_pseudonymized_copy(tmp_path):
     action, data = g.decide(file_bytes(patient_id="P1", patient_name="Doe^Jane"))
     assert action == MODIFY and b"Doe" not in data
     assert pydicom.dcmread(io.BytesIO(data)).PatientIdentityRemoved == "YES"
-    assert store.crosswalk("p", "patients")[0][0] == "P1"
+    assert store.crosswalk.rows("p", "patients")[0][0] == "P1"
     assert g.decide(file_bytes(modality="MR"))[0] == KEEP
 
 
@@ -43,11 +43,11 @@ def test_any_error_discards_and_quarantines_the_original(tmp_path):
     g, store = gate(tmp_path, Exploding(Profile("p", b"0123456789abcdef0123")))
     original = file_bytes(patient_name="Doe^Jane")
     assert g.decide(original) == (DISCARD, None)
-    total, entries = store.quarantined()
+    total, entries = store.quarantine.list()
     assert total == 1 and "RuntimeError: a bug in the pseudonymizer" in entries[0]["reason"]
     assert open(entries[0]["file"], "rb").read() == original
     assert g.decide(b"not dicom at all")[0] == DISCARD       # unreadable: also quarantined
-    assert store.quarantined()[0] == 2
+    assert store.quarantine.list()[0] == 2
 
 
 def test_an_instance_already_pseudonymized_with_the_profile_is_kept_as_is(tmp_path):

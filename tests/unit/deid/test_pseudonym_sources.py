@@ -28,7 +28,7 @@ def test_lookup_csv_accepts_semicolons_and_bom_and_reports_lines():
 def test_lookup_source_uses_the_table_and_quarantines_unknown_patients(tmp_path):
     store = Store(str(tmp_path / "c.sqlite"))
     profile = Profile("lk", SECRET, source="Lookup", burned_in="Pass")
-    store.load_lookup("lk", [("P1", "SUBJ-001")])
+    store.crosswalk.load_lookup("lk", [("P1", "SUBJ-001")])
     pseudo = Pseudonymizer(profile, patient_source(profile, store))
     assert pseudo.pseudonymize(make_instance(patient_id="P1")).dataset.PatientID == "SUBJ-001"
     with pytest.raises(PseudonymizationError) as caught:
@@ -91,6 +91,6 @@ def test_a_failing_broker_fails_clearly_and_is_retried(tmp_path, delay, status, 
         with pytest.raises(PseudonymizationError) as caught:
             Pseudonymizer(profile, patient_source(profile, store)).pseudonymize(make_instance(patient_id="P1"))
         assert caught.value.disposition == "retry" and words in caught.value.reason
-        assert store.crosswalk("hb", "patients") == []
+        assert store.crosswalk.rows("hb", "patients") == []
     finally:
         broker.close()

@@ -1,8 +1,7 @@
 import threading
 
-from courier.store.records import Attempt, AuditEvent, JobTarget, ManifestItem, NewTask
+from courier.store.records import CANCELED, PENDING, RUNNING, SUCCESS, Attempt, AuditEvent, JobTarget, ManifestItem, NewTask
 from courier.store.store import Store
-from courier.store.records import CANCELED, PENDING, RUNNING, SUCCESS
 
 
 class Clock:
@@ -17,27 +16,33 @@ def make_store(tmp_path, clock=None):
     return Store(str(tmp_path / "courier.sqlite"), clock=clock or Clock())
 
 
+def claimed(store, owner, limit, **options):
+    """The tasks of a claim, or [] when there is nothing to claim."""
+    claim = store.tasks.claim(owner, limit, **options)
+    return list(claim.tasks) if claim else []
+
+
 def test_enqueue_is_atomic_with_the_cursor_and_survives_reopening(tmp_path):
     store = make_store(tmp_path)
-    store.enqueue([NewTask("r", "d", "Instance", "i1")], [AuditEvent("x")], cursor=("changes", 42))
+    store.tasks.enqueue([NewTask("r", "d", "Instance", "i1")], [AuditEvent("x")], cursor=("changes", 42))
     again = make_store(tmp_path)
-    assert again.cursor("changes") == 42
-    assert again.queue_depth()[PENDING] == 1
+    assert again.tasks.cursor("changes") == 42
+    assert again.tasks.queue_depth()[PENDING] == 1
 
 
 def test_claims_are_exclusive_across_threads(tmp_path):
     store = make_store(tmp_path)
-    store.enqueue([NewTask("r", "d", "Instance", f"i{n}") for n in range(200)])
+    store.tasks.enqueue([NewTask("r", "d", "Instance", f"i{n}") for n in range(200)])
     taken: list[int] = []
     lock = threading.Lock()
 
     def worker(name):
         while True:
-            batch = store.claim(name, 7)
+            batch = claimed(store, name, 7)
             if not batch:
                 return
             with lock:
-                taken.extend(t["id"] for t in batch)
+                taken.extend(t.id for t in batch)
     threads = [threading.Thread(target=worker, args=(f"w{n}",)) for n in range(4)]
     for t in threads:
         t.start()
@@ -49,90 +54,90 @@ def test_claims_are_exclusive_across_threads(tmp_path):
 def test_claim_takes_one_destination_most_urgent_first_and_respects_next_attempt(tmp_path):
     clock = Clock()
     store = make_store(tmp_path, clock)
-    store.enqueue([NewTask("r", "a", "Instance", "i1"), NewTask("r", "b", "Instance", "i2", priority=5),
+    store.tasks.enqueue([NewTask("r", "a", "Instance", "i1"), NewTask("r", "b", "Instance", "i2", priority=5),
                    NewTask("r", "b", "Instance", "i3")])
-    batch = store.claim("w", 10)
-    assert [t["resource_id"] for t in batch] == ["i2", "i3"] and {t["destination"] for t in batch} == {"b"}
+    batch = claimed(store, "w", 10)
+    assert [t.resource_id for t in batch] == ["i2", "i3"] and {t.destination for t in batch} == {"b"}
     task = batch[0]
-    store.save_manifests({task["id"]: [ManifestItem("i2", "1.2.3", 10)]})
-    assert store.finish_attempts("w", [Attempt(task, [], 1, PENDING, 30.0, "down")]) == [task["id"]]
-    assert [t["resource_id"] for t in store.claim("w", 10)] == ["i1"]
+    store.tasks.save_manifests({task.id: [ManifestItem("i2", "1.2.3", 10)]})
+    assert store.tasks.finish_attempts("w", [Attempt(task, [], 1, PENDING, retry_in=30.0, error="down")]) == [task.id]
+    assert [t.resource_id for t in claimed(store, "w", 10)] == ["i1"]
     clock.now += 31
-    assert [t["resource_id"] for t in store.claim("w", 10)] == ["i2"]
+    assert [t.resource_id for t in claimed(store, "w", 10)] == ["i2"]
 
 
 def test_finish_counts_per_sop_uid_and_keeps_the_missing(tmp_path):
     store = make_store(tmp_path)
-    store.enqueue([NewTask("r", "d", "Series", "s1")])
-    task = store.claim("w", 1)[0]
-    store.save_manifests({task["id"]: [ManifestItem(f"i{n}", f"1.2.{n}", 100) for n in range(3)]})
-    store.finish_attempts("w", [Attempt(task, ["i0", "i2"], 1, "WARNING", None, "1 instance(s) not delivered")])
-    saved = store.task(task["id"])
-    assert (saved["state"], saved["delivered"], saved["expected"], saved["bytes"]) == ("WARNING", 2, 3, 200)
-    assert saved["missing"] == ["1.2.1"]
-    assert store.destination_stats()["d"]["delivered_instances"] == 2
-    assert store.destination_stats()["d"]["failed_instances"] == 1
+    store.tasks.enqueue([NewTask("r", "d", "Series", "s1")])
+    task = claimed(store, "w", 1)[0]
+    store.tasks.save_manifests({task.id: [ManifestItem(f"i{n}", f"1.2.{n}", 100) for n in range(3)]})
+    store.tasks.finish_attempts("w", [Attempt(task, ["i0", "i2"], 1, "WARNING", expected=3, error="1 instance(s) not delivered")])
+    saved = store.tasks.get(task.id)
+    assert (saved.state, saved.delivered, saved.expected, saved.bytes) == ("WARNING", 2, 3, 200)
+    assert store.tasks.missing(task.id) == ["1.2.1"]
+    assert store.tasks.destination_stats()["d"]["delivered_instances"] == 2
+    assert store.tasks.destination_stats()["d"]["failed_instances"] == 1
 
 
 def test_a_cancelled_running_task_is_not_overwritten_by_its_worker(tmp_path):
     store = make_store(tmp_path)
-    store.enqueue([NewTask("r", "d", "Instance", "i1")])
-    task = store.claim("w", 1)[0]
-    assert store.set_state(task["id"], (PENDING, RUNNING), CANCELED, "alice", "task-cancelled") == RUNNING
-    assert store.finish_attempts("w", [Attempt(task, ["i1"], 0, SUCCESS)]) == []
-    assert store.task(task["id"])["state"] == CANCELED
-    total, entries = store.audit_log(actor="alice")
+    store.tasks.enqueue([NewTask("r", "d", "Instance", "i1")])
+    task = claimed(store, "w", 1)[0]
+    assert store.tasks.set_state(task.id, (PENDING, RUNNING), CANCELED, "alice", "task-cancelled") == RUNNING
+    assert store.tasks.finish_attempts("w", [Attempt(task, ["i1"], 0, SUCCESS)]) == []
+    assert store.tasks.get(task.id).state == CANCELED
+    total, entries = store.audit.entries(actor="alice")
     assert total == 1 and entries[0]["action"] == "task-cancelled"
 
 
 def test_abandoned_tasks_are_requeued(tmp_path):
     clock = Clock()
     store = make_store(tmp_path, clock)
-    store.enqueue([NewTask("r", "d", "Instance", "i1"), NewTask("r", "e", "Instance", "i2")])
-    mine = store.claim("node-a:1:w0", 1)[0]
-    other = store.claim("node-b:7:w0", 1)[0]
-    assert store.requeue_abandoned("node-a:", stale_after=60) == 1       # my previous incarnation
-    assert store.task(mine["id"])["state"] == PENDING
-    assert store.task(other["id"])["state"] == RUNNING
+    store.tasks.enqueue([NewTask("r", "d", "Instance", "i1"), NewTask("r", "e", "Instance", "i2")])
+    mine = claimed(store, "node-a:1:w0", 1)[0]
+    other = claimed(store, "node-b:7:w0", 1)[0]
+    assert store.tasks.requeue_abandoned("node-a:", stale_after=60) == 1       # my previous incarnation
+    assert store.tasks.get(mine.id).state == PENDING
+    assert store.tasks.get(other.id).state == RUNNING
     clock.now += 61                                                       # node-b's heartbeat is lost
-    assert store.requeue_abandoned("\x00none", stale_after=60) == 1
-    assert store.task(other["id"])["state"] == PENDING
+    assert store.tasks.requeue_abandoned("\x00none", stale_after=60) == 1
+    assert store.tasks.get(other.id).state == PENDING
 
 
 def test_listing_filters_and_paginates(tmp_path):
     store = make_store(tmp_path)
-    store.enqueue([NewTask("r1" if n % 2 else "r2", "d", "Instance", f"i{n}") for n in range(10)])
-    total, rows = store.tasks(route="r1", limit=2, offset=1)
-    assert total == 5 and len(rows) == 2 and all(r["route"] == "r1" for r in rows)
-    assert rows[0]["id"] > rows[1]["id"]
+    store.tasks.enqueue([NewTask("r1" if n % 2 else "r2", "d", "Instance", f"i{n}") for n in range(10)])
+    total, rows = store.tasks.list(route="r1", limit=2, offset=1)
+    assert total == 5 and len(rows) == 2 and all(r.route == "r1" for r in rows)
+    assert rows[0].id > rows[1].id
 
 
 def test_a_destination_served_by_enough_workers_is_skipped(tmp_path):
     store = make_store(tmp_path)
-    store.enqueue([NewTask("r", "hung", "Instance", f"h{n}", priority=9) for n in range(3)]
+    store.tasks.enqueue([NewTask("r", "hung", "Instance", f"h{n}", priority=9) for n in range(3)]
                   + [NewTask("r", "fine", "Instance", "f1")])
-    claimed = [store.claim(f"w{n}", 1, max_workers_per_destination=2) for n in range(4)]
-    assert [[t["destination"] for t in batch] for batch in claimed] == [["hung"], ["hung"], ["fine"], []]
+    batches = [claimed(store, f"w{n}", 1, max_workers_per_destination=2) for n in range(4)]
+    assert [[t.destination for t in batch] for batch in batches] == [["hung"], ["hung"], ["fine"], []]
 
 
 def test_paused_jobs_and_closed_sources_are_not_claimed(tmp_path):
     store = make_store(tmp_path)
-    paused = store.create_job("alice", "pacs", "d", None, False, [JobTarget("1.2.1", "s1", "s1", False)])
-    other = store.create_job("alice", "night-pacs", "d", None, True, [JobTarget("1.2.2", "s2", "s2", False)])
-    store.control_job(paused, "pause", "alice")
-    assert store.claim("w", 10, closed_sources=["night-pacs"]) == []
-    assert [t["study_uid"] for t in store.claim("w", 10)] == ["1.2.2"]       # urgent, window open
-    store.control_job(paused, "resume", "alice")
-    assert [t["study_uid"] for t in store.claim("w", 10)] == ["1.2.1"]
-    assert store.job(other)["urgent"] == 1 and store.job(paused)["tasks"]["RUNNING"] == 1
+    paused = store.jobs.create("alice", "pacs", "d", None, False, [JobTarget("1.2.1", "s1", "s1", False)])
+    other = store.jobs.create("alice", "night-pacs", "d", None, True, [JobTarget("1.2.2", "s2", "s2", False)])
+    store.jobs.control(paused, "pause", "alice")
+    assert claimed(store, "w", 10, closed_sources=["night-pacs"]) == []
+    assert [t.study_uid for t in claimed(store, "w", 10)] == ["1.2.2"]       # urgent, window open
+    store.jobs.control(paused, "resume", "alice")
+    assert [t.study_uid for t in claimed(store, "w", 10)] == ["1.2.1"]
+    assert store.jobs.get(other).urgent and store.jobs.get(paused).tasks["RUNNING"] == 1
 
 
 def test_a_source_at_its_parallel_limit_is_skipped(tmp_path):
     store = make_store(tmp_path)
-    store.create_job("a", "pacs", "d1", None, False, [JobTarget(f"1.2.{n}", f"s{n}", f"s{n}", False) for n in range(3)])
-    store.create_job("a", "pacs", "d2", None, False, [JobTarget("1.3.1", "t1", "t1", False)])
-    first = store.claim("w1", 1, source_limits={"pacs": 2})
-    second = store.claim("w2", 1, source_limits={"pacs": 2})
+    store.jobs.create("a", "pacs", "d1", None, False, [JobTarget(f"1.2.{n}", f"s{n}", f"s{n}", False) for n in range(3)])
+    store.jobs.create("a", "pacs", "d2", None, False, [JobTarget("1.3.1", "t1", "t1", False)])
+    first = claimed(store, "w1", 1, source_limits={"pacs": 2})
+    second = claimed(store, "w2", 1, source_limits={"pacs": 2})
     assert len(first) == len(second) == 1
-    assert store.claim("w3", 10, source_limits={"pacs": 2}) == []           # pacs already serves two tasks
-    assert len(store.claim("w3", 10, source_limits={"pacs": 3})) >= 1
+    assert claimed(store, "w3", 10, source_limits={"pacs": 2}) == []           # pacs already serves two tasks
+    assert len(claimed(store, "w3", 10, source_limits={"pacs": 3})) >= 1

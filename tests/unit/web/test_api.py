@@ -1,6 +1,7 @@
 import json
 
-from courier.web.api import ENDPOINTS, Api, openapi_document
+from courier.web.http import Context
+from courier.web.routes import ENDPOINTS, Api, openapi_document
 from courier.config.parse import parse
 from courier.host import HttpRequest
 from courier.store.records import NewTask
@@ -12,7 +13,7 @@ CONFIG = parse({"DicomModalities": {"d": ["D", "127.0.0.1", 104]},
 
 def api(tmp_path, healthy=True):
     store = Store(str(tmp_path / "c.sqlite"))
-    return Api(CONFIG, store, lambda: healthy), store
+    return Api(Context(CONFIG, store, lambda: healthy)), store
 
 
 def call(api_, method, path, headers=None, **query):
@@ -39,7 +40,7 @@ def test_bad_input_gets_a_json_error_with_a_message(tmp_path):
 
 def test_retry_and_cancel_follow_the_state_machine(tmp_path):
     a, store = api(tmp_path)
-    store.enqueue([NewTask("r", "d", "Instance", "i1")])
+    store.tasks.enqueue([NewTask("r", "d", "Instance", "i1")])
     assert call(a, "POST", "/courier/tasks/1/retry")[0] == 409
     status, task = call(a, "POST", "/courier/tasks/1/cancel")
     assert status == 200 and task["state"] == "CANCELED"
@@ -57,7 +58,7 @@ def test_openapi_lists_every_endpoint():
 
 def test_state_changing_requests_refuse_what_a_cross_site_form_can_send(tmp_path):
     a, store = api(tmp_path)
-    store.enqueue([NewTask("r", "d", "Instance", "i1")])
+    store.tasks.enqueue([NewTask("r", "d", "Instance", "i1")])
     for headers in ({}, {"content-type": "text/plain"}, {"content-type": "application/x-www-form-urlencoded"},
                     {"content-type": "multipart/form-data; boundary=x"}):
         status, body = call(a, "POST", "/courier/tasks/1/cancel", headers=headers)

@@ -1,0 +1,133 @@
+"""The store's schema, as sqlite-utils migrations: each step runs in a transaction and is recorded
+in `_sqlite_migrations`. Never edit a step that has shipped; add one.
+"""
+from __future__ import annotations
+
+import sqlite_utils
+from sqlite_utils import Migrations
+
+migrations = Migrations("courier")
+
+SCHEMA_1 = """
+    CREATE TABLE tasks (
+        id INTEGER PRIMARY KEY,
+        route TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        level TEXT NOT NULL,                 -- Instance | Series | Study
+        resource_id TEXT NOT NULL,           -- Orthanc ID
+        state TEXT NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        finished_at REAL,
+        heartbeat_at REAL,
+        owner TEXT,
+        last_error TEXT,
+        delete_after INTEGER NOT NULL DEFAULT 0,
+        expected INTEGER,                    -- instances in the manifest
+        delivered INTEGER NOT NULL DEFAULT 0,
+        bytes INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX tasks_due ON tasks (state, priority DESC, next_attempt_at, id);
+    CREATE INDEX tasks_resource ON tasks (resource_id);
+    CREATE INDEX tasks_destination ON tasks (destination, state);
+    CREATE TABLE task_instances (
+        task_id INTEGER NOT NULL REFERENCES tasks(id),
+        instance_id TEXT NOT NULL,           -- Orthanc ID
+        sop_instance_uid TEXT NOT NULL,
+        size INTEGER NOT NULL DEFAULT 0,
+        delivered INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (task_id, instance_id)
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,                 -- 'courier', a calling AE, or a user
+        action TEXT NOT NULL,
+        route TEXT,
+        destination TEXT,
+        resource_id TEXT,
+        task_id INTEGER,
+        detail TEXT
+    );
+    CREATE INDEX audit_action ON audit (action, at);
+    CREATE TABLE cursors (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    CREATE TABLE destination_stats (
+        destination TEXT PRIMARY KEY,
+        delivered_instances INTEGER NOT NULL DEFAULT 0,
+        failed_instances INTEGER NOT NULL DEFAULT 0,
+        delivered_bytes INTEGER NOT NULL DEFAULT 0
+    )
+"""
+
+
+@migrations()
+def m001_tasks_manifests_audit_cursor(db: sqlite_utils.Database) -> None:
+    for statement in filter(str.strip, SCHEMA_1.split(";")):
+        db.execute(statement)
+
+
+@migrations()
+def m002_pseudonymization(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE tasks ADD COLUMN profile TEXT")
+    db.execute("CREATE TABLE crosswalk_patients (profile TEXT NOT NULL, original TEXT NOT NULL,"
+               " pseudonym TEXT NOT NULL, first_seen REAL NOT NULL, PRIMARY KEY (profile, original))")
+    db.execute("CREATE TABLE crosswalk_uids (profile TEXT NOT NULL, original TEXT NOT NULL, new TEXT NOT NULL,"
+               " PRIMARY KEY (profile, original))")
+    db.execute("CREATE TABLE quarantine (id INTEGER PRIMARY KEY, at REAL NOT NULL, profile TEXT, route TEXT,"
+               " task_id INTEGER, instance_id TEXT, sop_instance_uid TEXT, reason TEXT NOT NULL,"
+               " disposition TEXT NOT NULL, file TEXT)")
+
+
+@migrations()
+def m003_lookup_tables(db: sqlite_utils.Database) -> None:
+    db.execute("CREATE TABLE lookup_patients (profile TEXT NOT NULL, original TEXT NOT NULL, pseudonym TEXT NOT NULL,"
+               " PRIMARY KEY (profile, original))")
+
+
+@migrations()
+def m004_node_status(db: sqlite_utils.Database) -> None:
+    db.execute("CREATE TABLE node_status (node TEXT PRIMARY KEY, at REAL NOT NULL, ok INTEGER NOT NULL, message TEXT)")
+
+
+@migrations()
+def m005_jobs(db: sqlite_utils.Database) -> None:
+    db.execute("CREATE TABLE jobs (id INTEGER PRIMARY KEY, created_at REAL NOT NULL, created_by TEXT NOT NULL,"
+               " source TEXT NOT NULL, destination TEXT NOT NULL, profile TEXT, urgent INTEGER NOT NULL DEFAULT 0,"
+               " paused INTEGER NOT NULL DEFAULT 0, canceled INTEGER NOT NULL DEFAULT 0)")
+    db.execute("ALTER TABLE tasks ADD COLUMN job_id INTEGER REFERENCES jobs(id)")
+    db.execute("ALTER TABLE tasks ADD COLUMN source TEXT")
+    db.execute("ALTER TABLE tasks ADD COLUMN study_uid TEXT")
+    db.execute("CREATE INDEX tasks_job ON tasks (job_id, state)")
+
+
+@migrations()
+def m006_archive_password(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE jobs ADD COLUMN archive_password TEXT")   # never returned by the API
+
+
+@migrations()
+def m007_batches(db: sqlite_utils.Database) -> None:
+    db.execute("CREATE TABLE batches (id INTEGER PRIMARY KEY, created_at REAL NOT NULL, created_by TEXT NOT NULL,"
+               " kind TEXT NOT NULL, source TEXT NOT NULL, file_name TEXT, job_id INTEGER REFERENCES jobs(id),"
+               " rows TEXT NOT NULL, results TEXT)")
+    db.execute("CREATE TABLE job_pseudonyms (job_id INTEGER NOT NULL REFERENCES jobs(id), patient_id TEXT NOT NULL,"
+               " pseudonym TEXT NOT NULL, PRIMARY KEY (job_id, patient_id))")
+
+
+@migrations()
+def m008_series_level_jobs(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE tasks ADD COLUMN series_uid TEXT")
+    db.execute("ALTER TABLE tasks ADD COLUMN study_id TEXT")      # Orthanc ID of the study a job task fetches into
+
+
+@migrations()
+def m009_job_trial(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE jobs ADD COLUMN trial TEXT")         # JSON: clinical trial attributes of the job
+
+
+@migrations()
+def m010_reviewed_release(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE tasks ADD COLUMN reviewed INTEGER NOT NULL DEFAULT 0")   # burned-in check waived

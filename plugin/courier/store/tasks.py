@@ -1,0 +1,270 @@
+"""The tasks table and each task's manifest (task_instances), the change cursor, per-destination
+counters: what workers claim, heartbeat and finish, and what the REST API lists.
+
+A claim is one UPDATE ... WHERE id IN (SELECT ...) so that two workers never take the same task.
+New tasks, their audit lines and the change-log cursor commit in one transaction: a change is
+routed exactly once, whatever stops the router.
+"""
+from __future__ import annotations
+
+import sqlite3
+from typing import Mapping, Optional, Sequence
+
+from courier.store.audit import write as write_audit
+from courier.store.database import SQLiteDatabase
+from courier.store.records import (FINAL_STATES, OUTCOME_ACTIONS, PENDING, RUNNING, STATES, SUCCESS, Attempt,
+                                   AuditEvent, Claim, ManifestItem, NewTask, Task)
+
+COLUMNS = ", ".join(Task.COLUMNS)
+
+
+def insert_tasks(db: sqlite3.Connection, now: float, tasks: Sequence[NewTask]) -> list[int]:
+    """Insert PENDING tasks and their "task-created" audit lines inside the caller's transaction."""
+    ids = []
+    for t in tasks:
+        cur = db.execute(
+            "INSERT INTO tasks (route, destination, level, resource_id, state, priority, next_attempt_at,"
+            " created_at, updated_at, delete_after, profile, job_id, source, study_uid, reviewed)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (t.route, t.destination, t.level, t.resource_id, PENDING, t.priority, now, now, now,
+             int(t.delete_after), t.profile, t.job_id, t.source, t.study_uid, int(t.reviewed)))
+        ids.append(cur.lastrowid)
+    write_audit(db, now, [AuditEvent("task-created", route=t.route, destination=t.destination,
+                                     resource_id=t.resource_id, task_id=i) for t, i in zip(tasks, ids)])
+    return ids
+
+
+class Tasks:
+    def __init__(self, database: SQLiteDatabase) -> None:
+        self.database, self.clock = database, database.clock
+
+    def cursor(self, name: str) -> Optional[int]:
+        row = self.database.read().execute("SELECT value FROM cursors WHERE name = ?", (name,)).fetchone()
+        return None if row is None else row[0]
+
+    def enqueue(self, tasks: Sequence[NewTask], audit: Sequence[AuditEvent] = (),
+                cursor: Optional[tuple[str, int]] = None) -> list[int]:
+        """Persist new tasks, their audit lines and the change cursor in one transaction."""
+        now = self.clock()
+        with self.database.transaction() as db:
+            ids = insert_tasks(db, now, tasks)
+            write_audit(db, now, audit)
+            if cursor is not None:
+                db.execute("INSERT INTO cursors (name, value) VALUES (?, ?) ON CONFLICT(name)"
+                           " DO UPDATE SET value = excluded.value", cursor)
+        return ids
+
+    def claim(self, owner: str, limit: int, max_workers_per_destination: int = 10**6,
+              closed_sources: Sequence[str] = (), source_limits: Mapping[str, int] = {}) -> Optional[Claim]:
+        """Atomically take up to `limit` due tasks of one destination: the most urgent one among
+        destinations that fewer than `max_workers_per_destination` workers are serving."""
+        now = self.clock()
+        with self.database.transaction() as db:
+            busy = [r[0] for r in db.execute(
+                "SELECT destination FROM tasks WHERE state = ? GROUP BY destination"
+                " HAVING COUNT(DISTINCT owner) >= ?", (RUNNING, max_workers_per_destination))]
+            exclude = f" AND destination NOT IN ({', '.join('?' * len(busy))})" if busy else ""
+            exclude += " AND (job_id IS NULL OR job_id NOT IN (SELECT id FROM jobs WHERE paused = 1))"
+            running = dict(db.execute("SELECT source, COUNT(*) FROM tasks WHERE state = ? AND source IS NOT NULL"
+                                      " GROUP BY source", (RUNNING,)).fetchall())
+            closed_sources = list(closed_sources) + [s for s, n in running.items() if n >= source_limits.get(s, 10**6)]
+            held = f" AND (source IS NULL OR source NOT IN ({', '.join('?' * len(closed_sources))}))" if closed_sources else ""
+            exclude += held
+            head = db.execute(
+                f"SELECT destination FROM tasks WHERE state = ? AND next_attempt_at <= ?{exclude}"
+                f" ORDER BY priority DESC, next_attempt_at, id LIMIT 1", (PENDING, now, *busy, *closed_sources)).fetchone()
+            if head is None:
+                return None
+            rows = db.execute(
+                f"UPDATE tasks SET state = ?, owner = ?, heartbeat_at = ?, updated_at = ?"
+                f" WHERE id IN (SELECT id FROM tasks WHERE state = ? AND next_attempt_at <= ? AND destination = ?"
+                f"  AND (job_id IS NULL OR job_id NOT IN (SELECT id FROM jobs WHERE paused = 1)){held}"
+                f"  ORDER BY priority DESC, next_attempt_at, id LIMIT ?)"
+                f" RETURNING {COLUMNS}",
+                (RUNNING, owner, now, now, PENDING, now, head[0], *closed_sources, limit)).fetchall()
+        tasks = sorted((Task.from_row(r) for r in rows), key=lambda t: (-t.priority, t.id))
+        return Claim(owner, head[0], tuple(tasks))
+
+    def next_due_in(self) -> Optional[float]:
+        row = self.database.read().execute("SELECT MIN(next_attempt_at) FROM tasks WHERE state = ?", (PENDING,)).fetchone()
+        return None if row[0] is None else max(0.0, row[0] - self.clock())
+
+    def manifests(self, task_ids: Sequence[int]) -> dict[int, list[ManifestItem]]:
+        found: dict[int, list[ManifestItem]] = {task_id: [] for task_id in task_ids}
+        if task_ids:
+            rows = self.database.read().execute(
+                f"SELECT task_id, instance_id, sop_instance_uid, size, delivered FROM task_instances"
+                f" WHERE task_id IN ({', '.join('?' * len(task_ids))}) ORDER BY rowid", tuple(task_ids)).fetchall()
+            for r in rows:
+                found[r[0]].append(ManifestItem(r[1], r[2], r[3], bool(r[4])))
+        return found
+
+    def save_manifests(self, manifests: Mapping[int, Sequence[ManifestItem]]) -> None:
+        with self.database.transaction() as db:
+            for task_id, items in manifests.items():
+                db.executemany("INSERT OR IGNORE INTO task_instances (task_id, instance_id, sop_instance_uid, size)"
+                               " VALUES (?, ?, ?, ?)", [(task_id, i.instance_id, i.sop_instance_uid, i.size) for i in items])
+                db.execute("UPDATE tasks SET expected = (SELECT COUNT(*) FROM task_instances WHERE task_id = ?)"
+                           " WHERE id = ?", (task_id, task_id))
+
+    def replace_manifest(self, task_id: int, items: Sequence[ManifestItem]) -> None:
+        """A job task's manifest after a fetch: rows not yet delivered are replaced."""
+        with self.database.transaction() as db:
+            delivered = {r[0] for r in db.execute(
+                "SELECT sop_instance_uid FROM task_instances WHERE task_id = ? AND delivered = 1", (task_id,))}
+            db.execute("DELETE FROM task_instances WHERE task_id = ? AND delivered = 0", (task_id,))
+            db.executemany("INSERT OR IGNORE INTO task_instances (task_id, instance_id, sop_instance_uid, size)"
+                           " VALUES (?, ?, ?, ?)", [(task_id, i.instance_id, i.sop_instance_uid, i.size)
+                                                    for i in items if i.sop_instance_uid not in delivered])
+            db.execute("UPDATE tasks SET expected = (SELECT COUNT(*) FROM task_instances WHERE task_id = ?)"
+                       " WHERE id = ?", (task_id, task_id))
+
+    def finish_attempts(self, owner: str, attempts: Sequence[Attempt]) -> list[int]:
+        """Record the result of one attempt of each task, in one transaction. Returns the ids
+        recorded; a task cancelled (or taken by another worker) meanwhile is left as it is."""
+        now = self.clock()
+        recorded = []
+        with self.database.transaction() as db:
+            for a in attempts:
+                task = a.task
+                current = db.execute("SELECT state, owner FROM tasks WHERE id = ?", (task.id,)).fetchone()
+                if current is None or current["state"] != RUNNING or current["owner"] != owner:
+                    continue
+                delivered = list(a.delivered_ids)
+                if delivered:
+                    db.executemany("UPDATE task_instances SET delivered = 1 WHERE task_id = ? AND instance_id = ?",
+                                   [(task.id, i) for i in delivered])
+                totals = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM task_instances"
+                                    " WHERE task_id = ? AND delivered = 1", (task.id,)).fetchone()
+                fresh_bytes = db.execute(
+                    f"SELECT COALESCE(SUM(size), 0) FROM task_instances WHERE task_id = ? AND instance_id IN"
+                    f" ({', '.join('?' * len(delivered))})", (task.id, *delivered)).fetchone()[0] if delivered else 0
+                db.execute(
+                    "UPDATE tasks SET state = ?, attempts = attempts + 1, delivered = ?, bytes = ?, last_error = ?,"
+                    " next_attempt_at = ?, updated_at = ?, finished_at = ?,"
+                    " owner = CASE WHEN ? = 'PENDING' THEN NULL ELSE owner END WHERE id = ?",
+                    (a.state, totals[0], totals[1], a.error, now + (a.retry_in or 0), now,
+                     now if a.state in FINAL_STATES else None, a.state, task.id))
+                db.execute("INSERT INTO destination_stats (destination, delivered_instances, failed_instances,"
+                           " delivered_bytes) VALUES (?, ?, ?, ?) ON CONFLICT(destination) DO UPDATE SET"
+                           " delivered_instances = delivered_instances + excluded.delivered_instances,"
+                           " failed_instances = failed_instances + excluded.failed_instances,"
+                           " delivered_bytes = delivered_bytes + excluded.delivered_bytes",
+                           (task.destination, len(delivered), a.failed, fresh_bytes))
+                detail = {"attempt": task.attempts + 1, "delivered": totals[0], "expected": a.expected}
+                if a.error:
+                    detail["error"] = a.error
+                write_audit(db, now, [AuditEvent(OUTCOME_ACTIONS[a.state], route=task.route, destination=task.destination,
+                                                 resource_id=task.resource_id, task_id=task.id, detail=detail)])
+                recorded.append(task.id)
+        return recorded
+
+    def heartbeat(self, owner: str) -> None:
+        now = self.clock()
+        with self.database.transaction() as db:
+            db.execute("UPDATE tasks SET heartbeat_at = ? WHERE state = ? AND owner = ?", (now, RUNNING, owner))
+
+    def requeue_abandoned(self, node_prefix: str, stale_after: float) -> int:
+        """RUNNING tasks of a dead incarnation of this node, or with a lost heartbeat, go back to PENDING."""
+        now = self.clock()
+        with self.database.transaction() as db:
+            rows = db.execute(
+                "UPDATE tasks SET state = ?, owner = NULL, next_attempt_at = ?, updated_at = ?"
+                " WHERE state = ? AND (owner LIKE ? OR heartbeat_at < ?) RETURNING id, route, destination, resource_id",
+                (PENDING, now, now, RUNNING, node_prefix + "%", now - stale_after)).fetchall()
+            write_audit(db, now, [AuditEvent("task-requeued", route=r[1], destination=r[2], resource_id=r[3],
+                                        task_id=r[0], detail={"reason": "worker gone"}) for r in rows])
+        return len(rows)
+
+    def active_for_resource(self, resource_id: str) -> int:
+        row = self.database.read().execute("SELECT COUNT(*) FROM tasks WHERE resource_id = ? AND state IN (?, ?)",
+                                 (resource_id, PENDING, RUNNING)).fetchone()
+        return row[0]
+
+    def unfinished_for_resource(self, resource_id: str) -> int:
+        row = self.database.read().execute("SELECT COUNT(*) FROM tasks WHERE resource_id = ? AND state != ?",
+                                 (resource_id, SUCCESS)).fetchone()
+        return row[0]
+
+    def state_of(self, task_id: int) -> Optional[str]:
+        row = self.database.read().execute("SELECT state FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        return None if row is None else row[0]
+
+    def get(self, task_id: int) -> Optional[Task]:
+        row = self.database.read().execute(f"SELECT {COLUMNS} FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        return None if row is None else Task.from_row(row)
+
+    def missing(self, task_id: int) -> list[str]:
+        """SOP Instance UIDs of the task's manifest not delivered yet."""
+        return [r[0] for r in self.database.read().execute(
+            "SELECT sop_instance_uid FROM task_instances WHERE task_id = ? AND delivered = 0 ORDER BY rowid",
+            (task_id,)).fetchall()]
+
+    def list(self, state: Optional[str] = None, route: Optional[str] = None, destination: Optional[str] = None,
+             limit: int = 100, offset: int = 0, job_id: Optional[int] = None) -> tuple[int, list[Task]]:
+        where, args = [], []
+        for column, value in (("state", state), ("route", route), ("destination", destination), ("job_id", job_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        total = self.database.read().execute(f"SELECT COUNT(*) FROM tasks{clause}", args).fetchone()[0]
+        rows = self.database.read().execute(f"SELECT {COLUMNS} FROM tasks{clause} ORDER BY id DESC LIMIT ? OFFSET ?",
+                                            (*args, limit, offset)).fetchall()
+        return total, [Task.from_row(r) for r in rows]
+
+    def set_state(self, task_id: int, allowed_from: Sequence[str], state: str, actor: str, action: str) -> Optional[str]:
+        """Move a task to `state` if it is in one of `allowed_from`; returns its former state or None."""
+        now = self.clock()
+        with self.database.transaction() as db:
+            row = db.execute("SELECT state, route, destination, resource_id FROM tasks WHERE id = ?",
+                             (task_id,)).fetchone()
+            if row is None or row["state"] not in allowed_from:
+                return None if row is None else "!" + row["state"]
+            reset = ", attempts = 0, next_attempt_at = ?, finished_at = NULL, owner = NULL" if state == PENDING \
+                else ", finished_at = ?"
+            db.execute(f"UPDATE tasks SET state = ?, updated_at = ?{reset} WHERE id = ?", (state, now, now, task_id))
+            write_audit(db, now, [AuditEvent(action, actor=actor, route=row["route"], destination=row["destination"],
+                                        resource_id=row["resource_id"], task_id=task_id,
+                                        detail={"from": row["state"]})])
+        return row["state"]
+
+    def queue_depth(self) -> dict[str, int]:
+        depth = {state: 0 for state in STATES}
+        for state, count in self.database.read().execute("SELECT state, COUNT(*) FROM tasks GROUP BY state"):
+            depth[state] = count
+        return depth
+
+    def destination_stats(self) -> dict[str, dict]:
+        stats: dict[str, dict] = {}
+        for row in self.database.read().execute("SELECT destination, state, COUNT(*) FROM tasks GROUP BY destination, state"):
+            stats.setdefault(row[0], {"tasks": {s: 0 for s in STATES}})["tasks"][row[1]] = row[2]
+        for row in self.database.read().execute("SELECT * FROM destination_stats"):
+            entry = stats.setdefault(row["destination"], {"tasks": {s: 0 for s in STATES}})
+            entry.update(delivered_instances=row["delivered_instances"], failed_instances=row["failed_instances"],
+                         delivered_bytes=row["delivered_bytes"])
+        for entry in stats.values():
+            entry.setdefault("delivered_instances", 0)
+            entry.setdefault("failed_instances", 0)
+            entry.setdefault("delivered_bytes", 0)
+        return stats
+
+    def route_counts(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for route, state, count in self.database.read().execute("SELECT route, state, COUNT(*) FROM tasks GROUP BY route, state"):
+            counts.setdefault(route, {})[state] = count
+        return counts
+
+    def deliveries_per_hour(self, now: float) -> list[int]:
+        """Delivered tasks per hour over the last 24 hours, oldest first."""
+        counts = [0] * 24
+        for (finished,) in self.database.read().execute("SELECT finished_at FROM tasks WHERE state = ? AND finished_at >= ?",
+                                              (SUCCESS, now - 24 * 3600)):
+            counts[min(23, int((finished - (now - 24 * 3600)) // 3600))] += 1
+        return counts
+
+    def job_study_ids(self) -> set[str]:
+        """Orthanc study IDs that unfinished jobs are fetching: routes leave them alone."""
+        return {r[0] for r in self.database.read().execute(
+            "SELECT COALESCE(study_id, resource_id) FROM tasks WHERE job_id IS NOT NULL AND state IN (?, ?)",
+            (PENDING, RUNNING))}

@@ -1,0 +1,57 @@
+"""REST handlers for transfer jobs: create, list, one job with its tasks, control."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from courier.errors import ApiError
+from courier.host import HttpRequest
+from courier.store.records import Job
+from courier.transfer import jobs
+from courier.web.guard import check_nodes, check_owner
+from courier.web.http import MAX_PAGE, Context, actor_of, int_param, json_body, paging
+
+
+def _job(ctx: Context, args: dict) -> Job:
+    job = ctx.store.jobs.get(int_param(args["id"], "id", 0, 1))
+    if job is None:
+        raise ApiError(404, f"no job {args['id']}")
+    return job
+
+
+def create_job(ctx: Context, request: HttpRequest, args: dict) -> Any:
+    wanted = jobs.validate(json_body(request), ctx.config)
+    check_nodes(ctx, request, query=wanted["source"], send_to=wanted["destination"])
+    studies = jobs.resolve(ctx.rest, ctx.config, wanted["source"], wanted["items"])
+    job_id = ctx.store.jobs.create(actor_of(request), wanted["source"], wanted["destination"], wanted["profile"],
+                                   wanted["urgent"], studies, wanted["archive_password"], wanted["trial"])
+    ctx.wake_workers()
+    return jobs.summary(ctx.store.jobs.get(job_id), time.time(), ctx.config)
+
+
+def list_jobs(ctx: Context, request: HttpRequest, args: dict) -> Any:
+    limit, offset = paging(request)
+    total, rows = ctx.store.jobs.list(limit, offset)
+    return {"total": total, "limit": limit, "offset": offset, "jobs": [jobs.summary(j, time.time(), ctx.config) for j in rows]}
+
+
+def get_job(ctx: Context, request: HttpRequest, args: dict) -> Any:
+    job = _job(ctx, args)
+    _, rows = ctx.store.tasks.list(job_id=job.id, limit=MAX_PAGE)
+    return {**jobs.summary(job, time.time(), ctx.config), "TaskList": [t.as_json() for t in rows]}
+
+
+def control_job(ctx: Context, request: HttpRequest, args: dict) -> Any:
+    job = _job(ctx, args)
+    check_owner(ctx, request, job)
+    action = args["action"]
+    if action == "priority":
+        urgent = json_body(request).get("Urgent")
+        if not isinstance(urgent, bool):
+            raise ApiError(400, 'Urgent: expected true or false, e.g. {"Urgent": true}')
+        action = "urgent" if urgent else "normal"
+    elif action not in ("cancel", "pause", "resume", "retry"):
+        raise ApiError(404, f"no job action {action!r}; use cancel, pause, resume, retry or priority")
+    ctx.store.jobs.control(job.id, action, actor_of(request))
+    ctx.wake_workers()
+    return jobs.summary(ctx.store.jobs.get(job.id), time.time(), ctx.config)

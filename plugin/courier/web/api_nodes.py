@@ -1,0 +1,56 @@
+"""REST handlers for nodes: the registry with capabilities and last echo, echo, query (C-FIND or QIDO)."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from courier.config.nodes import Node
+from courier.errors import ApiError, DeliveryError
+from courier.host import HttpRequest
+from courier.store.records import AuditEvent
+from courier.transfer import query as query_module
+from courier.transfer import remote
+from courier.web.guard import check_nodes
+from courier.web.http import Context, actor_of, json_body
+
+
+def nodes(ctx: Context, request: HttpRequest, args: dict) -> Any:
+    statuses = ctx.store.nodes.statuses()
+    return [{"Id": node.id, "Kind": node.kind, "Aet": node.aet or None, "Host": node.host or None,
+             "Port": node.port or None, "Url": node.url or None,
+             "Capabilities": list(ctx.config.node_settings[node.id].capabilities),
+             "MaxResults": ctx.config.node_settings[node.id].max_results, "LastEcho": statuses.get(node.id)}
+            for node in ctx.config.nodes.values()]
+
+
+def node_of(ctx: Context, node_id: str, capability: Optional[str] = None) -> Node:
+    node = ctx.config.nodes.get(node_id)
+    if node is None:
+        raise ApiError(404, f"no node {node_id!r}; see GET /courier/nodes")
+    if capability and capability not in ctx.config.node_settings[node_id].capabilities:
+        raise ApiError(409, f"node {node_id!r} does not offer {capability} (Courier.Nodes.{node_id}.Capabilities)")
+    return node
+
+
+def echo(ctx: Context, request: HttpRequest, args: dict) -> Any:
+    node = node_of(ctx, args["id"])
+    check_nodes(ctx, request, query=node.id)
+    ok, message = remote.echo(ctx.rest, node.id, node.kind)
+    ctx.store.nodes.record_echo(node.id, ok, message, actor_of(request))
+    return {"Id": node.id, "Ok": ok, "Message": message}
+
+
+def query(ctx: Context, request: HttpRequest, args: dict) -> Any:
+    node_id, level, filters = query_module.validate(json_body(request))
+    check_nodes(ctx, request, query=node_id)
+    node = node_of(ctx, node_id, "QIDO" if ctx.config.nodes.get(node_id) and ctx.config.nodes[node_id].kind == "dicomweb"
+                      else "C-FIND")
+    if node.kind == "peer":
+        raise ApiError(409, f"node {node_id!r} is an Orthanc peer; query a DICOM modality or a DICOMweb server")
+    try:
+        result = remote.find(ctx.rest, node.id, level, filters, ctx.config.node_settings[node.id].max_results,
+                             search=remote.search_of(ctx.config, node.id))
+    except DeliveryError as exc:
+        raise ApiError(502, f"C-FIND on {node_id}: {exc}") from None
+    ctx.store.audit.record(AuditEvent("query", actor=actor_of(request), destination=node_id,
+                                 detail={"level": level, "filters": sorted(filters), "answers": len(result["Answers"])}))
+    return {"Node": node_id, "Level": level, "Count": len(result["Answers"]), **result}

@@ -1,0 +1,78 @@
+"""REST handlers for routes: the configured list with task counts, and the rule tester."""
+from __future__ import annotations
+
+import io
+from typing import Any, Mapping, Optional
+
+import pydicom
+
+from courier.config.match import CONTEXT_KEYS
+from courier.config.routes import TRIGGERS
+from courier.deid.ingest_gate import top_level_tags
+from courier.deid.pseudonymizer import PseudonymizationError
+from courier.errors import ApiError
+from courier.host import HttpRequest
+from courier.routing.rules import evaluate
+from courier.web.http import Context, json_body
+
+
+def routes(ctx: Context, request: Optional[HttpRequest] = None, args: Optional[dict] = None) -> Any:
+    counts = ctx.store.tasks.route_counts()
+    return [{"Name": r.name, "Trigger": r.trigger, "Match": r.match_spec, "Condition": r.condition_script,
+             "Destinations": list(r.destinations), "DeleteAfterDelivery": r.delete_after_delivery,
+             "Priority": r.priority, "AllowedCallingAets": None if r.allowed_calling_aets is None
+             else list(r.allowed_calling_aets), "Fallback": r.fallback, "Pseudonymize": r.pseudonymize,
+             "PseudonymizeOn": r.pseudonymize_on if r.pseudonymize else None, "Tasks": counts.get(r.name, {})}
+            for r in ctx.config.routes]
+
+
+def test_routes(ctx: Context, request: HttpRequest, args: dict) -> Any:
+    """Which routes a DICOM file (application/dicom) or typed tags (JSON) would fire, and what
+    each route's pseudonymization would make of it. Nothing is stored or sent."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    data = bytes(request.body or b"")
+    if content_type == "application/dicom":
+        try:
+            tags = top_level_tags(data)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file
+            raise ApiError(400, f"not a readable DICOM file: {type(exc).__name__}") from None
+        context = {}
+    else:
+        body = json_body(request)
+        if not isinstance(body.get("Tags", {}), dict):
+            raise ApiError(400, "Tags: an object of DICOM keyword -> value")
+        tags = {k: str(v) for k, v in body.get("Tags", {}).items()}
+        context = {k: str(body[k]) for k in ("CallingAet", "CalledAet", "RemoteIp") if body.get(k)}
+        data = None
+    tags.update(context)
+    fired, refused, errors = [], [], []
+    for trigger in TRIGGERS:
+        result = evaluate(ctx.config.routes, trigger, tags, ctx.run_script)
+        fired += [r.name for r in result.fired]
+        refused += [{"Route": r.name, "Reason": reason} for r, reason in result.refused]
+        errors += [{"Route": r.name, "Error": error} for r, error in result.errors]
+    previews = {}
+    for route in ctx.config.routes:
+        if route.name in fired and route.pseudonymize and route.pseudonymize not in previews:
+            previews[route.pseudonymize] = _preview(ctx, route.pseudonymize, data, tags)
+    return {"Fired": fired, "Refused": refused, "Errors": errors, "Pseudonymized": previews}
+
+
+def _preview(ctx: Context, profile: str, data: Optional[bytes], tags: Mapping[str, str]) -> dict:
+    from pydicom.dataset import Dataset
+    try:
+        if data is not None:
+            out, _ = ctx.pseudonymizers[profile].pseudonymize_bytes(data)
+            dataset = pydicom.dcmread(io.BytesIO(out), stop_before_pixels=True)
+        else:
+            dataset = Dataset()
+            for keyword, value in tags.items():
+                if keyword not in CONTEXT_KEYS:
+                    try:
+                        setattr(dataset, keyword, value)
+                    except (ValueError, TypeError):
+                        raise ApiError(400, f"Tags.{keyword}: not a DICOM keyword or not a valid value") from None
+            dataset = ctx.pseudonymizers[profile].pseudonymize(dataset).dataset
+    except PseudonymizationError as exc:
+        return {"Refused": f"{exc.disposition}: {exc.reason}"}
+    return {e.keyword: str(e.value) for e in dataset if e.keyword and e.VR not in ("SQ", "OB", "OW", "UN")}

@@ -1,0 +1,57 @@
+"""Who may call what, applied to a request: the role an endpoint needs, per-node rights, own-job
+control, and the CSRF rules for state-changing requests. The rules themselves are pure
+(courier.web.access); this module applies them and answers 401/403/415."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Optional
+
+from courier.config.users import UserRights
+from courier.errors import ApiError
+from courier.host import HttpRequest
+from courier.store.records import Job
+from courier.web import access
+from courier.web.http import Context, actor_of, user_of
+
+FORM_TYPES = ("", "application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
+
+
+def rights_of(ctx: Context, request: HttpRequest) -> Optional[UserRights]:
+    return ctx.config.access.rights(user_of(request))
+
+
+def csrf_token(ctx: Context, user: str) -> str:
+    return hmac.new(ctx.csrf_secret, user.encode(), hashlib.sha256).hexdigest()
+
+
+def authorize(ctx: Context, request: HttpRequest, method: str, pattern: str, role: str) -> None:
+    rights = rights_of(ctx, request)
+    if rights is None:
+        raise ApiError(401, "authentication required")
+    if method != "GET":
+        # A cross-site <form> can only send these content types (no CORS preflight), with the
+        # browser's cached Basic credentials: refusing them is the CSRF protection.
+        token = request.headers.get("x-courier-csrf")
+        if token is not None and not hmac.compare_digest(token, csrf_token(ctx, actor_of(request))):
+            raise ApiError(403, "the CSRF token does not belong to this user; reload the page")
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type in FORM_TYPES:
+            raise ApiError(415, f"{method} /courier/{pattern} needs a Content-Type such as "
+                                "application/json (form content types are refused against cross-site requests)")
+    if not access.allows(rights, role):
+        raise ApiError(403, f"{method} /courier/{pattern} needs the {role} role; {actor_of(request)} is {rights.role}")
+
+
+def check_nodes(ctx: Context, request: HttpRequest, query: Optional[str] = None, send_to: Optional[str] = None) -> None:
+    rights = rights_of(ctx, request)
+    actor = actor_of(request)
+    if query and not access.may_query(rights, query):
+        raise ApiError(403, f"{actor} may not query {query!r} (Courier.Users.{actor}.MayQuery)")
+    if send_to and not access.may_send_to(rights, send_to):
+        raise ApiError(403, f"{actor} may not send to {send_to!r} (Courier.Users.{actor}.MaySendTo)")
+
+
+def check_owner(ctx: Context, request: HttpRequest, job: Job) -> None:
+    if rights_of(ctx, request).role != "admin" and job.created_by != actor_of(request):
+        raise ApiError(403, f"job {job.id} belongs to {job.created_by}; only its owner or an admin may change it")
