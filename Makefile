@@ -10,7 +10,7 @@ APT_STAMP := $(VENV)/.apt-done
 TEST_APT_STAMP := $(VENV)/.apt-test-done
 PIP_STAMP := $(VENV)/.pip-done
 
-.PHONY: install run test unit integration bench clean
+.PHONY: install run test lint unit integration bench clean
 
 # Never trust a $(VENV) this Makefile did not make: orthanc-python embeds /usr/bin/python3, so the
 # venv must be made from it. A link (it may point anywhere, or nowhere on another machine) is
@@ -67,8 +67,14 @@ run: install
 	@mkdir -p data
 	TCP_NODELAY=1 Orthanc $(CONFIG)
 
-test: install $(TEST_APT_STAMP)
+test: lint $(TEST_APT_STAMP)
 	TCP_NODELAY=1 $(PY) -m pytest -q tests
+
+# ruff (rules in pyproject.toml) and the import-linter contracts: layers from web down to config,
+# only host touches Orthanc, pure cores import no I/O.
+lint: install
+	$(PY) -m ruff check plugin tests bench
+	PYTHONPATH=plugin $(VENV)/bin/lint-imports --no-cache
 
 unit: install
 	$(PY) -m pytest -q tests/unit

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "plugin"), str(ROOT / "bench")]
 
 from bench_routing import has, send  # noqa: E402
-from courier.config.profiles import Profile
+from courier.config.profiles import Profile  # noqa: E402 - importable only after the sys.path change above
 from courier.deid.pseudonymizer import Pseudonymizer  # noqa: E402
 from factory import write_instances  # noqa: E402
 from harness import Orthanc, wait_until  # noqa: E402
@@ -112,13 +112,16 @@ def main() -> None:
         if theirs is None:
             print("dicognito: not installed (make bench installs it)")
         else:
-            print(f"dicognito (read, anonymize, write):         {theirs:8.1f} instances/s   ratio Courier/dicognito {ours / theirs:5.2f}")
+            print(f"dicognito (read, anonymize, write):         {theirs:8.1f} instances/s"
+                  f"   ratio Courier/dicognito {ours / theirs:5.2f}")
         orthanc = orthanc_rate(work, files_dir, args.n)
-        print(f"Orthanc /instances/{{id}}/anonymize:          {orthanc:8.1f} instances/s   ratio Courier/Orthanc   {ours / orthanc:5.2f}")
+        print(f"Orthanc /instances/{{id}}/anonymize:          {orthanc:8.1f} instances/s"
+              f"   ratio Courier/Orthanc   {ours / orthanc:5.2f}")
         plain = route_rate(work, files_dir, args.n, "plain", False)
         pseudo = route_rate(work, files_dir, args.n, "pseudo", True)
         print(f"route pass-through:                         {plain:8.1f} instances/s")
-        print(f"route pseudonymizing on send:               {pseudo:8.1f} instances/s   ratio pseudonymizing/pass-through {pseudo / plain:5.2f}")
+        print(f"route pseudonymizing on send:               {pseudo:8.1f} instances/s"
+              f"   ratio pseudonymizing/pass-through {pseudo / plain:5.2f}")
 
 
 if __name__ == "__main__":

@@ -92,7 +92,8 @@ def main() -> None:
             study_uids.append(pydicom.dcmread(paths[0], stop_before_pixels=True).StudyInstanceUID)
         n = per_study * args.studies
         dest = Orthanc(work, "dest")
-        router = Orthanc(work, "router", courier={"AllowedCallers": "Any", **json.loads(os.environ.get("COURIER_BENCH_SETTINGS", "{}"))},
+        router = Orthanc(work, "router",
+                         courier={"AllowedCallers": "Any", **json.loads(os.environ.get("COURIER_BENCH_SETTINGS", "{}"))},
                          extra={"DicomModalities": {"dest": dest.as_modality()}})
         pacs = Orthanc(work, "pacs")
         pacs.config["DicomModalities"] = {"router": router.as_modality(),

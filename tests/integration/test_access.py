@@ -36,7 +36,8 @@ def test_every_route_needs_a_login_and_viewers_cannot_change_anything(cluster, t
     document = call(node, "GET", "/courier/openapi.json", "carol").json()
     checked = 0
     for path, methods in document["paths"].items():
-        concrete = path.replace("{id}", "1").replace("{profile}", "p").replace("{action}", "cancel").replace("{name}", "results.csv")
+        concrete = (path.replace("{id}", "1").replace("{profile}", "p").replace("{action}", "cancel")
+                    .replace("{name}", "results.csv"))
         for method, spec in methods.items():
             assert call(node, method.upper(), concrete).status_code == 401, (method, path)
             answer = call(node, method.upper(), concrete, "carol")

@@ -5,10 +5,10 @@ import io
 import pydicom
 import requests
 from openpyxl import Workbook, load_workbook
+from test_jobs import job_done, setup
 
 from factory import write_instances
 from harness import storescu
-from test_jobs import job_done, setup
 
 
 def upload(node, content, name="batch.csv", **fields):
@@ -30,7 +30,8 @@ def test_an_invalid_file_starts_nothing_and_names_lines_and_columns(cluster, tmp
     s1, s2, _ = pacs_with_two_patients(pacs, tmp_path)
     bad = upload(node, f"PatientID,StudyInstanceUID\nP1,{s1}\nP2,not-a-uid\n", Source="pacs", Destination="dest")
     assert bad.status_code == 400
-    assert bad.json()["Problems"] == [{"line": 3, "column": "StudyInstanceUID", "message": "not a UID (digits and dots, at most 64)"}]
+    assert bad.json()["Problems"] == [
+        {"line": 3, "column": "StudyInstanceUID", "message": "not a UID (digits and dots, at most 64)"}]
     unknown = upload(node, f"PatientID,StudyInstanceUID\nP1,{s1}\nP1,1.2.3.4\nP9,{s2}\n", Source="pacs", Destination="dest")
     assert unknown.status_code == 400 and [(p["line"], p["column"]) for p in unknown.json()["Problems"]] == [
         (3, "StudyInstanceUID"), (4, "PatientID")]
@@ -50,8 +51,10 @@ def test_a_transfer_batch_with_pseudonyms_runs_and_exports_results(cluster, tmp_
     assert job["Status"] == "SUCCESS" and job["Instances"]["Delivered"] == 3
     assert {dest.get(f"/instances/{i}/simplified-tags")["PatientID"] for i in dest.instances()} == {"SUBJ-001", "SUBJ-002"}
     batch_id = started.json()["Batch"]
-    results = list(csv.DictReader(io.StringIO(requests.get(f"{node.url}/courier/batches/{batch_id}/results.csv", timeout=10).text)))
-    assert [(r["line"], r["ID"], r["State"], r["Delivered"]) for r in results] == [("2", "row-1", "SUCCESS", "2"), ("3", "row-2", "SUCCESS", "1")]
+    results = list(csv.DictReader(io.StringIO(requests.get(f"{node.url}/courier/batches/{batch_id}/results.csv",
+                                                           timeout=10).text)))
+    assert [(r["line"], r["ID"], r["State"], r["Delivered"]) for r in results] == [
+        ("2", "row-1", "SUCCESS", "2"), ("3", "row-2", "SUCCESS", "1")]
     failed = requests.get(f"{node.url}/courier/batches/{batch_id}/failed.csv", timeout=10).text.splitlines()
     assert len(failed) == 1                       # the header only
     assert node.get(f"/courier/batches/{batch_id}")["Failed"] == 0
@@ -73,7 +76,7 @@ def test_a_query_batch_finds_patient_ids_from_name_and_birth_date(cluster, tmp_p
     rows = list(load_workbook(io.BytesIO(requests.get(f"{node.url}/courier/batches/{batch_id}/results.xlsx",
                                                        timeout=10).content)).active.values)
     header = rows[0]
-    found = [dict(zip(header, r)) for r in rows[1:]]
+    found = [dict(zip(header, r, strict=True)) for r in rows[1:]]
     assert [(r["ID"], r["PatientID"], r["StudyInstanceUID"]) for r in found if r["Found"]] == [("q1", "P1", s1)]
     failed = list(load_workbook(io.BytesIO(requests.get(f"{node.url}/courier/batches/{batch_id}/failed.xlsx",
                                                          timeout=10).content)).active.values)
@@ -88,7 +91,8 @@ def test_a_batch_row_can_name_one_series(cluster, tmp_path):
     skip = write_instances(tmp_path / "skip", 2, patient_id="PB", study_uid=study)
     storescu(pacs.dicom_port, keep + skip)
     series = pydicom.dcmread(keep[0]).SeriesInstanceUID
-    started = upload(node, f"PatientID,StudyInstanceUID,SeriesInstanceUID\nPB,{study},{series}\n", Source="pacs", Destination="dest")
+    started = upload(node, f"PatientID,StudyInstanceUID,SeriesInstanceUID\nPB,{study},{series}\n",
+                     Source="pacs", Destination="dest")
     assert started.status_code == 200, started.text
     assert job_done(node, started.json()["Job"])["Status"] == "SUCCESS"
     assert dest.sop_uids() == {p.stem for p in keep}

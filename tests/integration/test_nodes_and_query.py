@@ -63,7 +63,8 @@ def test_query_a_real_orthanc_pacs_by_name_and_date(cluster, tmp_path):
              + write_instances(tmp_path / "b", 1, patient_id="P2", patient_name="Roe^Rick", StudyDate="20240301", modality="MR"))
     answer = node.post("/courier/query", {"Node": "pacs", "Level": "STUDY",
                                           "Filters": {"PatientName": "doe*", "StudyDate": "20240101-20240131"}}).json()
-    assert [(a["PatientID"], a["NumberOfStudyRelatedInstances"], a["ModalitiesInStudy"]) for a in answer["Answers"]] == [("P1", "2", "CT")]
+    assert [(a["PatientID"], a["NumberOfStudyRelatedInstances"], a["ModalitiesInStudy"])
+            for a in answer["Answers"]] == [("P1", "2", "CT")]
     series = node.post("/courier/query", {"Node": "pacs", "Level": "SERIES", "Filters": {"Modality": "MR"}}).json()
     assert [a["PatientID"] for a in series["Answers"]] == ["P2"]
     bad = node.post("/courier/query", {"Node": "nowhere", "Level": "STUDY"})
@@ -79,7 +80,7 @@ def test_query_model_patient_root_for_a_pacs_without_study_root(cluster):
     def on_find(event):
         if event.identifier.QueryRetrieveLevel != "STUDY":
             return
-        for uid, patient, date, modality in STUDIES[:3]:
+        for uid, patient, date, _modality in STUDIES[:3]:
             answer = Dataset()
             answer.QueryRetrieveLevel = "STUDY"
             answer.StudyInstanceUID, answer.PatientID, answer.StudyDate = uid, patient, date

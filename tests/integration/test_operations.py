@@ -14,7 +14,8 @@ FAST_RETRY = {"MaxAttempts": 2, "InitialDelaySeconds": 0.2, "MaxDelaySeconds": 0
 
 @pytest.mark.parametrize("courier,expected", [
     ({"Workrs": 2}, "Courier configuration error at Courier.Workrs: unknown key (hint: did you mean 'Workers'?)"),
-    ({"Retry": {"MaxAttempts": "3"}}, "Courier configuration error at Courier.Retry.MaxAttempts: expected an integer, got a string"),
+    ({"Retry": {"MaxAttempts": "3"}},
+     "Courier configuration error at Courier.Retry.MaxAttempts: expected an integer, got a string"),
     ({"Routes": [{"Name": "r", "Destinations": ["nowhere"]}]},
      "Courier configuration error at Courier.Routes[0].Destinations[0]: no destination named 'nowhere'"),
     ({"Routes": [{"Name": "r", "Destinations": ["d"], "Condition": "missing.py"}]},
@@ -74,7 +75,8 @@ def test_partial_delivery_ends_in_warning_with_the_missing_uids(cluster, tmp_pat
 
 def test_authentication_applies_and_workers_still_deliver(cluster, tmp_path):
     dest = cluster.orthanc("dest", start=False)
-    node = Orthanc(tmp_path, "router", courier={"AllowedCallers": "Any", "Retry": {"InitialDelaySeconds": 0.2, "MaxDelaySeconds": 0.5},
+    node = Orthanc(tmp_path, "router", courier={"AllowedCallers": "Any",
+                                                "Retry": {"InitialDelaySeconds": 0.2, "MaxDelaySeconds": 0.5},
                                                 "Users": {"alice": {"Role": "admin"}},
                                                 "Routes": [{"Name": "r", "Destinations": ["dest"]}]},
                    extra={"AuthenticationEnabled": True, "RegisteredUsers": {"alice": "secret"},
@@ -121,7 +123,8 @@ def test_openapi_document_matches_the_served_routes(cluster):
 
 def test_cancel_and_retry_through_the_api_during_an_outage(cluster, tmp_path):
     dest = cluster.orthanc("dest", start=False)
-    node = cluster.orthanc("router", courier={"AllowedCallers": "Any", "Retry": {"InitialDelaySeconds": 0.2, "MaxDelaySeconds": 0.5},
+    node = cluster.orthanc("router", courier={"AllowedCallers": "Any",
+                                              "Retry": {"InitialDelaySeconds": 0.2, "MaxDelaySeconds": 0.5},
                                               "Routes": [{"Name": "r", "Destinations": ["dest"]}]},
                            extra={"DicomModalities": {"dest": dest.as_modality()}})
     files = write_instances(tmp_path / "in", 2)

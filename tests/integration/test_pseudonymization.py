@@ -6,7 +6,7 @@ import pydicom
 import requests
 
 from courier.config.profiles import PseudonymFormat
-from courier.deid.pseudonymizer import make_pseudonym
+from courier.deid.keyed import make_pseudonym
 from factory import write_instances
 from harness import storescu, wait_until
 
@@ -42,7 +42,7 @@ def test_pseudonymized_delivery_to_every_destination_kind(cluster, tmp_path):
     storescu(node.dicom_port, files)
     pseudonym = make_pseudonym(SECRET.encode(), "PAT-0042", PseudonymFormat("TR-", 8))
     for dest in destinations:
-        wait_until(lambda: len(dest.instances()) == 2, 40, what=f"2 instances at {dest.name}")
+        wait_until(lambda dest=dest: len(dest.instances()) == 2, 40, what=f"2 instances at {dest.name}")
         for instance_id in dest.instances():
             data = requests.get(f"{dest.url}/instances/{instance_id}/file", timeout=10).content
             ds = pydicom.dcmread(io.BytesIO(data))
@@ -57,7 +57,8 @@ def test_pseudonymized_delivery_to_every_destination_kind(cluster, tmp_path):
     assert all(b"Doe" not in p.read_bytes() for p in written)
     assert len(node.instances()) == 2            # the originals stay in the router
     # the crosswalk, as an honest broker needs it
-    patients = list(csv.reader(io.StringIO(requests.get(node.url + "/courier/crosswalk/trial/patid_mapping.csv", timeout=10).text)))
+    patients = list(csv.reader(io.StringIO(requests.get(node.url + "/courier/crosswalk/trial/patid_mapping.csv",
+                                                        timeout=10).text)))
     assert patients == [["old_patient_id", "new_patient_id"], ["PAT-0042", pseudonym]]
     uids = dict(csv.reader(io.StringIO(requests.get(node.url + "/courier/crosswalk/trial/uid_mapping.csv", timeout=10).text)))
     dest_study = destinations[0].get(f"/instances/{destinations[0].instances()[0]}/study")
@@ -142,9 +143,11 @@ def test_lookup_table_upload_quarantine_then_retry(cluster, tmp_path):
         "Pseudonymization": {"lk": {"SecretFile": str(tmp_path / "trial.key"), "Pseudonym": {"Source": "Lookup"}}},
         "Routes": [{"Name": "r", "Trigger": "StableSeries", "Pseudonymize": "lk", "Destinations": ["dest"]}]},
         extra={"DicomModalities": {"dest": dest.as_modality()}})
-    bad = requests.post(node.url + "/courier/crosswalk/lk/lookup", data="PatientID;Pseudonym\nP-A;SUBJ-A\nP-B;\n", timeout=10, headers=CSV)
+    bad = requests.post(node.url + "/courier/crosswalk/lk/lookup", data="PatientID;Pseudonym\nP-A;SUBJ-A\nP-B;\n",
+                        timeout=10, headers=CSV)
     assert bad.status_code == 400 and bad.json()["error"] == "uploaded file: line 3, column Pseudonym: empty"
-    good = requests.post(node.url + "/courier/crosswalk/lk/lookup", data="PatientID,Pseudonym\nP-A,SUBJ-A\n", timeout=10, headers=CSV)
+    good = requests.post(node.url + "/courier/crosswalk/lk/lookup", data="PatientID,Pseudonym\nP-A,SUBJ-A\n",
+                         timeout=10, headers=CSV)
     assert good.json() == {"profile": "lk", "rows": 1}
     storescu(node.dicom_port, write_instances(tmp_path / "a", 1, patient_id="P-A") +
              write_instances(tmp_path / "b", 1, patient_id="P-B"))

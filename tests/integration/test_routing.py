@@ -31,7 +31,8 @@ def test_rules_send_matches_and_fallback_takes_the_rest(cluster, tmp_path):
     scout = write_instances(tmp_path / "scout", 1, modality="CT", SeriesDescription="Scout")
     mr = write_instances(tmp_path / "mr", 1, modality="MR")
     storescu(node.dicom_port, ct + scout + mr, calling="MODALITY")
-    uid = lambda paths: {p.stem for p in paths}
+    def uid(paths):
+        return {p.stem for p in paths}
     wait_until(lambda: ct_dest.sop_uids() == uid(ct) and other_dest.sop_uids() == uid(scout + mr),
                30, what="CT at ctdest, the rest at otherdest")
     assert {t["route"] for t in tasks(node)} == {"ct", "rest"}
@@ -135,7 +136,8 @@ def test_route_allowed_calling_aets(cluster, tmp_path):
 def test_folder_layout_stays_inside_the_folder(cluster, tmp_path):
     folder = tmp_path / "export" / "inner"
     node = cluster.orthanc("router", courier={
-        "AllowedCallers": "Any", "Folders": {"out": {"Path": str(folder), "Layout": "{PatientID}/{StudyID}/{SOPInstanceUID}.dcm"}},
+        "AllowedCallers": "Any",
+        "Folders": {"out": {"Path": str(folder), "Layout": "{PatientID}/{StudyID}/{SOPInstanceUID}.dcm"}},
         "Routes": [{"Name": "r", "Destinations": ["out"]}]})
     files = write_instances(tmp_path / "in", 1, patient_id="../../escaped", StudyID="..")
     storescu(node.dicom_port, files)

@@ -198,7 +198,8 @@ def test_routes_page_rule_tester_with_a_file_and_with_tags(cluster, tmp_path, br
     page.click("#tester button[type=submit]")
     page.wait_for_selector("#fired li", timeout=10000)
     assert page.locator("#fired li").all_inner_texts() == ["ct-pseudo"]
-    pseudonymized = dict(zip(page.locator(".pseudonymized th").all_inner_texts(), page.locator(".pseudonymized td").all_inner_texts()))
+    pseudonymized = dict(zip(page.locator(".pseudonymized th").all_inner_texts(),
+                             page.locator(".pseudonymized td").all_inner_texts(), strict=True))
     assert pseudonymized["PatientIdentityRemoved"] == "YES" and pseudonymized["PatientID"] != "PR"
     assert "Doe" not in " ".join(pseudonymized.values())
     page.screenshot(path=str(SHOTS / "routes.png"), full_page=True)

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from courier.web.routes import ENDPOINTS
 from courier.config.reader import KEYS
+from courier.web.routes import ENDPOINTS
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 ALL_KEYS = [f"{section}.{key}" for section, keys in KEYS.items() for key in keys]

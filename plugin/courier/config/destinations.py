@@ -9,7 +9,6 @@ from courier.config.reader import Section, resolve, type_name
 from courier.config.secrets import read_secret
 from courier.errors import ConfigError
 
-
 DEFAULT_LAYOUT = "{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm"
 
 

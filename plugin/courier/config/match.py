@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Optional
 
-
 CONTEXT_KEYS = ("CallingAet", "CalledAet", "RemoteIp")
 OPERATORS = ("regex", "lt", "lte", "gt", "gte", "not", "exists")
 

@@ -147,7 +147,8 @@ def _profile(name: str, raw: Any, base_dir: str, environ: Mapping[str, str]) -> 
         replace={_tag(k, f"{path}.Replace.{k}"): str(v) for k, v in replace.items()},
         safe_private=frozenset(safe_private), trial=trial, burned_in=burned_in,
         burned_in_modalities=frozenset(str(m) for m in modalities),
-        burned_in_sop_classes=frozenset(str(u) for u in section.get("BurnedInSopClasses", list, [])), source=source, lookup_rows=tuple(lookup_rows),
+        burned_in_sop_classes=frozenset(str(u) for u in section.get("BurnedInSopClasses", list, [])),
+        source=source, lookup_rows=tuple(lookup_rows),
         broker_url=broker_url, broker_timeout=broker_timeout)
 
 

@@ -7,7 +7,6 @@ from typing import Mapping
 from courier.config.reader import Section, resolve
 from courier.errors import ConfigError
 
-
 MIN_SECRET_BYTES = 16
 
 

@@ -12,7 +12,6 @@ from courier.config.nodes import Node
 from courier.config.reader import Section
 from courier.errors import ConfigError
 
-
 ROLES = ("viewer", "operator", "admin")
 
 

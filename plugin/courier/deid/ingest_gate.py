@@ -17,8 +17,8 @@ from typing import Any, Optional, Sequence
 
 from pydicom import dcmread
 
-from courier.deid.pseudonymizer import PseudonymizationError, Pseudonymizer, method_marker
 from courier.config.routes import Route
+from courier.deid.pseudonymizer import PseudonymizationError, Pseudonymizer, method_marker
 from courier.store.store import Store
 
 log = logging.getLogger("courier.ingest_gate")

@@ -1,32 +1,19 @@
 """Pure pseudonymization: Dataset + Profile -> Dataset, by DICOM PS3.15 Annex E.
 
-The action of every attribute comes from Table E.1-1 (edition 2024b, machine-readable copy in
-data/annex-e-table-e1-1.json), with the profile's options applied on top:
-
-    X remove   Z empty   D dummy value   K keep   U remap UID   C clean
-    composites ("X/Z/D", "X/Z/U*"...) take the last, structure-keeping action: the IOD type of
-    an attribute is not known here, and an empty or dummy value never breaks a Type 1/2 rule.
-    Options: a "K" of an enabled option wins over a "C", which wins over the basic action.
+The action of every attribute comes from Table E.1-1 with the profile's options (annex_e), the
+keyed values from the profile's secret (keyed). This module walks the dataset and applies them:
 
 C (clean): dates are shifted (Retain Longitudinal Modified Dates), text is kept with every known
 identifier of the patient removed (Clean Descriptors / Structured Content), sequences are walked.
 Attributes the table does not list are kept (as the standard says) but their text is cleaned of
 the patient's identifiers all the same, and walked when they are sequences. Private attributes
 are removed unless Retain Safe Private is on and the profile lists them in SafePrivate.
-
-Pseudonyms, date shifts and UIDs are keyed (HMAC-SHA256 with the profile's secret): the same
-input and secret give the same output in every process and release; without the secret nobody
-can recompute them from a known PatientID (CTP's and dcm4che's unkeyed hashes can).
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
-import hmac
 import io
-import json
-import os
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -38,10 +25,9 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
-from courier.config.profiles import OPTIONS, Profile, PseudonymFormat
-
-TABLE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "annex-e-table-e1-1.json")
-TABLE_EDITION = "2024b"
+from courier.config.profiles import OPTIONS, Profile
+from courier.deid.annex_e import TABLE_EDITION, compile_actions
+from courier.deid.keyed import date_shift, make_pseudonym, remap_uid
 
 TEXT_VRS = {"LO", "SH", "ST", "LT", "UT", "PN", "UC"}
 DUMMY = {"PN": "ANONYMIZED", "DA": "19000101", "TM": "000000", "DT": "19000101000000", "AS": "000D",
@@ -72,63 +58,6 @@ class Result:
 def method_marker(profile: str) -> str:
     """The DeidentificationMethod value naming the Courier profile that pseudonymized an instance."""
     return f"Courier profile {profile}"[:64]
-
-
-def _load_table() -> list[dict]:
-    with open(TABLE_PATH) as handle:
-        return json.load(handle)
-
-
-TABLE = _load_table()
-
-
-def _fixed_tag(text: str) -> Optional[int]:
-    digits = text[1:5] + text[6:10]
-    return int(digits, 16) if re.fullmatch(r"[0-9A-Fa-f]{8}", digits) else None
-
-
-def compile_actions(options: frozenset) -> tuple[dict[int, str], dict[tuple[int, int], str], str]:
-    """(action per fixed tag, action per (group & 0xFF00, element) of repeating groups, private action)."""
-    columns = [OPTIONS[o][0] for o in options]
-    fixed: dict[int, str] = {}
-    masked: dict[tuple[int, int], str] = {}
-    private = "X"
-    for entry in TABLE:
-        basic = entry["basicProfile"].replace("*", "").split("/")[-1]
-        chosen = [entry[c] for c in columns if c in entry]
-        action = "K" if "K" in chosen else "C" if "C" in chosen else basic
-        tag = _fixed_tag(entry["tag"])
-        if tag is not None:
-            fixed[tag] = action
-        elif entry["tag"].upper().startswith("(GGGG"):
-            private = action
-        else:           # (50XX,XXXX), (60XX,4000), (60XX,3000)
-            group = int(entry["tag"][1:3], 16) << 8
-            element = entry["tag"][6:10].upper()
-            masked[(group, -1 if element == "XXXX" else int(element, 16))] = action
-    return fixed, masked, private
-
-
-def keyed_digest(secret: bytes, purpose: str, value: str) -> bytes:
-    return hmac.new(secret, f"{purpose}:{value}".encode("utf-8"), hashlib.sha256).digest()
-
-
-def make_pseudonym(secret: bytes, patient_key: str, fmt: PseudonymFormat) -> str:
-    number = int.from_bytes(keyed_digest(secret, "patient", patient_key), "big")
-    chars = []
-    for _ in range(fmt.length):
-        number, index = divmod(number, len(fmt.alphabet))
-        chars.append(fmt.alphabet[index])
-    return fmt.prefix + "".join(chars)
-
-
-def remap_uid(secret: bytes, uid: str) -> str:
-    return "2.25." + str(int.from_bytes(keyed_digest(secret, "uid", uid.strip())[:16], "big"))
-
-
-def date_shift(secret: bytes, patient_key: str, days: tuple[int, int]) -> int:
-    low, high = days
-    return low + int.from_bytes(keyed_digest(secret, "date", patient_key)[:8], "big") % (high - low + 1)
 
 
 class Pseudonymizer:

@@ -14,7 +14,8 @@ from typing import Mapping, Optional, Sequence
 
 from courier.deid.for_tasks import TaskPseudonymizers
 from courier.deid.pseudonymizer import PseudonymizationError
-from courier.delivery.senders import ArchiveSender, Report, Sender
+from courier.delivery.archive import ArchiveSender
+from courier.delivery.sender import Report, Sender
 from courier.errors import DeliveryError
 from courier.orthanc_rest import OrthancRest
 from courier.store.records import ManifestItem, Task

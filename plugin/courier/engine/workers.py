@@ -22,7 +22,7 @@ from courier.deid.for_tasks import TaskPseudonymizers
 from courier.deid.pseudonymizer import Pseudonymizer
 from courier.delivery.deliver import Deliverer
 from courier.delivery.manifest import LEVEL_PATHS, instance_manifest
-from courier.delivery.senders import Sender
+from courier.delivery.sender import Sender
 from courier.engine.policy import decide
 from courier.errors import DeliveryError
 from courier.orthanc_rest import OrthancRest

@@ -12,11 +12,11 @@ import logging
 import threading
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from courier.routing.callers import CallerPolicy
-from courier.orthanc_rest import OrthancHttpError, OrthancRest
-from courier.deid.pseudonymizer import method_marker as marker
 from courier.config.match import CONTEXT_KEYS
 from courier.config.routes import Route
+from courier.deid.pseudonymizer import method_marker as marker
+from courier.orthanc_rest import OrthancHttpError, OrthancRest
+from courier.routing.callers import CallerPolicy
 from courier.routing.rules import evaluate
 from courier.store.records import AuditEvent, NewTask
 from courier.store.store import Store

@@ -15,8 +15,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from courier.errors import ConfigError
 from courier.config.routes import Route
+from courier.errors import ConfigError
 
 
 @dataclass(frozen=True)

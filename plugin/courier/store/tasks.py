@@ -12,8 +12,20 @@ from typing import Mapping, Optional, Sequence
 
 from courier.store.audit import write as write_audit
 from courier.store.database import SQLiteDatabase
-from courier.store.records import (FINAL_STATES, OUTCOME_ACTIONS, PENDING, RUNNING, STATES, SUCCESS, Attempt,
-                                   AuditEvent, Claim, ManifestItem, NewTask, Task)
+from courier.store.records import (
+    FINAL_STATES,
+    OUTCOME_ACTIONS,
+    PENDING,
+    RUNNING,
+    STATES,
+    SUCCESS,
+    Attempt,
+    AuditEvent,
+    Claim,
+    ManifestItem,
+    NewTask,
+    Task,
+)
 
 COLUMNS = ", ".join(Task.COLUMNS)
 
@@ -30,7 +42,7 @@ def insert_tasks(db: sqlite3.Connection, now: float, tasks: Sequence[NewTask]) -
              int(t.delete_after), t.profile, t.job_id, t.source, t.study_uid, int(t.reviewed)))
         ids.append(cur.lastrowid)
     write_audit(db, now, [AuditEvent("task-created", route=t.route, destination=t.destination,
-                                     resource_id=t.resource_id, task_id=i) for t, i in zip(tasks, ids)])
+                                     resource_id=t.resource_id, task_id=i) for t, i in zip(tasks, ids, strict=True)])
     return ids
 
 

@@ -90,7 +90,7 @@ def validate(table: list[list[str]], kind: str) -> Parsed:
         return result
     header = [cell.strip() for cell in table[0]]
     known = COLUMNS[kind]["required"] + COLUMNS[kind]["optional"]
-    for position, name in enumerate(header):
+    for _position, name in enumerate(header):
         if name and name not in known:
             result.problems.append(Problem(1, name, f"unknown column; expected {', '.join(known)}"))
     for name in COLUMNS[kind]["required"]:

@@ -9,13 +9,13 @@ import base64
 import binascii
 from typing import Any, Callable
 
-from courier.transfer import batch_files as batch
 from courier.config.parse import CourierConfig
 from courier.errors import ApiError, DeliveryError
-from courier.transfer.fetch import orthanc_id
 from courier.orthanc_rest import OrthancRest
-from courier.transfer.remote import find, search_of
 from courier.store.records import JobTarget
+from courier.transfer import batch_files as batch
+from courier.transfer.fetch import orthanc_id
+from courier.transfer.remote import find, search_of
 
 QUERY_RESULT_COLUMNS = ["line", "ID", "Found", "PatientID", "PatientName", "PatientBirthDate", "StudyInstanceUID",
                         "StudyDate", "AccessionNumber", "ModalitiesInStudy", "StudyDescription",

@@ -10,14 +10,13 @@ from typing import Any, Optional
 
 from courier.config import windows
 from courier.config.parse import CourierConfig
-from courier.errors import ApiError, DeliveryError
-from courier.transfer.fetch import orthanc_id
-from courier.orthanc_rest import OrthancRest
-from courier.store.records import CANCELED, FAILURE, PENDING, RUNNING, SUCCESS, WARNING
 from courier.config.profiles import TRIAL_KEYWORDS
+from courier.errors import ApiError, DeliveryError
+from courier.orthanc_rest import OrthancRest
+from courier.store.records import CANCELED, FAILURE, PENDING, RUNNING, SUCCESS, WARNING, Job, JobTarget
+from courier.transfer.fetch import orthanc_id
 from courier.transfer.query import parse_date_range
 from courier.transfer.remote import find, search_of
-from courier.store.records import Job, JobTarget
 
 ITEM_KEYS = ("StudyInstanceUID", "AccessionNumber", "PatientID", "StudyDate", "ModalitiesInStudy",
              "SeriesInstanceUID", "Modality", "SeriesDescription")

@@ -14,8 +14,7 @@ from typing import Any, Callable
 from courier import VERSION
 from courier.errors import ApiError
 from courier.host import HttpRequest, HttpResponse
-from courier.web import (api_audit, api_batches, api_deid, api_jobs, api_nodes, api_quarantine, api_routes, api_status,
-                         api_tasks)
+from courier.web import api_audit, api_batches, api_deid, api_jobs, api_nodes, api_quarantine, api_routes, api_status, api_tasks
 from courier.web.guard import authorize, csrf_token, rights_of
 from courier.web.http import PREFIX, Context, actor_of, json_response
 from courier.web.ui import Ui

@@ -13,10 +13,9 @@ from urllib.parse import urlencode
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from courier import VERSION
-
-from courier.transfer import jobs
 from courier.errors import ApiError
 from courier.host import HttpResponse
+from courier.transfer import jobs
 from courier.web import api_routes
 from courier.web.http import Context
 
@@ -135,7 +134,8 @@ class Ui:
             raise ApiError(404, f"no job {job_id}")
         summary = jobs.summary(job, time.time(), self.ctx.config)
         expected = summary["Instances"]["Expected"]
-        percent = 100 if summary["Status"] == "SUCCESS" else (100 * summary["Instances"]["Delivered"] // expected if expected else 0)
+        percent = 100 if summary["Status"] == "SUCCESS" else (100 * summary["Instances"]["Delivered"] // expected
+                                                              if expected else 0)
         _, tasks = self.ctx.store.tasks.list(job_id=job_id, limit=1000)
         can_control = context["role"] == "admin" or (context["role"] == "operator" and job.created_by == context["user"])
         return self._render("job.html", context, job=summary, tasks=tasks, percent=percent, can_control=can_control)

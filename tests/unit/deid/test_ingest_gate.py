@@ -2,11 +2,11 @@ import io
 
 import pydicom
 
-from courier.deid.ingest_gate import DISCARD, KEEP, MODIFY, IngestGate
-from courier.config.profiles import Profile
-from courier.deid.pseudonymizer import Pseudonymizer
-from courier.config.routes import Route
 from courier.config.match import compile_condition
+from courier.config.profiles import Profile
+from courier.config.routes import Route
+from courier.deid.ingest_gate import DISCARD, KEEP, MODIFY, IngestGate
+from courier.deid.pseudonymizer import Pseudonymizer
 from courier.store.store import Store
 from factory import make_instance
 

@@ -5,10 +5,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from courier.config.profiles import parse_lookup_csv
-from courier.deid.sources import patient_source
-from courier.config.profiles import Profile
+from courier.config.profiles import Profile, parse_lookup_csv
 from courier.deid.pseudonymizer import PseudonymizationError, Pseudonymizer
+from courier.deid.sources import patient_source
 from courier.store.store import Store
 from factory import make_instance
 

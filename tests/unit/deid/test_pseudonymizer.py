@@ -14,7 +14,9 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from courier.config.profiles import OPTIONS, Profile, PseudonymFormat
-from courier.deid.pseudonymizer import TABLE, PseudonymizationError, Pseudonymizer, compile_actions, make_pseudonym, remap_uid
+from courier.deid.annex_e import TABLE, compile_actions
+from courier.deid.keyed import make_pseudonym, remap_uid
+from courier.deid.pseudonymizer import PseudonymizationError, Pseudonymizer
 from factory import make_instance
 
 SECRET = b"test-secret-not-for-production"
@@ -138,7 +140,8 @@ def test_modified_dates_shift_every_date_of_a_patient_by_one_offset():
     first = pseudo.pseudonymize(make_instance(patient_id="MRN0042", StudyDate="20240115", PatientBirthDate="19700101"))
     second = pseudo.pseudonymize(make_instance(patient_id="MRN0042", StudyDate="20240125",
                                                AcquisitionDateTime="20240125101500.5"))
-    day = lambda text: datetime.datetime.strptime(text[:8], "%Y%m%d")
+    def day(text):
+        return datetime.datetime.strptime(text[:8], "%Y%m%d")
     assert first.dataset.LongitudinalTemporalInformationModified == "MODIFIED"
     assert first.dataset.StudyDate != "20240115"
     assert (day(second.dataset.StudyDate) - day(first.dataset.StudyDate)).days == 10       # interval kept
@@ -200,7 +203,8 @@ from courier.config.profiles import Profile
 from factory import make_instance
 ds = make_instance(patient_id="REPRO1", study_uid="1.2.3.4.5", series_uid="1.2.3.4.6")
 ds.SOPInstanceUID = "1.2.3.4.7"
-out = Pseudonymizer(Profile("trial", {SECRET!r}, frozenset({{"RetainLongitudinalModifiedDates"}}), burned_in="Pass")).pseudonymize(ds).dataset
+out = Pseudonymizer(Profile("trial", {SECRET!r}, frozenset({{"RetainLongitudinalModifiedDates"}}),
+                            burned_in="Pass")).pseudonymize(ds).dataset
 print(json.dumps([out.PatientID, out.StudyInstanceUID, out.SeriesInstanceUID, out.SOPInstanceUID, out.StudyDate]))
 """
     theirs = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)

@@ -1,9 +1,9 @@
 """Pure retry decisions: backoff and the state after an attempt."""
 import pytest
 
-from courier.store.records import FAILURE, PENDING, SUCCESS, WARNING
 from courier.config.retry import RetryPolicy
 from courier.engine.policy import decide, retry_delay
+from courier.store.records import FAILURE, PENDING, SUCCESS, WARNING
 
 POLICY = RetryPolicy(max_attempts=4, initial_delay=10, multiplier=3, max_delay=60)
 

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from courier.errors import ConfigError
 from courier.config.routes import Route
+from courier.errors import ConfigError
 from courier.routing.scripts import RouteContext, load_conditions, load_script
 
 SCRIPTS = str(Path(__file__).resolve().parents[3] / "lua-free-scripts")

@@ -2,10 +2,10 @@ import copy
 
 import pytest
 
-from courier.config.users import AccessPolicy, UserRights
-from courier.web.access import allows, may_query, may_send_to
 from courier.config.parse import parse
+from courier.config.users import AccessPolicy, UserRights
 from courier.errors import ConfigError
+from courier.web.access import allows, may_query, may_send_to
 
 BASE = {"AuthenticationEnabled": True, "RegisteredUsers": {"alice": "a", "bob": "b"},
         "DicomModalities": {"pacs": ["PACS", "127.0.0.1", 104], "dest": ["DEST", "127.0.0.1", 105]}}

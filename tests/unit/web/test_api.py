@@ -1,11 +1,11 @@
 import json
 
-from courier.web.http import Context
-from courier.web.routes import ENDPOINTS, Api, openapi_document
 from courier.config.parse import parse
 from courier.host import HttpRequest
 from courier.store.records import NewTask
 from courier.store.store import Store
+from courier.web.http import Context
+from courier.web.routes import ENDPOINTS, Api, openapi_document
 
 CONFIG = parse({"DicomModalities": {"d": ["D", "127.0.0.1", 104]},
                 "Courier": {"Routes": [{"Name": "r", "Destinations": ["d"]}]}}, "/", "/")

@@ -1,0 +1,60 @@
+"""Encrypted 7-Zip archive destinations (py7zr: AES-256 with encrypted headers)."""
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from typing import Optional, Sequence
+
+from courier.config.destinations import Archive
+from courier.delivery.layout import relative_path, safe_component
+from courier.delivery.sender import FileItem, Report
+from courier.store.records import ManifestItem
+
+
+class ArchiveSender:
+    """Encrypted 7-Zip archives (AES-256, encrypted headers: file names are hidden too), one per
+    study and batch, under <Path>/<subfolder>/<StudyInstanceUID>[-N].7z, written to a temporary
+    file and renamed, so a reader never sees half an archive. Needs the bytes (send_files)."""
+
+    def __init__(self, archive: Archive) -> None:
+        self.archive = archive
+
+    def send(self, items: Sequence[ManifestItem]) -> Report:
+        return {item.instance_id: "an archive needs the instances' bytes" for item in items}
+
+    def send_files(self, files: Sequence[FileItem], subfolder: str = "routes", password: Optional[str] = None) -> Report:
+        import py7zr
+        from pydicom import dcmread
+
+        password = password or self.archive.password
+        if not password:
+            return {item.instance_id: f"archive {self.archive.id}: no password"
+                                      " (set PasswordFile/PasswordEnv or the job's ArchivePassword)"
+                    for item, _ in files}
+        studies: dict[str, list[tuple[ManifestItem, bytes, str]]] = {}
+        for item, data in files:
+            ds = dcmread(io.BytesIO(data), stop_before_pixels=True)
+            tags = {e.keyword: str(e.value) for e in ds if e.keyword and e.VR != "SQ"}
+            studies.setdefault(tags.get("StudyInstanceUID", "unknown"), []).append(
+                (item, data, relative_path(self.archive.layout, tags)))
+        report: Report = {}
+        for study, members in studies.items():
+            try:
+                folder = os.path.join(self.archive.path, safe_component(subfolder))   # one safe component
+                os.makedirs(folder, exist_ok=True)
+                target = os.path.join(folder, safe_component(study) + ".7z")
+                part = 1
+                while os.path.exists(target):
+                    part += 1
+                    target = os.path.join(folder, f"{safe_component(study)}-{part}.7z")
+                handle, temporary = tempfile.mkstemp(dir=folder, prefix=".courier-", suffix=".7z")
+                os.close(handle)
+                with py7zr.SevenZipFile(temporary, "w", password=password, header_encryption=True) as archive:
+                    for _, data, name in members:
+                        archive.writestr(data, name)
+                os.replace(temporary, target)
+                report.update({item.instance_id: None for item, _, _ in members})
+            except (OSError, ValueError) as exc:
+                report.update({item.instance_id: f"archive {self.archive.id}: {exc}" for item, _, _ in members})
+        return report

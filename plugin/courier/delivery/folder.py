@@ -1,0 +1,54 @@
+"""Folder destinations: each instance written under the folder at the path its layout gives, atomically."""
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from typing import Optional, Sequence
+
+from courier.config.destinations import Folder
+from courier.delivery.layout import contained_path, relative_path
+from courier.delivery.sender import FileItem, Report
+from courier.errors import DeliveryError
+from courier.orthanc_rest import OrthancRest
+from courier.store.records import ManifestItem
+
+
+class FolderSender:
+    """Writes each instance under the folder, at the path its layout gives, atomically."""
+
+    def __init__(self, rest: OrthancRest, folder: Folder) -> None:
+        self.rest, self.folder = rest, folder
+
+    def _write(self, item: ManifestItem, data: Optional[bytes] = None) -> None:
+        import pydicom
+
+        if data is None:
+            data = self.rest.get_bytes(f"/instances/{item.instance_id}/file")
+        dataset = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+        tags = {element.keyword: str(element.value) for element in dataset if element.keyword and element.VR != "SQ"}
+        try:
+            target = contained_path(self.folder.path, relative_path(self.folder.layout, tags))
+        except ValueError as exc:
+            raise DeliveryError(str(exc), retriable=False) from None
+        try:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".courier-")
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+            os.replace(temporary, target)
+        except OSError as exc:
+            raise DeliveryError(f"cannot write to folder {self.folder.id!r}: {exc.strerror}") from None
+
+    def send(self, items: Sequence[ManifestItem]) -> Report:
+        return self.send_files([(item, b"") for item in items])
+
+    def send_files(self, files: Sequence[FileItem]) -> Report:
+        report: Report = {}
+        for item, data in files:
+            try:
+                self._write(item, data or None)
+                report[item.instance_id] = None
+            except DeliveryError as exc:
+                report[item.instance_id] = str(exc)
+        return report
