@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from courier.config.parse import CourierConfig
@@ -95,8 +96,23 @@ FIELDS = ("File", "FileName", "Kind", "Source", "Destination", "Pseudonymize", "
           "DryRun")
 
 
-def fields(body: Any) -> dict[str, Any]:
-    """The upload request, checked: the file decoded from base64, flags as booleans."""
+@dataclass(frozen=True)
+class BatchUpload:
+    """A POST /courier/jobs/batch body, checked: the file decoded from base64, flags as booleans."""
+    file: bytes = field(repr=False)
+    file_name: str
+    kind: str
+    source: Any
+    destination: Any
+    pseudonymize: Any
+    trial: Any
+    urgent: bool
+    archive_password: Any = field(repr=False)
+    dry_run: bool
+
+
+def fields(body: Any) -> BatchUpload:
+    """The upload request, checked (the job's own fields are checked by jobs.validate)."""
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object with File (base64), FileName, Kind and Source")
     unknown = [k for k in body if k not in FIELDS]
@@ -114,10 +130,9 @@ def fields(body: Any) -> dict[str, Any]:
     kind = body.get("Kind", "transfer")
     if kind not in batch.KINDS:
         raise ApiError(400, f"Kind: one of {', '.join(batch.KINDS)}, got {kind!r}")
-    return {"File": data, "FileName": str(body.get("FileName") or "upload.csv"), "Kind": kind,
-            "Source": body.get("Source"), "Destination": body.get("Destination"),
-            "Pseudonymize": body.get("Pseudonymize"), "Trial": body.get("Trial"), "Urgent": body.get("Urgent", False),
-            "ArchivePassword": body.get("ArchivePassword"), "DryRun": body.get("DryRun", False)}
+    return BatchUpload(data, str(body.get("FileName") or "upload.csv"), kind, body.get("Source"), body.get("Destination"),
+                       body.get("Pseudonymize"), body.get("Trial"), body.get("Urgent", False), body.get("ArchivePassword"),
+                       body.get("DryRun", False))
 
 
 def report(parsed: batch.Parsed, extra: list[batch.Problem] = ()) -> dict[str, Any]:

@@ -6,7 +6,8 @@ one task per study and its status is derived from them.
 from __future__ import annotations
 
 import datetime
-from typing import Any, Optional
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
 
 from courier.config import windows
 from courier.config.parse import CourierConfig
@@ -24,7 +25,19 @@ SERIES_KEYS = ("SeriesInstanceUID", "Modality", "SeriesDescription")
 MAX_STUDIES = 10000
 
 
-def validate(body: Any, config: CourierConfig) -> dict:
+@dataclass(frozen=True)
+class JobRequest:
+    """A POST /courier/jobs body, checked."""
+    source: str
+    destination: str
+    profile: Optional[str]
+    urgent: bool
+    items: list[dict]
+    archive_password: Optional[str] = field(default=None, repr=False)
+    trial: Mapping[str, str] = field(default_factory=dict)    # DICOM keyword -> value
+
+
+def validate(body: Any, config: CourierConfig) -> JobRequest:
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object with Source, Destination and Items")
     fields = ("Source", "Destination", "Pseudonymize", "Urgent", "ArchivePassword", "Trial", "Items")
@@ -74,9 +87,8 @@ def validate(body: Any, config: CourierConfig) -> dict:
                 parse_date_range(item["StudyDate"])
             except ValueError as exc:
                 raise ApiError(400, f"Items[{index}].StudyDate: {exc}") from None
-    return {"source": source, "destination": destination, "profile": profile, "urgent": body.get("Urgent", False),
-            "items": items, "archive_password": password,
-            "trial": {TRIAL_KEYWORDS[k]: v for k, v in trial.items()}}
+    return JobRequest(source, destination, profile, body.get("Urgent", False), items, password,
+                      {TRIAL_KEYWORDS[k]: v for k, v in trial.items()})
 
 
 def resolve(rest: OrthancRest, config: CourierConfig, source: str, items: list[dict]) -> list[JobTarget]:

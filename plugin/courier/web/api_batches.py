@@ -15,16 +15,16 @@ from courier.web.http import Context, actor_of, int_param, json_body, json_respo
 
 
 def create_batch(ctx: Context, request: HttpRequest, args: dict) -> Any:
-    fields = batches.fields(json_body(request))
-    file_name, data = fields["FileName"], fields["File"]
-    kind, source, dry_run = fields["Kind"], fields["Source"], fields["DryRun"]
-    check_nodes(ctx, request, query=source, send_to=fields["Destination"] if kind == "transfer" else None)
+    upload = batches.fields(json_body(request))
+    file_name, data = upload.file_name, upload.file
+    kind, source, dry_run = upload.kind, upload.source, upload.dry_run
+    check_nodes(ctx, request, query=source, send_to=upload.destination if kind == "transfer" else None)
     try:
         parsed = batch.validate(batch.read_table(data, file_name or "upload"), kind)
     except ValueError as exc:
         return json_response(400, {"Valid": False, "Rows": 0, "Problems": [{"line": 0, "column": "", "message": str(exc)}]})
     extra: list = []
-    if kind == "transfer" and any(row.get("Pseudonym") for row in parsed.rows) and not fields["Pseudonymize"]:
+    if kind == "transfer" and any(row.get("Pseudonym") for row in parsed.rows) and not upload.pseudonymize:
         extra.append(batch.Problem(1, "Pseudonym", "a Pseudonym column needs a Pseudonymize profile"))
     if source not in ctx.config.nodes or ctx.config.nodes[source].kind not in ("dicom", "dicomweb"):
         raise ApiError(400, f"Source: {source!r} is neither a DICOM modality nor a DICOMweb server")
@@ -38,13 +38,13 @@ def create_batch(ctx: Context, request: HttpRequest, args: dict) -> Any:
         results = batches.run_query_rows(ctx.rest, ctx.config, source, parsed.rows)
         batch_id = ctx.store.jobs.create_batch(actor, kind, source, file_name, parsed.rows, results=results)
         return {**verdict, "DryRun": False, "Batch": batch_id, "Results": len(results)}
-    wanted = jobs.validate({"Source": source, "Destination": fields["Destination"],
-                            "Pseudonymize": fields["Pseudonymize"], "Trial": fields["Trial"], "Urgent": fields["Urgent"],
-                            "ArchivePassword": fields["ArchivePassword"],
+    wanted = jobs.validate({"Source": source, "Destination": upload.destination,
+                            "Pseudonymize": upload.pseudonymize, "Trial": upload.trial, "Urgent": upload.urgent,
+                            "ArchivePassword": upload.archive_password,
                             "Items": [{"StudyInstanceUID": r["StudyInstanceUID"]} for r in parsed.rows]}, ctx.config)
     targets = batches.targets_of(parsed.rows, lambda path, rid: present(ctx, path, rid))
-    job_id = ctx.store.jobs.create(actor, source, wanted["destination"], wanted["profile"], wanted["urgent"],
-                                   targets, wanted["archive_password"], wanted["trial"])
+    job_id = ctx.store.jobs.create(actor, source, wanted.destination, wanted.profile, wanted.urgent,
+                                   targets, wanted.archive_password, wanted.trial)
     pseudonyms = {r["PatientID"]: r["Pseudonym"] for r in parsed.rows if r.get("Pseudonym")}
     batch_id = ctx.store.jobs.create_batch(actor, kind, source, file_name, parsed.rows, job_id=job_id, pseudonyms=pseudonyms)
     ctx.wake_workers()

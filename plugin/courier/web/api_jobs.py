@@ -21,10 +21,10 @@ def _job(ctx: Context, args: dict) -> Job:
 
 def create_job(ctx: Context, request: HttpRequest, args: dict) -> Any:
     wanted = jobs.validate(json_body(request), ctx.config)
-    check_nodes(ctx, request, query=wanted["source"], send_to=wanted["destination"])
-    studies = jobs.resolve(ctx.rest, ctx.config, wanted["source"], wanted["items"])
-    job_id = ctx.store.jobs.create(actor_of(request), wanted["source"], wanted["destination"], wanted["profile"],
-                                   wanted["urgent"], studies, wanted["archive_password"], wanted["trial"])
+    check_nodes(ctx, request, query=wanted.source, send_to=wanted.destination)
+    studies = jobs.resolve(ctx.rest, ctx.config, wanted.source, wanted.items)
+    job_id = ctx.store.jobs.create(actor_of(request), wanted.source, wanted.destination, wanted.profile,
+                                   wanted.urgent, studies, wanted.archive_password, wanted.trial)
     ctx.wake_workers()
     return jobs.summary(ctx.store.jobs.get(job_id), time.time(), ctx.config)
 
