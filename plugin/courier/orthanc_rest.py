@@ -7,11 +7,20 @@ calls, which would freeze every callback while a slow peer answers): they talk H
 from __future__ import annotations
 
 import threading
-from typing import Any, Optional
+import time
+from typing import Any, Callable, Optional
 
 import requests
 
-from courier.errors import DeliveryError
+from courier.errors import Cancelled, DeliveryError
+
+
+class JobFailed(DeliveryError):
+    """An Orthanc job ended in Failure; `details` is Orthanc's ErrorDetails (or ErrorDescription)."""
+
+    def __init__(self, details: str, state: dict) -> None:
+        self.details, self.state = details, state
+        super().__init__(details)
 
 
 class OrthancHttpError(DeliveryError):
@@ -66,3 +75,38 @@ class OrthancRest:
 
     def delete(self, path: str) -> None:
         self._call("DELETE", path)
+
+    def run_job(self, path: str, body: dict, cancelled: Callable[[], bool], timeout: float = 3600.0) -> dict:
+        """POST an asynchronous Orthanc job and wait for it without holding it against cancellation:
+        the state is polled (10 ms at first, then up to 100 ms) and `cancelled()` is asked at each
+        poll; when it says so the job is cancelled in Orthanc and Cancelled is raised once the job
+        has left Running (Orthanc stops between instances; an instance in flight to a hung peer
+        ends at DicomScuTimeout). A failed job raises JobFailed with Orthanc's error details."""
+        job = self.post_json(path, {**body, "Asynchronous": True})
+        job_path = f"/jobs/{job['ID']}"
+        deadline = time.monotonic() + timeout
+        wait, cancelling = 0.01, False
+        while True:
+            state = self.get_json(job_path)
+            if state["State"] == "Success":
+                if cancelling:
+                    raise Cancelled()
+                return state
+            if state["State"] == "Failure":
+                details = state.get("ErrorDetails") or state.get("ErrorDescription") or ""
+                if cancelling:
+                    raise Cancelled()
+                raise JobFailed(details, state)
+            if not cancelling and (cancelled() or time.monotonic() > deadline):
+                timed_out = not cancelled()
+                try:
+                    self.post_json(f"{job_path}/cancel", {})
+                except OrthancHttpError:
+                    pass                      # it ended meanwhile
+                if timed_out:
+                    raise DeliveryError(f"{path}: no answer within {timeout:g} s")
+                cancelling = True
+            if cancelling and state["State"] not in ("Running", "Pending", "Paused"):
+                raise Cancelled()
+            time.sleep(wait)
+            wait = min(0.1, wait * 2)

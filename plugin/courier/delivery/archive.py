@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 
 from courier.config.destinations import Archive
 from courier.delivery.layout import relative_path, safe_component
-from courier.delivery.sender import FileItem, Report
+from courier.delivery.sender import Check, Failed, FileItem, Report, never
 from courier.store.records import ManifestItem
 
 
@@ -20,17 +20,18 @@ class ArchiveSender:
     def __init__(self, archive: Archive) -> None:
         self.archive = archive
 
-    def send(self, items: Sequence[ManifestItem]) -> Report:
-        return {item.instance_id: "an archive needs the instances' bytes" for item in items}
+    def send(self, items: Sequence[ManifestItem], cancelled: Check = never) -> Report:
+        return {item.instance_id: Failed("an archive needs the instances' bytes", permanent=True) for item in items}
 
-    def send_files(self, files: Sequence[FileItem], subfolder: str = "routes", password: Optional[str] = None) -> Report:
+    def send_files(self, files: Sequence[FileItem], cancelled: Check = never, subfolder: str = "routes",
+                   password: Optional[str] = None) -> Report:
         import py7zr
         from pydicom import dcmread
 
         password = password or self.archive.password
         if not password:
-            return {item.instance_id: f"archive {self.archive.id}: no password"
-                                      " (set PasswordFile/PasswordEnv or the job's ArchivePassword)"
+            return {item.instance_id: Failed(f"archive {self.archive.id}: no password"
+                                             " (set PasswordFile/PasswordEnv or the job's ArchivePassword)", permanent=True)
                     for item, _ in files}
         studies: dict[str, list[tuple[ManifestItem, bytes, str]]] = {}
         for item, data in files:
@@ -40,6 +41,9 @@ class ArchiveSender:
                 (item, data, relative_path(self.archive.layout, tags)))
         report: Report = {}
         for study, members in studies.items():
+            if cancelled():
+                report.update({item.instance_id: Failed("not written: cancelled", interrupted=True) for item, _, _ in members})
+                continue
             try:
                 folder = os.path.join(self.archive.path, safe_component(subfolder))   # one safe component
                 os.makedirs(folder, exist_ok=True)
@@ -56,5 +60,5 @@ class ArchiveSender:
                 os.replace(temporary, target)
                 report.update({item.instance_id: None for item, _, _ in members})
             except (OSError, ValueError) as exc:
-                report.update({item.instance_id: f"archive {self.archive.id}: {exc}" for item, _, _ in members})
+                report.update({item.instance_id: Failed(f"archive {self.archive.id}: {exc}") for item, _, _ in members})
         return report

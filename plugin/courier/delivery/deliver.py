@@ -3,8 +3,8 @@ when the task has a profile), hand it to the destination's sender, and say per t
 acknowledged. Retry decisions are not made here (courier.engine.policy makes them).
 
 What cannot be pseudonymized is quarantined (the original stays in Orthanc, listed in
-GET /courier/quarantine) and never sent as is; retrying such an instance cannot help, so it is
-reported as settled.
+GET /courier/quarantine) and never sent as is; retrying such an instance cannot help, so its
+failure is permanent, as is an instance the destination refuses for good.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Mapping, Optional, Sequence
 from courier.deid.for_tasks import TaskPseudonymizers
 from courier.deid.pseudonymizer import PseudonymizationError
 from courier.delivery.archive import ArchiveSender
-from courier.delivery.sender import Report, Sender
+from courier.delivery.sender import Check, Failed, Report, Sender, failure, never
 from courier.errors import DeliveryError
 from courier.orthanc_rest import OrthancRest
 from courier.store.records import ManifestItem, Task
@@ -35,7 +35,8 @@ class Delivery:
     expected: int                       # instances in the manifest
     delivered: int                      # instances acknowledged so far, this attempt included
     error: Optional[str] = None
-    retriable: bool = True
+    retriable: bool = True              # some failure may go away on a later attempt
+    interrupted: bool = False           # cancelled or stopping before everything was tried
 
 
 class Deliverer:
@@ -43,69 +44,72 @@ class Deliverer:
                  pseudonymizers: TaskPseudonymizers) -> None:
         self.store, self.rest, self.senders, self.pseudonymizers = store, rest, senders, pseudonymizers
 
-    def deliver(self, tasks: Sequence[Task], manifests: Mapping[int, list[ManifestItem]]) -> list[Delivery]:
-        """Tasks of one destination; they are sent in groups of one profile (one association each)."""
+    def deliver(self, tasks: Sequence[Task], manifests: Mapping[int, list[ManifestItem]],
+                cancelled: Check = never) -> list[Delivery]:
+        """Tasks of one destination; they are sent in groups of one profile (one association each).
+        `cancelled()` is asked between instances and while a batch is in flight."""
         groups: dict[Optional[str], list[Task]] = {}
         for task in tasks:
             groups.setdefault(task.profile, []).append(task)
-        return [d for profile, group in groups.items() for d in self._deliver_group(group, manifests, profile)]
+        return [d for profile, group in groups.items() for d in self._deliver_group(group, manifests, profile, cancelled)]
 
     def _deliver_group(self, tasks: Sequence[Task], manifests: Mapping[int, list[ManifestItem]],
-                       profile: Optional[str]) -> list[Delivery]:
+                       profile: Optional[str], cancelled: Check) -> list[Delivery]:
         todo: dict[str, tuple[ManifestItem, Task]] = {}
-        never_arrived: dict[str, str] = {}
+        report: Report = {}
         for task in tasks:
             for item in manifests[task.id]:
                 if item.delivered:
                     continue
                 if item.never_arrived:
-                    never_arrived[item.instance_id] = f"not received from {task.source} (C-MOVE)"
+                    report[item.instance_id] = Failed(f"not received from {task.source} (C-MOVE)")
                 else:
                     todo.setdefault(item.instance_id, (item, task))
         sender = self.senders[tasks[0].destination]
-        settled: set[str] = set()          # failed for good: quarantined or refused, retrying cannot help
-        report: Report
         if not todo:
-            report = {}
+            pass
         elif isinstance(sender, ArchiveSender):
-            report, settled = self._archive(sender, tasks, todo, profile)
+            report.update(self._archive(sender, tasks, todo, profile, cancelled))
         elif profile is None:
-            report = sender.send([item for item, _ in todo.values()])
+            report.update(sender.send([item for item, _ in todo.values()], cancelled))
         else:
-            files, report, settled = self._pseudonymize(profile, todo)
+            files, failures = self._pseudonymize(profile, todo)
+            report.update(failures)
             if files:
-                report.update(sender.send_files(files))
-        report.update(never_arrived)
+                report.update(sender.send_files(files, cancelled))
         deliveries = []
+        not_sent = Failed("not sent")
         for task in tasks:
             manifest = manifests[task.id]
             undelivered = [i for i in manifest if not i.delivered]
-            newly = [i.instance_id for i in undelivered if report.get(i.instance_id, "not sent") is None]
-            failed = [i.instance_id for i in undelivered if report.get(i.instance_id, "not sent")]
-            error = f"{len(failed)} instance(s) not delivered: {report.get(failed[0], 'not sent')}" if failed else None
-            deliveries.append(Delivery(task, newly, len(failed), len(manifest),
+            newly = [i.instance_id for i in undelivered if i.instance_id in report and report[i.instance_id] is None]
+            failures = [report.get(i.instance_id, not_sent) for i in undelivered
+                        if report.get(i.instance_id, not_sent) is not None]
+            error = f"{len(failures)} instance(s) not delivered: {failures[0].reason}" if failures else None
+            deliveries.append(Delivery(task, newly, len(failures), len(manifest),
                                        len(manifest) - len(undelivered) + len(newly), error,
-                                       retriable=any(i not in settled for i in failed)))
+                                       retriable=any(not f.permanent for f in failures),
+                                       interrupted=any(f.interrupted for f in failures)))
         return deliveries
 
-    def _archive(self, sender: ArchiveSender, tasks: Sequence[Task], todo: Todo, profile: Optional[str]):
+    def _archive(self, sender: ArchiveSender, tasks: Sequence[Task], todo: Todo, profile: Optional[str],
+                 cancelled: Check) -> Report:
         """Archives are written per task (study), with the job's password when it gave one."""
         report: Report = {}
-        settled: set[str] = set()
         for task in tasks:
             mine = {i: entry for i, entry in todo.items() if entry[1] is task}
             if profile is None:
                 files = self._originals(mine)
                 read = {item.instance_id for item, _ in files}
-                failures, done = {i: "could not be read from Orthanc" for i in mine if i not in read}, set()
+                failures = {i: Failed("could not be read from Orthanc") for i in mine if i not in read}
             else:
-                files, failures, done = self._pseudonymize(profile, mine)
+                files, failures = self._pseudonymize(profile, mine)
             report.update(failures)
-            settled |= done
             if files:
                 password = self.store.jobs.archive_password(task.job_id) if task.job_id else None
-                report.update(sender.send_files(files, f"job-{task.job_id}" if task.job_id else task.route, password))
-        return report, settled
+                report.update(sender.send_files(files, cancelled, f"job-{task.job_id}" if task.job_id else task.route,
+                                                password))
+        return report
 
     def _originals(self, todo: Todo) -> list:
         files = []
@@ -116,24 +120,25 @@ class Deliverer:
                 pass
         return files
 
-    def _pseudonymize(self, profile: str, todo: Todo):
+    def _pseudonymize(self, profile: str, todo: Todo) -> tuple[list, Report]:
         """Read each original from Orthanc and pseudonymize it; what cannot be is quarantined."""
-        files, report, settled = [], {}, set()
+        files: list = []
+        report: Report = {}
         patients, uids = set(), {}
         for instance_id, (item, task) in todo.items():
             try:
                 data = self.rest.get_bytes(f"/instances/{instance_id}/file")
             except DeliveryError as exc:
-                report[instance_id] = str(exc)
+                report[instance_id] = failure(exc)
                 continue
             try:
                 out, result = self.pseudonymizers.for_task(profile, task).pseudonymize_bytes(data)
             except PseudonymizationError as exc:
-                report[instance_id] = f"{exc.disposition}: {exc.reason}"
-                if exc.disposition != "retry":          # a broker outage is retried, not quarantined
+                retry = exc.disposition == "retry"          # a broker outage is retried, not quarantined
+                report[instance_id] = Failed(f"{exc.disposition}: {exc.reason}", permanent=not retry)
+                if not retry:
                     self.store.quarantine.add(exc.reason, exc.disposition, profile, task.route, task.id,
                                               instance_id, item.sop_instance_uid)
-                    settled.add(instance_id)
                 continue
             if result.dates_removed:
                 log.warning("task %s: %d malformed date(s) removed from instance %s", task.id,
@@ -143,4 +148,4 @@ class Deliverer:
             uids.update(result.uids)
         if patients or uids:
             self.store.crosswalk.record(profile, patients, uids)
-        return files, report, settled
+        return files, report

@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 
 from courier.config.destinations import Folder
 from courier.delivery.layout import contained_path, relative_path
-from courier.delivery.sender import FileItem, Report
+from courier.delivery.sender import Check, Failed, FileItem, Report, failure, never
 from courier.errors import DeliveryError
 from courier.orthanc_rest import OrthancRest
 from courier.store.records import ManifestItem
@@ -40,15 +40,18 @@ class FolderSender:
         except OSError as exc:
             raise DeliveryError(f"cannot write to folder {self.folder.id!r}: {exc.strerror}") from None
 
-    def send(self, items: Sequence[ManifestItem]) -> Report:
-        return self.send_files([(item, b"") for item in items])
+    def send(self, items: Sequence[ManifestItem], cancelled: Check = never) -> Report:
+        return self.send_files([(item, b"") for item in items], cancelled)
 
-    def send_files(self, files: Sequence[FileItem]) -> Report:
+    def send_files(self, files: Sequence[FileItem], cancelled: Check = never) -> Report:
         report: Report = {}
         for item, data in files:
+            if cancelled():
+                report[item.instance_id] = Failed("not written: cancelled", interrupted=True)
+                continue
             try:
                 self._write(item, data or None)
                 report[item.instance_id] = None
             except DeliveryError as exc:
-                report[item.instance_id] = str(exc)
+                report[item.instance_id] = failure(exc)
         return report

@@ -1,10 +1,11 @@
 """DICOM (C-STORE), DICOMweb (STOW-RS) and Orthanc peers.
 
 Stored instances go through Orthanc's own REST routes in one batch (one association / one STOW
-request for many instances). Orthanc answers a batch with a single error, so when a batch fails
-the sender retries its instances one by one to learn exactly which were acknowledged, and stops
-early when the destination is plainly down. Never `"Permissive": true`: Orthanc 1.10.1 then
-reports FailedInstancesCount 0 for a peer that refused the connection.
+request for many instances), run as an asynchronous Orthanc job so that a cancel or a stop ends
+it between instances. Orthanc answers a failed batch with a single error: a refusal sends the
+halves again down to the refused instances (sender.send_bisecting), a destination that is down
+ends the attempt. Never `"Permissive": true`: Orthanc 1.10.1 then reports FailedInstancesCount 0
+for instances the destination refused (measured) and for a peer that refused the connection.
 
 Courier's own bytes (pseudonymized instances, which Orthanc never stores): C-STORE through
 Orthanc's `/modalities/{id}/store-straight` (Orthanc's C++ DICOM client; the worker waits without
@@ -15,46 +16,20 @@ from __future__ import annotations
 
 import io
 import uuid
-from typing import Callable, Sequence
+from typing import Sequence
 
 import requests
 
 from courier.config.nodes import Node
-from courier.delivery.sender import FileItem, Report
-from courier.errors import DeliveryError
-from courier.orthanc_rest import OrthancRest
+from courier.delivery.sender import Check, Failed, FileItem, Report, never, send_bisecting, send_each
+from courier.errors import DeliveryError, Refused, store_failure
+from courier.orthanc_rest import JobFailed, OrthancHttpError, OrthancRest
 from courier.store.records import ManifestItem
 
 
-def batch_then_each(ids: Sequence[str], send: Callable[[Sequence[str]], None], give_up_after: int = 2) -> Report:
-    """Send all ids at once; on failure, one by one, giving up after `give_up_after` failures
-    in a row with nothing delivered (the destination is down: no point in N timeouts)."""
-    try:
-        send(ids)
-        return {i: None for i in ids}
-    except DeliveryError as exc:
-        if len(ids) == 1:
-            return {ids[0]: str(exc)}
-        first_error = str(exc)
-    report: Report = {}
-    failures_in_a_row = 0
-    for instance_id in ids:
-        if failures_in_a_row >= give_up_after and None not in report.values():
-            report[instance_id] = f"not sent, destination failing: {first_error}"
-            continue
-        try:
-            send([instance_id])
-            report[instance_id] = None
-            failures_in_a_row = 0
-        except DeliveryError as exc:
-            report[instance_id] = str(exc)
-            failures_in_a_row += 1
-    return report
-
-
 class OrthancRouteSender:
-    """DICOM (C-STORE), DICOMweb (STOW-RS) and Orthanc peers: stored instances through
-    Orthanc's REST API; Courier's own bytes directly."""
+    """DICOM (C-STORE), DICOMweb (STOW-RS) and Orthanc peers: stored instances through Orthanc's
+    REST API as one asynchronous job per batch (cancellable), Courier's own bytes directly."""
 
     PATHS = {"dicom": "/modalities/{}/store", "dicomweb": "/dicom-web/servers/{}/stow", "peer": "/peers/{}/store"}
 
@@ -62,19 +37,34 @@ class OrthancRouteSender:
         self.rest, self.node, self.local_aet, self.timeout = rest, node, local_aet, timeout
         self.path = self.PATHS[node.kind].format(node.id)
 
-    def _send(self, ids: Sequence[str]) -> None:
-        self.rest.post_json(self.path, {"Resources": list(ids), "Synchronous": True})
+    def _send_batch(self, ids: Sequence[str], cancelled: Check) -> None:
+        try:
+            self.rest.run_job(self.path, {"Resources": list(ids)}, cancelled)
+        except JobFailed as exc:
+            raise store_failure(self.node.kind, exc.details) from None
+        except OrthancHttpError as exc:
+            if exc.status == 404:
+                raise Refused(f"{exc}: the instance is no longer in Orthanc", retriable=False) from None
+            raise
 
-    def send(self, items: Sequence[ManifestItem]) -> Report:
-        return batch_then_each([i.instance_id for i in items], self._send)
+    def send(self, items: Sequence[ManifestItem], cancelled: Check = never) -> Report:
+        return send_bisecting([i.instance_id for i in items], lambda ids: self._send_batch(ids, cancelled), cancelled)
 
-    def send_files(self, files: Sequence[FileItem]) -> Report:
+    def send_files(self, files: Sequence[FileItem], cancelled: Check = never) -> Report:
         if self.node.kind == "dicom":
-            return _http_each(files, lambda data: self.rest.post_bytes(f"/modalities/{self.node.id}/store-straight", data))
+            return send_each(files, self._store_straight, cancelled)
         if self.node.kind == "peer":
-            return _http_each(files, lambda data: self._post(self.node.url.rstrip("/") + "/instances", data,
-                                                              "application/dicom"))
+            return send_each(files, lambda data: self._post(self.node.url.rstrip("/") + "/instances", data,
+                                                             "application/dicom"), cancelled)
+        if cancelled():
+            return {item.instance_id: Failed("not sent: cancelled", interrupted=True) for item, _ in files}
         return stow_files(self.node, files, self.timeout)
+
+    def _store_straight(self, data: bytes) -> None:
+        try:
+            self.rest.post_bytes(f"/modalities/{self.node.id}/store-straight", data)
+        except OrthancHttpError as exc:
+            raise store_failure("dicom", str(exc)) from None
 
     def _post(self, url: str, data: bytes, content_type: str) -> requests.Response:
         auth = (self.node.username, self.node.password) if self.node.username else None
@@ -83,20 +73,11 @@ class OrthancRouteSender:
                                      timeout=self.timeout)
         except requests.RequestException as exc:
             raise DeliveryError(f"{self.node.id}: {type(exc).__name__}") from None
-        if response.status_code >= 300:
+        if response.status_code >= 500:
             raise DeliveryError(f"{self.node.id}: HTTP {response.status_code}")
+        if response.status_code >= 300:
+            raise Refused(f"{self.node.id}: HTTP {response.status_code}", retriable=False)
         return response
-
-
-def _http_each(files: Sequence[FileItem], post: Callable[[bytes], object]) -> Report:
-    report: Report = {}
-    for item, data in files:
-        try:
-            post(data)
-            report[item.instance_id] = None
-        except DeliveryError as exc:
-            report[item.instance_id] = str(exc)
-    return report
 
 
 def stow_files(node: Node, files: Sequence[FileItem], timeout: float) -> Report:
@@ -114,9 +95,9 @@ def stow_files(node: Node, files: Sequence[FileItem], timeout: float) -> Report:
                                  headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
                                           "Accept": "application/dicom+json"})
     except requests.RequestException as exc:
-        return {item.instance_id: f"{node.id}: {type(exc).__name__}" for item, _ in files}
+        return {item.instance_id: Failed(f"{node.id}: {type(exc).__name__}") for item, _ in files}
     if response.status_code not in (200, 202):
-        return {item.instance_id: f"{node.id}: STOW-RS HTTP {response.status_code}" for item, _ in files}
+        return {item.instance_id: Failed(f"{node.id}: STOW-RS HTTP {response.status_code}") for item, _ in files}
     report: Report = {item.instance_id: None for item, _ in files}
     try:
         failed = (response.json() or {}).get("00081198", {}).get("Value", [])
@@ -125,5 +106,5 @@ def stow_files(node: Node, files: Sequence[FileItem], timeout: float) -> Report:
     for entry in failed:
         uid = entry.get("00081155", {}).get("Value", [None])[0]
         if uid in by_uid:
-            report[by_uid[uid].instance_id] = f"{node.id}: STOW-RS refused the instance"
+            report[by_uid[uid].instance_id] = Failed(f"{node.id}: STOW-RS refused the instance", permanent=True)
     return report

@@ -1,20 +1,103 @@
-"""What every sender is: for each instance, None (acknowledged by the destination) or the error
-that kept it from being delivered. A sender never decides retries (courier.engine.policy does).
+"""What every sender is: for each instance, None (acknowledged by the destination) or a Failed
+saying why not and whether trying again can help. A sender never decides retries
+(courier.engine.policy does), and it stops when `cancelled()` says so.
 
-`send(items)` sends instances stored in Orthanc, by Orthanc ID. `send_files(files)` sends bytes
-Courier made (pseudonymized instances), which Orthanc never stores.
+`send(items, cancelled)` sends instances stored in Orthanc, by Orthanc ID. `send_files(files,
+cancelled)` sends bytes Courier made (pseudonymized instances), which Orthanc never stores.
 """
 from __future__ import annotations
 
-from typing import Optional, Protocol, Sequence
+from dataclasses import dataclass
+from typing import Callable, Optional, Protocol, Sequence
 
+from courier.errors import Cancelled, DeliveryError, Refused
 from courier.store.records import ManifestItem
 
-Report = dict[str, Optional[str]]   # Orthanc instance ID -> None if delivered, else the error
 FileItem = tuple[ManifestItem, bytes]
+Check = Callable[[], bool]                 # True when the sending should stop (task cancelled, router stopping)
+
+
+@dataclass(frozen=True)
+class Failed:
+    reason: str
+    permanent: bool = False                # refused for good (or quarantined): retrying cannot help
+    interrupted: bool = False              # not tried: cancelled or stopping
+
+
+Report = dict[str, Optional[Failed]]       # Orthanc instance ID -> None if delivered
 
 
 class Sender(Protocol):
-    def send(self, items: Sequence[ManifestItem]) -> Report: ...
+    def send(self, items: Sequence[ManifestItem], cancelled: Check) -> Report: ...
 
-    def send_files(self, files: Sequence[FileItem]) -> Report: ...
+    def send_files(self, files: Sequence[FileItem], cancelled: Check) -> Report: ...
+
+
+def never() -> bool:
+    return False
+
+
+def failure(exc: DeliveryError) -> Failed:
+    if isinstance(exc, Cancelled):
+        return Failed(str(exc), interrupted=True)
+    return Failed(str(exc), permanent=not exc.retriable)
+
+
+def send_bisecting(ids: Sequence[str], send_batch: Callable[[Sequence[str]], None], cancelled: Check) -> Report:
+    """Send all ids in one batch (one association); when the destination refuses an instance of it,
+    send each half again, down to the refused instances, so that everything else is delivered and
+    exactly the refused ones are reported, wherever they are in the batch. A destination that is
+    down (connection refused, timeout, association rejected) ends the attempt at once: the rest is
+    reported "not sent" without N more timeouts."""
+    report: Report = {}
+    pending: list[list[str]] = [list(ids)]
+    stop: Optional[Failed] = None
+    while pending:
+        batch = pending.pop(0)
+        if stop is None and cancelled():
+            stop = Failed("not sent: cancelled", interrupted=True)
+        if stop is not None:
+            report.update({i: stop for i in batch})
+            continue
+        try:
+            send_batch(batch)
+            report.update({i: None for i in batch})
+        except Refused as exc:
+            if len(batch) == 1:
+                report[batch[0]] = failure(exc)
+            else:
+                middle = len(batch) // 2
+                pending[:0] = [batch[:middle], batch[middle:]]
+        except Cancelled:
+            stop = Failed("not sent: cancelled", interrupted=True)
+            report.update({i: stop for i in batch})
+        except DeliveryError as exc:
+            report[batch[0]] = failure(exc)
+            stop = Failed(f"not sent, destination down: {exc}")
+            report.update({i: stop for i in batch[1:]})
+    return report
+
+
+def send_each(files: Sequence[FileItem], send_one: Callable[[bytes], object], cancelled: Check) -> Report:
+    """One instance at a time (Courier's own bytes): a refusal skips that instance, a destination
+    down or a cancel ends the attempt."""
+    report: Report = {}
+    stop: Optional[Failed] = None
+    for item, data in files:
+        if stop is None and cancelled():
+            stop = Failed("not sent: cancelled", interrupted=True)
+        if stop is not None:
+            report[item.instance_id] = stop
+            continue
+        try:
+            send_one(data)
+            report[item.instance_id] = None
+        except Refused as exc:
+            report[item.instance_id] = failure(exc)
+        except Cancelled:
+            stop = Failed("not sent: cancelled", interrupted=True)
+            report[item.instance_id] = stop
+        except DeliveryError as exc:
+            report[item.instance_id] = failure(exc)
+            stop = Failed(f"not sent, destination down: {exc}")
+    return report

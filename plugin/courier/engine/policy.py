@@ -30,6 +30,6 @@ def decide(expected: int, delivered: int, attempts_done: int, policy: RetryPolic
     attempts remain, then WARNING (some delivered) or FAILURE (none)."""
     if expected > 0 and delivered >= expected:
         return Outcome(SUCCESS)
-    if retriable and expected > 0 and attempts_done < policy.max_attempts:
+    if retriable and attempts_done < policy.max_attempts:
         return Outcome(PENDING, retry_delay(policy, attempts_done))
     return Outcome(WARNING if delivered > 0 else FAILURE)

@@ -1,10 +1,13 @@
 """Worker threads: claim tasks, fetch what job tasks need (transfer), deliver (delivery), record
 the outcome that policy.decide() picks.
 
-A worker claims a batch of due tasks for one destination (so many small Instance tasks share one
-association), sends every instance not yet acknowledged, and records one Attempt per task. A
-heartbeat thread keeps RUNNING tasks alive; tasks of a dead worker or a killed router go back to
-PENDING (at start-up for this node, and whenever a heartbeat is older than the limit).
+A worker claims due tasks for one destination (routed tasks in a batch, so many small Instance
+tasks share one association; a job task alone), holds a slot of that destination until its send
+returns (MaxWorkersPerDestination counts slots, so a hung destination never takes every worker),
+sends every instance not yet acknowledged, and records one Attempt per task. Cancel, pause and
+stop are asked between instances and while a batch is in flight. A heartbeat thread keeps
+RUNNING tasks and slots alive; those of a dead worker or a killed router are put back (at
+start-up for this node, and whenever a heartbeat is older than the limit).
 """
 from __future__ import annotations
 
@@ -20,13 +23,13 @@ from courier.config import windows
 from courier.config.parse import CourierConfig
 from courier.deid.for_tasks import TaskPseudonymizers
 from courier.deid.pseudonymizer import Pseudonymizer
-from courier.delivery.deliver import Deliverer
+from courier.delivery.deliver import Deliverer, Delivery
 from courier.delivery.manifest import LEVEL_PATHS, instance_manifest
 from courier.delivery.sender import Sender
 from courier.engine.policy import decide
 from courier.errors import DeliveryError
 from courier.orthanc_rest import OrthancRest
-from courier.store.records import FINAL_STATES, SUCCESS, Attempt, ManifestItem, Task
+from courier.store.records import FINAL_STATES, PENDING, RUNNING, SUCCESS, Attempt, ManifestItem, Task
 from courier.store.store import Store
 from courier.transfer.retrieve import Retriever
 
@@ -61,13 +64,17 @@ class Engine:
         thread.start()
         self._threads.append(thread)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Workers end their sends and fetches (cancelling Orthanc's jobs in flight) and put their
+        tasks back; whatever is still RUNNING for this process after `timeout` is put back too, so
+        that a graceful stop leaves nothing RUNNING."""
         self.running = False
         self._stop.set()
         self.wake()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        self.store.tasks.requeue_abandoned(self.incarnation, float("inf"), reason="router stopping")
 
     def wake(self) -> None:
         with self._wake:
@@ -108,29 +115,30 @@ class Engine:
         return [node for node, settings in self.config.node_settings.items()
                 if settings.windows and not windows.is_open(settings.windows, now)]
 
-    # -- one batch --------------------------------------------------------------------------
+    # -- one claim --------------------------------------------------------------------------
     def run_once(self, owner: str) -> bool:
-        """Claim a batch, send what its tasks still miss, record every outcome. False if idle."""
+        """Claim, work, record every outcome. False if there was nothing to claim."""
         claim = self.store.tasks.claim(owner, self.config.batch_size, self.config.max_workers_per_destination,
                                        self.closed_sources(),
-                                       {n: s.max_parallel_tasks for n, s in self.config.node_settings.items()})
+                                       {n: s.max_parallel_tasks for n, s in self.config.node_settings.items()},
+                                       stale_after=self.config.heartbeat_timeout)
         if claim is None:
             return False
+        try:                        # the destination slot is held until the send has returned
+            if claim.tasks and claim.tasks[0].source:
+                self._run_job_task(owner, claim.tasks[0])
+            elif claim.tasks:
+                self._run_routed(owner, claim.tasks)
+        finally:
+            self.store.tasks.release_slot(owner)
+        return True
+
+    def _run_routed(self, owner: str, tasks: Sequence[Task]) -> None:
+        """Routed tasks of one destination: list what each must deliver (once), send it all."""
         attempts: list[Attempt] = []
-        manifests = self.store.tasks.manifests([t.id for t in claim.tasks])
+        manifests = self.store.tasks.manifests([t.id for t in tasks])
         fresh: dict[int, list[ManifestItem]] = {}
-        for task in claim.tasks:
-            if task.source and self.retriever.is_direct(task):   # the source sends to the destination itself
-                attempts.append(self._direct_move(task))
-                continue
-            if task.source:                                      # a transfer job: fetch from the source first
-                try:
-                    manifests[task.id] = self.retriever.fetch(task)
-                except DeliveryError as exc:
-                    attempts.append(self._attempt(task, [], 0, task.expected or 0,
-                                                  sum(i.delivered for i in manifests[task.id]),
-                                                  f"fetch from {task.source}: {exc}", exc.retriable))
-                continue
+        for task in tasks:
             if manifests[task.id]:
                 continue
             try:
@@ -143,18 +151,55 @@ class Engine:
         if fresh:
             self.store.tasks.save_manifests(fresh)
         ended = {attempt.task.id for attempt in attempts}
-        ready = [t for t in claim.tasks if t.id not in ended and manifests[t.id]]
-        for d in self.deliverer.deliver(ready, manifests):
-            attempts.append(self._attempt(d.task, d.newly_delivered, d.failed, d.expected, d.delivered, d.error,
-                                          d.retriable))
+        ready = [t for t in tasks if t.id not in ended and manifests[t.id]]
+
+        def cancelled() -> bool:        # stop when the router stops or every task of the batch was cancelled
+            return self._stop.is_set() or self.store.tasks.running_of(owner) == 0
+        why = "the router stopped"
+        attempts += [self._delivered(d, why) for d in self.deliverer.deliver(ready, manifests, cancelled)]
         recorded = self.store.tasks.finish_attempts(owner, attempts)
         for attempt in attempts:
-            task = attempt.task
-            if task.source and task.delete_after and (attempt.state in FINAL_STATES or task.id not in recorded):
-                self._delete_fetched(task)          # fetched only for this transfer: do not keep it
-            elif attempt.state == SUCCESS and task.delete_after and task.id in recorded:
-                self._delete_if_done(task)
-        return True
+            if attempt.state == SUCCESS and attempt.task.delete_after and attempt.task.id in recorded:
+                self._delete_if_done(attempt.task)
+
+    def _run_job_task(self, owner: str, task: Task) -> None:
+        """One study (or series) of a job: fetch it unless it is here, then deliver it. A cancel
+        ends the fetch or the send in flight; a pause lets the fetch in flight finish and stops the
+        send, then puts the task back; a stop puts it back; neither counts as an attempt."""
+        def interrupted() -> bool:
+            return (self._stop.is_set() or self.store.tasks.state_of(task.id) != RUNNING
+                    or self.store.jobs.is_paused(task.job_id))
+        if self.retriever.is_direct(task):           # the source sends to the destination itself
+            attempt = self._direct_move(task)
+        else:
+            attempt = None
+            try:
+                manifest = self.retriever.fetch(task)
+            except DeliveryError as exc:
+                if self._stop.is_set():
+                    self.store.tasks.release(owner, [task.id], "router stopping")
+                    return
+                delivered = sum(i.delivered for i in self.store.tasks.manifests([task.id])[task.id])
+                attempt = self._attempt(task, [], 0, task.expected or 0, delivered, f"fetch from {task.source}: {exc}",
+                                        exc.retriable)
+            if attempt is None:
+                self.store.tasks.set_phase(task.id, "send")      # the source is free for the next study
+                if self._stop.is_set() or self.store.jobs.is_paused(task.job_id):
+                    self.store.tasks.release(owner, [task.id], "router stopping" if self._stop.is_set() else "job paused")
+                    return
+                (delivery,) = self.deliverer.deliver([task], {task.id: manifest}, interrupted)
+                attempt = self._delivered(delivery, "the router stopped" if self._stop.is_set() else "job paused")
+        recorded = self.store.tasks.finish_attempts(owner, [attempt])
+        if task.delete_after and (attempt.state in FINAL_STATES or task.id not in recorded):
+            self._delete_fetched(task)          # fetched only for this transfer: do not keep it
+
+    def _delivered(self, d: Delivery, why: str) -> Attempt:
+        """The attempt a delivery makes; one that was interrupted (not cancelled: finish_attempts
+        leaves a cancelled task alone) goes back to PENDING at once, not counted."""
+        if d.interrupted:
+            return Attempt(d.task, d.newly_delivered, d.failed, PENDING, d.expected, 0.0, f"interrupted: {why}",
+                           interrupted=True)
+        return self._attempt(d.task, d.newly_delivered, d.failed, d.expected, d.delivered, d.error, d.retriable)
 
     def _direct_move(self, task: Task) -> Attempt:
         try:

@@ -35,6 +35,10 @@ class Jobs:
                                         detail={"job": job_id, "source": source, "tasks": len(targets)})])
         return job_id
 
+    def is_paused(self, job_id: int) -> bool:
+        row = self.database.read().execute("SELECT paused FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return bool(row and row[0])
+
     def archive_password(self, job_id: int) -> Optional[str]:
         row = self.database.read().execute("SELECT archive_password FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return None if row is None else row[0]

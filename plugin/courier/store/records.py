@@ -104,11 +104,12 @@ class Task:
     series_uid: Optional[str] = None
     study_id: Optional[str] = None    # Orthanc ID of the study a job task fetches into
     reviewed: bool = False            # released from quarantine by an admin: no burned-in check
+    phase: Optional[str] = None       # a RUNNING job task: "fetch", then "send"
 
     COLUMNS = ("id", "route", "destination", "level", "resource_id", "state", "priority", "attempts",
                "next_attempt_at", "created_at", "updated_at", "finished_at", "heartbeat_at", "owner",
                "last_error", "delete_after", "expected", "delivered", "bytes", "profile", "job_id", "source",
-               "study_uid", "series_uid", "study_id", "reviewed")
+               "study_uid", "series_uid", "study_id", "reviewed", "phase")
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "Task":
@@ -138,6 +139,7 @@ class Attempt:
     expected: int = 0
     retry_in: Optional[float] = None
     error: Optional[str] = None
+    interrupted: bool = False         # stopped by the router stopping: not counted as an attempt
 
 
 @dataclass(frozen=True)

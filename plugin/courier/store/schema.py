@@ -131,3 +131,14 @@ def m009_job_trial(db: sqlite_utils.Database) -> None:
 @migrations()
 def m010_reviewed_release(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE tasks ADD COLUMN reviewed INTEGER NOT NULL DEFAULT 0")   # burned-in check waived
+
+
+@migrations()
+def m011_worker_slots_and_phases(db: sqlite_utils.Database) -> None:
+    # A worker busy with a destination holds a slot until its send returns, even when the task it
+    # sends was cancelled meanwhile: MaxWorkersPerDestination counts these, not RUNNING tasks.
+    db.execute("CREATE TABLE worker_slots (owner TEXT PRIMARY KEY, destination TEXT NOT NULL, since REAL NOT NULL,"
+               " heartbeat_at REAL NOT NULL)")
+    # A job task fetches (counted against its source's MaxParallelTasks), then sends: once its
+    # study is fetched the source is free for the next study while this one is delivered.
+    db.execute("ALTER TABLE tasks ADD COLUMN phase TEXT")

@@ -67,35 +67,74 @@ class Tasks:
         return ids
 
     def claim(self, owner: str, limit: int, max_workers_per_destination: int = 10**6,
-              closed_sources: Sequence[str] = (), source_limits: Mapping[str, int] = {}) -> Optional[Claim]:
-        """Atomically take up to `limit` due tasks of one destination: the most urgent one among
-        destinations that fewer than `max_workers_per_destination` workers are serving."""
+              closed_sources: Sequence[str] = (), source_limits: Mapping[str, int] = {},
+              stale_after: float = 60.0) -> Optional[Claim]:
+        """Atomically take due tasks of one destination, the most urgent first, among destinations
+        that fewer than `max_workers_per_destination` workers are busy with (workers still blocked
+        in a send count, whatever became of their task), and hold a slot of that destination for
+        `owner` until `release_slot`. Routed tasks come up to `limit` at a time (many small
+        instances share one association); a job task comes alone, so that a cancel, a pause or
+        an urgent job acts before its next study. A source outside its windows or fetching as
+        many studies as its MaxParallelTasks lends nothing."""
         now = self.clock()
         with self.database.transaction() as db:
+            db.execute("DELETE FROM worker_slots WHERE owner = ?", (owner,))
             busy = [r[0] for r in db.execute(
-                "SELECT destination FROM tasks WHERE state = ? GROUP BY destination"
-                " HAVING COUNT(DISTINCT owner) >= ?", (RUNNING, max_workers_per_destination))]
-            exclude = f" AND destination NOT IN ({', '.join('?' * len(busy))})" if busy else ""
-            exclude += " AND (job_id IS NULL OR job_id NOT IN (SELECT id FROM jobs WHERE paused = 1))"
-            running = dict(db.execute("SELECT source, COUNT(*) FROM tasks WHERE state = ? AND source IS NOT NULL"
-                                      " GROUP BY source", (RUNNING,)).fetchall())
-            closed_sources = list(closed_sources) + [s for s, n in running.items() if n >= source_limits.get(s, 10**6)]
-            held = f" AND (source IS NULL OR source NOT IN ({', '.join('?' * len(closed_sources))}))" if closed_sources else ""
-            exclude += held
-            head = db.execute(
-                f"SELECT destination FROM tasks WHERE state = ? AND next_attempt_at <= ?{exclude}"
-                f" ORDER BY priority DESC, next_attempt_at, id LIMIT 1", (PENDING, now, *busy, *closed_sources)).fetchone()
+                "SELECT destination FROM worker_slots WHERE heartbeat_at >= ? GROUP BY destination HAVING COUNT(*) >= ?",
+                (now - stale_after, max_workers_per_destination))]
+            fetching = dict(db.execute(
+                "SELECT source, COUNT(*) FROM tasks WHERE state = ? AND source IS NOT NULL AND COALESCE(phase, 'fetch') = 'fetch'"
+                " GROUP BY source", (RUNNING,)).fetchall())
+            held = list(closed_sources) + [s for s, n in fetching.items() if n >= source_limits.get(s, 10**6)]
+            where = (" state = ? AND next_attempt_at <= ?"
+                     " AND (job_id IS NULL OR job_id NOT IN (SELECT id FROM jobs WHERE paused = 1))"
+                     + (f" AND destination NOT IN ({', '.join('?' * len(busy))})" if busy else "")
+                     + (f" AND (source IS NULL OR source NOT IN ({', '.join('?' * len(held))}))" if held else ""))
+            head = db.execute(f"SELECT id, destination, source FROM tasks WHERE{where}"
+                              f" ORDER BY priority DESC, next_attempt_at, id LIMIT 1", (PENDING, now, *busy, *held)).fetchone()
             if head is None:
                 return None
-            rows = db.execute(
-                f"UPDATE tasks SET state = ?, owner = ?, heartbeat_at = ?, updated_at = ?"
-                f" WHERE id IN (SELECT id FROM tasks WHERE state = ? AND next_attempt_at <= ? AND destination = ?"
-                f"  AND (job_id IS NULL OR job_id NOT IN (SELECT id FROM jobs WHERE paused = 1)){held}"
-                f"  ORDER BY priority DESC, next_attempt_at, id LIMIT ?)"
-                f" RETURNING {COLUMNS}",
-                (RUNNING, owner, now, now, PENDING, now, head[0], *closed_sources, limit)).fetchall()
+            take = "UPDATE tasks SET state = ?, owner = ?, heartbeat_at = ?, updated_at = ?, phase = ?"
+            if head["source"] is not None:
+                rows = db.execute(f"{take} WHERE id = ? RETURNING {COLUMNS}",
+                                  (RUNNING, owner, now, now, "fetch", head["id"])).fetchall()
+            else:
+                rows = db.execute(
+                    f"{take} WHERE id IN (SELECT id FROM tasks WHERE state = ? AND next_attempt_at <= ? AND destination = ?"
+                    f"  AND source IS NULL ORDER BY priority DESC, next_attempt_at, id LIMIT ?) RETURNING {COLUMNS}",
+                    (RUNNING, owner, now, now, None, PENDING, now, head["destination"], limit)).fetchall()
+            db.execute("INSERT INTO worker_slots (owner, destination, since, heartbeat_at) VALUES (?, ?, ?, ?)",
+                       (owner, head["destination"], now, now))
         tasks = sorted((Task.from_row(r) for r in rows), key=lambda t: (-t.priority, t.id))
-        return Claim(owner, head[0], tuple(tasks))
+        return Claim(owner, head["destination"], tuple(tasks))
+
+    def release_slot(self, owner: str) -> None:
+        """The worker is no longer busy with its destination (its send returned)."""
+        with self.database.transaction() as db:
+            db.execute("DELETE FROM worker_slots WHERE owner = ?", (owner,))
+
+    def busy_slots(self) -> dict[str, int]:
+        """Destination -> workers busy with it now."""
+        return dict(self.database.read().execute(
+            "SELECT destination, COUNT(*) FROM worker_slots GROUP BY destination").fetchall())
+
+    def set_phase(self, task_id: int, phase: str) -> None:
+        with self.database.transaction() as db:
+            db.execute("UPDATE tasks SET phase = ? WHERE id = ?", (phase, task_id))
+
+    def release(self, owner: str, task_ids: Sequence[int], reason: str) -> int:
+        """Put RUNNING tasks of `owner` back to PENDING, due now, without counting an attempt (a job
+        paused meanwhile, the router stopping): what they delivered stays delivered."""
+        now = self.clock()
+        with self.database.transaction() as db:
+            rows = db.execute(
+                f"UPDATE tasks SET state = ?, owner = NULL, next_attempt_at = ?, updated_at = ?, phase = NULL"
+                f" WHERE state = ? AND owner = ? AND id IN ({', '.join('?' * len(task_ids))})"
+                f" RETURNING id, route, destination, resource_id",
+                (PENDING, now, now, RUNNING, owner, *task_ids)).fetchall() if task_ids else []
+            write_audit(db, now, [AuditEvent("task-requeued", route=r[1], destination=r[2], resource_id=r[3], task_id=r[0],
+                                             detail={"reason": reason}) for r in rows])
+        return len(rows)
 
     def next_due_in(self) -> Optional[float]:
         row = self.database.read().execute("SELECT MIN(next_attempt_at) FROM tasks WHERE state = ?", (PENDING,)).fetchone()
@@ -152,10 +191,10 @@ class Tasks:
                     f"SELECT COALESCE(SUM(size), 0) FROM task_instances WHERE task_id = ? AND instance_id IN"
                     f" ({', '.join('?' * len(delivered))})", (task.id, *delivered)).fetchone()[0] if delivered else 0
                 db.execute(
-                    "UPDATE tasks SET state = ?, attempts = attempts + 1, delivered = ?, bytes = ?, last_error = ?,"
-                    " next_attempt_at = ?, updated_at = ?, finished_at = ?,"
+                    "UPDATE tasks SET state = ?, attempts = attempts + ?, delivered = ?, bytes = ?, last_error = ?,"
+                    " next_attempt_at = ?, updated_at = ?, finished_at = ?, phase = NULL,"
                     " owner = CASE WHEN ? = 'PENDING' THEN NULL ELSE owner END WHERE id = ?",
-                    (a.state, totals[0], totals[1], a.error, now + (a.retry_in or 0), now,
+                    (a.state, 0 if a.interrupted else 1, totals[0], totals[1], a.error, now + (a.retry_in or 0), now,
                      now if a.state in FINAL_STATES else None, a.state, task.id))
                 db.execute("INSERT INTO destination_stats (destination, delivered_instances, failed_instances,"
                            " delivered_bytes) VALUES (?, ?, ?, ?) ON CONFLICT(destination) DO UPDATE SET"
@@ -163,10 +202,12 @@ class Tasks:
                            " failed_instances = failed_instances + excluded.failed_instances,"
                            " delivered_bytes = delivered_bytes + excluded.delivered_bytes",
                            (task.destination, len(delivered), a.failed, fresh_bytes))
-                detail = {"attempt": task.attempts + 1, "delivered": totals[0], "expected": a.expected}
+                detail = {"attempt": task.attempts + (0 if a.interrupted else 1), "delivered": totals[0],
+                          "expected": a.expected}
                 if a.error:
                     detail["error"] = a.error
-                write_audit(db, now, [AuditEvent(OUTCOME_ACTIONS[a.state], route=task.route, destination=task.destination,
+                action = "task-requeued" if a.interrupted else OUTCOME_ACTIONS[a.state]
+                write_audit(db, now, [AuditEvent(action, route=task.route, destination=task.destination,
                                                  resource_id=task.resource_id, task_id=task.id, detail=detail)])
                 recorded.append(task.id)
         return recorded
@@ -175,17 +216,20 @@ class Tasks:
         now = self.clock()
         with self.database.transaction() as db:
             db.execute("UPDATE tasks SET heartbeat_at = ? WHERE state = ? AND owner = ?", (now, RUNNING, owner))
+            db.execute("UPDATE worker_slots SET heartbeat_at = ? WHERE owner = ?", (now, owner))
 
-    def requeue_abandoned(self, node_prefix: str, stale_after: float) -> int:
-        """RUNNING tasks of a dead incarnation of this node, or with a lost heartbeat, go back to PENDING."""
+    def requeue_abandoned(self, node_prefix: str, stale_after: float, reason: str = "worker gone") -> int:
+        """RUNNING tasks (and worker slots) of a dead incarnation of this node, or with a lost
+        heartbeat, go back to PENDING (are freed)."""
         now = self.clock()
         with self.database.transaction() as db:
             rows = db.execute(
-                "UPDATE tasks SET state = ?, owner = NULL, next_attempt_at = ?, updated_at = ?"
+                "UPDATE tasks SET state = ?, owner = NULL, next_attempt_at = ?, updated_at = ?, phase = NULL"
                 " WHERE state = ? AND (owner LIKE ? OR heartbeat_at < ?) RETURNING id, route, destination, resource_id",
                 (PENDING, now, now, RUNNING, node_prefix + "%", now - stale_after)).fetchall()
+            db.execute("DELETE FROM worker_slots WHERE owner LIKE ? OR heartbeat_at < ?", (node_prefix + "%", now - stale_after))
             write_audit(db, now, [AuditEvent("task-requeued", route=r[1], destination=r[2], resource_id=r[3],
-                                        task_id=r[0], detail={"reason": "worker gone"}) for r in rows])
+                                             task_id=r[0], detail={"reason": reason}) for r in rows])
         return len(rows)
 
     def active_for_resource(self, resource_id: str) -> int:
@@ -197,6 +241,11 @@ class Tasks:
         row = self.database.read().execute("SELECT COUNT(*) FROM tasks WHERE resource_id = ? AND state != ?",
                                  (resource_id, SUCCESS)).fetchone()
         return row[0]
+
+    def running_of(self, owner: str) -> int:
+        """How many tasks `owner` still holds RUNNING (0: all were cancelled meanwhile)."""
+        return self.database.read().execute("SELECT COUNT(*) FROM tasks WHERE state = ? AND owner = ?",
+                                            (RUNNING, owner)).fetchone()[0]
 
     def state_of(self, task_id: int) -> Optional[str]:
         row = self.database.read().execute("SELECT state FROM tasks WHERE id = ?", (task_id,)).fetchone()

@@ -15,7 +15,7 @@ def test_backoff_grows_exponentially_up_to_the_cap():
 
 @pytest.mark.parametrize("expected,delivered,attempts,state", [
     (3, 3, 1, SUCCESS), (3, 2, 1, PENDING), (3, 0, 3, PENDING),
-    (3, 2, 4, WARNING), (3, 0, 4, FAILURE), (0, 0, 1, FAILURE),
+    (3, 2, 4, WARNING), (3, 0, 4, FAILURE), (0, 0, 4, FAILURE),
 ])
 def test_outcome(expected, delivered, attempts, state):
     outcome = decide(expected, delivered, attempts, POLICY)
@@ -25,3 +25,9 @@ def test_outcome(expected, delivered, attempts, state):
 
 def test_non_retriable_errors_end_at_once():
     assert decide(2, 0, 1, POLICY, retriable=False).state == FAILURE
+    assert decide(0, 0, 1, POLICY, retriable=False).state == FAILURE       # e.g. the resource has no instances
+
+
+def test_a_failure_before_anything_is_known_is_retried():
+    """A source down on the first fetch: nothing expected yet, but retrying can help."""
+    assert decide(0, 0, 1, POLICY).state == PENDING
