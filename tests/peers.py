@@ -1,0 +1,145 @@
+"""DICOM peers written with pynetdicom for the tests: a slow PACS that answers C-FIND and C-MOVE for
+several studies, and a storage SCP that records every C-STORE (Orthanc silently accepts
+duplicates; this one counts them) and refuses what it is told to."""
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from typing import Callable, Optional, Sequence
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import (
+    CTImageStorage,
+    MRImageStorage,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelMove,
+)
+
+from harness import free_port
+
+SYNTAXES = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]
+
+
+class SlowPacs:
+    """A Study Root Q/R SCP over `instances` (any number of studies). Each C-MOVE is recorded in
+    `moves` (StudyInstanceUID, monotonic time) and sends its instances to `router_port`, one every
+    `seconds_per_instance`, stopping at a C-CANCEL."""
+
+    def __init__(self, instances: Sequence[Dataset], router_port: int, seconds_per_instance: float = 0.2,
+                 aet: str = "SLOW") -> None:
+        self.instances, self.router_port, self.delay, self.aet = list(instances), router_port, seconds_per_instance, aet
+        self.port = free_port()
+        self.moves: list[tuple[str, float]] = []
+        self.sent: list[str] = []
+        self._lock = threading.Lock()
+        ae = AE(ae_title=aet)
+        ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
+        ae.add_supported_context(StudyRootQueryRetrieveInformationModelMove)
+        for sop_class in (CTImageStorage, MRImageStorage):
+            ae.add_requested_context(sop_class, SYNTAXES[0])
+        self.server = ae.start_server(("127.0.0.1", self.port), block=False,
+                                      evt_handlers=[(evt.EVT_C_FIND, self._find), (evt.EVT_C_MOVE, self._move)])
+
+    @property
+    def modality(self) -> dict:
+        return {"AET": self.aet, "Host": "127.0.0.1", "Port": self.port}
+
+    def _matching(self, identifier: Dataset) -> list[Dataset]:
+        found = []
+        for ds in self.instances:
+            if all(not getattr(identifier, key, "") or str(getattr(identifier, key)) == str(getattr(ds, key))
+                   for key in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "AccessionNumber")):
+                found.append(ds)
+        return found
+
+    def _find(self, event):
+        identifier = event.identifier
+        level = identifier.QueryRetrieveLevel
+        key = {"STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID", "IMAGE": "SOPInstanceUID"}.get(level, "PatientID")
+        seen = set()
+        for ds in self._matching(identifier):
+            if getattr(ds, key) in seen:
+                continue
+            seen.add(getattr(ds, key))
+            answer = Dataset()
+            answer.QueryRetrieveLevel = level
+            for keyword in ("PatientID", "PatientName", "StudyInstanceUID", "StudyDate", "AccessionNumber"):
+                setattr(answer, keyword, getattr(ds, keyword))
+            if level in ("SERIES", "IMAGE"):
+                answer.SeriesInstanceUID, answer.Modality = ds.SeriesInstanceUID, ds.Modality
+            if level == "IMAGE":
+                answer.SOPInstanceUID = ds.SOPInstanceUID
+            yield 0xFF00, answer
+
+    def _move(self, event):
+        found = self._matching(event.identifier)
+        with self._lock:
+            self.moves.append((str(event.identifier.StudyInstanceUID), time.monotonic()))
+        yield "127.0.0.1", self.router_port
+        yield len(found)
+        for ds in found:
+            if event.is_cancelled:
+                yield 0xFE00, None
+                return
+            time.sleep(self.delay)
+            with self._lock:
+                self.sent.append(str(ds.SOPInstanceUID))
+            yield 0xFF00, ds
+
+    def moved_studies(self) -> list[str]:
+        with self._lock:
+            return [study for study, _ in self.moves]
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+class RecordingScp:
+    """A storage SCP that records every C-STORE it acknowledges (`received`, duplicates included)
+    and every one it is sent (`offered`). `accept` lists the SOP classes it negotiates (an
+    instance of another class finds no presentation context); `refuse(ds)` may return a failure
+    status for one instance."""
+
+    def __init__(self, aet: str = "RECORDER", accept: Sequence[str] = (CTImageStorage, MRImageStorage),
+                 refuse: Optional[Callable[[Dataset], Optional[int]]] = None, delay: float = 0.0) -> None:
+        self.aet, self.refuse, self.delay = aet, refuse, delay
+        self.port = free_port()
+        self.received: list[str] = []
+        self.offered: list[str] = []
+        self._lock = threading.Lock()
+        ae = AE(ae_title=aet)
+        for sop_class in accept:
+            ae.add_supported_context(sop_class, SYNTAXES)
+        self.server = ae.start_server(("127.0.0.1", self.port), block=False,
+                                      evt_handlers=[(evt.EVT_C_STORE, self._store)])
+
+    @property
+    def modality(self) -> dict:
+        return {"AET": self.aet, "Host": "127.0.0.1", "Port": self.port}
+
+    def _store(self, event) -> int:
+        ds = event.dataset
+        uid = str(ds.SOPInstanceUID)
+        with self._lock:
+            self.offered.append(uid)
+        if self.delay:
+            time.sleep(self.delay)
+        status = self.refuse(ds) if self.refuse else None
+        if status:
+            return status
+        with self._lock:
+            self.received.append(uid)
+        return 0x0000
+
+    def uids(self) -> set[str]:
+        with self._lock:
+            return set(self.received)
+
+    def duplicates(self) -> int:
+        with self._lock:
+            return sum(n - 1 for n in Counter(self.received).values() if n > 1)
+
+    def close(self) -> None:
+        self.server.shutdown()
