@@ -63,9 +63,14 @@ $(PIP_STAMP): requirements.txt requirements-test.txt $(APT_STAMP)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-test.txt
 	@touch $@
 
+# Orthanc runs in a session of its own and gets exactly one SIGTERM however make is stopped (a
+# signal to make, to its process group, Ctrl-C): a second one makes Orthanc 1.10.1 exit at once,
+# skipping its graceful stop and Courier's (tasks put back, nothing left RUNNING).
 run: install
 	@mkdir -p data
-	TCP_NODELAY=1 Orthanc $(CONFIG)
+	@TCP_NODELAY=1 setsid Orthanc $(CONFIG) & orthanc=$$!; \
+	 trap 'trap "" TERM INT HUP; kill -TERM $$orthanc 2>/dev/null' TERM INT HUP; \
+	 status=0; while kill -0 $$orthanc 2>/dev/null; do wait $$orthanc; status=$$?; done; exit $$status
 
 test: lint $(TEST_APT_STAMP)
 	TCP_NODELAY=1 $(PY) -m pytest -q tests

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from typing import Any
 
 from courier.config.parse import CourierConfig, parse
@@ -75,10 +76,13 @@ class Courier:
             self.metrics.start()
             log.warning("Courier started: %d route(s), %d worker(s), database %s",
                         len(self.config.routes), self.config.workers, self.config.database_path)
-        elif change == "ORTHANC_STOPPED":
-            self.follower.stop()
-            self.engine.stop()
-            self.metrics.stop()
+        elif change == "ORTHANC_STOPPED":      # in parallel: a graceful stop must end within seconds
+            stoppers = [threading.Thread(target=part.stop) for part in (self.follower, self.engine, self.metrics)]
+            for thread in stoppers:
+                thread.start()
+            for thread in stoppers:
+                thread.join(8)
+            log.warning("Courier stopped: %d task(s) left RUNNING", self.store.tasks.queue_depth()["RUNNING"])
         elif change in ("NEW_INSTANCE", "STABLE_SERIES", "STABLE_STUDY"):
             self.follower.wake()
 

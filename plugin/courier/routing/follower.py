@@ -57,7 +57,7 @@ class ChangeFollower:
         self._thread.start()
         self.running = True
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         self.running = False
         self._stop.set()
         self._wake.set()
