@@ -51,6 +51,7 @@ class Courier:
         self.metrics = MetricsPublisher(self.store, host.set_metric)
         self.api = Api(Context(config, self.store, is_healthy=lambda: self.engine.running and self.follower.running,
                                pseudonymizers=self.pseudonymizers, rest=self.rest, wake_workers=self.engine.wake,
+                               wake_follower=self.follower.wake,
                                run_script=self.run_script))
 
     def install(self) -> None:
@@ -83,7 +84,7 @@ class Courier:
             for thread in stoppers:
                 thread.join(8)
             log.warning("Courier stopped: %d task(s) left RUNNING", self.store.tasks.queue_depth()["RUNNING"])
-        elif change in ("NEW_INSTANCE", "STABLE_SERIES", "STABLE_STUDY"):
+        elif change == "NEW_INSTANCE":
             self.follower.wake()
 
 

@@ -64,6 +64,12 @@ def _workers(section: Section, orthanc: Mapping[str, Any]) -> int:
     return workers
 
 
+def _stable_age(orthanc: Mapping[str, Any]) -> float:
+    """Orthanc's StableAge (default 60 s): how long Courier waits, by default, for a quiet series or study."""
+    value = orthanc.get("StableAge", 60)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else 60.0
+
+
 def parse(orthanc: Mapping[str, Any], base_dir: str, repo_dir: str,
           environ: Mapping[str, str] = os.environ, hostname: str = "courier") -> CourierConfig:
     """Validate the whole Orthanc configuration as Courier sees it.
@@ -84,7 +90,8 @@ def parse(orthanc: Mapping[str, Any], base_dir: str, repo_dir: str,
         raise ConfigError("Courier.AllowedCallers", f"unknown value {mode!r}", f"one of {', '.join(CALLER_MODES)}")
     profiles = parse_profiles(section.get("Pseudonymization", dict, {}), base_dir, environ)
     return CourierConfig(
-        routes=parse_routes(section.get("Routes", list, []), destinations, profiles), nodes=nodes, profiles=profiles,
+        routes=parse_routes(section.get("Routes", list, []), destinations, profiles, _stable_age(orthanc)),
+        nodes=nodes, profiles=profiles,
         node_settings=parse_node_settings(section.get("Nodes", dict, {}), nodes), archives=archives,
         access=parse_users(section, orthanc, nodes, destinations),
         quarantine_directory=resolve(section.get("QuarantineDirectory", str, os.path.join(storage, "courier-quarantine")),

@@ -16,6 +16,18 @@ from courier.config.reader import Section, type_name
 from courier.errors import ConfigError
 
 TRIGGERS = ("Instance", "StableSeries", "StableStudy")
+LEVEL_OF_TRIGGER = {"Instance": "Instance", "StableSeries": "Series", "StableStudy": "Study"}
+
+
+@dataclass(frozen=True)
+class CompleteWhen:
+    """A study is complete as soon as it holds a series of each description (wildcards `*` `?`,
+    case-insensitive) and of each modality listed (Mercure's "named list of series")."""
+    series_descriptions: tuple[str, ...] = ()
+    modalities: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.series_descriptions or self.modalities)
 
 
 @dataclass(frozen=True)
@@ -32,6 +44,13 @@ class Route:
     match_spec: Mapping[str, Any] = None          # the JSON as written, for GET /courier/routes
     pseudonymize: Optional[str] = None            # profile to apply
     pseudonymize_on: str = "Send"                 # Send: a pseudonymized copy is sent; Ingest: only that is stored
+    stable_after: float = 60.0                    # StableSeries/StableStudy: seconds of quiet that complete a resource
+    force_after: Optional[float] = None           # complete anyway this long after its first instance
+    complete_when: CompleteWhen = CompleteWhen()
+
+    @property
+    def level(self) -> str:
+        return LEVEL_OF_TRIGGER[self.trigger]
 
     def matches(self, tags: Mapping[str, Any]) -> bool:
         """Every `Match` condition holds for these tags (scripts and callers are checked by routing)."""
@@ -63,7 +82,18 @@ def _string_list(value: Any, path: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def parse_routes(raw: Any, destinations: Mapping[str, str], profiles: Mapping[str, Profile]) -> tuple[Route, ...]:
+def _complete_when(raw: Any, path: str) -> CompleteWhen:
+    section = Section(raw, path, "Courier.Routes[].CompleteWhen")
+    when = CompleteWhen(_string_list(section.get("SeriesDescriptions", list, []), f"{path}.SeriesDescriptions"),
+                        _string_list(section.get("Modalities", list, []), f"{path}.Modalities"))
+    if not when:
+        raise ConfigError(path, "lists neither SeriesDescriptions nor Modalities")
+    return when
+
+
+def parse_routes(raw: Any, destinations: Mapping[str, str], profiles: Mapping[str, Profile],
+                 stable_age: float = 60.0) -> tuple[Route, ...]:
+    """`stable_age` is Orthanc's StableAge: the default StableAfterSeconds."""
     if not isinstance(raw, list):
         raise ConfigError("Courier.Routes", f"expected a list, got {type_name(raw)}")
     routes, names = [], set()
@@ -102,13 +132,28 @@ def parse_routes(raw: Any, destinations: Mapping[str, str], profiles: Mapping[st
             raise ConfigError(f"{path}.PseudonymizeOn", f"unknown value {stage!r}", "Send or Ingest")
         if stage == "Ingest":
             _check_ingest_route(section, path, profile, match_spec, routes)
+        stable_after = float(section.positive("StableAfterSeconds", float, stable_age))
+        force_after = section.get("ForceAfterSeconds", float, None)
+        if force_after is not None and force_after <= 0:
+            raise ConfigError(f"{path}.ForceAfterSeconds", f"must be greater than 0, got {force_after}")
+        complete_when = section.get("CompleteWhen", dict, None)
+        if complete_when is not None and trigger != "StableStudy":
+            raise ConfigError(f"{path}.CompleteWhen", "only for StableStudy routes",
+                              "a study is complete as soon as it holds the series listed")
+        if trigger == "Instance":
+            for key in ("StableAfterSeconds", "ForceAfterSeconds"):
+                if key in section.data:
+                    raise ConfigError(f"{path}.{key}", "only for StableSeries and StableStudy routes",
+                                      "an Instance route fires for each instance as it arrives")
         routes.append(Route(
             name=name, trigger=trigger, match=match, destinations=targets, condition_script=condition,
             delete_after_delivery=section.get("DeleteAfterDelivery", bool, False),
             priority=section.get("Priority", int, 0),
             allowed_calling_aets=None if allowed is None else _string_list(allowed, f"{path}.AllowedCallingAets"),
             fallback=section.get("Fallback", bool, False), match_spec=match_spec, pseudonymize=profile,
-            pseudonymize_on=stage))
+            pseudonymize_on=stage, stable_after=stable_after,
+            force_after=None if force_after is None else float(force_after),
+            complete_when=CompleteWhen() if complete_when is None else _complete_when(complete_when, f"{path}.CompleteWhen")))
     return tuple(routes)
 
 

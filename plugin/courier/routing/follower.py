@@ -1,33 +1,42 @@
 """Follows Orthanc's change log and turns changes into tasks, durably.
 
-Orthanc records every change (NewInstance, StableSeries, StableStudy...) in its own database.
-This thread reads `/changes?since=<cursor>`, evaluates the routes, and writes the new tasks
-together with the advanced cursor in one store transaction. A change is "acknowledged" only
-when that transaction commits, so a router killed at any moment re-reads what it had not
-finished. Orthanc's change callback only wakes this thread up: no work on the ingest path.
+Orthanc records every change in its own database. This thread reads `/changes?since=<cursor>`
+and, for each NewInstance, evaluates the Instance routes and records the arrival (for the
+StableSeries and StableStudy routes, which Courier completes itself: routing.completer), then
+writes the new tasks, the arrivals and the advanced cursor in one store transaction. A change is
+"acknowledged" only when that transaction commits, so a router killed at any moment re-reads what
+it had not finished. Orthanc's own StableSeries/StableStudy changes are not used: Orthanc computes
+them in its process memory and loses them on any stop. Orthanc's change callback only wakes this
+thread up: no work on the ingest path.
 """
 from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from courier.config.match import CONTEXT_KEYS
 from courier.config.routes import Route
-from courier.deid.pseudonymizer import method_marker as marker
+from courier.deid.pseudonymizer import method_marker
 from courier.orthanc_rest import OrthancHttpError, OrthancRest
 from courier.routing.callers import CallerPolicy
-from courier.routing.rules import evaluate
-from courier.store.records import AuditEvent, NewTask
+from courier.routing.completer import Completer
+from courier.routing.rules import tasks_for
+from courier.routing.tags import ResourceTags
+from courier.store.records import Arrival, AuditEvent, NewTask
 from courier.store.store import Store
 
 log = logging.getLogger("courier.ingest")
 
 CURSOR = "orthanc-changes"
-TRIGGER_OF_CHANGE = {"NewInstance": "Instance", "StableSeries": "StableSeries", "StableStudy": "StableStudy"}
-LEVEL_OF_TRIGGER = {"Instance": "Instance", "StableSeries": "Series", "StableStudy": "Study"}
 PAGE = 500
 COALESCE_SECONDS = 0.05     # gather the changes of a burst into one /changes read
+SERIES_CACHE = 1000         # parents of recent series: they never change
+
+
+def pseudonymized_on_ingest(route: Route, tags: Mapping[str, Any]) -> bool:
+    """The instance carries the DeidentificationMethod that route's profile writes."""
+    return method_marker(route.pseudonymize) in str(tags.get("DeidentificationMethod") or "").split("\\")
 
 
 class ChangeFollower:
@@ -36,13 +45,11 @@ class ChangeFollower:
                  on_tasks: Callable[[], None] = lambda: None) -> None:
         self.store, self.rest, self.routes, self.callers = store, rest, tuple(routes), callers
         self.run_script, self.on_tasks = run_script, on_tasks
-        self.triggers = {route.trigger for route in self.routes}
-        self.ingest_routes = tuple(r for r in self.routes if r.pseudonymize_on == "Ingest")
-        self.send_routes = tuple(r for r in self.routes if r.pseudonymize_on != "Ingest")
-        self.needs_tags = bool(self.ingest_routes) or any(
-            route.condition_script or any(key not in CONTEXT_KEYS for key, _ in route.match) for route in self.routes)
-        self.needs_context = any(route.condition_script or route.allowed_calling_aets is not None
-                                 or any(key in CONTEXT_KEYS for key, _ in route.match) for route in self.routes)
+        self.instance_routes = tuple(r for r in self.routes if r.trigger == "Instance")
+        self.tracks_arrivals = any(r.trigger != "Instance" for r in self.routes)
+        self.tags = ResourceTags(rest, self.routes)
+        self.completer = Completer(store, self.routes, self.tags, run_script, pseudonymized_on_ingest)
+        self._series: OrderedDict[str, dict] = OrderedDict()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -69,13 +76,19 @@ class ChangeFollower:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            wait = 1.0
             try:
                 done = self.follow_once()
+                created, due_in = self.completer.run()
+                if created:
+                    self.on_tasks()
+                if due_in is not None:
+                    wait = min(wait, due_in + 0.01)
             except Exception:
                 log.exception("reading Orthanc's changes failed; retrying")
                 done = True
             if done:
-                self._wake.wait(1.0)
+                self._wake.wait(wait)
                 self._stop.wait(COALESCE_SECONDS)
                 self._wake.clear()
 
@@ -86,80 +99,59 @@ class ChangeFollower:
         changes = page.get("Changes", [])
         tasks: list[NewTask] = []
         audit: list[AuditEvent] = []
+        arrivals: list[Arrival] = []
         fetching = self.store.tasks.job_study_ids() if changes else set()
         for change in changes:
-            trigger = TRIGGER_OF_CHANGE.get(change["ChangeType"])
-            if trigger is None:
+            if change["ChangeType"] != "NewInstance":
                 continue
             try:
-                if fetching and self._study_of(trigger, change["ID"]) in fetching:
-                    continue                # fetched by a transfer job: the job delivers it, not the routes
-                self._route(trigger, change["ID"], tasks, audit)
+                self._new_instance(change["ID"], change["Seq"], fetching, tasks, audit, arrivals)
             except OrthancHttpError as exc:
                 if exc.status != 404:
                     raise   # Orthanc unavailable: leave the cursor, read again later
                 # deleted before we looked at it: nothing left to route
         last = max((c["Seq"] for c in changes), default=since)
         if changes:
-            self.store.tasks.enqueue(tasks, audit, cursor=(CURSOR, last))
+            self.store.tasks.enqueue(tasks, audit, cursor=(CURSOR, last), arrivals=arrivals)
             if tasks:
                 self.on_tasks()
         return bool(page.get("Done", True))
 
-    def _study_of(self, trigger: str, resource_id: str) -> str:
-        if trigger == "StableStudy":
-            return resource_id
-        if trigger == "StableSeries":
-            return self.rest.get_json(f"/series/{resource_id}")["ParentStudy"]
-        return self.rest.get_json(f"/instances/{resource_id}/study")["ID"]
+    def _series_of(self, series_id: str) -> dict:
+        series = self._series.get(series_id)
+        if series is None:
+            series = self._series[series_id] = self.rest.get_json(f"/series/{series_id}")
+            while len(self._series) > SERIES_CACHE:
+                self._series.popitem(last=False)
+        return series
 
-    def _route(self, trigger: str, resource_id: str, tasks: list[NewTask], audit: list[AuditEvent]) -> None:
-        level = LEVEL_OF_TRIGGER[trigger]
+    def _new_instance(self, instance_id: str, seq: int, fetching: set, tasks: list[NewTask], audit: list[AuditEvent],
+                      arrivals: list[Arrival]) -> None:
+        info = None
+        if self.tracks_arrivals or fetching:
+            info = self.rest.get_json(f"/instances/{instance_id}")
+            series = self._series_of(info["ParentSeries"])
+            if series["ParentStudy"] in fetching:
+                return                  # fetched by a transfer job: the job delivers it, not the routes
         metadata = None
-        if trigger == "Instance" and self.callers.mode != "Any":
-            metadata = self.rest.get_json(f"/instances/{resource_id}/metadata", expand="")
+        if self.callers.mode != "Any":
+            metadata = self.rest.get_json(f"/instances/{instance_id}/metadata", expand="")
             if metadata.get("Origin") == "DicomProtocol":
                 reason = self.callers.refuse_ip(metadata.get("RemoteAET", ""), metadata.get("RemoteIP", ""))
                 if reason:
-                    self.rest.delete(f"/instances/{resource_id}")
+                    self.rest.delete(f"/instances/{instance_id}")
                     audit.append(AuditEvent("instance-rejected", actor=metadata.get("RemoteAET", "?"),
-                                            resource_id=resource_id, detail={"reason": reason,
+                                            resource_id=instance_id, detail={"reason": reason,
                                                                              "remote_ip": metadata.get("RemoteIP")}))
                     return
-        if trigger not in self.triggers:
-            return
-        tags = self._tags(level, resource_id, metadata)
-        result = evaluate(self.send_routes, trigger, tags, self.run_script)
-        methods = str(tags.get("DeidentificationMethod") or "").split("\\")
-        pseudonymized_on_ingest = [r for r in self.ingest_routes if r.trigger == trigger and marker(r.pseudonymize) in methods]
-        for route, reason in result.refused:
-            audit.append(AuditEvent("route-refused-caller", actor=str(tags.get("CallingAet") or "?"),
-                                    route=route.name, resource_id=resource_id, detail={"reason": reason}))
-        for route, error in result.errors:
-            audit.append(AuditEvent("condition-error", route=route.name, resource_id=resource_id,
-                                    detail={"error": error}))
-        for route in result.fired + tuple(pseudonymized_on_ingest):
-            profile = route.pseudonymize if route.pseudonymize_on == "Send" else None   # ingest: already done
-            for destination in route.destinations:
-                tasks.append(NewTask(route.name, destination, level, resource_id, route.priority,
-                                     route.delete_after_delivery, profile))
-
-    def _tags(self, level: str, resource_id: str, metadata: Optional[dict] = None) -> dict[str, Any]:
-        """Tags of the resource (its first instance's, for a series or a study) plus context keys;
-        only what the routes use is read (a pass-through route reads nothing)."""
-        if not (self.needs_tags or self.needs_context):
-            return {}
-        if level == "Instance":
-            instance_id = resource_id
-        else:
-            path = {"Series": "series", "Study": "studies"}[level]
-            instances = self.rest.get_json(f"/{path}/{resource_id}/instances")
-            if not instances:
-                raise OrthancHttpError(404, f"{level} {resource_id} has no instances")
-            instance_id = instances[0]["ID"]
-        tags = dict(self.rest.get_json(f"/instances/{instance_id}/simplified-tags")) if self.needs_tags else {}
-        if metadata is None:
-            metadata = self.rest.get_json(f"/instances/{instance_id}/metadata", expand="")
-        tags.update(CallingAet=metadata.get("RemoteAET", ""), CalledAet=metadata.get("CalledAET", ""),
-                    RemoteIp=metadata.get("RemoteIP", ""))
-        return tags
+        if self.instance_routes:
+            tags = self.tags.of("Instance", instance_id, metadata)
+            fired, notes = tasks_for(self.routes, "Instance", "Instance", instance_id, tags, self.run_script,
+                                     pseudonymized_on_ingest)
+            tasks += fired
+            audit += notes
+        if self.tracks_arrivals:
+            tags = series["MainDicomTags"]
+            arrivals.append(Arrival(instance_id, info["ParentSeries"], series["ParentStudy"],
+                                    info["MainDicomTags"].get("SOPInstanceUID", ""), info.get("FileSize", 0),
+                                    tags.get("Modality", ""), tags.get("SeriesDescription", ""), seq))

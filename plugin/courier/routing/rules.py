@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from courier.config.routes import Route
+from courier.store.records import AuditEvent, NewTask
 
 
 @dataclass(frozen=True)
@@ -61,3 +62,28 @@ def evaluate(routes: Sequence[Route], trigger: str, tags: Mapping[str, Any],
 
 def required_keys(routes: Iterable[Route]) -> set[str]:
     return {key for route in routes for key, _ in route.match}
+
+
+Ingested = Callable[[Route, Mapping[str, Any]], bool]      # did this Ingest route's profile make these tags?
+
+
+def tasks_for(routes: Sequence[Route], trigger: str, level: str, resource_id: str, tags: Mapping[str, Any],
+              run_script: Optional[ScriptRunner], ingested: Ingested,
+              only: Optional[Route] = None) -> tuple[list[NewTask], list[AuditEvent]]:
+    """The tasks (one per fired route and destination) and audit lines for one resource. Ingest
+    routes fire for what their profile already pseudonymized when Orthanc received it (and send it
+    as it is stored). `only`: keep what concerns that route (a completion is per route)."""
+    result = evaluate([r for r in routes if r.pseudonymize_on != "Ingest"], trigger, tags, run_script)
+    fired = list(result.fired) + [r for r in routes if r.pseudonymize_on == "Ingest" and r.trigger == trigger
+                                  and ingested(r, tags)]
+
+    def mine(route: Route) -> bool:
+        return only is None or route is only
+    audit = [AuditEvent("route-refused-caller", actor=str(tags.get("CallingAet") or "?"), route=route.name,
+                        resource_id=resource_id, detail={"reason": reason}) for route, reason in result.refused if mine(route)]
+    audit += [AuditEvent("condition-error", route=route.name, resource_id=resource_id, detail={"error": error})
+              for route, error in result.errors if mine(route)]
+    tasks = [NewTask(route.name, destination, level, resource_id, route.priority, route.delete_after_delivery,
+                     route.pseudonymize if route.pseudonymize_on == "Send" else None)   # Ingest: already done
+             for route in fired if mine(route) for destination in route.destinations]
+    return tasks, audit

@@ -161,3 +161,33 @@ class Job:
     bytes: int = 0
     started_at: Optional[float] = None
     last_finished_at: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """One instance as it arrived (a NewInstance change), with what completion needs to know."""
+    instance_id: str
+    series_id: str
+    study_id: str
+    sop_instance_uid: str
+    size: int
+    modality: str
+    series_description: str
+    seq: int                          # the change's Seq: what is newer than the last routing
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A series or study that arrived, or grew, since a route last completed it."""
+    level: str                        # Series | Study
+    resource_id: str
+    study_id: str
+    instances: int                    # all instances so far
+    new_instances: int                # since the route last completed it
+    first_at: float                   # first of the new instances (store clock)
+    last_at: float                    # last arrival (store clock)
+    last_seq: int
+    routed_seq: int                   # 0: never completed for this route
+    forced_at: Optional[float]
+    modalities: tuple[str, ...] = ()            # of its series (a study) or its own (a series)
+    series_descriptions: tuple[str, ...] = ()

@@ -142,3 +142,21 @@ def m011_worker_slots_and_phases(db: sqlite_utils.Database) -> None:
     # A job task fetches (counted against its source's MaxParallelTasks), then sends: once its
     # study is fetched the source is free for the next study while this one is delivered.
     db.execute("ALTER TABLE tasks ADD COLUMN phase TEXT")
+
+
+@migrations()
+def m012_courier_owned_stability(db: sqlite_utils.Database) -> None:
+    # Orthanc's stable events live in its process memory: Courier records every arrival, with the
+    # change cursor, and completes series and studies itself (courier.routing.completer).
+    db.execute("CREATE TABLE arrivals (instance_id TEXT PRIMARY KEY, series_id TEXT NOT NULL, study_id TEXT NOT NULL,"
+               " sop_instance_uid TEXT NOT NULL, size INTEGER NOT NULL DEFAULT 0, seq INTEGER NOT NULL, at REAL NOT NULL)")
+    db.execute("CREATE INDEX arrivals_series ON arrivals (series_id, seq)")
+    db.execute("CREATE INDEX arrivals_study ON arrivals (study_id, seq)")
+    db.execute("CREATE TABLE arrival_resources (level TEXT NOT NULL, resource_id TEXT NOT NULL, study_id TEXT NOT NULL,"
+               " modality TEXT, description TEXT, first_at REAL NOT NULL, last_at REAL NOT NULL,"
+               " instances INTEGER NOT NULL, last_seq INTEGER NOT NULL, forced_at REAL,"
+               " PRIMARY KEY (level, resource_id))")
+    db.execute("CREATE INDEX arrival_resources_study ON arrival_resources (study_id)")
+    db.execute("CREATE TABLE completions (route TEXT NOT NULL, resource_id TEXT NOT NULL, level TEXT NOT NULL,"
+               " routed_seq INTEGER NOT NULL, completed_at REAL NOT NULL, times INTEGER NOT NULL DEFAULT 1,"
+               " PRIMARY KEY (route, resource_id))")

@@ -8,6 +8,7 @@ One object per table family, all on one back-end (courier.store.database):
     crosswalk   original -> pseudonym per patient and UID, lookup tables
     quarantine  what could not be pseudonymized, with the reason
     nodes       the last echo of each node
+    completions arrivals of series and studies, and which route completed them up to where
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import time
 from typing import Callable
 
 from courier.store.audit import AuditLog
+from courier.store.completion import Completions
 from courier.store.crosswalk import Crosswalk
 from courier.store.database import SQLiteDatabase
 from courier.store.jobs import Jobs
@@ -33,3 +35,4 @@ class Store:
         self.crosswalk = Crosswalk(self.database)
         self.quarantine = Quarantine(self.database)
         self.nodes = NodeStatus(self.database)
+        self.completions = Completions(self.database)

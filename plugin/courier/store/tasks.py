@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Mapping, Optional, Sequence
 
+from courier.store.arrivals import record_arrivals
 from courier.store.audit import write as write_audit
 from courier.store.database import SQLiteDatabase
 from courier.store.records import (
@@ -19,6 +20,7 @@ from courier.store.records import (
     RUNNING,
     STATES,
     SUCCESS,
+    Arrival,
     Attempt,
     AuditEvent,
     Claim,
@@ -55,12 +57,13 @@ class Tasks:
         return None if row is None else row[0]
 
     def enqueue(self, tasks: Sequence[NewTask], audit: Sequence[AuditEvent] = (),
-                cursor: Optional[tuple[str, int]] = None) -> list[int]:
-        """Persist new tasks, their audit lines and the change cursor in one transaction."""
+                cursor: Optional[tuple[str, int]] = None, arrivals: Sequence[Arrival] = ()) -> list[int]:
+        """Persist new tasks, their audit lines, the arrivals and the change cursor in one transaction."""
         now = self.clock()
         with self.database.transaction() as db:
             ids = insert_tasks(db, now, tasks)
             write_audit(db, now, audit)
+            record_arrivals(db, now, arrivals)
             if cursor is not None:
                 db.execute("INSERT INTO cursors (name, value) VALUES (?, ?) ON CONFLICT(name)"
                            " DO UPDATE SET value = excluded.value", cursor)

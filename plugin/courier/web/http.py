@@ -33,6 +33,7 @@ class Context:
     pseudonymizers: Mapping[str, Pseudonymizer] = field(default_factory=dict)
     rest: Optional[OrthancRest] = None
     wake_workers: Callable[[], None] = lambda: None
+    wake_follower: Callable[[], None] = lambda: None
     run_script: Optional[Callable] = None
     csrf_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
 

@@ -14,7 +14,18 @@ from typing import Any, Callable
 from courier import VERSION
 from courier.errors import ApiError
 from courier.host import HttpRequest, HttpResponse
-from courier.web import api_audit, api_batches, api_deid, api_jobs, api_nodes, api_quarantine, api_routes, api_status, api_tasks
+from courier.web import (
+    api_audit,
+    api_batches,
+    api_completion,
+    api_deid,
+    api_jobs,
+    api_nodes,
+    api_quarantine,
+    api_routes,
+    api_status,
+    api_tasks,
+)
 from courier.web.guard import authorize, csrf_token, rights_of
 from courier.web.http import PREFIX, Context, actor_of, json_response
 from courier.web.ui import Ui
@@ -100,6 +111,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "Deliver a reviewed quarantined instance anyway, pseudonymized, burned-in check waived", role="admin"),
     Endpoint("POST", "quarantine/{id}/delete", api_quarantine.delete_quarantined,
              "Forget a quarantine entry and delete the original it kept", role="admin"),
+    Endpoint("GET", "completion", api_completion.pending,
+             "Series and studies that StableSeries/StableStudy routes still wait for, with when each completes them"),
+    Endpoint("POST", "completion/{id}/force", api_completion.force,
+             "Complete a series or study (Orthanc ID) now, for every route that waits for it", role="operator"),
     Endpoint("GET", "openapi.json", openapi, "This document"),
 )
 

@@ -16,7 +16,7 @@ from courier import VERSION
 from courier.errors import ApiError
 from courier.host import HttpResponse
 from courier.transfer import jobs
-from courier.web import api_routes
+from courier.web import api_completion, api_routes
 from courier.web.http import Context
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -38,7 +38,8 @@ class Ui:
         root = "../" * page.count("/")
         context = dict(context, root=root)
         if page == "":
-            return self._render("dashboard.html", context, **self._dashboard())
+            return self._render("dashboard.html", context, **self._dashboard(),
+                                can_force=context["role"] in ("operator", "admin"))
         if page == "jobs":
             _, rows = self.ctx.store.jobs.list(500, 0)
             summaries = [jobs.summary(j, time.time(), self.ctx.config) for j in rows]
@@ -126,7 +127,8 @@ class Ui:
         failures = store.tasks.list(state="FAILURE", limit=10)[1] + store.tasks.list(state="WARNING", limit=10)[1]
         return {"healthy": self.ctx.is_healthy(), "version": VERSION, "router": self.ctx.config.router_name,
                 "queue": store.tasks.queue_depth(), "destinations": store.tasks.destination_stats(), "hours": hours,
-                "echoes": store.nodes.statuses(), "failures": sorted(failures, key=lambda t: -t.id)[:10]}
+                "echoes": store.nodes.statuses(), "failures": sorted(failures, key=lambda t: -t.id)[:10],
+                "completion": api_completion.pending(self.ctx, None, {})["Pending"]}
 
     def _job(self, job_id: int, context: dict) -> HttpResponse:
         job = self.ctx.store.jobs.get(job_id)
