@@ -33,6 +33,7 @@ class SlowPacs:
         self.port = free_port()
         self.moves: list[tuple[str, float]] = []
         self.sent: list[str] = []
+        self.sent_at: dict[str, float] = {}          # SOP Instance UID -> wall-clock time it was sent
         self._lock = threading.Lock()
         ae = AE(ae_title=aet)
         ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
@@ -86,6 +87,7 @@ class SlowPacs:
             time.sleep(self.delay)
             with self._lock:
                 self.sent.append(str(ds.SOPInstanceUID))
+                self.sent_at[str(ds.SOPInstanceUID)] = time.time()
             yield 0xFF00, ds
 
     def moved_studies(self) -> list[str]:

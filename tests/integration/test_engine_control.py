@@ -110,6 +110,28 @@ def test_an_urgent_job_goes_before_the_remaining_studies_of_a_running_one(cluste
         pacs.close()
 
 
+def test_each_study_is_delivered_while_the_next_is_fetched_and_a_kill_loses_only_the_one_in_flight(cluster):
+    instances = studies("PL", 3, 6)
+    node, dest, pacs = router_with_slow_pacs(cluster, instances, HeartbeatTimeoutSeconds=2)
+    first, second, third = study_uids(instances)
+    try:
+        job_id = create_job(node, instances)
+        wait_until(lambda: len(pacs.moved_studies()) == 2 and len(pacs.sent) >= 8, 30, what="the second study under way")
+        tasks = {t["study_uid"]: t for t in job(node, job_id)["TaskList"]}
+        assert tasks[first]["state"] == "SUCCESS"            # delivered while the second study is being fetched
+        node.stop(kill=True)
+        node.start()
+        done = wait_until(lambda: (j := job(node, job_id))["Status"] not in ("PENDING", "RUNNING") and j, 60,
+                          what="the job to end after the restart")
+        assert done["Status"] == "SUCCESS" and done["Instances"] == {"Expected": 18, "Delivered": 18}
+        assert pacs.moved_studies().count(first) == 1          # the study delivered before the kill is not fetched again
+        assert pacs.moved_studies().count(second) <= 2 and pacs.moved_studies().count(third) == 1
+        last_of_second = max(pacs.sent_at[str(ds.SOPInstanceUID)] for ds in instances if ds.StudyInstanceUID == second)
+        assert tasks[first]["finished_at"] < last_of_second
+    finally:
+        pacs.close()
+
+
 def test_a_black_hole_never_holds_more_than_its_cap_even_after_its_tasks_are_cancelled(cluster, tmp_path):
     hole = BlackHole()
     good = cluster.orthanc("good")

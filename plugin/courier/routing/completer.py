@@ -21,6 +21,9 @@ from courier.store.store import Store
 
 log = logging.getLogger("courier.completion")
 
+PRUNE_EVERY = 3600.0        # seconds between two prunings of routed arrivals
+KEEP_ROUTED = 86400.0       # routed arrivals are kept this long (for GET /courier/completion, the audit)
+
 
 class Completer:
     def __init__(self, store: Store, routes: Sequence[Route], tags: ResourceTags, run_script: Optional[ScriptRunner],
@@ -28,6 +31,7 @@ class Completer:
         self.store, self.routes, self.tags, self.run_script, self.ingested = store, tuple(routes), tags, run_script, ingested
         self.stable = tuple(r for r in self.routes if r.trigger != "Instance")
         self.clock = clock or store.clock
+        self._pruned_at = 0.0
 
     def run(self) -> tuple[int, Optional[float]]:
         """Complete what is due. Returns (tasks created, seconds until the next completion is due)."""
@@ -57,4 +61,8 @@ class Completer:
                 ids = self.store.completions.complete(route.name, pending, tasks, reason if tags is not None else "gone",
                                                       audit)
                 created += len(ids or ())       # None: another pass (or router) completed it meanwhile
+        if now - self._pruned_at >= PRUNE_EVERY:
+            self._pruned_at = now
+            self.store.completions.prune([r.name for r in self.stable if r.level == "Series"],
+                                         [r.name for r in self.stable if r.level == "Study"], now - KEEP_ROUTED)
         return created, None if next_due is None else max(0.0, next_due - now)

@@ -84,3 +84,16 @@ class Completions:
             write_audit(db, now, [AuditEvent("completion-forced", actor=actor, resource_id=resource_id,
                                              detail={"level": row[0]})])
         return row[0]
+
+    def prune(self, series_routes: Sequence[str], study_routes: Sequence[str], older_than: float) -> int:
+        """Forget the per-instance rows that every StableSeries and StableStudy route has routed and that
+        arrived before `older_than` (store clock); a late instance still goes alone, as its own row is
+        newer. The per-series and per-study rows (and the completion marks) are kept."""
+        clauses, args = [], []
+        for routes, column in ((series_routes, "series_id"), (study_routes, "study_id")):
+            for route in routes:
+                clauses.append(f" AND seq <= COALESCE((SELECT routed_seq FROM completions WHERE route = ?"
+                               f" AND resource_id = arrivals.{column}), 0)")
+                args.append(route)
+        with self.database.transaction() as db:
+            return db.execute(f"DELETE FROM arrivals WHERE at < ?{''.join(clauses)}", (older_than, *args)).rowcount

@@ -83,3 +83,20 @@ def test_arrivals_are_recorded_with_the_cursor_and_completions_happen_once(tmp_p
     (again,) = store.completions.complete("r", late, [NewTask("r", "d", "Study", "st")], "quiet")
     assert [i.sop_instance_uid for i in store.tasks.manifests([again])[again]] == ["1.2.3"]
     assert store.completions.pending("r", "Series") != []      # each route and level keeps its own mark
+
+
+def test_routed_arrivals_are_pruned_and_a_late_one_still_goes_alone(tmp_path):
+    clock = Clock()
+    store = Store(str(tmp_path / "c.sqlite"), clock)
+    store.tasks.enqueue([], arrivals=[arrival(1), arrival(2)])
+    (study,) = store.completions.pending("r", "Study")
+    assert store.completions.prune([], ["r"], older_than=clock.now + 1) == 0      # not routed yet: kept
+    store.completions.complete("r", study, [], "quiet")
+    assert store.completions.prune(["s"], ["r"], older_than=clock.now + 1) == 0   # the series route has not routed them
+    assert store.completions.prune([], ["r"], older_than=clock.now - 1) == 0      # too recent
+    assert store.completions.prune([], ["r"], older_than=clock.now + 1) == 2
+    store.tasks.enqueue([], arrivals=[arrival(3)])
+    (late,) = store.completions.pending("r", "Study")
+    assert (late.instances, late.new_instances) == (3, 1)
+    (task,) = store.completions.complete("r", late, [NewTask("r", "d", "Study", "st")], "quiet")
+    assert [i.sop_instance_uid for i in store.tasks.manifests([task])[task]] == ["1.2.3"]
