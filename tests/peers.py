@@ -1,11 +1,16 @@
-"""DICOM peers written with pynetdicom for the tests: a slow PACS that answers C-FIND and C-MOVE for
-several studies, and a storage SCP that records every C-STORE (Orthanc silently accepts
-duplicates; this one counts them) and refuses what it is told to."""
+"""DICOM peers for the tests: DCMTK's dcmqrscp as a real PACS nobody here wrote; written with
+pynetdicom, a slow PACS that answers C-FIND and C-MOVE for several studies (Study or Patient
+Root), and a storage SCP that records every C-STORE (Orthanc silently accepts duplicates; this
+one counts them) and refuses what it is told to."""
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from pydicom.dataset import Dataset
@@ -13,6 +18,8 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import (
     CTImageStorage,
     MRImageStorage,
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelMove,
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelMove,
 )
@@ -28,16 +35,22 @@ class SlowPacs:
     `seconds_per_instance`, stopping at a C-CANCEL."""
 
     def __init__(self, instances: Sequence[Dataset], router_port: int, seconds_per_instance: float = 0.2,
-                 aet: str = "SLOW") -> None:
+                 aet: str = "SLOW", patient_root: bool = False) -> None:
         self.instances, self.router_port, self.delay, self.aet = list(instances), router_port, seconds_per_instance, aet
         self.port = free_port()
+        self.identifiers: list[Dataset] = []           # every C-FIND identifier received
+        self.move_identifiers: list[Dataset] = []
         self.moves: list[tuple[str, float]] = []
         self.sent: list[str] = []
         self.sent_at: dict[str, float] = {}          # SOP Instance UID -> wall-clock time it was sent
         self._lock = threading.Lock()
         ae = AE(ae_title=aet)
-        ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
-        ae.add_supported_context(StudyRootQueryRetrieveInformationModelMove)
+        if patient_root:                                # an old PACS that offers Patient Root only
+            ae.add_supported_context(PatientRootQueryRetrieveInformationModelFind)
+            ae.add_supported_context(PatientRootQueryRetrieveInformationModelMove)
+        else:
+            ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
+            ae.add_supported_context(StudyRootQueryRetrieveInformationModelMove)
         for sop_class in (CTImageStorage, MRImageStorage):
             ae.add_requested_context(sop_class, SYNTAXES[0])
         self.server = ae.start_server(("127.0.0.1", self.port), block=False,
@@ -57,6 +70,7 @@ class SlowPacs:
 
     def _find(self, event):
         identifier = event.identifier
+        self.identifiers.append(identifier)
         level = identifier.QueryRetrieveLevel
         key = {"STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID", "IMAGE": "SOPInstanceUID"}.get(level, "PatientID")
         seen = set()
@@ -75,6 +89,7 @@ class SlowPacs:
             yield 0xFF00, answer
 
     def _move(self, event):
+        self.move_identifiers.append(event.identifier)
         found = self._matching(event.identifier)
         with self._lock:
             self.moves.append((str(event.identifier.StudyInstanceUID), time.monotonic()))
@@ -145,3 +160,42 @@ class RecordingScp:
 
     def close(self) -> None:
         self.server.shutdown()
+
+
+class DcmQrScp:
+    """DCMTK's dcmqrscp holding `files`, able to C-MOVE to `destinations` ({AET: port} on loopback).
+    It ignores ModalitiesInStudy and returns no SeriesDescription: a real PACS's habits."""
+
+    def __init__(self, workdir: Path, files: Sequence[Path], destinations: dict[str, int], aet: str = "DCMQRSCP") -> None:
+        self.aet, self.port = aet, free_port()
+        self.dir = workdir / "dcmqrscp"
+        storage = self.dir / "db"
+        storage.mkdir(parents=True, exist_ok=True)
+        for path in files:
+            shutil.copy(path, storage / Path(path).name)
+        subprocess.run(["dcmqridx", str(storage), *[str(storage / Path(p).name) for p in files]], check=True,
+                       capture_output=True)
+        hosts = "\n".join(f"{name.lower()} = ({name}, 127.0.0.1, {port})" for name, port in destinations.items())
+        config = self.dir / "dcmqrscp.cfg"
+        config.write_text(f"NetworkTCPPort = {self.port}\nMaxPDUSize = 16384\nMaxAssociations = 16\n"
+                          f"HostTable BEGIN\n{hosts}\nHostTable END\nVendorTable BEGIN\nVendorTable END\n"
+                          f"AETable BEGIN\n{aet} {storage} RW (200, 1024mb) ANY\nAETable END\n")
+        self.log = open(self.dir / "dcmqrscp.log", "wb")
+        self.process = subprocess.Popen(["dcmqrscp", "-c", str(config)], stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError("dcmqrscp did not start")
+
+    @property
+    def modality(self) -> dict:
+        return {"AET": self.aet, "Host": "127.0.0.1", "Port": self.port}
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+        self.log.close()

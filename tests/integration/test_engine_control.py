@@ -132,6 +132,31 @@ def test_each_study_is_delivered_while_the_next_is_fetched_and_a_kill_loses_only
         pacs.close()
 
 
+def test_a_job_counts_progress_per_instance_as_it_is_acknowledged(cluster):
+    instances = studies("PG", 1, 40)
+    slow_dest = RecordingScp("SLOWDEST", delay=0.06)
+    try:
+        node = cluster.orthanc("router", start=False, courier={"AllowedCallers": "Any", "Retry": FAST_RETRY},
+                               extra={"DicomModalities": {"dest": slow_dest.modality}})
+        pacs = SlowPacs(instances, node.dicom_port, 0.0)
+        node.config["DicomModalities"]["pacs"] = pacs.modality
+        node.start()
+        job_id = create_job(node, instances)
+        seen = set()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            current = job(node, job_id)
+            seen.add(current["Instances"]["Delivered"])
+            if current["Status"] not in ("PENDING", "RUNNING"):
+                break
+            time.sleep(0.05)
+        assert current["Status"] == "SUCCESS" and current["Instances"]["Delivered"] == 40
+        assert [n for n in seen if 0 < n < 40], seen               # not only 0, then 40
+        pacs.close()
+    finally:
+        slow_dest.close()
+
+
 def test_a_black_hole_never_holds_more_than_its_cap_even_after_its_tasks_are_cancelled(cluster, tmp_path):
     hole = BlackHole()
     good = cluster.orthanc("good")

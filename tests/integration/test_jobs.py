@@ -326,6 +326,7 @@ def test_direct_c_move_from_source_to_destination(cluster, tmp_path):
     job = node.post("/courier/jobs", {"Source": "pacs", "Destination": "dest", "Items": [{"PatientID": "PD"}]}).json()
     done = job_done(node, job["Id"])
     assert done["Status"] == "SUCCESS" and done["Instances"] == {"Expected": 3, "Delivered": 3}
+    assert done["Bytes"] is None                 # unknown, not 0: the instances never passed through Courier
     assert dest.sop_uids() == {p.stem for p in files}
     assert node.get("/changes", last="")["Last"] == changes_before      # nothing passed through Courier's Orthanc
     # with pseudonymization the data must pass through Courier: no direct move then

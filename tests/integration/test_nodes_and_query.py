@@ -4,7 +4,7 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
 
 from factory import write_instances
-from harness import free_port, storescu
+from harness import free_port, storescu, wait_until
 
 STUDIES = [("1.2.3.%d" % n, "P%d" % (n % 4), "202401%02d" % (n + 1), "CT" if n % 2 else "MR") for n in range(24)]
 
@@ -99,3 +99,73 @@ def test_query_model_patient_root_for_a_pacs_without_study_root(cluster):
         assert study_root.status_code == 502 and "C-FIND on same" in study_root.json()["error"]
     finally:
         server.shutdown()
+
+
+def test_a_real_dcmqrscp_pacs_that_ignores_modalities_in_study(cluster, tmp_path):
+    """dcmqrscp answers STUDY queries without ModalitiesInStudy and SERIES queries without
+    SeriesDescription: the re-filter must not drop what it cannot refute, and the README's job
+    example (a PatientID with a modality) must work."""
+    import pydicom
+
+    from peers import DcmQrScp
+    study = pydicom.uid.generate_uid()
+    mr = write_instances(tmp_path / "mr", 2, modality="MR", patient_id="QR1", study_uid=study)
+    ct = write_instances(tmp_path / "ct", 1, modality="CT", patient_id="QR1")
+    dest = cluster.orthanc("dest")
+    node = cluster.orthanc("router", start=False, courier={"AllowedCallers": "Any"},
+                           extra={"DicomModalities": {"dest": dest.as_modality()}})
+    pacs = DcmQrScp(tmp_path, mr + ct, {node.aet: node.dicom_port})
+    try:
+        node.config["DicomModalities"]["pacs"] = pacs.modality
+        node.start()
+        answer = node.post("/courier/query", {"Node": "pacs", "Level": "STUDY",
+                                              "Filters": {"PatientID": "QR1", "ModalitiesInStudy": "MR"}}).json()
+        assert [(a["StudyInstanceUID"], a["ModalitiesInStudy"]) for a in answer["Answers"]] == [(study, "MR")]
+        assert answer["NarrowedBySeries"] == ["ModalitiesInStudy"] and answer["Refiltered"] == 1
+        series = node.post("/courier/query", {"Node": "pacs", "Level": "SERIES",
+                                              "Filters": {"StudyInstanceUID": study, "SeriesDescription": "MR*"}}).json()
+        assert series["Count"] == 1 and series["NotAppliedByNode"] == ["SeriesDescription"]
+        job = node.post("/courier/jobs", {"Source": "pacs", "Destination": "dest",
+                                          "Items": [{"PatientID": "QR1", "ModalitiesInStudy": "MR"}]})
+        assert job.status_code == 200, job.text
+        done = wait_until(lambda: (j := node.get(f"/courier/jobs/{job.json()['Id']}"))["Status"] not in
+                          ("PENDING", "RUNNING") and j, 60, 0.3, what="the job to end")
+        assert done["Status"] == "SUCCESS" and dest.sop_uids() == {p.stem for p in mr}
+        refused = node.post("/courier/jobs", {"Source": "pacs", "Destination": "dest",
+                                              "Items": [{"StudyInstanceUID": study, "SeriesDescription": "MR*"}]})
+        assert refused.status_code == 409 and "SeriesDescription" in refused.json()["error"]
+    finally:
+        pacs.close()
+
+
+def test_patient_root_pacs_retrieves_in_patient_root_too(cluster):
+    import pydicom
+
+    from factory import make_instance
+    from peers import SlowPacs
+    study = pydicom.uid.generate_uid()
+    instances = [make_instance(patient_id="PR7", study_uid=study, instance_number=n) for n in range(1, 4)]
+    dest = cluster.orthanc("dest")
+    node = cluster.orthanc("router", start=False, courier={"AllowedCallers": "Any",
+                                                           "Nodes": {"old": {"QueryModel": "PatientRoot"}}},
+                           extra={"DicomModalities": {"dest": dest.as_modality()}})
+    pacs = SlowPacs(instances, node.dicom_port, 0.01, aet="OLDPACS", patient_root=True)
+    try:
+        node.config["DicomModalities"]["old"] = pacs.modality
+        node.start()
+        job = node.post("/courier/jobs", {"Source": "old", "Destination": "dest", "Items": [{"StudyInstanceUID": study}]})
+        assert job.status_code == 200, job.text
+        done = wait_until(lambda: (j := node.get(f"/courier/jobs/{job.json()['Id']}"))["Status"] not in
+                          ("PENDING", "RUNNING") and j, 40, 0.3, what="the job to end")
+        assert done["Status"] == "SUCCESS" and dest.sop_uids() == {str(ds.SOPInstanceUID) for ds in instances}
+        assert pacs.move_identifiers and all(str(i.PatientID) == "PR7" for i in pacs.move_identifiers)
+    finally:
+        pacs.close()
+
+
+def test_echo_a_dicomweb_server(cluster):
+    web = cluster.orthanc("web", dicomweb=True)
+    node = cluster.orthanc("router", dicomweb=True, courier={"AllowedCallers": "Any"},
+                           extra={"DicomWeb": {"Enable": True, "Root": "/dicom-web/",
+                                               "Servers": {"web": [web.url + "/dicom-web/"]}}})
+    assert node.post("/courier/nodes/web/echo").json() == {"Id": "web", "Ok": True, "Message": "ok"}

@@ -36,7 +36,7 @@ def test_rules_send_matches_and_fallback_takes_the_rest(cluster, tmp_path):
     wait_until(lambda: ct_dest.sop_uids() == uid(ct) and other_dest.sop_uids() == uid(scout + mr),
                30, what="CT at ctdest, the rest at otherdest")
     assert {t["route"] for t in tasks(node)} == {"ct", "rest"}
-    assert all(t["state"] == "SUCCESS" for t in tasks(node))
+    wait_until(lambda: all(t["state"] == "SUCCESS" for t in tasks(node)), 10, what="every task recorded SUCCESS")
 
 
 def test_each_destination_kind(cluster, tmp_path):

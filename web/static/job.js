@@ -14,7 +14,8 @@
     document.getElementById("percent").textContent = percent + "%";
     var eta = job.EtaSeconds === null ? "" : ", about " + job.EtaSeconds + " s left";
     document.getElementById("numbers").textContent = job.Instances.Delivered + "/" + job.Instances.Expected +
-      " instances, " + job.Bytes + " bytes, " + job.InstancesPerSecond + " instances/s" + eta;
+      " instances, " + (job.Bytes === null ? "size unknown (direct move)" : job.Bytes + " bytes") + ", " +
+      job.InstancesPerSecond + " instances/s" + eta;
     return true;
   }
   function poll() {

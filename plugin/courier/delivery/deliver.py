@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
+from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 from courier.deid.for_tasks import TaskPseudonymizers
 from courier.deid.pseudonymizer import PseudonymizationError
@@ -24,6 +24,15 @@ from courier.store.store import Store
 log = logging.getLogger("courier.delivery")
 
 Todo = Mapping[str, tuple[ManifestItem, Task]]      # Orthanc instance ID -> (manifest item, its task)
+Progress = Callable[[dict[int, list[str]]], None]   # task id -> Orthanc IDs just acknowledged
+
+
+def chunks(entries: list, smallest: int = 10, largest: int = 100) -> Iterator[list]:
+    """About ten chunks of what there is to send, of 10 to 100 instances: progress to show, few
+    associations, and never every pseudonymized instance of a large study in memory at once."""
+    size = max(smallest, min(largest, -(-len(entries) // 10)))
+    for start in range(0, len(entries), size):
+        yield entries[start:start + size]
 
 
 @dataclass(frozen=True)
@@ -45,16 +54,19 @@ class Deliverer:
         self.store, self.rest, self.senders, self.pseudonymizers = store, rest, senders, pseudonymizers
 
     def deliver(self, tasks: Sequence[Task], manifests: Mapping[int, list[ManifestItem]],
-                cancelled: Check = never) -> list[Delivery]:
-        """Tasks of one destination; they are sent in groups of one profile (one association each).
-        `cancelled()` is asked between instances and while a batch is in flight."""
+                cancelled: Check = never, progress: Progress = lambda done: None) -> list[Delivery]:
+        """Tasks of one destination; they are sent in groups of one profile, in chunks (one
+        association each). `cancelled()` is asked between instances and while a chunk is in
+        flight; `progress({task id: Orthanc IDs})` hears what each chunk delivered, so that
+        progress is counted per instance as it is acknowledged, not at the end of the task."""
         groups: dict[Optional[str], list[Task]] = {}
         for task in tasks:
             groups.setdefault(task.profile, []).append(task)
-        return [d for profile, group in groups.items() for d in self._deliver_group(group, manifests, profile, cancelled)]
+        return [d for profile, group in groups.items()
+                for d in self._deliver_group(group, manifests, profile, cancelled, progress)]
 
     def _deliver_group(self, tasks: Sequence[Task], manifests: Mapping[int, list[ManifestItem]],
-                       profile: Optional[str], cancelled: Check) -> list[Delivery]:
+                       profile: Optional[str], cancelled: Check, progress: Progress) -> list[Delivery]:
         todo: dict[str, tuple[ManifestItem, Task]] = {}
         report: Report = {}
         for task in tasks:
@@ -66,17 +78,31 @@ class Deliverer:
                 else:
                     todo.setdefault(item.instance_id, (item, task))
         sender = self.senders[tasks[0].destination]
-        if not todo:
-            pass
-        elif isinstance(sender, ArchiveSender):
+        if isinstance(sender, ArchiveSender):             # one archive per study: not in chunks
             report.update(self._archive(sender, tasks, todo, profile, cancelled))
-        elif profile is None:
-            report.update(sender.send([item for item, _ in todo.values()], cancelled))
         else:
-            files, failures = self._pseudonymize(profile, todo)
-            report.update(failures)
-            if files:
-                report.update(sender.send_files(files, cancelled))
+            stop: Optional[Failed] = None
+            for chunk in chunks(list(todo.items())):
+                if stop is None and cancelled():
+                    stop = Failed("not sent: cancelled", interrupted=True)
+                if stop is not None:
+                    report.update({instance_id: stop for instance_id, _ in chunk})
+                    continue
+                if profile is None:
+                    sent = sender.send([item for _, (item, _) in chunk], cancelled)
+                else:
+                    files, sent = self._pseudonymize(profile, dict(chunk))
+                    if files:
+                        sent.update(sender.send_files(files, cancelled))
+                report.update(sent)
+                if any(f is not None and (f.down or f.interrupted) for f in sent.values()):
+                    stop = next(f for f in sent.values() if f is not None and (f.down or f.interrupted))
+                done: dict[int, list[str]] = {}
+                for instance_id, (_, task) in chunk:
+                    if instance_id in sent and sent[instance_id] is None:
+                        done.setdefault(task.id, []).append(instance_id)
+                if done:
+                    progress(done)
         deliveries = []
         not_sent = Failed("not sent")
         for task in tasks:

@@ -22,6 +22,7 @@ class Failed:
     reason: str
     permanent: bool = False                # refused for good (or quarantined): retrying cannot help
     interrupted: bool = False              # not tried: cancelled or stopping
+    down: bool = False                     # the destination did not answer: sending more now is pointless
 
 
 Report = dict[str, Optional[Failed]]       # Orthanc instance ID -> None if delivered
@@ -72,8 +73,8 @@ def send_bisecting(ids: Sequence[str], send_batch: Callable[[Sequence[str]], Non
             stop = Failed("not sent: cancelled", interrupted=True)
             report.update({i: stop for i in batch})
         except DeliveryError as exc:
-            report[batch[0]] = failure(exc)
-            stop = Failed(f"not sent, destination down: {exc}")
+            report[batch[0]] = Failed(str(exc), permanent=not exc.retriable, down=True)
+            stop = Failed(f"not sent, destination down: {exc}", down=True)
             report.update({i: stop for i in batch[1:]})
     return report
 
@@ -98,6 +99,6 @@ def send_each(files: Sequence[FileItem], send_one: Callable[[bytes], object], ca
             stop = Failed("not sent: cancelled", interrupted=True)
             report[item.instance_id] = stop
         except DeliveryError as exc:
-            report[item.instance_id] = failure(exc)
-            stop = Failed(f"not sent, destination down: {exc}")
+            report[item.instance_id] = Failed(str(exc), permanent=not exc.retriable, down=True)
+            stop = Failed(f"not sent, destination down: {exc}", down=True)
     return report

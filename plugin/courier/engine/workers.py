@@ -156,7 +156,8 @@ class Engine:
         def cancelled() -> bool:        # stop when the router stops or every task of the batch was cancelled
             return self._stop.is_set() or self.store.tasks.running_of(owner) == 0
         why = "the router stopped"
-        attempts += [self._delivered(d, why) for d in self.deliverer.deliver(ready, manifests, cancelled)]
+        deliveries = self.deliverer.deliver(ready, manifests, cancelled, lambda done: self.store.tasks.progress(owner, done))
+        attempts += [self._delivered(d, why) for d in deliveries]
         recorded = self.store.tasks.finish_attempts(owner, attempts)
         for attempt in attempts:
             if attempt.state == SUCCESS and attempt.task.delete_after and attempt.task.id in recorded:
@@ -187,7 +188,8 @@ class Engine:
                 if self._stop.is_set() or self.store.jobs.is_paused(task.job_id):
                     self.store.tasks.release(owner, [task.id], "router stopping" if self._stop.is_set() else "job paused")
                     return
-                (delivery,) = self.deliverer.deliver([task], {task.id: manifest}, interrupted)
+                (delivery,) = self.deliverer.deliver([task], {task.id: manifest}, interrupted,
+                                                     lambda done: self.store.tasks.progress(owner, done))
                 attempt = self._delivered(delivery, "the router stopped" if self._stop.is_set() else "job paused")
         recorded = self.store.tasks.finish_attempts(owner, [attempt])
         if task.delete_after and (attempt.state in FINAL_STATES or task.id not in recorded):

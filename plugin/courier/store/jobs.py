@@ -26,11 +26,11 @@ class Jobs:
                                  json.dumps(trial) if trial else None)).lastrowid
             for t in targets:
                 db.execute("INSERT INTO tasks (route, destination, level, resource_id, state, priority, next_attempt_at,"
-                           " created_at, updated_at, delete_after, profile, job_id, source, study_uid, series_uid, study_id)"
-                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           " created_at, updated_at, delete_after, profile, job_id, source, study_uid, series_uid, study_id,"
+                           " patient_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            (f"job-{job_id}", destination, "Series" if t.series_uid else "Study", t.resource_id, PENDING,
                             100 if urgent else 0, now, now, now, int(not t.present), profile, job_id, source, t.study_uid,
-                            t.series_uid, t.study_id))
+                            t.series_uid, t.study_id, t.patient_id))
             write_audit(db, now, [AuditEvent("job-created", actor=actor, route=f"job-{job_id}", destination=destination,
                                         detail={"job": job_id, "source": source, "tasks": len(targets)})])
         return job_id

@@ -27,6 +27,7 @@ class JobTarget:
     study_id: str                     # Orthanc ID of the study
     present: bool                     # already in Courier's Orthanc before the job (then never deleted)
     series_uid: Optional[str] = None
+    patient_id: Optional[str] = None  # the source's PatientID (a Patient Root C-MOVE or C-GET needs it)
 
 
 @dataclass(frozen=True)
@@ -105,11 +106,12 @@ class Task:
     study_id: Optional[str] = None    # Orthanc ID of the study a job task fetches into
     reviewed: bool = False            # released from quarantine by an admin: no burned-in check
     phase: Optional[str] = None       # a RUNNING job task: "fetch", then "send"
+    patient_id: Optional[str] = None  # a job task: the source's PatientID
 
     COLUMNS = ("id", "route", "destination", "level", "resource_id", "state", "priority", "attempts",
                "next_attempt_at", "created_at", "updated_at", "finished_at", "heartbeat_at", "owner",
                "last_error", "delete_after", "expected", "delivered", "bytes", "profile", "job_id", "source",
-               "study_uid", "series_uid", "study_id", "reviewed", "phase")
+               "study_uid", "series_uid", "study_id", "reviewed", "phase", "patient_id")
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "Task":

@@ -160,3 +160,8 @@ def m012_courier_owned_stability(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE completions (route TEXT NOT NULL, resource_id TEXT NOT NULL, level TEXT NOT NULL,"
                " routed_seq INTEGER NOT NULL, completed_at REAL NOT NULL, times INTEGER NOT NULL DEFAULT 1,"
                " PRIMARY KEY (route, resource_id))")
+
+
+@migrations()
+def m013_task_patient_id(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE tasks ADD COLUMN patient_id TEXT")      # a job task's PatientID, for Patient Root retrieves

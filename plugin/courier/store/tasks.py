@@ -173,6 +173,22 @@ class Tasks:
             db.execute("UPDATE tasks SET expected = (SELECT COUNT(*) FROM task_instances WHERE task_id = ?)"
                        " WHERE id = ?", (task_id, task_id))
 
+    def progress(self, owner: str, delivered: Mapping[int, Sequence[str]]) -> None:
+        """Instances acknowledged during an attempt (counted at once, so a job's progress moves per
+        instance); tasks no longer RUNNING for `owner` are left alone. The attempt's outcome, the
+        counters and the audit line come with finish_attempts."""
+        with self.database.transaction() as db:
+            for task_id, ids in delivered.items():
+                if db.execute("SELECT 1 FROM tasks WHERE id = ? AND state = ? AND owner = ?",
+                              (task_id, RUNNING, owner)).fetchone() is None:
+                    continue
+                db.executemany("UPDATE task_instances SET delivered = 1 WHERE task_id = ? AND instance_id = ?",
+                               [(task_id, i) for i in ids])
+                db.execute("UPDATE tasks SET"
+                           " delivered = (SELECT COUNT(*) FROM task_instances WHERE task_id = ? AND delivered = 1),"
+                           " bytes = (SELECT COALESCE(SUM(size), 0) FROM task_instances WHERE task_id = ? AND delivered = 1)"
+                           " WHERE id = ?", (task_id, task_id, task_id))
+
     def finish_attempts(self, owner: str, attempts: Sequence[Attempt]) -> list[int]:
         """Record the result of one attempt of each task, in one transaction. Returns the ids
         recorded; a task cancelled (or taken by another worker) meanwhile is left as it is."""

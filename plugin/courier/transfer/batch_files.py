@@ -6,8 +6,9 @@ Two kinds, as ADIT has them:
     query      PatientID | PatientName + PatientBirthDate, [AccessionNumber], [StudyDate],
                [ModalitiesInStudy], [StudyDescription], [ID]
 
-The whole file is checked before anything runs; one bad cell stops the batch, and the report
-names each problem by line (as a spreadsheet numbers them, header = 1) and column. Cross-row
+The whole file is checked before anything runs, and the report names every problem of the file
+at once (a missing column does not hide the bad cells of the others) by line (as a spreadsheet
+numbers them, header = 1) and column; one problem stops the batch. Cross-row
 checks: a study belongs to one patient, a patient has one pseudonym.
 """
 from __future__ import annotations
@@ -57,10 +58,13 @@ def read_table(data: bytes, file_name: str) -> list[list[str]]:
     if file_name.lower().endswith(".xlsx") or data[:4] == b"PK\x03\x04":
         from openpyxl import load_workbook
         try:
-            sheet = load_workbook(io.BytesIO(data), read_only=True, data_only=True).worksheets[0]
+            values = load_workbook(io.BytesIO(data), read_only=True, data_only=True).worksheets[0]
+            formulas = load_workbook(io.BytesIO(data), read_only=True, data_only=False).worksheets[0]
         except Exception as exc:  # noqa: BLE001 - any unreadable workbook
             raise ValueError(f"{file_name}: not a readable XLSX workbook ({type(exc).__name__})") from None
-        return [[_cell_text(value) for value in row] for row in sheet.iter_rows(values_only=True)]
+        return [[_cell_text(value, formula) for value, formula in zip(row, written, strict=False)]
+                for row, written in zip(values.iter_rows(values_only=True), formulas.iter_rows(values_only=True),
+                                        strict=False)]
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -70,7 +74,19 @@ def read_table(data: bytes, file_name: str) -> list[list[str]]:
     return [row for row in csv.reader(io.StringIO(text), delimiter=delimiter)]
 
 
-def _cell_text(value: Any) -> str:
+class UncomputedFormula(str):
+    """An empty cell that holds a formula whose value the file does not carry (a workbook written
+    by a program, never opened and saved in a spreadsheet): reported, never read as empty."""
+
+    def __new__(cls, formula: str) -> "UncomputedFormula":
+        cell = super().__new__(cls, "")
+        cell.formula = formula
+        return cell
+
+
+def _cell_text(value: Any, written: Any = None) -> str:
+    if value is None and isinstance(written, str) and written.startswith("="):
+        return UncomputedFormula(written)
     if value is None:
         return ""
     if isinstance(value, float) and value.is_integer():
@@ -93,11 +109,9 @@ def validate(table: list[list[str]], kind: str) -> Parsed:
     for _position, name in enumerate(header):
         if name and name not in known:
             result.problems.append(Problem(1, name, f"unknown column; expected {', '.join(known)}"))
-    for name in COLUMNS[kind]["required"]:
-        if name not in header:
-            result.problems.append(Problem(1, name, "required column missing"))
-    if result.problems:
-        return result
+    missing = [name for name in COLUMNS[kind]["required"] if name not in header]
+    for name in missing:
+        result.problems.append(Problem(1, name, "required column missing"))
     if len(table) - 1 > MAX_ROWS:
         result.problems.append(Problem(len(table), "", f"more than {MAX_ROWS} rows; split the file"))
         return result
@@ -107,8 +121,12 @@ def validate(table: list[list[str]], kind: str) -> Parsed:
         row = {"line": line}
         for position, name in enumerate(header):
             if name:
-                row[name] = str(cells[position]).strip() if position < len(cells) else ""
-        _check_row(row, kind, result.problems)
+                cell = cells[position] if position < len(cells) else ""
+                if isinstance(cell, UncomputedFormula):
+                    result.problems.append(Problem(line, name, f"a formula ({cell.formula}) without a saved value: open "
+                                                               "the file in a spreadsheet and save it, or paste the values"))
+                row[name] = str(cell).strip()
+        _check_row(row, kind, result.problems, [n for n in header if n])
         result.rows.append(row)
     if not result.rows and not result.problems:
         result.problems.append(Problem(2, "", "no rows below the header"))
@@ -116,11 +134,14 @@ def validate(table: list[list[str]], kind: str) -> Parsed:
     return result
 
 
-def _check_row(row: dict, kind: str, problems: list[Problem]) -> None:
+def _check_row(row: dict, kind: str, problems: list[Problem], columns: list[str]) -> None:
     line = row["line"]
     for name in COLUMNS[kind]["required"]:
-        if not row.get(name):
+        if name in columns and not row.get(name):
             problems.append(Problem(line, name, "empty"))
+    if kind == "transfer" and "Pseudonym" in columns and not row.get("Pseudonym"):
+        problems.append(Problem(line, "Pseudonym", "empty: with a Pseudonym column every row needs one (or drop the "
+                                                   "column to use the profile's pseudonyms)"))
     for name, limit in _TEXT_LIMITS.items():
         if len(row.get(name, "")) > limit:
             problems.append(Problem(line, name, f"longer than {limit} characters"))

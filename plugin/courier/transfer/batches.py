@@ -73,8 +73,10 @@ def transfer_results(rows: list[dict], tasks_by_target: dict[tuple[str, str], di
 
 
 def failed(kind: str, results: list[dict]) -> list[dict]:
+    """Rows that failed: for a transfer, those whose task ended without everything (not those still
+    PENDING or RUNNING); for a query, those with an error."""
     if kind == "transfer":
-        return [r for r in results if r["State"] != "SUCCESS"]
+        return [r for r in results if r["State"] in ("WARNING", "FAILURE", "CANCELED")]
     return [r for r in results if r.get("Error")]
 
 
@@ -88,7 +90,8 @@ def targets_of(rows: list[dict], present: Callable[[str, str], bool]) -> list[Jo
         study_id = orthanc_id(row["PatientID"], study_uid)
         resource_id = orthanc_id(row["PatientID"], study_uid, series_uid) if series_uid else study_id
         seen[(study_uid, series_uid or "")] = JobTarget(study_uid, resource_id, study_id,
-                                                        present("series" if series_uid else "studies", resource_id), series_uid)
+                                                        present("series" if series_uid else "studies", resource_id), series_uid,
+                                                        row["PatientID"])
     return list(seen.values())
 
 

@@ -34,9 +34,11 @@ def orthanc_study_id(patient_id: str, study_uid: str) -> str:
 
 
 def expected_uids(rest: OrthancRest, source: str, study_uid: str, search: Callable,
-                  series_uid: Optional[str] = None) -> list[str]:
-    answers = search(rest, source, "IMAGE", {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid or "",
-                                             "SOPInstanceUID": ""})
+                  series_uid: Optional[str] = None, patient_id: Optional[str] = None) -> list[str]:
+    keys = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid or "", "SOPInstanceUID": ""}
+    if patient_id:
+        keys["PatientID"] = patient_id              # Patient Root needs it above the study
+    answers = search(rest, source, "IMAGE", keys)
     return sorted({a["SOPInstanceUID"] for a in answers if a.get("SOPInstanceUID")})
 
 
@@ -51,28 +53,38 @@ def present_instances(rest: OrthancRest, resource_id: str, level: str = "Study")
     return {c["MainDicomTags"].get("SOPInstanceUID", ""): (c["ID"], c.get("FileSize", 0)) for c in children}
 
 
-def _identifier(study_uid: str, series_uid: Optional[str]):
+def _identifier(study_uid: str, series_uid: Optional[str], patient_id: Optional[str] = None):
     from pydicom.dataset import Dataset
 
     identifier = Dataset()
     identifier.QueryRetrieveLevel = "SERIES" if series_uid else "STUDY"
+    if patient_id is not None:
+        identifier.PatientID = patient_id           # Patient Root: the unique key of the level above
     identifier.StudyInstanceUID = study_uid
     if series_uid:
         identifier.SeriesInstanceUID = series_uid
     return identifier
 
 
+def _model(query_model: str, service: str):
+    """The retrieve information model of a node's QueryModel (StudyRoot or PatientRoot)."""
+    from pynetdicom import sop_class
+
+    return getattr(sop_class, f"{'PatientRoot' if query_model == 'PatientRoot' else 'StudyRoot'}"
+                              f"QueryRetrieveInformationModel{service}")
+
+
 def c_move(node: Node, local_aet: str, study_uid: str, cancelled: Callable[[], bool],
            timeout: float = 3600.0, dimse_timeout: float = 600.0, move_aet: str = "",
-           series_uid: Optional[str] = None) -> dict:
-    """C-MOVE the study to `move_aet` (default: `local_aet`, Courier's Orthanc). Returns the final
-    response's counts; DeliveryError if the association fails, the move is refused, cancelled or
-    too slow."""
-    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as MOVE
+           series_uid: Optional[str] = None, query_model: str = "StudyRoot", patient_id: Optional[str] = None) -> dict:
+    """C-MOVE the study to `move_aet` (default: `local_aet`, Courier's Orthanc), in the node's
+    information model (Patient Root asks with the PatientID too). Returns the final response's
+    counts; DeliveryError if the association fails, the move is refused, cancelled or too slow."""
+    move_model = _model(query_model, "Move")
 
-    assoc = open_association(node, local_aet, [MOVE], dimse_timeout, "C-MOVE")
-    identifier = _identifier(study_uid, series_uid)
-    return _run_retrieve(assoc, lambda: assoc.send_c_move(identifier, move_aet or local_aet, MOVE, msg_id=1), MOVE,
+    assoc = open_association(node, local_aet, [move_model], dimse_timeout, "C-MOVE")
+    identifier = _identifier(study_uid, series_uid, patient_id if query_model == "PatientRoot" else None)
+    return _run_retrieve(assoc, lambda: assoc.send_c_move(identifier, move_aet or local_aet, move_model, msg_id=1), move_model,
                          node.id, "C-MOVE", cancelled, timeout)
 
 
@@ -119,11 +131,11 @@ def _run_retrieve(assoc, responses: Callable, model, node_id: str, name: str, ca
 
 def c_get(node: Node, local_aet: str, study_uid: str, store: Callable[[bytes], None],
           cancelled: Callable[[], bool], timeout: float = 3600.0, dimse_timeout: float = 600.0,
-          series_uid: Optional[str] = None) -> dict:
+          series_uid: Optional[str] = None, query_model: str = "StudyRoot", patient_id: Optional[str] = None) -> dict:
     """C-GET the study with pynetdicom (Orthanc 1.10.1 has no C-GET client); each received
     instance is handed to `store` (an upload into Orthanc) before it is acknowledged."""
     from pynetdicom import StoragePresentationContexts, build_role, evt
-    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet as GET
+    get_model = _model(query_model, "Get")
 
     storage = [context.abstract_syntax for context in StoragePresentationContexts[:127]]   # 128 at most
     roles = [build_role(syntax, scp_role=True) for syntax in storage]
@@ -134,10 +146,10 @@ def c_get(node: Node, local_aet: str, study_uid: str, store: Callable[[bytes], N
             return 0x0000
         except Exception:  # noqa: BLE001 - refuse this one instance, it will be missing
             return 0xA700
-    assoc = open_association(node, local_aet, [GET] + storage, dimse_timeout, "C-GET", ext_neg=roles,
+    assoc = open_association(node, local_aet, [get_model] + storage, dimse_timeout, "C-GET", ext_neg=roles,
                              evt_handlers=[(evt.EVT_C_STORE, on_store)])
-    identifier = _identifier(study_uid, series_uid)
-    return _run_retrieve(assoc, lambda: assoc.send_c_get(identifier, GET, msg_id=1), GET, node.id, "C-GET",
+    identifier = _identifier(study_uid, series_uid, patient_id if query_model == "PatientRoot" else None)
+    return _run_retrieve(assoc, lambda: assoc.send_c_get(identifier, get_model, msg_id=1), get_model, node.id, "C-GET",
                          cancelled, timeout)
 
 

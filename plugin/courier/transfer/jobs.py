@@ -106,14 +106,19 @@ def resolve(rest: OrthancRest, config: CourierConfig, source: str, items: list[d
             for study in studies:
                 study_id = orthanc_id(study["PatientID"], study["StudyInstanceUID"])
                 if not series_filters:
-                    found.append(JobTarget(study["StudyInstanceUID"], study_id, study_id, _present(rest, "studies", study_id)))
+                    found.append(JobTarget(study["StudyInstanceUID"], study_id, study_id, _present(rest, "studies", study_id),
+                                           patient_id=study["PatientID"]))
                     continue
-                series = find(rest, source, "SERIES", {"StudyInstanceUID": study["StudyInstanceUID"], **series_filters},
-                              search=search)["Answers"]
-                for one in series:
+                answer = find(rest, source, "SERIES", {"StudyInstanceUID": study["StudyInstanceUID"],
+                                                       "PatientID": study["PatientID"], **series_filters}, search=search)
+                unchecked = [k for k in answer["NotAppliedByNode"] if k in series_filters]
+                if unchecked:
+                    raise ApiError(409, f"Items[{index}].{unchecked[0]}: {source} does not return {unchecked[0]} at series "
+                                        f"level, so Courier cannot select series by it; use SeriesInstanceUID or Modality")
+                for one in answer["Answers"]:
                     series_id = orthanc_id(study["PatientID"], study["StudyInstanceUID"], one["SeriesInstanceUID"])
                     found.append(JobTarget(study["StudyInstanceUID"], series_id, study_id,
-                                           _present(rest, "series", series_id), one["SeriesInstanceUID"]))
+                                           _present(rest, "series", series_id), one["SeriesInstanceUID"], study["PatientID"]))
         except DeliveryError as exc:
             raise ApiError(502, f"Items[{index}]: query on {source}: {exc}") from None
         if not found:
@@ -131,6 +136,11 @@ def _present(rest: OrthancRest, level_path: str, resource_id: str) -> bool:
         return True
     except DeliveryError:
         return False
+
+
+def _direct(job: Job, settings) -> bool:
+    """A direct C-MOVE: the instances never pass through Courier, whose byte count is unknown."""
+    return bool(settings and not job.profile and job.destination in settings.direct_move_to)
 
 
 def summary(job: Job, now: float, config: Optional[CourierConfig] = None) -> dict:
@@ -163,5 +173,5 @@ def summary(job: Job, now: float, config: Optional[CourierConfig] = None) -> dic
             "Pseudonymize": job.profile, "Trial": dict(job.trial), "Urgent": job.urgent, "CreatedBy": job.created_by,
             "CreatedAt": job.created_at, "Tasks": {"Total": total, "Done": done, **tasks},
             "Instances": {"Expected": job.instances_expected, "Delivered": job.instances_delivered},
-            "Bytes": job.bytes, "InstancesPerSecond": round(rate, 2),
+            "Bytes": None if _direct(job, settings) else job.bytes, "InstancesPerSecond": round(rate, 2),
             "EtaSeconds": round(remaining / rate) if rate > 0 and status in ("RUNNING", "PENDING") else None}

@@ -81,10 +81,17 @@ def _wildcard(pattern: str, value: str, case_insensitive: bool) -> bool:
     return re.fullmatch(regex, value, re.IGNORECASE if case_insensitive else 0) is not None
 
 
+def unanswered(answer: Mapping[str, str], filters: Mapping[str, str]) -> set[str]:
+    """Filter keys with a value that the answer does not carry at all: the node neither applied nor
+    returned them (DCMTK's dcmqrscp ignores ModalitiesInStudy, returns no SeriesDescription)."""
+    return {key for key, wanted in filters.items() if wanted not in ("", "*") and key not in answer}
+
+
 def matches(answer: Mapping[str, str], filters: Mapping[str, str]) -> bool:
-    """Does one answer satisfy the filters, as a PACS that honours them would have checked?"""
+    """Does one answer satisfy the filters, as a PACS that honours them would have checked? A key
+    the answer does not carry cannot refute it (see `unanswered`)."""
     for key, wanted in filters.items():
-        if wanted in ("", "*"):
+        if wanted in ("", "*") or key not in answer:
             continue
         value = str(answer.get(key, "") or "")
         if key in ("StudyDate", "PatientBirthDate"):

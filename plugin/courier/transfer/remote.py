@@ -6,7 +6,7 @@ from typing import Any, Callable, Mapping, Optional
 
 from courier.errors import DeliveryError
 from courier.orthanc_rest import OrthancRest
-from courier.transfer.query import RETURNED, matches, split_range
+from courier.transfer.query import RETURNED, matches, split_range, unanswered
 
 ORTHANC_LEVEL = {"PATIENT": "Patient", "STUDY": "Study", "SERIES": "Series", "IMAGE": "Instance"}
 MAX_SPLITS = 64
@@ -18,7 +18,8 @@ def echo(rest: OrthancRest, node_id: str, kind: str) -> tuple[bool, str]:
         if kind == "dicom":
             rest.post_json(f"/modalities/{node_id}/echo", {}, timeout=60)
         elif kind == "dicomweb":
-            rest.post_json(f"/dicom-web/servers/{node_id}/get", {"Uri": "/studies?limit=1"}, timeout=60)
+            # orthanc-dicomweb wants the query string in Arguments, not in Uri
+            rest.post_json(f"/dicom-web/servers/{node_id}/get", {"Uri": "/studies", "Arguments": {"limit": "1"}}, timeout=60)
         else:
             rest.get_json(f"/peers/{node_id}/system")
         return True, "ok"
@@ -137,12 +138,18 @@ def search_for(kind: str, node=None, settings=None, local_aet: str = "COURIER") 
 def find(rest: OrthancRest, node_id: str, level: str, filters: Mapping[str, str], max_results: int = 0,
          today: Optional[datetime.date] = None, search: Callable = c_find) -> dict:
     """C-FIND with every returned key requested, answers re-filtered locally, and the StudyDate
-    range halved whenever the node answers as many results as its cap (it may have more)."""
+    range halved whenever the node answers as many results as its cap (it may have more).
+
+    An answer without a filter's key cannot be refuted by it, so it is kept, and the key is
+    reported in `NotAppliedByNode`; except ModalitiesInStudy, which Courier then checks itself
+    with a SERIES-level query of the study (`NarrowedBySeries`)."""
     today = today or datetime.date.today()
     keys = {key: "" for key in RETURNED[level]}
     keys.update(filters)
     answers: dict[str, dict] = {}
     dropped, splits = 0, 0
+    not_applied: set[str] = set()
+    narrowed: set[str] = set()
     pending = [dict(keys)]
     while pending:
         current = pending.pop()
@@ -155,6 +162,12 @@ def find(rest: OrthancRest, node_id: str, level: str, filters: Mapping[str, str]
                 pending += [dict(current, StudyDate=half) for half in halves]
                 continue
         for answer in found:
+            missing = unanswered(answer, filters)
+            if level == "STUDY" and "ModalitiesInStudy" in missing and answer.get("StudyInstanceUID"):
+                answer = dict(answer, ModalitiesInStudy=_modalities_of(rest, node_id, answer, search))
+                missing.discard("ModalitiesInStudy")
+                narrowed.add("ModalitiesInStudy")
+            not_applied |= missing
             if matches(answer, filters):
                 uid = answer.get({"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID"}[level], "")
                 answers[uid] = {key: answer.get(key, "") for key in RETURNED[level]}
@@ -164,7 +177,15 @@ def find(rest: OrthancRest, node_id: str, level: str, filters: Mapping[str, str]
             raise DeliveryError(f"{node_id} answered its maximum of {max_results} results for a query that cannot be "
                                 f"split further; narrow the filters", retriable=False)
     return {"Answers": sorted(answers.values(), key=lambda a: (a.get("StudyDate", ""), a.get("PatientID", ""))),
-            "Refiltered": dropped, "Splits": splits}
+            "Refiltered": dropped, "Splits": splits, "NotAppliedByNode": sorted(not_applied),
+            "NarrowedBySeries": sorted(narrowed)}
+
+
+def _modalities_of(rest: OrthancRest, node_id: str, study: Mapping[str, str], search: Callable) -> str:
+    """ModalitiesInStudy from the study's series, for a node that does not answer it."""
+    series = search(rest, node_id, "SERIES", {"StudyInstanceUID": study["StudyInstanceUID"],
+                                             "PatientID": study.get("PatientID", ""), "Modality": ""})
+    return "\\".join(sorted({s.get("Modality", "") for s in series if s.get("Modality")}))
 
 
 def search_of(config, node_id: str) -> Callable:

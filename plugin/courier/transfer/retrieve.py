@@ -37,9 +37,13 @@ class Retriever:
     def _cancelled(self, task: Task) -> Callable[[], bool]:
         return lambda: self.store.tasks.state_of(task.id) == CANCELED or self.stopping()
 
+    def _patient_root(self, node_id: str) -> bool:
+        settings = self.config.node_settings.get(node_id)
+        return bool(settings and settings.query_model == "PatientRoot")
+
     def _expected(self, task: Task, node_id: str) -> list[str]:
         expected = fetch.expected_uids(self.rest, node_id, task.study_uid, search_of(self.config, node_id),
-                                       task.series_uid)
+                                       task.series_uid, task.patient_id if self._patient_root(node_id) else None)
         if not expected:
             raise DeliveryError(f"{node_id} lists no instance of {task.level.lower()} {task.series_uid or task.study_uid}")
         return expected
@@ -52,14 +56,15 @@ class Retriever:
         delivered = {i.sop_instance_uid for i in self.store.tasks.manifests([task.id])[task.id] if i.delivered}
         if any(uid not in present and uid not in delivered for uid in expected):
             cancelled = self._cancelled(task)
-            method = self.config.node_settings[node.id].retrieve_method
-            if method == "WADO":
+            settings = self.config.node_settings[node.id]
+            model = {"query_model": settings.query_model, "patient_id": task.patient_id}
+            if settings.retrieve_method == "WADO":
                 fetch.wado(self.rest, node.id, task.study_uid, cancelled, series_uid=task.series_uid)
-            elif method == "C-GET":
-                fetch.c_get(node, self.config.local_aet, task.study_uid,
-                            lambda data: self.rest.post_bytes("/instances", data), cancelled, series_uid=task.series_uid)
+            elif settings.retrieve_method == "C-GET":
+                fetch.c_get(node, self.config.local_aet, task.study_uid, lambda data: self.rest.post_bytes("/instances", data),
+                            cancelled, series_uid=task.series_uid, **model)
             else:
-                fetch.c_move(node, self.config.local_aet, task.study_uid, cancelled, series_uid=task.series_uid)
+                fetch.c_move(node, self.config.local_aet, task.study_uid, cancelled, series_uid=task.series_uid, **model)
             present = fetch.present_instances(self.rest, task.resource_id, task.level)
         items = [ManifestItem(present[uid][0], uid, present[uid][1]) if uid in present
                  else ManifestItem(f"{MISSING}{uid}", uid) for uid in expected]
@@ -78,7 +83,8 @@ class Retriever:
         manifest = [ManifestItem(f"{DIRECT}{uid}", uid) for uid in expected]
         self.store.tasks.replace_manifest(task.id, manifest)
         counts = fetch.c_move(source, self.config.local_aet, task.study_uid, self._cancelled(task),
-                              move_aet=target.aet, series_uid=task.series_uid)
+                              move_aet=target.aet, series_uid=task.series_uid,
+                              query_model=self.config.node_settings[source.id].query_model, patient_id=task.patient_id)
         if "C-FIND" in self.config.node_settings[target.id].capabilities:
             arrived = set(fetch.expected_uids(self.rest, target.id, task.study_uid, search_of(self.config, target.id),
                                               task.series_uid))

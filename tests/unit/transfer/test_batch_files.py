@@ -72,3 +72,28 @@ def test_exports_escape_formulas():
     assert list(csv.reader(io.StringIO(to_csv(["A", "B"], rows).decode())))[1] == ["'=HYPERLINK(\"x\")", "2"]
     sheet = load_workbook(io.BytesIO(to_xlsx(["A", "B"], rows))).active
     assert sheet["A2"].value == "'=HYPERLINK(\"x\")" and sheet["B2"].value == 2
+
+
+def test_a_missing_column_does_not_hide_the_other_problems_of_the_file():
+    found, _ = problems("StudyInstanceUID,ID\nnot-a-uid,a\n1.2.3,\n")
+    assert found == [(1, "PatientID", "required column missing"),
+                     (2, "StudyInstanceUID", "not a UID (digits and dots, at most 64)")]
+
+
+def test_an_empty_pseudonym_cell_is_an_error_not_a_quarantine_later():
+    found, _ = problems(f"PatientID,StudyInstanceUID,Pseudonym\nP1,{UID1},S1\nP2,{UID2},\n")
+    assert found == [(3, "Pseudonym", "empty: with a Pseudonym column every row needs one (or drop the column to use "
+                                      "the profile's pseudonyms)")]
+
+
+def test_an_xlsx_formula_without_a_saved_value_is_reported_not_read_as_empty():
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.append(["PatientID", "StudyInstanceUID"])
+    sheet.append(["P1", UID1])
+    sheet.append(["=A2", UID2])                      # openpyxl writes no cached value, as scripts do
+    out = io.BytesIO()
+    workbook.save(out)
+    found, _ = problems(out.getvalue(), name="list.xlsx")
+    assert (3, "PatientID", "a formula (=A2) without a saved value: open the file in a spreadsheet and save it, or "
+                            "paste the values") in found

@@ -77,3 +77,18 @@ def test_a_cap_that_cannot_be_split_is_an_error_not_a_silent_truncation():
     search, _ = sloppy_pacs(cap=2)
     one_day = find(None, "pacs", "STUDY", {"StudyDate": "20240101"}, max_results=2, search=search)
     assert [a["StudyInstanceUID"] for a in one_day["Answers"]] == ["1.2.0"]      # under the cap: complete
+
+
+def test_an_answer_without_the_filtered_key_is_kept_and_the_key_reported():
+    """DCMTK's dcmqrscp ignores ModalitiesInStudy and does not return it; it returns no SeriesDescription."""
+    assert matches({"StudyInstanceUID": "1.2"}, {"StudyDescription": "knee*"}) is True
+    assert matches({"StudyDescription": ""}, {"StudyDescription": "knee*"}) is False      # returned empty: refuted
+    series = {"1.2.1": ["CT", "SR"], "1.2.2": ["MR"]}
+
+    def search(rest, node, level, keys):
+        if level == "SERIES":
+            return [{"StudyInstanceUID": keys["StudyInstanceUID"], "Modality": m} for m in series[keys["StudyInstanceUID"]]]
+        return [{"StudyInstanceUID": uid, "PatientID": "P"} for uid in series]     # no ModalitiesInStudy, no description
+    result = find(None, "qr", "STUDY", {"ModalitiesInStudy": "MR", "StudyDescription": "knee*"}, search=search)
+    assert [(a["StudyInstanceUID"], a["ModalitiesInStudy"]) for a in result["Answers"]] == [("1.2.2", "MR")]
+    assert result["NarrowedBySeries"] == ["ModalitiesInStudy"] and result["NotAppliedByNode"] == ["StudyDescription"]
