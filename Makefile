@@ -5,12 +5,14 @@ PY := $(VENV)/bin/python
 CONFIG ?= orthanc.json
 DEB_PACKAGES := orthanc orthanc-python orthanc-dicomweb dcmtk python3-venv
 # libatomic1: the Node.js that Playwright bundles needs it, and a minimal Debian lacks it.
-TEST_DEB_PACKAGES := chromium libatomic1
+# postgresql, orthanc-postgresql, haproxy: the tests of several routers on one PostgreSQL.
+TEST_DEB_PACKAGES := chromium libatomic1 postgresql orthanc-postgresql haproxy
+CLUSTER_DEB_PACKAGES := postgresql orthanc-postgresql haproxy
 APT_STAMP := $(VENV)/.apt-done
 TEST_APT_STAMP := $(VENV)/.apt-test-done
 PIP_STAMP := $(VENV)/.pip-done
 
-.PHONY: install run test lint unit integration bench clean
+.PHONY: install run cluster test lint unit integration bench clean
 
 # Never trust a $(VENV) this Makefile did not make: orthanc-python embeds /usr/bin/python3, so the
 # venv must be made from it. A link (it may point anywhere, or nowhere on another machine) is
@@ -65,12 +67,25 @@ $(PIP_STAMP): requirements.txt requirements-test.txt $(APT_STAMP)
 
 # Orthanc runs in a session of its own and gets exactly one SIGTERM however make is stopped (a
 # signal to make, to its process group, Ctrl-C): a second one makes Orthanc 1.10.1 exit at once,
-# skipping its graceful stop and Courier's (tasks put back, nothing left RUNNING).
+# skipping its graceful stop and Courier's (tasks put back, nothing left RUNNING). The trap can run
+# twice (a signal to the group reaches this shell, and make forwards its own SIGTERM to it, both
+# before the first trap has run), hence the flag rather than resetting the trap.
 run: install
 	@mkdir -p data
 	@TCP_NODELAY=1 setsid Orthanc $(CONFIG) & orthanc=$$!; \
-	 trap 'trap "" TERM INT HUP; kill -TERM $$orthanc 2>/dev/null' TERM INT HUP; \
+	 trap '[ -n "$$stopping" ] || { stopping=1; kill -TERM $$orthanc 2>/dev/null; }' TERM INT HUP; \
 	 status=0; while kill -0 $$orthanc 2>/dev/null; do wait $$orthanc; status=$$?; done; exit $$status
+
+# Two routers on one PostgreSQL behind HAProxy, on loopback (see cluster/ and the README's
+# "Scaling out"): HTTP 8042 and DICOM 4242 on the balancer, the routers on 8142/4342 and 8242/4442.
+cluster: install
+	@missing=""; for p in $(CLUSTER_DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages for the cluster:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	@exec $(PY) cluster/run.py
 
 test: lint $(TEST_APT_STAMP)
 	TCP_NODELAY=1 $(PY) -m pytest -q tests
@@ -93,6 +108,7 @@ bench: install
 	TCP_NODELAY=1 $(PY) bench/bench_routing.py
 	TCP_NODELAY=1 $(PY) bench/bench_pseudonymize.py
 	TCP_NODELAY=1 $(PY) bench/bench_pull.py
+	TCP_NODELAY=1 $(PY) bench/bench_cluster.py
 
 clean:
 	rm -rf $(VENV) data test-output .pytest_cache

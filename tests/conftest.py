@@ -5,3 +5,22 @@ ROOT = Path(__file__).resolve().parent.parent
 for path in (ROOT / "plugin", ROOT / "tests"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One PostgreSQL server for the whole session, started on first use."""
+    from postgres import PostgresServer
+    server = PostgresServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres):
+    """A fresh, empty database of that server for one test."""
+    url = postgres.create_database()
+    yield url
+    postgres.drop_database(url)

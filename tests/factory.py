@@ -50,3 +50,30 @@ def write_instances(folder: Path, count: int = 1, **kwargs) -> list[Path]:
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
+
+
+def file_bytes(ds: Dataset, preamble: Optional[bytes] = None) -> bytes:
+    """`ds` as the bytes of a DICOM file (with `preamble`, 128 bytes, if given)."""
+    import io
+    if preamble is not None:
+        ds.preamble = preamble
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def encoded_against_its_header(ds: Dataset) -> bytes:
+    """A malformed file: its header says Explicit VR Little Endian, its data set is Implicit VR
+    (pydicom reads it, warning; DCMTK, so Orthanc, does not)."""
+    import io
+
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset, write_file_meta_info
+    header = io.BytesIO()
+    header.write(b"\x00" * 128 + b"DICM")
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    write_file_meta_info(header, ds.file_meta)
+    body = DicomBytesIO()
+    body.is_little_endian, body.is_implicit_VR = True, True
+    write_dataset(body, ds)
+    return header.getvalue() + body.getvalue()

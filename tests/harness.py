@@ -45,7 +45,10 @@ class Orthanc:
 
     def __init__(self, workdir: Path, name: str, courier: Optional[dict] = None, dicomweb: bool = False,
                  aet: Optional[str] = None, extra: Optional[dict] = None,
-                 http_port: Optional[int] = None, dicom_port: Optional[int] = None) -> None:
+                 http_port: Optional[int] = None, dicom_port: Optional[int] = None,
+                 postgresql: Optional[str] = None) -> None:
+        """`postgresql`: the URL of a database for Orthanc's own index and storage (the
+        orthanc-postgresql plugins), so that several Orthancs share them."""
         self.name = name
         self.dir = workdir / name
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -60,6 +63,8 @@ class Orthanc:
             plugins.append(str(PLUGINS / "libOrthancPython.so"))
         if dicomweb:
             plugins.append(str(PLUGINS / "libOrthancDicomWeb.so"))
+        if postgresql:
+            plugins += [str(PLUGINS / "libOrthancPostgreSQLIndex.so"), str(PLUGINS / "libOrthancPostgreSQLStorage.so")]
         self.config: dict[str, Any] = {
             "Name": name, "HttpPort": self.http_port, "DicomPort": self.dicom_port, "DicomAet": self.aet,
             "StorageDirectory": str(self.dir / "storage"), "IndexDirectory": str(self.dir / "storage"),
@@ -69,6 +74,14 @@ class Orthanc:
         }
         if dicomweb:
             self.config["DicomWeb"] = {"Enable": True, "Root": "/dicom-web/", "Servers": {}}
+        if postgresql:
+            user_host, database = postgresql.split("://", 1)[1].rsplit("/", 1)
+            user, host_port = user_host.split("@")
+            host, port = host_port.split(":")
+            self.config["PostgreSQL"] = {"EnableIndex": True, "EnableStorage": True, "Host": host, "Port": int(port),
+                                         "Database": database, "Username": user, "Password": "", "Lock": False,
+                                         "EnableSsl": False, "MaximumConnectionRetries": 20}
+            self.config["DatabaseServerIdentifier"] = name
         if courier is not None:
             self.config["PythonScript"] = str(REPO / "plugin" / "courier_entry.py")
             self.config["Courier"] = courier

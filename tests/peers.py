@@ -34,8 +34,9 @@ class SlowPacs:
     `moves` (StudyInstanceUID, monotonic time) and sends its instances to `router_port`, one every
     `seconds_per_instance`, stopping at a C-CANCEL."""
 
-    def __init__(self, instances: Sequence[Dataset], router_port: int, seconds_per_instance: float = 0.2,
+    def __init__(self, instances: Sequence[Dataset], router_port, seconds_per_instance: float = 0.2,
                  aet: str = "SLOW", patient_root: bool = False) -> None:
+        """`router_port`: where C-MOVEs go, or {move destination AE title: port} for several routers."""
         self.instances, self.router_port, self.delay, self.aet = list(instances), router_port, seconds_per_instance, aet
         self.port = free_port()
         self.identifiers: list[Dataset] = []           # every C-FIND identifier received
@@ -93,7 +94,12 @@ class SlowPacs:
         found = self._matching(event.identifier)
         with self._lock:
             self.moves.append((str(event.identifier.StudyInstanceUID), time.monotonic()))
-        yield "127.0.0.1", self.router_port
+        if isinstance(self.router_port, dict):
+            destination = event.move_destination.decode().strip() if isinstance(event.move_destination, bytes) \
+                else str(event.move_destination).strip()
+            yield "127.0.0.1", self.router_port[destination]
+        else:
+            yield "127.0.0.1", self.router_port
         yield len(found)
         for ds in found:
             if event.is_cancelled:

@@ -7,6 +7,7 @@ import socket
 import threading
 from typing import Any
 
+from courier.config.database import DatabaseSettings
 from courier.config.parse import CourierConfig, parse
 from courier.deid.ingest_gate import IngestGate
 from courier.deid.pseudonymizer import Pseudonymizer
@@ -16,11 +17,15 @@ from courier.engine.workers import Engine
 from courier.errors import ConfigError
 from courier.host import Host
 from courier.orthanc_rest import OrthancRest
+from courier.routing.admission import Admission
 from courier.routing.callers import CallerPolicy
 from courier.routing.follower import ChangeFollower
 from courier.routing.scripts import load_conditions
+from courier.store.database import Database, SQLiteDatabase
+from courier.store.postgres import PostgresDatabase
 from courier.store.records import AuditEvent
 from courier.store.store import Store
+from courier.web.guard import refused_unread
 from courier.web.http import Context
 from courier.web.metrics import MetricsPublisher
 from courier.web.routes import Api
@@ -30,12 +35,19 @@ log = logging.getLogger("courier")
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def open_database(settings: DatabaseSettings) -> Database:
+    """SQLite (one router) or PostgreSQL (several routers on one database)."""
+    if settings.kind == "postgresql":
+        return PostgresDatabase(settings.url, settings.password, pool_size=settings.pool_size)
+    os.makedirs(os.path.dirname(settings.path) or ".", exist_ok=True)
+    return SQLiteDatabase(settings.path)
+
+
 class Courier:
     def __init__(self, host: Host, config: CourierConfig) -> None:
         self.host, self.config = host, config
         self.run_script = run_script = load_conditions(config.scripts_directory, config.routes)
-        os.makedirs(os.path.dirname(config.database_path) or ".", exist_ok=True)
-        self.store = Store(config.database_path)
+        self.store = Store(open_database(config.database))
         self.rest = OrthancRest(config.orthanc_url, token=host.rest_token())
         self.callers = CallerPolicy(config.allowed_callers, config.known_callers)
         senders = build_senders(self.rest, config.destinations, config.folders, config.nodes, config.local_aet,
@@ -43,11 +55,11 @@ class Courier:
         for name, profile in config.profiles.items():
             if profile.lookup_rows:
                 self.store.crosswalk.load_lookup(name, profile.lookup_rows)
-        self.pseudonymizers = {name: Pseudonymizer(profile, patient_source(profile, self.store))
+        self.pseudonymizers = {name: Pseudonymizer(profile, patient_source(profile, self.store), source_ae=config.local_aet)
                                for name, profile in config.profiles.items()}
         self.engine = Engine(config, self.store, self.rest, senders, self.pseudonymizers)
         self.follower = ChangeFollower(self.store, self.rest, config.routes, self.callers, run_script,
-                                       on_tasks=self.engine.wake)
+                                       on_tasks=self.engine.wake, pseudonymizers=self.pseudonymizers)
         self.metrics = MetricsPublisher(self.store, host.set_metric)
         self.api = Api(Context(config, self.store, is_healthy=lambda: self.engine.running and self.follower.running,
                                pseudonymizers=self.pseudonymizers, rest=self.rest, wake_workers=self.engine.wake,
@@ -60,9 +72,10 @@ class Courier:
             gate = IngestGate(ingest_routes, self.pseudonymizers[ingest_routes[0].pseudonymize], self.store,
                               self.config.quarantine_directory)
             self.host.on_received_instance(gate.decide)
-        if self.callers.mode != "Any":       # the filter runs on Orthanc's DICOM thread: only when needed
-            self.host.on_incoming_cstore(self.callers.refuse_aet, self._record_refused_aet)
+        # on Orthanc's DICOM thread: unknown callers, and what Orthanc 1.10.1 could not render
+        self.host.on_incoming_cstore(Admission(self.callers).refuse, self._record_refused_aet)
         self.host.serve("/courier/", self.api.handle)
+        self.host.filter_requests("/courier/", refused_unread)
         with open(os.path.join(REPO_DIR, "web", "static", "orthanc-explorer.js")) as script:
             self.host.extend_explorer(script.read())
         self.host.on_change(self._on_change)
@@ -76,7 +89,7 @@ class Courier:
             self.follower.start()
             self.metrics.start()
             log.warning("Courier started: %d route(s), %d worker(s), database %s",
-                        len(self.config.routes), self.config.workers, self.config.database_path)
+                        len(self.config.routes), self.config.workers, self.config.database.describe())
         elif change == "ORTHANC_STOPPED":      # in parallel: a graceful stop must end within seconds
             stoppers = [threading.Thread(target=part.stop) for part in (self.follower, self.engine, self.metrics)]
             for thread in stoppers:
@@ -97,5 +110,9 @@ def install(orthanc: Any) -> Courier:
     except ConfigError as exc:
         log.error("%s", exc)
         raise SystemExit(str(exc)) from None     # Orthanc stops, printing the message
+    refusal = courier.store.routers.register(config.router_name, courier.engine.incarnation)
+    if refusal:
+        log.error("%s", refusal)
+        raise SystemExit(refusal)
     courier.install()
     return courier

@@ -2,15 +2,20 @@
 
 Everything else receives a Host (or plain callables), so the rest of Courier runs and is tested
 without Orthanc. Callbacks registered here run on Orthanc's threads with the GIL held: they must
-stay cheap (look up, wake a thread, answer from SQLite).
+stay cheap (look up, wake a thread, answer from SQLite). REST handlers run on Courier's own
+threads (BigStackRunner), since Orthanc's HTTP threads have too little stack for Python.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import queue
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
+from urllib.parse import unquote_plus
 
 
 @dataclass
@@ -20,6 +25,7 @@ class HttpRequest:
     query: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    parsed: Any = field(default=None, repr=False)     # the JSON body, once the web layer has checked it
 
 
 @dataclass
@@ -28,6 +34,60 @@ class HttpResponse:
     body: bytes
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+
+
+def decode_query(raw: Mapping[str, str]) -> dict[str, str]:
+    """The GET arguments as sent: Orthanc 1.10.1 gives a plugin's REST callback the query string's
+    names and values still percent-encoded ("a%20b", "jos%C3%A9"; measured). Bytes that are not
+    UTF-8 become lone surrogates (surrogateescape), which the web layer refuses with a 400."""
+    return {unquote_plus(k, errors="surrogateescape"): unquote_plus(v, errors="surrogateescape") for k, v in raw.items()}
+
+
+class BigStackRunner:
+    """Runs calls on Courier's own threads, which have `stack` bytes of stack, and waits for them.
+
+    Orthanc 1.10.1 serves HTTP on threads with 100 KiB stacks (measured with pthread_getattr_np
+    in a REST callback). Python code that recurses in C there overflows it and Orthanc segfaults:
+    json.loads of arrays nested ~530 deep, pydicom reading a DICOM file whose sequences nest 200
+    deep (a 6 KB file posted to /courier/routes/test stopped Orthanc). On these threads Python's
+    recursion limit raises RecursionError long before the stack ends. Threads are started when
+    none is idle, up to `most` (Orthanc's HttpThreadsCount: never fewer than requests in flight).
+    """
+
+    def __init__(self, most: int, stack: int = 16 * 1024 * 1024) -> None:
+        self.most, self.stack = most, stack
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = self._idle = 0
+
+    def run(self, function: Callable[..., Any], *args: Any) -> Any:
+        done: Future = Future()
+        with self._lock:
+            if self._idle == 0 and self._threads < self.most:
+                self._start()
+            self._idle -= 1
+        self._calls.put((function, args, done))
+        return done.result()
+
+    def _start(self) -> None:
+        previous = threading.stack_size(self.stack)
+        try:
+            threading.Thread(target=self._serve, name=f"courier-http-{self._threads}", daemon=True).start()
+        finally:
+            threading.stack_size(previous)
+        self._threads += 1
+        self._idle += 1
+
+    def _serve(self) -> None:
+        while True:
+            function, args, done = self._calls.get()
+            try:
+                done.set_result(function(*args))
+            except BaseException as exc:        # given to the waiting caller
+                done.set_exception(exc)
+            finally:
+                with self._lock:
+                    self._idle += 1
 
 
 class _OrthancLogHandler(logging.Handler):
@@ -80,15 +140,20 @@ class Host:
             self.orthanc.RegisterOnChangeCallback(dispatch)
         self._change_handlers.append(handler)
 
-    def on_incoming_cstore(self, refuse: Callable[[str], Optional[str]], record: Callable[[str, str], None]) -> None:
-        """`refuse(calling_aet)` returns a reason to refuse the C-STORE, or None to accept."""
+    def on_incoming_cstore(self, refuse: Callable[[str, Callable[[], bytes]], Optional[tuple[int, str]]],
+                           record: Callable[[str, str], None]) -> None:
+        """`refuse(calling_aet, data)` returns (DIMSE status, reason) to refuse the C-STORE, or None
+        to accept; `data()` gives the instance's bytes (read only if asked). It must not raise."""
         def cstore_filter(instance: Any) -> int:
             aet = instance.GetInstanceRemoteAet()
-            reason = refuse(aet)
-            if reason is None:
+            try:
+                refusal = refuse(aet, lambda: bytes(instance.GetInstanceData()))
+            except Exception as exc:  # noqa: BLE001 - a bug in a check never stores unchecked data silently
+                refusal = (0xC000, f"the C-STORE check failed: {type(exc).__name__}")
+            if refusal is None:
                 return 0
-            record(aet, reason)
-            return 0x0124          # Refused: not authorized (PS3.7 C.5.3)
+            record(aet, refusal[1])
+            return refusal[0]
         self.orthanc.RegisterIncomingCStoreInstanceFilter(cstore_filter)
 
     def on_received_instance(self, decide: Callable[[bytes], tuple[str, Optional[bytes]]]) -> None:
@@ -107,11 +172,20 @@ class Host:
         self.orthanc.RegisterReceivedInstanceCallback(callback)
 
     def serve(self, prefix: str, handler: Callable[[HttpRequest], HttpResponse]) -> None:
+        """Courier's REST callback. The handler runs on a thread with a big stack (BigStackRunner);
+        only the answer is given to Orthanc here, on Orthanc's HTTP thread."""
+        runner = BigStackRunner(int(self.configuration().get("HttpThreadsCount", 50)))
+
         def callback(output: Any, uri: str, **request: Any) -> None:
-            response = handler(HttpRequest(
+            response = runner.run(handler, HttpRequest(
                 method=request.get("method", "GET"), path=uri,
-                query={k: v for k, v in (request.get("get") or {}).items()},
+                query=decode_query(request.get("get") or {}),
                 body=request.get("body") or b"", headers=dict(request.get("headers") or {})))
+            if response.status == 405:
+                # Orthanc 1.10.1 refuses 405 through SendHttpStatus (it throws and the connection
+                # closes unanswered); SendMethodNotAllowed clears the headers and sends no body.
+                output.SendMethodNotAllowed(response.headers.get("Allow", ""))
+                return
             for name, value in response.headers.items():
                 output.SetHttpHeader(name, value)
             if response.status == 200:
@@ -121,6 +195,27 @@ class Host:
                 text = response.body.decode("utf-8")        # orthanc-python 4.0 wants str here
                 output.SendHttpStatus(response.status, text, len(response.body))
         self.orthanc.RegisterRestCallback(prefix + "(.*)", callback)
+
+    def filter_requests(self, prefix: str, refuse: Callable[[str, Mapping[str, str]], bool]) -> None:
+        """Orthanc's incoming-HTTP filter, for the URIs under `prefix`: `refuse(method, headers)`
+        (headers lower-case) True answers 403 Forbidden, with no body, before Orthanc reads the
+        request's body. The filter can only allow or forbid: it sees the method, URI, IP, headers
+        and (for GET) the arguments, never the body. It runs for every HTTP request Orthanc
+        serves (its own REST API, DICOMweb...), with the GIL: anything else is let through at once.
+        With a filter installed, a request whose URI or headers are not UTF-8 gets 500 from
+        orthanc-python 4.0 (it cannot make a str of them) on every route, not only Courier's."""
+        methods = {getattr(self.orthanc.HttpMethod, name, number): name
+                   for number, name in ((1, "GET"), (2, "POST"), (3, "PUT"), (4, "DELETE"))}
+
+        def http_filter(uri: str, method: int = 1, headers: Optional[Mapping[str, str]] = None, **_: Any) -> bool:
+            if not uri.startswith(prefix):
+                return True
+            try:
+                return not refuse(methods.get(method, "?"), headers or {})
+            except Exception:                   # a bug refuses Courier's request, never Orthanc's
+                logging.getLogger("courier").exception("incoming-HTTP filter on %s", uri)
+                return False
+        self.orthanc.RegisterIncomingHttpRequestFilter(http_filter)
 
     def extend_explorer(self, javascript: str) -> None:
         self.orthanc.ExtendOrthancExplorer(javascript)

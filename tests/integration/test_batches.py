@@ -57,7 +57,11 @@ def test_a_transfer_batch_with_pseudonyms_runs_and_exports_results(cluster, tmp_
         ("2", "row-1", "SUCCESS", "2"), ("3", "row-2", "SUCCESS", "1")]
     failed = requests.get(f"{node.url}/courier/batches/{batch_id}/failed.csv", timeout=10).text.splitlines()
     assert len(failed) == 1                       # the header only
-    assert node.get(f"/courier/batches/{batch_id}")["Failed"] == 0
+    shown = node.get(f"/courier/batches/{batch_id}")
+    assert (shown["Rows"], shown["Results"], shown["Failed"]) == (2, 2, 0)
+    assert [(r["ID"], r["State"], r["Delivered"]) for r in shown["Lists"]["Results"]] == [
+        ("row-1", "SUCCESS", 2), ("row-2", "SUCCESS", 1)]
+    assert [r["PatientID"] for r in shown["Lists"]["Rows"]] == ["P1", "P2"] and shown["Lists"]["Failed"] == []
 
 
 def test_a_query_batch_finds_patient_ids_from_name_and_birth_date(cluster, tmp_path):
@@ -81,6 +85,7 @@ def test_a_query_batch_finds_patient_ids_from_name_and_birth_date(cluster, tmp_p
     failed = list(load_workbook(io.BytesIO(requests.get(f"{node.url}/courier/batches/{batch_id}/failed.xlsx",
                                                          timeout=10).content)).active.values)
     assert [r[header.index("ID")] for r in failed[1:]] == ["q2"]
+    assert [r["ID"] for r in node.get(f"/courier/batches/{batch_id}")["Lists"]["Failed"]] == ["q2"]
     assert node.get("/courier/audit", action="batch-exported")["total"] == 2
 
 

@@ -4,10 +4,12 @@ import io
 
 import pydicom
 import requests
+from pydicom.uid import ImplicitVRLittleEndian
 
 from courier.config.profiles import PseudonymFormat
 from courier.deid.keyed import make_pseudonym
-from factory import write_instances
+from courier.deid.pseudonymizer import method_marker
+from factory import encoded_against_its_header, file_bytes, make_instance, write_instances
 from harness import storescu, wait_until
 
 SECRET = "integration-secret-0123456789"
@@ -191,3 +193,109 @@ def test_release_from_quarantine_on_ingest_and_on_send(cluster, tmp_path):
     stored = [requests.get(f"{node.url}/instances/{i}/file", timeout=10).content for i in node.instances()]
     assert not any(b"Doe^Una" in data for data in stored)        # the ingest original was never stored
     assert node.get("/courier/audit", action="quarantine-released")["total"] == 2
+
+
+PHI_PREAMBLE = b"Doe^Jane MRN-PREAMBLE-77 born 19700101".ljust(128, b"\x00")
+
+
+def phi_in_header(**tags) -> bytes:
+    """A file whose preamble and File Meta Information carry PHI (a name, an MRN, AE titles)."""
+    ds = make_instance(patient_id="PAT-HDR", patient_name="Doe^Jane", **tags)
+    ds.file_meta.SourceApplicationEntityTitle, ds.file_meta.SendingApplicationEntityTitle = "WARD_DOE", "MRN_HDR_AE"
+    ds.file_meta.PrivateInformationCreatorUID = "1.2.3.4.99"
+    ds.file_meta.PrivateInformation = b"MRN-PRIVATE-INFO-55 Doe^Jane"
+    return file_bytes(ds, preamble=PHI_PREAMBLE)
+
+
+def assert_courier_header(data: bytes, source_ae: str) -> None:
+    assert data[:128] == bytes(128) and data[128:132] == b"DICM"
+    meta = pydicom.dcmread(io.BytesIO(data)).file_meta
+    assert meta.SourceApplicationEntityTitle == source_ae and meta.ImplementationVersionName.startswith("COURIER_")
+    assert "PrivateInformation" not in meta and "SendingApplicationEntityTitle" not in meta
+    for phi in (b"MRN-PREAMBLE-77", b"MRN-PRIVATE-INFO-55", b"WARD_DOE", b"MRN_HDR_AE", b"Doe", b"PAT-HDR"):
+        assert phi not in data, phi
+
+
+def test_preamble_and_file_meta_information_are_replaced_in_answers_and_destinations(cluster, tmp_path):
+    (tmp_path / "trial.key").write_text(SECRET)
+    folder = tmp_path / "export"
+    node = cluster.orthanc("router", courier={
+        "AllowedCallers": "Any", "Folders": {"folder": {"Path": str(folder), "Layout": "{SOPInstanceUID}.dcm"}},
+        "Pseudonymization": {"trial": {"SecretFile": str(tmp_path / "trial.key")}},
+        "Routes": [{"Name": "r", "Pseudonymize": "trial", "Destinations": ["folder"]}]})
+    data = phi_in_header()
+    answer = requests.post(node.url + "/courier/pseudonymize/trial", data=data, timeout=10, headers=DICOM)
+    assert answer.status_code == 200
+    assert_courier_header(answer.content, node.aet)             # the router's own AE title
+    stored = requests.post(node.url + "/instances", data=data, timeout=10).json()      # kept as is by Orthanc
+    assert requests.get(f"{node.url}/instances/{stored['ID']}/file", timeout=10).content[:128] == PHI_PREAMBLE
+    written = wait_until(lambda: list(folder.glob("*.dcm")), 30, what="the pseudonymized file in the folder")
+    assert_courier_header(written[0].read_bytes(), node.aet)
+    assert written[0].read_bytes() == answer.content          # the same, keyed result on every path
+
+
+def test_ingest_pseudonymizes_what_only_claims_to_be_courier_output_and_answers_rest_uploads_truthfully(cluster, tmp_path):
+    (tmp_path / "trial.key").write_text(SECRET)
+    folder, quarantine = tmp_path / "export", tmp_path / "quarantine"
+    node = cluster.orthanc("router", courier={
+        "AllowedCallers": "Any", "QuarantineDirectory": str(quarantine),
+        "Folders": {"folder": {"Path": str(folder), "Layout": "{SOPInstanceUID}.dcm"},
+                    "series": {"Path": str(tmp_path / "series"), "Layout": "{SOPInstanceUID}.dcm"}},
+        "Pseudonymization": {"trial": {"SecretFile": str(tmp_path / "trial.key")}},
+        "Routes": [{"Name": "ct-ingest", "Match": {"Modality": ["CT", "US"]}, "Pseudonymize": "trial", "PseudonymizeOn": "Ingest",
+                    "Destinations": ["folder"]},
+                   {"Name": "ct-series", "Trigger": "StableSeries", "StableAfterSeconds": 1, "Match": {"Modality": "CT"},
+                    "Pseudonymize": "trial", "PseudonymizeOn": "Ingest", "Destinations": ["series"]}]})
+    forged_marker = {"DeidentificationMethod": method_marker("trial"), "PatientIdentityRemoved": "YES"}
+    no_patient_id = make_instance(patient_name="Nopid^Nina")
+    del no_patient_id.PatientID
+    forged_ct = make_instance(patient_id="REAL-MRN-CT", patient_name="Forge^Fred", **forged_marker)
+    forged_mr = make_instance(modality="MR", patient_id="REAL-MRN-MR", patient_name="Forge^Mary", **forged_marker)
+    for forged in (forged_ct, forged_mr):                   # and a made-up mark in Courier's block
+        forged.add_new(0x7FDF0010, "LO", "COURIER 1.0")
+        forged.add_new(0x7FDF1001, "LO", "0" * 32)
+    implicit = make_instance(patient_id="PAT-OUT", patient_name="Out^Otto")
+    implicit.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    output = requests.post(node.url + "/courier/pseudonymize/trial", data=file_bytes(implicit), timeout=10, headers=DICOM)
+    courier_output = pydicom.dcmread(io.BytesIO(output.content))
+    files = []
+    for index, ds in enumerate((no_patient_id, forged_ct, forged_mr, courier_output)):
+        files.append(tmp_path / f"{index}.dcm")
+        ds.save_as(files[-1], enforce_file_format=True)
+    storescu(node.dicom_port, files)
+    # REST uploads: the answer names what was stored, an error means nothing was
+    uploaded = requests.post(node.url + "/instances", data=file_bytes(make_instance(patient_id="PAT-REST")), timeout=10)
+    assert uploaded.status_code == 200 and uploaded.json()["Status"] == "Success"
+    tags = node.get(f"/instances/{uploaded.json()['ID']}/simplified-tags")
+    assert tags["PatientID"] == make_pseudonym(SECRET.encode(), "PAT-REST", PseudonymFormat())
+    assert requests.get(f"{node.url}/series/{uploaded.json()['ParentSeries']}", timeout=10).status_code == 404   # Orthanc 1.10.1
+    burned_in = requests.post(node.url + "/instances", data=file_bytes(make_instance(modality="US")), timeout=10)
+    assert burned_in.status_code == 200 and burned_in.json()["Status"] == "FilteredOut"        # quarantined
+    no_study = make_instance(patient_id="PAT-NOSTUDY")
+    del no_study.StudyInstanceUID
+    assert requests.post(node.url + "/instances", data=file_bytes(no_study), timeout=10).status_code == 404
+    misencoded = encoded_against_its_header(make_instance(patient_id="PAT-BADENC", patient_name="Bad^Enc"))
+    assert requests.post(node.url + "/instances", data=misencoded, timeout=10).status_code == 400
+
+    stored = {i: requests.get(f"{node.url}/instances/{i}/file", timeout=10).content for i in node.instances()}
+    assert len(stored) == 5                # no PatientID, forged CT, forged MR (no Ingest route matches), output, REST
+    for phi in (b"Nopid", b"REAL-MRN-CT", b"Forge^Fred", b"PAT-REST", b"PAT-NOSTUDY", b"PAT-BADENC", b"Out^Otto"):
+        assert not any(phi in data for data in stored.values()), phi
+    assert sum(b"REAL-MRN-MR" in data for data in stored.values()) == 1
+    again = [pydicom.dcmread(io.BytesIO(d)) for d in stored.values() if courier_output.SOPInstanceUID.encode() in d]
+    assert [(d.PatientID, d.file_meta.TransferSyntaxUID) for d in again] == [(courier_output.PatientID,
+                                                                                ImplicitVRLittleEndian)]   # not twice
+    sent = wait_until(lambda: len(list(folder.glob("*.dcm"))) == 4 and list(folder.glob("*.dcm")), 30,
+                      what="4 instances delivered by the Ingest route")
+    series = wait_until(lambda: {p.stem for p in (tmp_path / "series").glob("*.dcm")} if len(list(
+        (tmp_path / "series").glob("*.dcm"))) == 4 else None, 30, what="4 series completed by the StableSeries Ingest route")
+    assert series == {p.stem for p in sent}
+    tasks = wait_until(lambda: (t := node.get("/courier/tasks")["tasks"]) and all(x["state"] == "SUCCESS" for x in t)
+                       and t, 20, what="the Ingest routes' tasks done")
+    assert len(tasks) == 8                                        # 4 per route, never the forged MR
+    assert not any(b"REAL-MRN" in path.read_bytes() for path in sent)
+    assert courier_output.SOPInstanceUID in {p.stem for p in sent}
+    reasons = sorted(e["reason"] for e in node.get("/courier/quarantine")["entries"])
+    assert len(reasons) == 3 and "burned-in" in reasons[0]
+    assert any("no StudyInstanceUID: Orthanc indexes instances by Study" in r for r in reasons)
+    assert any("encoded Implicit VR while its transfer syntax" in r for r in reasons)

@@ -181,3 +181,33 @@ def test_a_hung_destination_holds_at_most_its_share_of_workers(cluster, tmp_path
         assert len(tasks(node, route="to-hole", state="RUNNING")) == 2
     finally:
         hole.close()
+
+
+def test_an_instance_nested_too_deep_for_orthanc_is_refused_at_the_door(cluster, tmp_path):
+    """Orthanc 1.10.1 segfaults rendering an instance whose sequences nest ~50 deep; stored, it would
+    stop the router at every read of its tags. Courier's C-STORE filter refuses it with a reason."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from factory import make_instance
+    dest = cluster.orthanc("dest")
+    node = router(cluster, [{"Name": "ct", "Match": {"Modality": "CT"}, "Destinations": ["dest"]}], [dest],
+                  AllowedCallers="Any")
+    deep = make_instance(patient_id="DEEP")
+    inner = Dataset()
+    inner.CodeValue = "x"
+    for _ in range(59):
+        outer = Dataset()
+        outer.ContentSequence = Sequence([inner])
+        inner = outer
+    deep.ContentSequence = Sequence([inner])
+    (tmp_path / "deep").mkdir()
+    deep.save_as(tmp_path / "deep" / "deep.dcm", enforce_file_format=True)
+    refused = storescu(node.dicom_port, [tmp_path / "deep" / "deep.dcm"], check=False)
+    assert "0xc000" in (refused.stdout + refused.stderr).lower() or refused.returncode != 0
+    normal = write_instances(tmp_path / "ok", 1)
+    storescu(node.dicom_port, normal)
+    wait_until(lambda: dest.sop_uids() == {normal[0].stem}, 20, what="a normal instance routed")
+    assert node.process.poll() is None and node.instances() != []
+    entries = node.get("/courier/audit", action="instance-rejected")["entries"]
+    assert any("nested" in e["detail"]["reason"] for e in entries)

@@ -58,6 +58,11 @@ def test_dashboard_jobs_and_a_job_reaching_100_percent(cluster, tmp_path, browse
     page.goto(node.url + "/courier/ui/")
     assert page.locator("#health").inner_text() == "running"
     assert page.locator("#queue td[data-state='SUCCESS']").inner_text() == "0"
+    echoed = requests.post(node.url + "/courier/nodes/dest/echo", auth=("alice", USERS["alice"]), json={}, timeout=30)
+    assert echoed.status_code == 200, echoed.text
+    page.goto(node.url + "/courier/ui/")                # a destination without tasks yet is listed, with its echo
+    cells = {row[0]: row for row in (r.split("\t") for r in page.locator("#destinations tr").all_inner_texts()[1:])}
+    assert cells["dest"][-1] == "ok" and cells["pacs"][-1] == "-", cells
     page.screenshot(path=str(SHOTS / "dashboard.png"), full_page=True)
     job = requests.post(node.url + "/courier/jobs", auth=("alice", USERS["alice"]), timeout=30,
                         json={"Source": "pacs", "Destination": "dest", "Items": [{"PatientID": "PU"}]}).json()
@@ -202,6 +207,8 @@ def test_routes_page_rule_tester_with_a_file_and_with_tags(cluster, tmp_path, br
                              page.locator(".pseudonymized td").all_inner_texts(), strict=True))
     assert pseudonymized["PatientIdentityRemoved"] == "YES" and pseudonymized["PatientID"] != "PR"
     assert "Doe" not in " ".join(pseudonymized.values())
+    method = pseudonymized["DeidentificationMethod"]               # several values, as DICOM writes them
+    assert method.startswith("Courier profile p\\PS3.15") and "[" not in method, method
     page.screenshot(path=str(SHOTS / "routes.png"), full_page=True)
     page.reload()
     page.fill("textarea[name=tags]", "Modality=MR\nCallingAet=SOMEONE")

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from courier.config.database import DatabaseSettings, parse_database
 from courier.config.destinations import Archive, Folder, parse_archives, parse_folders
 from courier.config.nodes import Node, NodeSettings, node_registry, parse_node_settings
 from courier.config.profiles import Profile, parse_profiles
@@ -36,6 +37,7 @@ class CourierConfig:
     batch_size: int = 50
     heartbeat_timeout: float = 60.0
     database_path: str = "courier.sqlite"
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
     router_name: str = "courier"
     scripts_directory: str = "lua-free-scripts"
     orthanc_url: str = "http://127.0.0.1:8042"
@@ -89,6 +91,8 @@ def parse(orthanc: Mapping[str, Any], base_dir: str, repo_dir: str,
     if mode not in CALLER_MODES:
         raise ConfigError("Courier.AllowedCallers", f"unknown value {mode!r}", f"one of {', '.join(CALLER_MODES)}")
     profiles = parse_profiles(section.get("Pseudonymization", dict, {}), base_dir, environ)
+    database = parse_database(section, resolve(section.get("DatabasePath", str, os.path.join(storage, "courier.sqlite")),
+                                               base_dir), base_dir, environ)
     return CourierConfig(
         routes=parse_routes(section.get("Routes", list, []), destinations, profiles, _stable_age(orthanc)),
         nodes=nodes, profiles=profiles,
@@ -104,7 +108,8 @@ def parse(orthanc: Mapping[str, Any], base_dir: str, repo_dir: str,
         max_workers_per_destination=section.positive("MaxWorkersPerDestination", int, 2),
         batch_size=section.positive("BatchSize", int, 50),
         heartbeat_timeout=float(section.positive("HeartbeatTimeoutSeconds", float, 60.0)),
-        database_path=resolve(section.get("DatabasePath", str, os.path.join(storage, "courier.sqlite")), base_dir),
+        database_path=database.path,
+        database=database,
         router_name=section.get("RouterName", str, hostname),
         scripts_directory=resolve(section.get("ScriptsDirectory", str, os.path.join(repo_dir, "lua-free-scripts")), base_dir),
         orthanc_url=section.get("OrthancUrl", str, f"{scheme}://127.0.0.1:{orthanc.get('HttpPort', 8042)}").rstrip("/"),

@@ -3,7 +3,9 @@
 The records say what a profile asks for; courier.deid carries it out. OPTIONS names the PS3.15
 Annex E options a profile may enable, with the Table E.1-1 column and the CID 7050 code of each.
 A lookup table CSV (PatientID,Pseudonym) is read here too: at start-up from LookupFile, and for
-uploads through the REST API, with the same checks.
+uploads through the REST API, with the same checks. Courier's own private block (group 7FDF,
+creator "COURIER 1.0", where courier.deid.marker writes its keyed mark) is Courier's alone: Keep
+and SafePrivate may not name it.
 """
 from __future__ import annotations
 
@@ -42,6 +44,10 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
     "CleanGraphics": ("cleanGraphOpt", "113103", "Clean Graphics Option"),
 }
 BURNED_IN_ACTIONS = ("Reject", "Quarantine", "Pass")
+# Courier's own private block, where the pseudonymizer writes the keyed mark of its output
+# (courier.deid.marker): the whole group is Courier's, a profile can neither keep nor list it.
+COURIER_PRIVATE_GROUP = 0x7FDF
+COURIER_PRIVATE_CREATOR = "COURIER 1.0"
 DEFAULT_ALPHABET = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 
 
@@ -132,6 +138,10 @@ def _profile(name: str, raw: Any, base_dir: str, environ: Mapping[str, str]) -> 
         if not found or int(found.group(1), 16) % 2 == 0:
             raise ConfigError(f"{path}.SafePrivate[{index}]", f"expected \"gggg,Private Creator,ee\", got {entry!r}",
                               'e.g. "0019,SIEMENS MR HEADER,0C" (odd group, element low byte)')
+        if int(found.group(1), 16) == COURIER_PRIVATE_GROUP or found.group(2) == COURIER_PRIVATE_CREATOR:
+            raise ConfigError(f"{path}.SafePrivate[{index}]", f"{entry!r} names Courier's own private block",
+                              f"group {COURIER_PRIVATE_GROUP:04X} and creator {COURIER_PRIVATE_CREATOR!r} are written by "
+                              "Courier itself, never kept from a received instance")
         safe_private.add((int(found.group(1), 16), found.group(2), int(found.group(3), 16)))
     trial_section = Section(section.get("Trial", dict, {}), f"{path}.Trial", "Courier.Pseudonymization.{name}.Trial")
     trial = {TRIAL_KEYWORDS[key]: trial_section.get(key, str) for key in TRIAL_KEYWORDS if key in trial_section.data}
@@ -139,10 +149,16 @@ def _profile(name: str, raw: Any, base_dir: str, environ: Mapping[str, str]) -> 
     if burned_in not in BURNED_IN_ACTIONS:
         raise ConfigError(f"{path}.BurnedInAnnotation", f"unknown value {burned_in!r}", f"one of {', '.join(BURNED_IN_ACTIONS)}")
     modalities = section.get("BurnedInModalities", list, sorted(Profile.__dataclass_fields__["burned_in_modalities"].default))
+    keep = []
+    for index, text in enumerate(section.get("Keep", list, [])):
+        keep.append(_tag(text, f"{path}.Keep[{index}]"))
+        if keep[-1] >> 16 == COURIER_PRIVATE_GROUP:
+            raise ConfigError(f"{path}.Keep[{index}]", f"{text!r} is in Courier's own private group "
+                              f"{COURIER_PRIVATE_GROUP:04X}", "Courier writes that group itself")
     return Profile(
         name=name, secret=read_secret(section, path, base_dir, environ), options=frozenset(options), pseudonym=fmt,
         date_shift_days=(days[0], days[1]),
-        keep=frozenset(_tag(t, f"{path}.Keep[{i}]") for i, t in enumerate(section.get("Keep", list, []))),
+        keep=frozenset(keep),
         remove=frozenset(_tag(t, f"{path}.Remove[{i}]") for i, t in enumerate(section.get("Remove", list, []))),
         replace={_tag(k, f"{path}.Replace.{k}"): str(v) for k, v in replace.items()},
         safe_private=frozenset(safe_private), trial=trial, burned_in=burned_in,

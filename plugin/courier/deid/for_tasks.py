@@ -38,4 +38,4 @@ class TaskPseudonymizers:
                 raise PseudonymizationError("PatientID has no pseudonym in the batch file", "quarantine")
             return given[patient_id]
         profile = dataclasses.replace(base.profile, trial={**base.profile.trial, **trial})
-        return Pseudonymizer(profile, from_file if given else base.patient_pseudonym)
+        return Pseudonymizer(profile, from_file if given else base.patient_pseudonym, base.source_ae)

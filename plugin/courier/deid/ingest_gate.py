@@ -6,6 +6,15 @@ If anything goes wrong (unreadable file, burned-in suspect, a bug), the instance
 at all: the original bytes go to the quarantine folder and GET /courier/quarantine lists them
 with the reason. (Orthanc stores an instance unchanged when the callback raises, and DISCARD
 answers the sender with success: hence catch everything, and quarantine rather than drop.)
+
+What is stored as it is: an instance no Ingest route matches, and Courier's own output, known by
+its keyed mark (Pseudonymizer.made_this), never by a DeidentificationMethod text a sender can
+write. What is refused (quarantined): what Orthanc itself could not have stored from the
+original. Orthanc 1.10.1 answers a REST upload (POST /instances) from the original it received,
+not from the copy this gate returns; if the original lacks the UIDs Orthanc indexes by, or its
+data set is not encoded as its header says, Orthanc answers 404 "Inexistent tag" or 400 "Bad file
+format" whatever the gate did, so such an original is refused, and an error then always means
+that nothing was stored (README, "Pseudonymization").
 """
 from __future__ import annotations
 
@@ -16,9 +25,11 @@ import uuid
 from typing import Any, Optional, Sequence
 
 from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
 
 from courier.config.routes import Route
-from courier.deid.pseudonymizer import PseudonymizationError, Pseudonymizer, method_marker
+from courier.deid.pseudonymizer import PseudonymizationError, Pseudonymizer, read_instance
 from courier.store.store import Store
 
 log = logging.getLogger("courier.ingest_gate")
@@ -26,14 +37,63 @@ log = logging.getLogger("courier.ingest_gate")
 KEEP, MODIFY, DISCARD = "keep", "modify", "discard"
 
 
+INDEXED_BY = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")   # Orthanc cannot store without them
+
+
 def top_level_tags(data: bytes) -> dict[str, Any]:
-    ds = dcmread(io.BytesIO(data), stop_before_pixels=True)
+    return tags_of(dcmread(io.BytesIO(data), stop_before_pixels=True))
+
+
+BINARY_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN", "SQ"}
+
+
+def tags_of(ds: Dataset) -> dict[str, Any]:
+    """The top-level public attributes of `ds` but sequences and binary ones (pixel data), by
+    keyword, as strings: what routes match."""
     tags: dict[str, Any] = {}
     for elem in ds:
-        if elem.keyword and elem.VR != "SQ" and not elem.tag.is_private:
+        if elem.keyword and elem.VR not in BINARY_VRS and not elem.tag.is_private:
             value = elem.value
             tags[elem.keyword] = "\\".join(str(v) for v in value) if elem.VM > 1 else ("" if value is None else str(value))
     return tags
+
+
+LONG_LENGTH_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+
+
+def encoded_implicit(data: bytes) -> Optional[bool]:
+    """Whether the data set after the File Meta Information is encoded Implicit VR, judged from
+    its first element as DICOM readers do (None when it cannot be told). pydicom reads a data
+    set encoded against its header's transfer syntax anyway (it warns); DCMTK, so Orthanc,
+    does not."""
+    if data[128:132] != b"DICM":
+        return None
+    pos = 132
+    while pos + 8 <= len(data) and int.from_bytes(data[pos:pos + 2], "little") == 0x0002:
+        if data[pos + 4:pos + 6] in LONG_LENGTH_VRS:
+            pos += 12 + int.from_bytes(data[pos + 8:pos + 12], "little")
+        else:
+            pos += 8 + int.from_bytes(data[pos + 6:pos + 8], "little")
+    if pos + 6 > len(data):
+        return None
+    vr = data[pos + 4:pos + 6]
+    return not (0x40 < vr[0] < 0x5B and 0x40 < vr[1] < 0x5B)
+
+
+def why_orthanc_cannot_store(ds: Dataset, data: bytes) -> Optional[str]:
+    """Why Orthanc could not store (nor answer for) this original itself, or None."""
+    missing = [k for k in INDEXED_BY if not str(ds.get(k) or "").strip(" \x00")]
+    if missing:
+        return f"no {' and no '.join(missing)}: Orthanc indexes instances by Study, Series and SOP Instance UID"
+    meta = getattr(ds, "file_meta", None)
+    syntax = UID(str(meta.get("TransferSyntaxUID") or "")) if meta is not None else UID("")
+    if syntax.is_transfer_syntax and not syntax.is_deflated:
+        found = encoded_implicit(data)
+        if found is not None and found != syntax.is_implicit_VR:
+            return (f"its data set is encoded {'Implicit' if found else 'Explicit'} VR while its transfer syntax "
+                    f"{syntax} ({syntax.name}) says {'Implicit' if syntax.is_implicit_VR else 'Explicit'} VR: "
+                    "Orthanc cannot read it")
+    return None
 
 
 class IngestGate:
@@ -43,22 +103,30 @@ class IngestGate:
         self.profile = pseudonymizer.profile.name
 
     def decide(self, data: bytes) -> tuple[str, Optional[bytes]]:
+        matched: list[Route] = []
         try:
-            tags = top_level_tags(data)
-            if method_marker(self.profile) in tags.get("DeidentificationMethod", "").split("\\"):
-                return KEEP, None                   # already pseudonymized with this profile: never twice
+            ds = read_instance(data)
+            if self.pseudonymizer.made_this(ds):
+                return KEEP, None                   # Courier's own output (its keyed mark): never twice
+            tags = tags_of(ds)
             matched = [r for r in self.routes if r.matches(tags)]
             if not matched:
                 return KEEP, None
-            out, result = self.pseudonymizer.pseudonymize_bytes(data)
+            why = why_orthanc_cannot_store(ds, data)
+            if why:
+                raise PseudonymizationError(f"not stored: {why}", "reject")
+            out, result = self.pseudonymizer.pseudonymize_to_bytes(ds)
             self.store.crosswalk.record(self.profile, [result.patient_id], result.uids)
             return MODIFY, out
         except PseudonymizationError as exc:      # on ingest nothing can wait for a retry: quarantine
-            return self._quarantine(data, exc.reason, "reject" if exc.disposition == "reject" else "quarantine")
+            return self._quarantine(data, exc.reason, "reject" if exc.disposition == "reject" else "quarantine", matched)
         except Exception as exc:  # noqa: BLE001 - fail closed, whatever happened
-            return self._quarantine(data, f"{type(exc).__name__}: {exc}", "quarantine")
+            return self._quarantine(data, f"{type(exc).__name__}: {exc}", "quarantine", matched)
 
-    def _quarantine(self, data: bytes, reason: str, disposition: str) -> tuple[str, Optional[bytes]]:
+    def _quarantine(self, data: bytes, reason: str, disposition: str,
+                    matched: Sequence[Route] = ()) -> tuple[str, Optional[bytes]]:
+        """Keep the original, record why and for which Ingest route(s) (all of them when it was
+        refused before any route could be matched)."""
         path = None
         try:
             os.makedirs(self.quarantine_dir, exist_ok=True)
@@ -73,7 +141,8 @@ class IngestGate:
         except Exception:  # noqa: BLE001 - unreadable: no UID to show
             uid = None
         try:
-            self.store.quarantine.add(reason, disposition, self.profile, sop_instance_uid=uid, file=path)
+            routes = ", ".join(r.name for r in (matched or self.routes))
+            self.store.quarantine.add(reason, disposition, self.profile, route=routes, sop_instance_uid=uid, file=path)
         except Exception:  # noqa: BLE001 - never let the instance through because the record failed
             log.exception("could not record a quarantined instance (file %s)", path)
         return DISCARD, None

@@ -3,39 +3,46 @@
 The action of every attribute comes from Table E.1-1 with the profile's options (annex_e), the
 keyed values from the profile's secret (keyed). This module walks the dataset and applies them:
 
-C (clean): dates are shifted (Retain Longitudinal Modified Dates), text is kept with every known
-identifier of the patient removed (Clean Descriptors / Structured Content), sequences are walked.
-Attributes the table does not list are kept (as the standard says) but their text is cleaned of
-the patient's identifiers all the same, and walked when they are sequences. Private attributes
-are removed unless Retain Safe Private is on and the profile lists them in SafePrivate.
+C (clean): dates are shifted (Retain Longitudinal Modified Dates), text is kept with every value
+this instance's pseudonymization removes or replaces cut out (E.3.5; Clean Descriptors /
+Structured Content), sequences are walked. Attributes the table does not list are kept (as the
+standard says) but their text is cleaned all the same, and walked when they are sequences.
+Private attributes are removed unless Retain Safe Private is on and the profile lists them in
+SafePrivate.
+
+One walk per instance: what an action removes or replaces (at any depth, also inside a removed
+sequence: what the table removes there) is collected as it goes, the texts to clean are put
+aside, and once the walk is over the matcher is built (deid.text) and cleans them all. Then the
+instance is marked (deid.marker: a keyed MAC a sender cannot forge) and gets a new preamble and
+File Meta Information describing Courier (deid.file_meta).
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime
 import io
-import re
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional, Union
 
 from pydicom import dcmread
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
 from courier.config.profiles import OPTIONS, Profile
+from courier.deid import marker
 from courier.deid.annex_e import TABLE_EDITION, compile_actions
+from courier.deid.file_meta import DEFAULT_AE, PREAMBLE, check_ae_title, new_file_meta, received_ae_titles
 from courier.deid.keyed import date_shift, make_pseudonym, remap_uid
+from courier.deid.text import Identifiers
 
 TEXT_VRS = {"LO", "SH", "ST", "LT", "UT", "PN", "UC"}
 DUMMY = {"PN": "ANONYMIZED", "DA": "19000101", "TM": "000000", "DT": "19000101000000", "AS": "000D",
          "IS": "0", "DS": "0", "CS": "ANONYMIZED", "AE": "ANONYMIZED"}
 NUMERIC_VRS = {"US", "SS", "UL", "SL", "FL", "FD", "UV", "SV"}
-IDENTIFYING = ("PatientName", "PatientID", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName",
-               "PatientMotherBirthName", "AccessionNumber", "PatientBirthDate", "PatientAddress",
-               "PatientTelephoneNumbers", "MedicalRecordLocator", "ReferringPhysicianName")
+REMOVING = frozenset("XZDU")             # actions whose original value is gone from the output
+PATIENT_ID, PATIENT_NAME, SOURCE_AE = 0x00100020, 0x00100010, 0x00020016
 
 
 class PseudonymizationError(Exception):
@@ -49,25 +56,43 @@ class PseudonymizationError(Exception):
 @dataclass
 class Result:
     dataset: Dataset
-    patient_id: tuple[str, str]               # (original, pseudonym)
+    patient_id: tuple[str, str]               # (original PatientID, or the key used without one; pseudonym)
     uids: dict[str, str]                      # original -> new, for the crosswalk
     dates_shifted: int = 0
     dates_removed: int = 0                    # malformed dates found and removed
 
 
 def method_marker(profile: str) -> str:
-    """The DeidentificationMethod value naming the Courier profile that pseudonymized an instance."""
+    """The DeidentificationMethod value naming the Courier profile that pseudonymized an instance
+    (a description: what proves it is the keyed mark, see made_this)."""
     return f"Courier profile {profile}"[:64]
 
 
+def read_instance(data: bytes) -> Dataset:
+    """A received DICOM file, parsed; PseudonymizationError ("reject") saying why it is not one."""
+    try:
+        dataset = dcmread(io.BytesIO(data))
+    except Exception as exc:
+        raise PseudonymizationError(f"not a readable DICOM file: {type(exc).__name__}: {exc}", "reject") from None
+    if len(dataset) == 0:
+        raise PseudonymizationError("not a readable DICOM file: it has no data element", "reject")
+    return dataset
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).strip(" \x00")
+
+
 class Pseudonymizer:
-    def __init__(self, profile: Profile,
-                 patient_pseudonym: Optional[Callable[[str], str]] = None) -> None:
+    def __init__(self, profile: Profile, patient_pseudonym: Optional[Callable[[str], str]] = None,
+                 source_ae: str = DEFAULT_AE) -> None:
         """`patient_pseudonym(original PatientID)` replaces the HMAC pseudonym (lookup table,
-        honest broker); it raises PseudonymizationError when it has no answer."""
+        honest broker); it raises PseudonymizationError when it has no answer. `source_ae` is
+        the AE title the new File Meta Information names as the source (ValueError if invalid)."""
         self.profile = profile
         self.fixed, self.masked, self.private_action = compile_actions(profile.options)
         self.patient_pseudonym = patient_pseudonym
+        self.source_ae = check_ae_title(source_ae)
         self.shift_dates = "RetainLongitudinalModifiedDates" in profile.options
         self.full_dates = "RetainLongitudinalFullDates" in profile.options
         self._reviewed: Optional["Pseudonymizer"] = None
@@ -76,17 +101,32 @@ class Pseudonymizer:
         """The same pseudonymizer with the burned-in check waived: for instances an admin
         released from quarantine after looking at them."""
         if self._reviewed is None:
-            self._reviewed = Pseudonymizer(dataclasses.replace(self.profile, burned_in="Pass"), self.patient_pseudonym)
+            self._reviewed = Pseudonymizer(dataclasses.replace(self.profile, burned_in="Pass"), self.patient_pseudonym,
+                                           self.source_ae)
         return self._reviewed
+
+    def made_this(self, source: Union[Dataset, Mapping[str, Any]]) -> bool:
+        """Did this profile pseudonymize it? Only its keyed mark says so (deid.marker): a
+        DeidentificationMethod text anybody can write is not enough. `source`: a Dataset, or
+        Orthanc's tags with the mark element under "7fdf,1001"."""
+        return marker.verify(source, self.profile.secret, self.profile.name)
 
     # -- entry points ------------------------------------------------------------------------
     def pseudonymize_bytes(self, data: bytes) -> tuple[bytes, Result]:
-        try:
-            dataset = dcmread(io.BytesIO(data))
-            dataset.PatientID  # noqa: B018 - force parsing up to the patient module
-        except Exception as exc:
-            raise PseudonymizationError(f"not a readable DICOM file: {type(exc).__name__}: {exc}", "reject") from None
-        result = self.pseudonymize(dataset)
+        return self.pseudonymize_to_bytes(read_instance(data))
+
+    def pseudonymize_to_bytes(self, ds: Dataset) -> tuple[bytes, Result]:
+        """A parsed instance -> the bytes of its pseudonymized DICOM file (and the Result)."""
+        received = getattr(ds, "file_meta", None)
+        missing = []
+        if not _text(ds.get("SOPInstanceUID")):
+            missing.append("SOPInstanceUID (0008,0018)")
+        if not _text(ds.get("SOPClassUID")) and not (received is not None and received.get("MediaStorageSOPClassUID")):
+            missing.append("SOPClassUID (0008,0016)")
+        if missing:
+            raise PseudonymizationError(f"not a DICOM instance that can be written to a file: no {' and no '.join(missing)}",
+                                        "reject")
+        result = self.pseudonymize(ds)
         out = io.BytesIO()
         try:
             result.dataset.save_as(out, enforce_file_format=True)
@@ -96,24 +136,50 @@ class Pseudonymizer:
 
     def pseudonymize(self, ds: Dataset) -> Result:
         self._check_burned_in(ds)
-        original_id = str(ds.get("PatientID", "") or "")
-        patient_key = original_id or f"{ds.get('PatientName', '')}|{ds.get('PatientBirthDate', '')}"
+        original_id = str(ds.get("PatientID") or "")
+        patient_key = self._patient_key(ds, original_id)
         if self.patient_pseudonym is not None:
             pseudonym = self.patient_pseudonym(original_id)
         else:
             pseudonym = make_pseudonym(self.profile.secret, patient_key, self.profile.pseudonym)
-        state = _WalkState(terms=_identifying_terms(ds), uids={},
+        received = getattr(ds, "file_meta", None)
+        state = _WalkState(removed=Identifiers(), uids={},
                            shift=date_shift(self.profile.secret, patient_key, self.profile.date_shift_days))
         try:
+            state.removed.add(PATIENT_ID, "LO", ds.get("PatientID"))      # always replaced by the pseudonym
+            state.removed.add(PATIENT_NAME, "PN", ds.get("PatientName"))
+            for title in received_ae_titles(received):                   # the received header goes
+                state.removed.add(SOURCE_AE, "AE", title)
             self._walk(ds, state)
-            if hasattr(ds, "file_meta") and "MediaStorageSOPInstanceUID" in ds.file_meta:
-                ds.file_meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", ds.file_meta.MediaStorageSOPInstanceUID)
+            if state.pending:
+                cleaner = state.removed.cleaner()                        # once per instance
+                for elem in state.pending:
+                    elem.value = cleaner.clean_value(elem.value)
             self._mark(ds, pseudonym, state)
+            ds.file_meta = new_file_meta(ds, received, self.source_ae)
+            ds.preamble = PREAMBLE
         except PseudonymizationError:
             raise
         except Exception as exc:           # a malformed element we could not handle: never pass it on
             raise PseudonymizationError(f"cannot pseudonymize: {type(exc).__name__}: {exc}") from None
-        return Result(ds, (original_id, pseudonym), state.uids, state.shifted, state.removed)
+        return Result(ds, (patient_key, pseudonym), state.uids, state.shifted, state.removed_dates)
+
+    def _patient_key(self, ds: Dataset, original_id: str) -> str:
+        """What the patient's pseudonym and date shift are keyed on: the PatientID; without one,
+        the name and birth date; without those, the study (its patient is not known)."""
+        if _text(original_id):
+            return original_id
+        if self.patient_pseudonym is not None:
+            raise PseudonymizationError(f"no PatientID (0010,0020): the pseudonyms of profile {self.profile.name} are "
+                                        "looked up by PatientID (lookup table, honest broker or batch file)", "quarantine")
+        name, birth = _text(ds.get("PatientName")), _text(ds.get("PatientBirthDate"))
+        if name or birth:
+            return f"{name}|{birth}"
+        study = _text(ds.get("StudyInstanceUID"))
+        if study:
+            return f"study:{study}"
+        raise PseudonymizationError("no PatientID (0010,0020), PatientName, PatientBirthDate or StudyInstanceUID: "
+                                    "nothing to key the patient's pseudonym on", "reject")
 
     # -- the walk ----------------------------------------------------------------------------
     def _action(self, tag: BaseTag) -> Optional[str]:
@@ -127,17 +193,44 @@ class Pseudonymizer:
             action = self.masked.get((base, tag.element)) or self.masked.get((base, -1))
         return action
 
+    def _removes(self, tag: BaseTag, vr: str) -> bool:
+        """Does the profile remove or replace this (public) attribute's value?"""
+        if tag in self.profile.remove or int(tag) in self.profile.replace:
+            return True
+        action = self._action(tag)
+        return action in REMOVING or (self.shift_dates and vr in ("DA", "DT") and action in (None, "C"))
+
+    def _collect(self, elem: DataElement, state: "_WalkState") -> None:
+        """`elem` goes (or its value is replaced): remember its value, and inside a sequence the
+        values of what the table removes there, at any depth."""
+        if elem.VR != "SQ":
+            state.removed.add(int(elem.tag), elem.VR, elem.value)
+            return
+        for item in elem.value or ():
+            for sub in item:
+                if sub.VR == "SQ":
+                    self._collect(sub, state)
+                elif sub.tag.is_private:
+                    if sub.VR == "PN":
+                        state.removed.add(int(sub.tag), "PN", sub.value)
+                elif self._removes(sub.tag, sub.VR):
+                    state.removed.add(int(sub.tag), sub.VR, sub.value)
+
     def _walk(self, ds: Dataset, state: "_WalkState") -> None:
+        dropped = []                             # private elements go once all were judged (creators first)
         for elem in list(ds):
             tag = elem.tag
             if tag.is_private:
                 if not self._keep_private(ds, elem):
-                    del ds[tag]
+                    if elem.VR == "PN":          # a person's name, whoever's
+                        state.removed.add(int(tag), "PN", elem.value)
+                    dropped.append(tag)
                 continue
-            if tag.element == 0x0000:            # group lengths are recomputed on write
-                del ds[tag]
+            if tag.element == 0x0000 or tag.group == 0x0002:   # group lengths are recomputed on write;
+                del ds[tag]                                     # file meta belongs in the (new) header
                 continue
             if int(tag) in self.profile.replace:
+                state.removed.add(int(tag), elem.VR, elem.value)
                 elem.value = self.profile.replace[int(tag)]
                 continue
             action = self._action(tag)
@@ -145,22 +238,29 @@ class Pseudonymizer:
                 self._unlisted(elem, state)
             else:
                 self._apply(ds, elem, action, state)
+        for tag in dropped:
+            del ds[tag]
 
     def _keep_private(self, ds: Dataset, elem: DataElement) -> bool:
-        tag = int(elem.tag)
+        tag, group, element = int(elem.tag), elem.tag.group, elem.tag.element
+        if 0x10 <= element <= 0xFF:              # a private creator: its value names the block
+            owner: Optional[str] = marker.text(elem.value)
+        elif element >= 0x1000:
+            creator = ds.get((group << 16) | (element >> 8))
+            owner = None if creator is None else marker.text(creator.value)
+        else:
+            owner = None
+        if marker.is_courier_block(group, owner):
+            return False                         # Courier's own block: only Courier writes it, never kept
         if tag in self.profile.keep:                       # an explicit Keep override
             return True
-        if elem.tag.element < 0x0100 and any(k >> 16 == elem.tag.group and (k & 0xFFFF) >> 8 == elem.tag.element
-                                             for k in self.profile.keep):
+        if element < 0x0100 and any(k >> 16 == group and (k & 0xFFFF) >> 8 == element for k in self.profile.keep):
             return True                                    # the creator of a kept private element
-        if "RetainSafePrivate" not in self.profile.options or not self.profile.safe_private:
+        if "RetainSafePrivate" not in self.profile.options or not self.profile.safe_private or owner is None:
             return False
-        if elem.tag.element < 0x0100:            # the private creator itself
-            return any(group == elem.tag.group and creator == str(elem.value)
-                       for group, creator, _ in self.profile.safe_private)
-        creator_tag = (elem.tag.group << 16) | (elem.tag.element >> 8)
-        creator = ds.get(creator_tag)
-        return creator is not None and (elem.tag.group, str(creator.value), elem.tag.element & 0xFF) in self.profile.safe_private
+        if element < 0x0100:                     # the private creator itself
+            return any(g == group and c == owner for g, c, _ in self.profile.safe_private)
+        return (group, owner, element & 0xFF) in self.profile.safe_private
 
     def _unlisted(self, elem: DataElement, state: "_WalkState") -> None:
         if elem.VR == "SQ":
@@ -169,10 +269,12 @@ class Pseudonymizer:
         elif elem.VR in ("DA", "DT") and self.shift_dates:
             self._shift(elem, state)
         elif elem.VR in TEXT_VRS:
-            elem.value = _clean_value(elem.value, state.terms)
+            state.pending.append(elem)
 
     def _apply(self, ds: Dataset, elem: DataElement, action: str, state: "_WalkState") -> None:
         vr = elem.VR
+        if action in ("X", "Z", "D") or (action == "U" and vr != "SQ"):
+            self._collect(elem, state)              # its value leaves the instance: cut it from text too
         if action == "X":
             del ds[elem.tag]
         elif action == "Z":
@@ -227,17 +329,18 @@ class Pseudonymizer:
             if self.shift_dates:
                 self._shift(elem, state)
         elif vr in TEXT_VRS:
-            elem.value = _clean_value(elem.value, state.terms)
+            state.pending.append(elem)
 
     def _shift(self, elem: DataElement, state: "_WalkState") -> None:
         if elem.value in (None, ""):
             return
+        state.removed.add(int(elem.tag), elem.VR, elem.value)       # the true date must not stay in text
         values = list(elem.value) if elem.VM > 1 else [elem.value]
         shifted = []
         for value in values:
             new = _shift_date(str(value), elem.VR, state.shift)
             if new is None:
-                state.removed += 1
+                state.removed_dates += 1
                 elem.value = ""
                 return
             shifted.append(new)
@@ -266,6 +369,8 @@ class Pseudonymizer:
             setattr(ds, keyword, value)
         if self.profile.trial:
             ds.ClinicalTrialSubjectID = pseudonym
+        if ds.get("SOPInstanceUID"):
+            marker.write(ds, self.profile.secret, self.profile.name)
 
     def _check_burned_in(self, ds: Dataset) -> None:
         if self.profile.burned_in == "Pass":
@@ -282,40 +387,12 @@ class Pseudonymizer:
 
 @dataclass
 class _WalkState:
-    terms: list[str]
+    removed: Identifiers                      # values removed or replaced, to cut from text
     uids: dict[str, str]
     shift: int
+    pending: list = dataclasses.field(default_factory=list)   # text elements to clean after the walk
     shifted: int = 0
-    removed: int = 0
-
-
-def _identifying_terms(ds: Dataset) -> list[str]:
-    """The patient's identifiers as they may reappear in free text, longest first."""
-    terms: set[str] = set()
-    for keyword in IDENTIFYING:
-        value = ds.get(keyword)
-        if value in (None, ""):
-            continue
-        for single in value if isinstance(value, (list, MultiValue)) else [value]:
-            text = str(single)
-            parts = [text] + re.split(r"[\^=\s,]+", text)
-            terms.update(p.strip() for p in parts if len(p.strip()) >= 3)
-    return sorted(terms, key=len, reverse=True)
-
-
-def _clean_text(text: str, terms: list[str]) -> str:
-    for term in terms:
-        if term.lower() in text.lower():
-            text = re.sub(re.escape(term), "X" * min(len(term), 8), text, flags=re.IGNORECASE)
-    return text
-
-
-def _clean_value(value: Any, terms: list[str]) -> Any:
-    if value in (None, ""):
-        return value
-    if isinstance(value, (list, MultiValue)):
-        return [_clean_text(str(v), terms) for v in value]
-    return _clean_text(str(value), terms)
+    removed_dates: int = 0
 
 
 def _shift_date(value: str, vr: str, days: int) -> Optional[str]:

@@ -75,6 +75,7 @@ class Engine:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         self.store.tasks.requeue_abandoned(self.incarnation, float("inf"), reason="router stopping")
+        self.store.routers.stopped(self.config.router_name, self.incarnation)
 
     def wake(self) -> None:
         with self._wake:
@@ -102,10 +103,12 @@ class Engine:
         interval = max(1.0, self.config.heartbeat_timeout / 4)
         while not self._stop.wait(interval):
             try:
+                self.store.routers.heartbeat(self.config.router_name, self.incarnation)
                 for thread_index in range(self.config.workers):
                     self.store.tasks.heartbeat(f"{self.incarnation}:w{thread_index}")
                 # another router's (or a hung) worker whose heartbeat stopped
-                self.store.tasks.requeue_abandoned("\x00never", self.config.heartbeat_timeout)
+                self.store.tasks.requeue_abandoned(None, self.config.heartbeat_timeout,
+                                                   reason="heartbeat lost: its worker or its router is gone")
             except Exception:
                 log.exception("heartbeat failed")
 

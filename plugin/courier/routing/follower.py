@@ -3,21 +3,25 @@
 Orthanc records every change in its own database. This thread reads `/changes?since=<cursor>`
 and, for each NewInstance, evaluates the Instance routes and records the arrival (for the
 StableSeries and StableStudy routes, which Courier completes itself: routing.completer), then
-writes the new tasks, the arrivals and the advanced cursor in one store transaction. A change is
-"acknowledged" only when that transaction commits, so a router killed at any moment re-reads what
-it had not finished. Orthanc's own StableSeries/StableStudy changes are not used: Orthanc computes
-them in its process memory and loses them on any stop. Orthanc's change callback only wakes this
-thread up: no work on the ingest path.
+writes the new tasks, the arrivals and the advanced cursor in one store transaction, if the cursor
+is still where this page began (several routers on one database follow the same change log: the
+first to commit a page wins, the others read on). A change is "acknowledged" only when that
+transaction commits, so a router killed at any moment re-reads what it had not finished.
+Orthanc's own StableSeries/StableStudy changes are not used: Orthanc computes them in its process
+memory and loses them on any stop. Orthanc's change callback only wakes this thread up: no work
+on the ingest path.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections import OrderedDict
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from courier.config.routes import Route
-from courier.deid.pseudonymizer import method_marker
+from courier.deid.marker import MAC_KEY
+from courier.deid.pseudonymizer import Pseudonymizer, method_marker
 from courier.orthanc_rest import OrthancHttpError, OrthancRest
 from courier.routing.callers import CallerPolicy
 from courier.routing.completer import Completer
@@ -32,23 +36,45 @@ CURSOR = "orthanc-changes"
 PAGE = 500
 COALESCE_SECONDS = 0.05     # gather the changes of a burst into one /changes read
 SERIES_CACHE = 1000         # parents of recent series: they never change
+MARK_CACHE = 1000           # Courier marks of recent instances, for the routes of one resource
 
 
-def pseudonymized_on_ingest(route: Route, tags: Mapping[str, Any]) -> bool:
-    """The instance carries the DeidentificationMethod that route's profile writes."""
-    return method_marker(route.pseudonymize) in str(tags.get("DeidentificationMethod") or "").split("\\")
+def claims_ingest(route: Route, tags: Mapping[str, Any]) -> bool:
+    """The instance says (DeidentificationMethod) that route's profile made it: a cheap first
+    look, which anybody can write; pseudonymized_on_ingest decides."""
+    return method_marker(route.pseudonymize or "") in str(tags.get("DeidentificationMethod") or "").split("\\")
+
+
+def pseudonymized_on_ingest(route: Route, tags: Mapping[str, Any], pseudonymizers: Mapping[str, Pseudonymizer]) -> bool:
+    """That route's profile pseudonymized the instance when Orthanc received it: its keyed mark
+    (deid.marker) says so. `tags`: Orthanc's tags with the mark element under marker.MAC_KEY."""
+    pseudonymizer = pseudonymizers.get(route.pseudonymize or "")
+    return pseudonymizer is not None and pseudonymizer.made_this(tags)
+
+
+def orthanc_instance_id(tags: Mapping[str, Any]) -> str:
+    """Orthanc's identifier of an instance: SHA-1 of PatientID|StudyUID|SeriesUID|SOPInstanceUID."""
+    key = "|".join(str(tags.get(k) or "") for k in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID",
+                                                    "SOPInstanceUID"))
+    digest = hashlib.sha1(key.encode("utf-8")).hexdigest()
+    return "-".join(digest[i:i + 8] for i in range(0, 40, 8))
 
 
 class ChangeFollower:
     def __init__(self, store: Store, rest: OrthancRest, routes: Sequence[Route], callers: CallerPolicy,
                  run_script: Optional[Callable[[Route, Mapping[str, Any]], bool]],
-                 on_tasks: Callable[[], None] = lambda: None) -> None:
+                 on_tasks: Callable[[], None] = lambda: None,
+                 pseudonymizers: Optional[Mapping[str, Pseudonymizer]] = None) -> None:
+        """`pseudonymizers` (by profile) recognise what an Ingest route's profile made; without
+        them no Ingest route fires."""
         self.store, self.rest, self.routes, self.callers = store, rest, tuple(routes), callers
+        self.pseudonymizers = dict(pseudonymizers or {})
+        self._marks: OrderedDict[str, bytes] = OrderedDict()
         self.run_script, self.on_tasks = run_script, on_tasks
         self.instance_routes = tuple(r for r in self.routes if r.trigger == "Instance")
         self.tracks_arrivals = any(r.trigger != "Instance" for r in self.routes)
         self.tags = ResourceTags(rest, self.routes)
-        self.completer = Completer(store, self.routes, self.tags, run_script, pseudonymized_on_ingest)
+        self.completer = Completer(store, self.routes, self.tags, run_script, self._ingested)
         self._series: OrderedDict[str, dict] = OrderedDict()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -112,7 +138,8 @@ class ChangeFollower:
                 # deleted before we looked at it: nothing left to route
         last = max((c["Seq"] for c in changes), default=since)
         if changes:
-            self.store.tasks.enqueue(tasks, audit, cursor=(CURSOR, last), arrivals=arrivals)
+            if self.store.tasks.enqueue(tasks, audit, cursor=(CURSOR, last), arrivals=arrivals, expect=since) is None:
+                return False            # another router on this database took these changes first: read on
             if tasks:
                 self.on_tasks()
         return bool(page.get("Done", True))
@@ -147,7 +174,7 @@ class ChangeFollower:
         if self.instance_routes:
             tags = self.tags.of("Instance", instance_id, metadata)
             fired, notes = tasks_for(self.routes, "Instance", "Instance", instance_id, tags, self.run_script,
-                                     pseudonymized_on_ingest)
+                                     lambda route, tags: self._ingested(route, tags, instance_id))
             tasks += fired
             audit += notes
         if self.tracks_arrivals:
@@ -155,3 +182,28 @@ class ChangeFollower:
             arrivals.append(Arrival(instance_id, info["ParentSeries"], series["ParentStudy"],
                                     info["MainDicomTags"].get("SOPInstanceUID", ""), info.get("FileSize", 0),
                                     tags.get("Modality", ""), tags.get("SeriesDescription", ""), seq))
+
+    # -- what Ingest routes made ---------------------------------------------------------------
+    def _ingested(self, route: Route, tags: Mapping[str, Any], instance_id: Optional[str] = None) -> bool:
+        """Did `route`'s profile pseudonymize this instance on ingest? Orthanc's simplified tags
+        cannot show a private element (all are "Unknown Tag & Data", none in Implicit VR), so the
+        mark is read from Orthanc, only for an instance that claims the profile."""
+        if route.pseudonymize not in self.pseudonymizers or not claims_ingest(route, tags):
+            return False
+        mark = self._mark_of(instance_id or orthanc_instance_id(tags))
+        return pseudonymized_on_ingest(route, {**tags, MAC_KEY: mark}, self.pseudonymizers)
+
+    def _mark_of(self, instance_id: str) -> bytes:
+        """The raw value of the instance's Courier mark element, b"" if it has none."""
+        mark = self._marks.get(instance_id)
+        if mark is None:
+            try:
+                mark = self.rest.get_bytes(f"/instances/{instance_id}/content/{MAC_KEY.replace(',', '-')}")
+            except OrthancHttpError as exc:
+                if exc.status != 404:
+                    raise               # Orthanc unavailable: read again later
+                return b""              # no mark (or no such instance): not Courier's
+            self._marks[instance_id] = mark         # a mark fits its instance's identifiers: it stays true
+            while len(self._marks) > MARK_CACHE:
+                self._marks.popitem(last=False)
+        return mark

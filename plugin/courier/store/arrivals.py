@@ -18,5 +18,6 @@ def record_arrivals(db: sqlite3.Connection, now: float, arrivals: Sequence[Arriv
                                                        ("Study", a.study_id, None, None)):
             db.execute("INSERT INTO arrival_resources (level, resource_id, study_id, modality, description, first_at,"
                        " last_at, instances, last_seq) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?) ON CONFLICT(level, resource_id)"
-                       " DO UPDATE SET last_at = excluded.last_at, instances = instances + 1, last_seq = excluded.last_seq",
+                       " DO UPDATE SET last_at = excluded.last_at, instances = arrival_resources.instances + 1,"
+                       " last_seq = excluded.last_seq",
                        (level, resource, a.study_id, modality, description, now, now, a.seq))

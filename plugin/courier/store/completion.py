@@ -52,6 +52,7 @@ class Completions:
         now = self.clock()
         column = "series_id" if pending.level == "Series" else "study_id"
         with self.database.transaction() as db:
+            self.database.lock(db, f"completion:{route}:{pending.resource_id}")      # once, across routers
             done = db.execute("SELECT routed_seq FROM completions WHERE route = ? AND resource_id = ?",
                               (route, pending.resource_id)).fetchone()
             if (done[0] if done else 0) != pending.routed_seq:
@@ -61,12 +62,12 @@ class Completions:
                                                                           pending.last_seq)).fetchall()
             ids = insert_tasks(db, now, tasks)
             for task_id in ids:
-                db.executemany("INSERT OR IGNORE INTO task_instances (task_id, instance_id, sop_instance_uid, size)"
-                               " VALUES (?, ?, ?, ?)", [(task_id, *item) for item in items])
+                db.executemany("INSERT INTO task_instances (task_id, instance_id, sop_instance_uid, size)"
+                               " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", [(task_id, *item) for item in items])
                 db.execute("UPDATE tasks SET expected = ? WHERE id = ?", (len(items), task_id))
             db.execute("INSERT INTO completions (route, resource_id, level, routed_seq, completed_at) VALUES (?, ?, ?, ?, ?)"
                        " ON CONFLICT(route, resource_id) DO UPDATE SET routed_seq = excluded.routed_seq,"
-                       " completed_at = excluded.completed_at, times = times + 1",
+                       " completed_at = excluded.completed_at, times = completions.times + 1",
                        (route, pending.resource_id, pending.level, pending.last_seq, now))
             write_audit(db, now, [AuditEvent("resource-completed", route=route, resource_id=pending.resource_id,
                                              detail={"level": pending.level, "instances": len(items), "why": reason,

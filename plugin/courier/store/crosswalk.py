@@ -15,9 +15,9 @@ class Crosswalk:
     def record(self, profile: str, patients: Iterable[tuple[str, str]], uids: Mapping[str, str]) -> None:
         now = self.clock()
         with self.database.transaction() as db:
-            db.executemany("INSERT OR IGNORE INTO crosswalk_patients (profile, original, pseudonym, first_seen)"
-                           " VALUES (?, ?, ?, ?)", [(profile, o, p, now) for o, p in patients])
-            db.executemany("INSERT OR IGNORE INTO crosswalk_uids (profile, original, new) VALUES (?, ?, ?)",
+            db.executemany("INSERT INTO crosswalk_patients (profile, original, pseudonym, first_seen)"
+                           " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", [(profile, o, p, now) for o, p in patients])
+            db.executemany("INSERT INTO crosswalk_uids (profile, original, new) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                            [(profile, o, n) for o, n in uids.items()])
 
     def rows(self, profile: str, kind: str) -> list[tuple[str, str]]:

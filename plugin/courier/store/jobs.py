@@ -21,9 +21,9 @@ class Jobs:
         now = self.clock()
         with self.database.transaction() as db:
             job_id = db.execute("INSERT INTO jobs (created_at, created_by, source, destination, profile, urgent,"
-                                " archive_password, trial) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                " archive_password, trial) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                                 (now, actor, source, destination, profile, int(urgent), archive_password,
-                                 json.dumps(trial) if trial else None)).lastrowid
+                                 json.dumps(trial) if trial else None)).fetchone()[0]
             for t in targets:
                 db.execute("INSERT INTO tasks (route, destination, level, resource_id, state, priority, next_attempt_at,"
                            " created_at, updated_at, delete_after, profile, job_id, source, study_uid, series_uid, study_id,"
@@ -54,8 +54,9 @@ class Jobs:
         for state, count in db.execute("SELECT state, COUNT(*) FROM tasks WHERE job_id = ? GROUP BY state", (job_id,)):
             tasks[state] = count
         totals = db.execute(
-            "SELECT COALESCE(SUM(expected), 0), COALESCE(SUM(delivered), 0), COALESCE(SUM(bytes), 0),"
-            " MIN(created_at), MAX(finished_at) FROM tasks WHERE job_id = ?", (job_id,)).fetchone()
+            "SELECT CAST(COALESCE(SUM(expected), 0) AS BIGINT), CAST(COALESCE(SUM(delivered), 0) AS BIGINT),"
+            " CAST(COALESCE(SUM(bytes), 0) AS BIGINT), MIN(created_at), MAX(finished_at) FROM tasks WHERE job_id = ?",
+            (job_id,)).fetchone()
         return Job(row["id"], row["created_at"], row["created_by"], row["source"], row["destination"], row["profile"],
                    bool(row["urgent"]), bool(row["paused"]), bool(row["canceled"]),
                    json.loads(row["trial"]) if row["trial"] else {}, tasks, *totals)
@@ -95,11 +96,12 @@ class Jobs:
         now = self.clock()
         with self.database.transaction() as db:
             batch_id = db.execute("INSERT INTO batches (created_at, created_by, kind, source, file_name, job_id, rows,"
-                                  " results) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                  " results) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                                   (now, actor, kind, source, file_name, job_id, json.dumps(list(rows)),
-                                   None if results is None else json.dumps(results))).lastrowid
+                                   None if results is None else json.dumps(results))).fetchone()[0]
             if job_id is not None:
-                db.executemany("INSERT OR REPLACE INTO job_pseudonyms (job_id, patient_id, pseudonym) VALUES (?, ?, ?)",
+                db.executemany("INSERT INTO job_pseudonyms (job_id, patient_id, pseudonym) VALUES (?, ?, ?)"
+                               " ON CONFLICT (job_id, patient_id) DO UPDATE SET pseudonym = excluded.pseudonym",
                                [(job_id, p, s) for p, s in pseudonyms.items()])
             write_audit(db, now, [AuditEvent("batch-created", actor=actor, detail={"batch": batch_id, "kind": kind,
                                                                               "rows": len(rows), "job": job_id})])

@@ -19,14 +19,14 @@ class Quarantine:
             sop_instance_uid: Optional[str] = None, file: Optional[str] = None) -> int:
         now = self.clock()
         with self.database.transaction() as db:
-            cur = db.execute("INSERT INTO quarantine (at, profile, route, task_id, instance_id, sop_instance_uid,"
-                             " reason, disposition, file) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                             (now, profile, route, task_id, instance_id, sop_instance_uid, reason,
-                              disposition, file))
+            entry_id = db.execute("INSERT INTO quarantine (at, profile, route, task_id, instance_id, sop_instance_uid,"
+                                  " reason, disposition, file) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                                  (now, profile, route, task_id, instance_id, sop_instance_uid, reason,
+                                   disposition, file)).fetchone()[0]
             write_audit(db, now, [AuditEvent("instance-quarantined" if disposition == "quarantine" else "instance-refused",
-                                        route=route, resource_id=instance_id, task_id=task_id,
-                                        detail={"reason": reason, "quarantine_id": cur.lastrowid})])
-        return cur.lastrowid
+                                             route=route, resource_id=instance_id, task_id=task_id,
+                                             detail={"reason": reason, "quarantine_id": entry_id})])
+        return entry_id
 
     def get(self, entry_id: int) -> Optional[dict]:
         row = self.database.read().execute("SELECT * FROM quarantine WHERE id = ?", (entry_id,)).fetchone()

@@ -165,3 +165,11 @@ def m012_courier_owned_stability(db: sqlite_utils.Database) -> None:
 @migrations()
 def m013_task_patient_id(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE tasks ADD COLUMN patient_id TEXT")      # a job task's PatientID, for Patient Root retrieves
+
+
+@migrations()
+def m014_routers(db: sqlite_utils.Database) -> None:
+    # Every router that shares this database: a second live router with the same name refuses to
+    # start; the tasks of one whose heartbeat stopped are taken over by the others.
+    db.execute("CREATE TABLE routers (name TEXT PRIMARY KEY, incarnation TEXT NOT NULL, started_at REAL NOT NULL,"
+               " heartbeat_at REAL NOT NULL)")

@@ -1,4 +1,5 @@
-"""The store: everything Courier must not forget, in one database (SQLite by default).
+"""The store: everything Courier must not forget, in one database (SQLite by default, or one
+PostgreSQL that several routers share).
 
 One object per table family, all on one back-end (courier.store.database):
 
@@ -9,26 +10,29 @@ One object per table family, all on one back-end (courier.store.database):
     quarantine  what could not be pseudonymized, with the reason
     nodes       the last echo of each node
     completions arrivals of series and studies, and which route completed them up to where
+    routers     the routers sharing the database, with their heartbeats
 """
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, Union
 
 from courier.store.audit import AuditLog
 from courier.store.completion import Completions
 from courier.store.crosswalk import Crosswalk
-from courier.store.database import SQLiteDatabase
+from courier.store.database import Database, SQLiteDatabase
 from courier.store.jobs import Jobs
 from courier.store.nodes import NodeStatus
 from courier.store.quarantine import Quarantine
+from courier.store.routers import Routers
 from courier.store.tasks import Tasks
 
 
 class Store:
-    def __init__(self, path: str, clock: Callable[[], float] = time.time) -> None:
-        self.database = SQLiteDatabase(path, clock)
-        self.clock = clock
+    def __init__(self, database: Union[str, Database], clock: Callable[[], float] = time.time) -> None:
+        """`database`: a SQLite file's path, or a back-end (SQLiteDatabase, PostgresDatabase)."""
+        self.database = SQLiteDatabase(database, clock) if isinstance(database, str) else database
+        self.clock = self.database.clock
         self.tasks = Tasks(self.database)
         self.jobs = Jobs(self.database)
         self.audit = AuditLog(self.database)
@@ -36,3 +40,4 @@ class Store:
         self.quarantine = Quarantine(self.database)
         self.nodes = NodeStatus(self.database)
         self.completions = Completions(self.database)
+        self.routers = Routers(self.database)

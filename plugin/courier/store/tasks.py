@@ -36,13 +36,12 @@ def insert_tasks(db: sqlite3.Connection, now: float, tasks: Sequence[NewTask]) -
     """Insert PENDING tasks and their "task-created" audit lines inside the caller's transaction."""
     ids = []
     for t in tasks:
-        cur = db.execute(
+        ids.append(db.execute(
             "INSERT INTO tasks (route, destination, level, resource_id, state, priority, next_attempt_at,"
             " created_at, updated_at, delete_after, profile, job_id, source, study_uid, reviewed)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (t.route, t.destination, t.level, t.resource_id, PENDING, t.priority, now, now, now,
-             int(t.delete_after), t.profile, t.job_id, t.source, t.study_uid, int(t.reviewed)))
-        ids.append(cur.lastrowid)
+             int(t.delete_after), t.profile, t.job_id, t.source, t.study_uid, int(t.reviewed))).fetchone()[0])
     write_audit(db, now, [AuditEvent("task-created", route=t.route, destination=t.destination,
                                      resource_id=t.resource_id, task_id=i) for t, i in zip(tasks, ids, strict=True)])
     return ids
@@ -57,10 +56,18 @@ class Tasks:
         return None if row is None else row[0]
 
     def enqueue(self, tasks: Sequence[NewTask], audit: Sequence[AuditEvent] = (),
-                cursor: Optional[tuple[str, int]] = None, arrivals: Sequence[Arrival] = ()) -> list[int]:
-        """Persist new tasks, their audit lines, the arrivals and the change cursor in one transaction."""
+                cursor: Optional[tuple[str, int]] = None, arrivals: Sequence[Arrival] = (),
+                expect: Optional[int] = None) -> Optional[list[int]]:
+        """Persist new tasks, their audit lines, the arrivals and the change cursor in one transaction.
+        With `expect`, only if the cursor still is at that value (its row locked meanwhile): another
+        router that followed the same changes first makes this return None, writing nothing."""
         now = self.clock()
         with self.database.transaction() as db:
+            if cursor is not None and expect is not None:
+                row = db.execute(f"SELECT value FROM cursors WHERE name = ?{self.database.FOR_UPDATE}",
+                                 (cursor[0],)).fetchone()
+                if (row[0] if row else 0) != expect:
+                    return None
             ids = insert_tasks(db, now, tasks)
             write_audit(db, now, audit)
             record_arrivals(db, now, arrivals)
@@ -81,6 +88,7 @@ class Tasks:
         many studies as its MaxParallelTasks lends nothing."""
         now = self.clock()
         with self.database.transaction() as db:
+            self.database.lock(db, "claims")        # counting a destination's slots and taking one: one step
             db.execute("DELETE FROM worker_slots WHERE owner = ?", (owner,))
             busy = [r[0] for r in db.execute(
                 "SELECT destination FROM worker_slots WHERE heartbeat_at >= ? GROUP BY destination HAVING COUNT(*) >= ?",
@@ -94,7 +102,8 @@ class Tasks:
                      + (f" AND destination NOT IN ({', '.join('?' * len(busy))})" if busy else "")
                      + (f" AND (source IS NULL OR source NOT IN ({', '.join('?' * len(held))}))" if held else ""))
             head = db.execute(f"SELECT id, destination, source FROM tasks WHERE{where}"
-                              f" ORDER BY priority DESC, next_attempt_at, id LIMIT 1", (PENDING, now, *busy, *held)).fetchone()
+                              f" ORDER BY priority DESC, next_attempt_at, id LIMIT 1{self.database.SKIP_LOCKED}",
+                              (PENDING, now, *busy, *held)).fetchone()
             if head is None:
                 return None
             take = "UPDATE tasks SET state = ?, owner = ?, heartbeat_at = ?, updated_at = ?, phase = ?"
@@ -104,7 +113,8 @@ class Tasks:
             else:
                 rows = db.execute(
                     f"{take} WHERE id IN (SELECT id FROM tasks WHERE state = ? AND next_attempt_at <= ? AND destination = ?"
-                    f"  AND source IS NULL ORDER BY priority DESC, next_attempt_at, id LIMIT ?) RETURNING {COLUMNS}",
+                    f"  AND source IS NULL ORDER BY priority DESC, next_attempt_at, id LIMIT ?{self.database.SKIP_LOCKED})"
+                    f" RETURNING {COLUMNS}",
                     (RUNNING, owner, now, now, None, PENDING, now, head["destination"], limit)).fetchall()
             db.execute("INSERT INTO worker_slots (owner, destination, since, heartbeat_at) VALUES (?, ?, ?, ?)",
                        (owner, head["destination"], now, now))
@@ -156,8 +166,9 @@ class Tasks:
     def save_manifests(self, manifests: Mapping[int, Sequence[ManifestItem]]) -> None:
         with self.database.transaction() as db:
             for task_id, items in manifests.items():
-                db.executemany("INSERT OR IGNORE INTO task_instances (task_id, instance_id, sop_instance_uid, size)"
-                               " VALUES (?, ?, ?, ?)", [(task_id, i.instance_id, i.sop_instance_uid, i.size) for i in items])
+                db.executemany("INSERT INTO task_instances (task_id, instance_id, sop_instance_uid, size)"
+                               " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                               [(task_id, i.instance_id, i.sop_instance_uid, i.size) for i in items])
                 db.execute("UPDATE tasks SET expected = (SELECT COUNT(*) FROM task_instances WHERE task_id = ?)"
                            " WHERE id = ?", (task_id, task_id))
 
@@ -167,8 +178,8 @@ class Tasks:
             delivered = {r[0] for r in db.execute(
                 "SELECT sop_instance_uid FROM task_instances WHERE task_id = ? AND delivered = 1", (task_id,))}
             db.execute("DELETE FROM task_instances WHERE task_id = ? AND delivered = 0", (task_id,))
-            db.executemany("INSERT OR IGNORE INTO task_instances (task_id, instance_id, sop_instance_uid, size)"
-                           " VALUES (?, ?, ?, ?)", [(task_id, i.instance_id, i.sop_instance_uid, i.size)
+            db.executemany("INSERT INTO task_instances (task_id, instance_id, sop_instance_uid, size)"
+                           " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", [(task_id, i.instance_id, i.sop_instance_uid, i.size)
                                                     for i in items if i.sop_instance_uid not in delivered])
             db.execute("UPDATE tasks SET expected = (SELECT COUNT(*) FROM task_instances WHERE task_id = ?)"
                        " WHERE id = ?", (task_id, task_id))
@@ -186,7 +197,8 @@ class Tasks:
                                [(task_id, i) for i in ids])
                 db.execute("UPDATE tasks SET"
                            " delivered = (SELECT COUNT(*) FROM task_instances WHERE task_id = ? AND delivered = 1),"
-                           " bytes = (SELECT COALESCE(SUM(size), 0) FROM task_instances WHERE task_id = ? AND delivered = 1)"
+                           " bytes = (SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM task_instances"
+                           "  WHERE task_id = ? AND delivered = 1)"
                            " WHERE id = ?", (task_id, task_id, task_id))
 
     def finish_attempts(self, owner: str, attempts: Sequence[Attempt]) -> list[int]:
@@ -204,10 +216,10 @@ class Tasks:
                 if delivered:
                     db.executemany("UPDATE task_instances SET delivered = 1 WHERE task_id = ? AND instance_id = ?",
                                    [(task.id, i) for i in delivered])
-                totals = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM task_instances"
+                totals = db.execute("SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM task_instances"
                                     " WHERE task_id = ? AND delivered = 1", (task.id,)).fetchone()
                 fresh_bytes = db.execute(
-                    f"SELECT COALESCE(SUM(size), 0) FROM task_instances WHERE task_id = ? AND instance_id IN"
+                    f"SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM task_instances WHERE task_id = ? AND instance_id IN"
                     f" ({', '.join('?' * len(delivered))})", (task.id, *delivered)).fetchone()[0] if delivered else 0
                 db.execute(
                     "UPDATE tasks SET state = ?, attempts = attempts + ?, delivered = ?, bytes = ?, last_error = ?,"
@@ -217,9 +229,9 @@ class Tasks:
                      now if a.state in FINAL_STATES else None, a.state, task.id))
                 db.execute("INSERT INTO destination_stats (destination, delivered_instances, failed_instances,"
                            " delivered_bytes) VALUES (?, ?, ?, ?) ON CONFLICT(destination) DO UPDATE SET"
-                           " delivered_instances = delivered_instances + excluded.delivered_instances,"
-                           " failed_instances = failed_instances + excluded.failed_instances,"
-                           " delivered_bytes = delivered_bytes + excluded.delivered_bytes",
+                           " delivered_instances = destination_stats.delivered_instances + excluded.delivered_instances,"
+                           " failed_instances = destination_stats.failed_instances + excluded.failed_instances,"
+                           " delivered_bytes = destination_stats.delivered_bytes + excluded.delivered_bytes",
                            (task.destination, len(delivered), a.failed, fresh_bytes))
                 detail = {"attempt": task.attempts + (0 if a.interrupted else 1), "delivered": totals[0],
                           "expected": a.expected}
@@ -237,16 +249,18 @@ class Tasks:
             db.execute("UPDATE tasks SET heartbeat_at = ? WHERE state = ? AND owner = ?", (now, RUNNING, owner))
             db.execute("UPDATE worker_slots SET heartbeat_at = ? WHERE owner = ?", (now, owner))
 
-    def requeue_abandoned(self, node_prefix: str, stale_after: float, reason: str = "worker gone") -> int:
-        """RUNNING tasks (and worker slots) of a dead incarnation of this node, or with a lost
-        heartbeat, go back to PENDING (are freed)."""
+    def requeue_abandoned(self, node_prefix: Optional[str], stale_after: float, reason: str = "worker gone") -> int:
+        """RUNNING tasks (and worker slots) of a dead incarnation of this node (owner starting with
+        `node_prefix`, if given), or with a lost heartbeat, go back to PENDING (are freed)."""
         now = self.clock()
+        mine = "owner LIKE ? OR " if node_prefix is not None else ""
+        prefix = (node_prefix + "%",) if node_prefix is not None else ()
         with self.database.transaction() as db:
             rows = db.execute(
-                "UPDATE tasks SET state = ?, owner = NULL, next_attempt_at = ?, updated_at = ?, phase = NULL"
-                " WHERE state = ? AND (owner LIKE ? OR heartbeat_at < ?) RETURNING id, route, destination, resource_id",
-                (PENDING, now, now, RUNNING, node_prefix + "%", now - stale_after)).fetchall()
-            db.execute("DELETE FROM worker_slots WHERE owner LIKE ? OR heartbeat_at < ?", (node_prefix + "%", now - stale_after))
+                f"UPDATE tasks SET state = ?, owner = NULL, next_attempt_at = ?, updated_at = ?, phase = NULL"
+                f" WHERE state = ? AND ({mine}heartbeat_at < ?) RETURNING id, route, destination, resource_id",
+                (PENDING, now, now, RUNNING, *prefix, now - stale_after)).fetchall()
+            db.execute(f"DELETE FROM worker_slots WHERE {mine}heartbeat_at < ?", (*prefix, now - stale_after))
             write_audit(db, now, [AuditEvent("task-requeued", route=r[1], destination=r[2], resource_id=r[3],
                                              task_id=r[0], detail={"reason": reason}) for r in rows])
         return len(rows)

@@ -11,7 +11,9 @@ from courier.store.records import AuditEvent
 from courier.transfer import batch_files as batch
 from courier.transfer import batches, jobs, remote
 from courier.web.guard import check_nodes
-from courier.web.http import Context, actor_of, int_param, json_body, json_response, present
+from courier.web.http import Context, actor_of, json_body, json_response, present, row_id
+
+EXPORTS = ("results.csv", "results.xlsx", "failed.csv", "failed.xlsx")
 
 
 def create_batch(ctx: Context, request: HttpRequest, args: dict) -> Any:
@@ -52,7 +54,7 @@ def create_batch(ctx: Context, request: HttpRequest, args: dict) -> Any:
 
 
 def _batch_results(ctx: Context, args: dict) -> tuple[dict, list[dict], list[str]]:
-    found = ctx.store.jobs.batch(int_param(args["id"], "id", 0, 1))
+    found = ctx.store.jobs.batch(row_id(args))
     if found is None:
         raise ApiError(404, f"no batch {args['id']}")
     if found["kind"] == "query":
@@ -62,15 +64,19 @@ def _batch_results(ctx: Context, args: dict) -> tuple[dict, list[dict], list[str
 
 
 def get_batch(ctx: Context, request: HttpRequest, args: dict) -> Any:
-    found, rows, _ = _batch_results(ctx, args)
+    """Counts, and the lists themselves (the rows as uploaded, the results so far, the failed rows):
+    what results.csv and failed.csv hold, as JSON."""
+    found, rows, columns = _batch_results(ctx, args)
+    failed = batches.failed(found["kind"], rows)
     return {"Id": found["id"], "Kind": found["kind"], "Source": found["source"], "File": found["file_name"],
             "Job": found["job_id"], "Rows": len(found["rows"]), "Results": len(rows),
-            "Failed": len(batches.failed(found["kind"], rows)), "CreatedBy": found["created_by"]}
+            "Failed": len(failed), "CreatedBy": found["created_by"],
+            "Lists": {"Columns": columns, "Rows": found["rows"], "Results": rows, "Failed": failed}}
 
 
 def batch_export(ctx: Context, request: HttpRequest, args: dict) -> Any:
     name = args["name"]
-    if name not in ("results.csv", "results.xlsx", "failed.csv", "failed.xlsx"):
+    if name not in EXPORTS:
         raise ApiError(404, f"no export {name!r}; results.csv, results.xlsx, failed.csv or failed.xlsx")
     found, rows, columns = _batch_results(ctx, args)
     if name.startswith("failed"):

@@ -54,6 +54,8 @@ def upload_lookup(ctx: Context, request: HttpRequest, args: dict) -> Any:
         raise ApiError(400, "uploaded file: not UTF-8 text") from None
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
+    except csv.Error as exc:       # a field over csv.field_size_limit() (128 KiB), a NUL character
+        raise ApiError(400, f"uploaded file: not a CSV table of PatientID,Pseudonym ({exc})") from None
     count = ctx.store.crosswalk.load_lookup(args["profile"], rows)
     ctx.store.audit.record(AuditEvent("lookup-uploaded", actor=actor_of(request),
                                  detail={"profile": args["profile"], "rows": count}))

@@ -9,11 +9,13 @@ from courier.host import HttpRequest
 from courier.store.records import Job
 from courier.transfer import jobs
 from courier.web.guard import check_nodes, check_owner
-from courier.web.http import MAX_PAGE, Context, actor_of, int_param, json_body, paging
+from courier.web.http import MAX_PAGE, Context, actor_of, json_body, paging, row_id
+
+ACTIONS = ("cancel", "pause", "resume", "retry", "priority")
 
 
 def _job(ctx: Context, args: dict) -> Job:
-    job = ctx.store.jobs.get(int_param(args["id"], "id", 0, 1))
+    job = ctx.store.jobs.get(row_id(args))
     if job is None:
         raise ApiError(404, f"no job {args['id']}")
     return job
@@ -50,7 +52,7 @@ def control_job(ctx: Context, request: HttpRequest, args: dict) -> Any:
         if not isinstance(urgent, bool):
             raise ApiError(400, 'Urgent: expected true or false, e.g. {"Urgent": true}')
         action = "urgent" if urgent else "normal"
-    elif action not in ("cancel", "pause", "resume", "retry"):
+    elif action not in ACTIONS:
         raise ApiError(404, f"no job action {action!r}; use cancel, pause, resume, retry or priority")
     ctx.store.jobs.control(job.id, action, actor_of(request))
     ctx.wake_workers()

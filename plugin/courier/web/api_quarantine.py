@@ -8,7 +8,7 @@ from courier.deid.pseudonymizer import PseudonymizationError
 from courier.errors import ApiError
 from courier.host import HttpRequest
 from courier.store.records import NewTask
-from courier.web.http import Context, actor_of, int_param, paging
+from courier.web.http import Context, actor_of, paging, row_id
 
 
 def quarantine(ctx: Context, request: HttpRequest, args: dict) -> Any:
@@ -21,7 +21,7 @@ def release_quarantined(ctx: Context, request: HttpRequest, args: dict) -> Any:
     """An admin reviewed a quarantined instance: deliver it anyway, pseudonymized, with the
     burned-in check waived for it alone. On send: a task to the same destination. On ingest:
     the kept original, pseudonymized, is stored (and then routed as usual)."""
-    entry = ctx.store.quarantine.get(int_param(args["id"], "id", 0, 1))
+    entry = ctx.store.quarantine.get(row_id(args))
     if entry is None:
         raise ApiError(404, f"no quarantine entry {args['id']}")
     profile = entry["profile"]
@@ -52,7 +52,7 @@ def release_quarantined(ctx: Context, request: HttpRequest, args: dict) -> Any:
 
 
 def delete_quarantined(ctx: Context, request: HttpRequest, args: dict) -> Any:
-    entry = ctx.store.quarantine.delete(int_param(args["id"], "id", 0, 1), actor_of(request))
+    entry = ctx.store.quarantine.delete(row_id(args), actor_of(request))
     if entry is None:
         raise ApiError(404, f"no quarantine entry {args['id']}")
     if entry.get("file") and os.path.isfile(entry["file"]):

@@ -5,6 +5,8 @@ import io
 from typing import Any, Mapping, Optional
 
 import pydicom
+from pydicom.datadict import tag_for_keyword
+from pydicom.multival import MultiValue
 
 from courier.config.match import CONTEXT_KEYS
 from courier.config.routes import TRIGGERS
@@ -13,6 +15,7 @@ from courier.deid.pseudonymizer import PseudonymizationError
 from courier.errors import ApiError
 from courier.host import HttpRequest
 from courier.routing.rules import evaluate
+from courier.web.guard import media_type
 from courier.web.http import Context, json_body
 
 
@@ -29,19 +32,16 @@ def routes(ctx: Context, request: Optional[HttpRequest] = None, args: Optional[d
 def test_routes(ctx: Context, request: HttpRequest, args: dict) -> Any:
     """Which routes a DICOM file (application/dicom) or typed tags (JSON) would fire, and what
     each route's pseudonymization would make of it. Nothing is stored or sent."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     data = bytes(request.body or b"")
-    if content_type == "application/dicom":
+    if media_type(request) == "application/dicom":
         try:
             tags = top_level_tags(data)
         except Exception as exc:  # noqa: BLE001 - any unreadable file
             raise ApiError(400, f"not a readable DICOM file: {type(exc).__name__}") from None
         context = {}
     else:
-        body = json_body(request)
-        if not isinstance(body.get("Tags", {}), dict):
-            raise ApiError(400, "Tags: an object of DICOM keyword -> value")
-        tags = {k: str(v) for k, v in body.get("Tags", {}).items()}
+        body = json_body(request)          # an object, its fields typed (courier.web.bodies.ROUTE_TEST)
+        tags = {k: str(v) for k, v in (body.get("Tags") or {}).items()}
         context = {k: str(body[k]) for k in ("CallingAet", "CalledAet", "RemoteIp") if body.get(k)}
         data = None
     tags.update(context)
@@ -68,6 +68,8 @@ def _preview(ctx: Context, profile: str, data: Optional[bytes], tags: Mapping[st
             dataset = Dataset()
             for keyword, value in tags.items():
                 if keyword not in CONTEXT_KEYS:
+                    if tag_for_keyword(keyword) is None:      # setattr would set a plain attribute
+                        raise ApiError(400, f"Tags.{keyword}: not a DICOM keyword")
                     try:
                         setattr(dataset, keyword, value)
                     except (ValueError, TypeError):
@@ -75,4 +77,11 @@ def _preview(ctx: Context, profile: str, data: Optional[bytes], tags: Mapping[st
             dataset = ctx.pseudonymizers[profile].pseudonymize(dataset).dataset
     except PseudonymizationError as exc:
         return {"Refused": f"{exc.disposition}: {exc.reason}"}
-    return {e.keyword: str(e.value) for e in dataset if e.keyword and e.VR not in ("SQ", "OB", "OW", "UN")}
+    return {e.keyword: _text(e.value) for e in dataset if e.keyword and e.VR not in ("SQ", "OB", "OW", "UN")}
+
+
+def _text(value: Any) -> str:
+    """A value as DICOM writes it: several values separated by backslashes, not a Python list."""
+    if isinstance(value, (list, tuple, MultiValue)):
+        return "\\".join("" if item is None else str(item) for item in value)
+    return "" if value is None else str(value)

@@ -8,7 +8,7 @@ from courier.errors import ApiError
 from courier.host import HttpRequest
 from courier.store.records import CANCELED, FAILURE, PENDING, RUNNING, STATES, WARNING, AuditEvent, NewTask
 from courier.web.guard import check_nodes
-from courier.web.http import Context, actor_of, int_param, json_body, paging, present, task_json
+from courier.web.http import Context, actor_of, json_body, paging, present, row_id, task_json
 
 
 def tasks(ctx: Context, request: HttpRequest, args: dict) -> Any:
@@ -22,14 +22,14 @@ def tasks(ctx: Context, request: HttpRequest, args: dict) -> Any:
 
 
 def task(ctx: Context, request: HttpRequest, args: dict) -> Any:
-    task = ctx.store.tasks.get(int_param(args["id"], "id", 0, 1))
+    task = ctx.store.tasks.get(row_id(args))
     if task is None:
         raise ApiError(404, f"no task {args['id']}")
     return task_json(ctx.store, task, with_missing=True)
 
 
 def _transition(ctx: Context, request: HttpRequest, args: dict, allowed: tuple, state: str, action: str) -> Any:
-    task_id = int_param(args["id"], "id", 0, 1)
+    task_id = row_id(args)
     former = ctx.store.tasks.set_state(task_id, allowed, state, actor_of(request), action)
     if former is None:
         raise ApiError(404, f"no task {task_id}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Optional
+from typing import Mapping, Optional
 
 from courier.config.users import UserRights
 from courier.errors import ApiError
@@ -15,6 +15,21 @@ from courier.web import access
 from courier.web.http import Context, actor_of, user_of
 
 FORM_TYPES = ("", "application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
+
+
+def media_type(request: HttpRequest) -> str:
+    """The request's Content-Type without its parameters, lower-case ("" when there is none)."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def refused_unread(method: str, headers: Mapping[str, str]) -> bool:
+    """For Orthanc's incoming-HTTP filter (courier.host.Host.filter_requests), on every request
+    under /courier/, before Orthanc reads the body: a multipart/form-data POST. Orthanc 1.10.1
+    would not give it to Courier: it splits it into parts, hands each part to Courier as a POST of
+    its own, with the part's Content-Type (a part typed application/json gets past the CSRF rule
+    below, and is acted on), throws Courier's answers away and tells the sender 200. Refused
+    here, the sender gets 403 Forbidden with an empty body (a filter can only allow or forbid)."""
+    return method == "POST" and headers.get("content-type", "")[:19].lower() == "multipart/form-data"
 
 
 def rights_of(ctx: Context, request: HttpRequest) -> Optional[UserRights]:
@@ -35,8 +50,7 @@ def authorize(ctx: Context, request: HttpRequest, method: str, pattern: str, rol
         token = request.headers.get("x-courier-csrf")
         if token is not None and not hmac.compare_digest(token, csrf_token(ctx, actor_of(request))):
             raise ApiError(403, "the CSRF token does not belong to this user; reload the page")
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type in FORM_TYPES:
+        if media_type(request) in FORM_TYPES:
             raise ApiError(415, f"{method} /courier/{pattern} needs a Content-Type such as "
                                 "application/json (form content types are refused against cross-site requests)")
     if not access.allows(rights, role):

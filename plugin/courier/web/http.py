@@ -19,9 +19,11 @@ from courier.host import HttpRequest, HttpResponse
 from courier.orthanc_rest import OrthancRest
 from courier.store.records import Task
 from courier.store.store import Store
+from courier.web.schema import parse_json
 
 PREFIX = "/courier/"
 MAX_PAGE = 1000
+MAX_ID = 10**12
 
 
 @dataclass
@@ -38,16 +40,22 @@ class Context:
     csrf_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
 
 
-def int_param(value: Optional[str], name: str, default: int, low: int = 0, high: int = 10**12) -> int:
+def int_param(value: Optional[str], name: str, default: int, low: int = 0, high: int = MAX_ID,
+              where: str = "query parameter") -> int:
     if value is None or value == "":
         return default
     try:
         number = int(value)
     except ValueError:
-        raise ApiError(400, f"query parameter '{name}' must be an integer, got {value!r}") from None
+        raise ApiError(400, f"{where} '{name}' must be an integer, got {value!r}") from None
     if not low <= number <= high:
-        raise ApiError(400, f"query parameter '{name}' must be between {low} and {high}, got {number}")
+        raise ApiError(400, f"{where} '{name}' must be between {low} and {high}, got {number}")
     return number
+
+
+def row_id(args: dict) -> int:
+    """The {id} of a path that names a task, job, batch or quarantine entry."""
+    return int_param(args["id"], "id", 0, 1, where="path parameter")
 
 
 def paging(request: HttpRequest) -> tuple[int, int]:
@@ -71,11 +79,20 @@ def actor_of(request: HttpRequest) -> str:
     return user_of(request) or "anonymous"
 
 
+class MethodNotAllowed(ApiError):
+    """405, with the methods the path takes (sent as Allow)."""
+
+    def __init__(self, allowed: list[str], message: str) -> None:
+        super().__init__(405, message)
+        self.allowed = list(dict.fromkeys(allowed))
+
+
 def json_body(request: HttpRequest) -> Any:
-    try:
-        return json.loads(bytes(request.body or b"{}"))
-    except ValueError:
-        raise ApiError(400, "the body is not JSON") from None
+    """The JSON body: as the dispatcher checked it against the endpoint's schema (courier.web.routes),
+    or else parsed with the same bounds (depth, UTF-8)."""
+    if request.parsed is not None:
+        return request.parsed
+    return parse_json(request.body)
 
 
 def json_response(status: int, body: Any) -> HttpResponse:

@@ -2,18 +2,22 @@
 
 Orthanc authenticates every request before it reaches a plugin route (RegisteredUsers,
 AuthenticationEnabled), so handlers only see allowed callers; `Api.handle` then checks the role
-each endpoint needs (courier.web.guard) and turns an ApiError into a JSON answer. Pages under
-/courier/ui/ go to the UI (courier.web.ui). Handlers live in one module per area (api_*.py).
+each endpoint needs (courier.web.guard), then the body the endpoint declares (`check_body`: size,
+depth, the schema of courier.web.bodies, the same one the OpenAPI document shows), and turns an
+ApiError into a JSON answer (405 carries Allow). Pages under /courier/ui/ go to the UI
+(courier.web.ui). Handlers live in one module per area (api_*.py).
 """
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from courier import VERSION
 from courier.errors import ApiError
 from courier.host import HttpRequest, HttpResponse
+from courier.store.records import STATES
 from courier.web import (
     api_audit,
     api_batches,
@@ -25,10 +29,15 @@ from courier.web import (
     api_routes,
     api_status,
     api_tasks,
+    bodies,
 )
-from courier.web.guard import authorize, csrf_token, rights_of
-from courier.web.http import PREFIX, Context, actor_of, json_response
+from courier.web.bodies import Body
+from courier.web.guard import authorize, csrf_token, media_type, rights_of
+from courier.web.http import MAX_ID, MAX_PAGE, PREFIX, Context, MethodNotAllowed, actor_of, json_response
+from courier.web.schema import check_query, parse_json, validate
 from courier.web.ui import Ui
+
+log = logging.getLogger("courier")
 
 Handler = Callable[[Context, HttpRequest, dict], Any]
 
@@ -41,6 +50,8 @@ class Endpoint:
     summary: str
     query: tuple[tuple[str, str], ...] = ()   # (name, description)
     role: str = "viewer"                       # the least role that may call it (courier.web.access)
+    body: Optional[Body] = None                # what a POST reads (courier.web.bodies), checked before the handler
+    path: tuple[tuple[str, dict], ...] = ()    # path parameters whose schema is not PATH_SCHEMAS' (OpenAPI)
 
     @property
     def regex(self) -> re.Pattern:
@@ -52,6 +63,14 @@ def openapi(ctx: Context, request: HttpRequest, args: dict) -> Any:
 
 
 _PAGING = (("limit", "page size (1-1000, default 100)"), ("offset", "rows to skip"))
+# The OpenAPI schemas of the parameters, by name; the handlers check them (int_param...).
+PATH_SCHEMAS = {"id": {"type": "integer", "minimum": 1, "maximum": MAX_ID}, "profile": {"type": "string"}}
+QUERY_SCHEMAS = {"limit": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+                 "offset": {"type": "integer", "minimum": 0, "maximum": MAX_ID},
+                 "task": {"type": "integer", "minimum": 0, "maximum": MAX_ID},
+                 "since": {"type": "number"}, "until": {"type": "number"},
+                 "state": {"type": "string", "enum": list(STATES)}}
+_ORTHANC_ID = {"type": "string", "pattern": bodies.ORTHANC_ID, "description": "the Orthanc ID of a series or study"}
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "health", api_status.health, "200 once the workers and the change follower run, else 503"),
@@ -62,59 +81,67 @@ ENDPOINTS: tuple[Endpoint, ...] = (
               ("destination", "destination id")) + _PAGING),
     Endpoint("GET", "tasks/{id}", api_tasks.task, "One task, with the SOP Instance UIDs still missing"),
     Endpoint("POST", "tasks/{id}/retry", api_tasks.retry, "Put a FAILURE, WARNING or CANCELED task back in the queue",
-             role="admin"),
-    Endpoint("POST", "tasks/{id}/cancel", api_tasks.cancel, "Cancel a PENDING or RUNNING task", role="admin"),
+             role="admin", body=bodies.NOTHING),
+    Endpoint("POST", "tasks/{id}/cancel", api_tasks.cancel, "Cancel a PENDING or RUNNING task", role="admin",
+             body=bodies.NOTHING),
     Endpoint("GET", "audit", api_audit.audit, "The audit trail, newest first",
              (("action", "e.g. task-delivered, instance-rejected"), ("actor", "user or calling AE"),
               ("route", "route name"), ("task", "task id"), ("node", "destination or node id"),
               ("since", "Unix time"), ("until", "Unix time")) + _PAGING),
     Endpoint("POST", "pseudonymize/{profile}", api_deid.pseudonymize,
              "Pseudonymize the DICOM instance in the body with a profile and return it (to try a profile)",
-             role="operator"),
+             role="operator", body=bodies.PSEUDONYMIZE),
     Endpoint("GET", "quarantine", api_quarantine.quarantine, "Instances refused or quarantined, with the reason", _PAGING),
     Endpoint("GET", "crosswalk/{profile}/patid_mapping.csv", api_deid.patid_mapping,
              "CSV old_patient_id,new_patient_id of a profile (honest-broker crosswalk)", role="admin"),
     Endpoint("GET", "crosswalk/{profile}/uid_mapping.csv", api_deid.uid_mapping, "CSV old_uid,new_uid of a profile",
              role="admin"),
     Endpoint("POST", "crosswalk/{profile}/lookup", api_deid.upload_lookup,
-             "Add rows (CSV with PatientID,Pseudonym columns) to a profile's lookup table", role="admin"),
+             "Add rows (CSV with PatientID,Pseudonym columns) to a profile's lookup table", role="admin",
+             body=bodies.LOOKUP_CSV),
     Endpoint("GET", "nodes", api_nodes.nodes, "The nodes of Orthanc's registries, with capabilities and last echo"),
     Endpoint("POST", "nodes/{id}/echo", api_nodes.echo, "C-ECHO a DICOM node (or call a DICOMweb server) and record the result",
-             role="operator"),
+             role="operator", body=bodies.NOTHING, path=(("id", {"type": "string", "description": "a node id"}),)),
     Endpoint("POST", "query", api_nodes.query,
              'C-FIND on a node: {"Node", "Level": PATIENT|STUDY|SERIES, "Filters": {keyword: value}}; answers re-filtered',
-             role="operator"),
+             role="operator", body=bodies.QUERY),
     Endpoint("POST", "jobs", api_jobs.create_job,
              'Transfer job: {"Source", "Destination", "Pseudonymize"?, "Urgent"?, "Items": [{"StudyInstanceUID"} | '
-             '{"AccessionNumber"} | {"PatientID", "StudyDate"?, "ModalitiesInStudy"?}]}', role="operator"),
+             '{"AccessionNumber"} | {"PatientID", "StudyDate"?, "ModalitiesInStudy"?}]}', role="operator", body=bodies.JOB),
     Endpoint("POST", "jobs/batch", api_batches.create_batch,
              'Batch file as JSON {"File": base64 CSV/XLSX, "FileName", "Kind": transfer|query, "Source", "Destination", '
              '"Pseudonymize", "Urgent", "ArchivePassword", "DryRun"}; validated whole first, errors by line and column',
-             role="operator"),
-    Endpoint("GET", "batches/{id}", api_batches.get_batch, "A batch: rows, results, failed rows, its job"),
+             role="operator", body=bodies.BATCH),
+    Endpoint("GET", "batches/{id}", api_batches.get_batch, "A batch: counts and lists of its rows, results and "
+             "failed rows, its job", role="operator"),
     Endpoint("GET", "batches/{id}/{name}", api_batches.batch_export,
-             "results.csv, results.xlsx, failed.csv or failed.xlsx of a batch", role="operator"),
+             "results.csv, results.xlsx, failed.csv or failed.xlsx of a batch", role="operator",
+             path=(("name", {"type": "string", "enum": list(api_batches.EXPORTS)}),)),
     Endpoint("GET", "jobs", api_jobs.list_jobs, "Transfer jobs with status and progress, newest first", _PAGING),
     Endpoint("GET", "jobs/{id}", api_jobs.get_job, "One job: status, progress (instances, bytes, rate, ETA) and its tasks"),
     Endpoint("POST", "jobs/{id}/{action}", api_jobs.control_job,
              'cancel | pause | resume | retry (failed tasks) | priority ({"Urgent": true|false}); own jobs, or admin',
-             role="operator"),
+             role="operator", body=bodies.CONTROL_JOB,
+             path=(("action", {"type": "string", "enum": list(api_jobs.ACTIONS)}),)),
     Endpoint("GET", "audit.csv", api_audit.audit_csv, "The audit trail as CSV, with the filters of /courier/audit",
              (("action", "action"), ("actor", "user or calling AE"), ("node", "destination or node id"),
               ("since", "Unix time"), ("until", "Unix time"))),
     Endpoint("POST", "routes/test", api_routes.test_routes,
              'Rule tester: a DICOM file (application/dicom) or {"Tags": {...}, "CallingAet"?} -> routes that fire, '
-             'refusals, and each profile\'s result; nothing is stored or sent', role="operator"),
+             'refusals, and each profile\'s result; nothing is stored or sent', role="operator", body=bodies.ROUTE_TEST),
     Endpoint("POST", "send", api_tasks.send,
-             'Send a study of Courier\'s Orthanc: {"Study": Orthanc ID, "Destination", "Pseudonymize"?}', role="operator"),
+             'Send a study of Courier\'s Orthanc: {"Study": Orthanc ID, "Destination", "Pseudonymize"?}', role="operator",
+             body=bodies.SEND),
     Endpoint("POST", "quarantine/{id}/release", api_quarantine.release_quarantined,
-             "Deliver a reviewed quarantined instance anyway, pseudonymized, burned-in check waived", role="admin"),
+             "Deliver a reviewed quarantined instance anyway, pseudonymized, burned-in check waived", role="admin",
+             body=bodies.NOTHING),
     Endpoint("POST", "quarantine/{id}/delete", api_quarantine.delete_quarantined,
-             "Forget a quarantine entry and delete the original it kept", role="admin"),
+             "Forget a quarantine entry and delete the original it kept", role="admin", body=bodies.NOTHING),
     Endpoint("GET", "completion", api_completion.pending,
              "Series and studies that StableSeries/StableStudy routes still wait for, with when each completes them"),
     Endpoint("POST", "completion/{id}/force", api_completion.force,
-             "Complete a series or study (Orthanc ID) now, for every route that waits for it", role="operator"),
+             "Complete a series or study (Orthanc ID) now, for every route that waits for it", role="operator",
+             body=bodies.NOTHING, path=(("id", _ORTHANC_ID),)),
     Endpoint("GET", "openapi.json", openapi, "This document"),
 )
 
@@ -122,17 +149,35 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 def openapi_document() -> dict:
     paths: dict[str, dict] = {}
     for endpoint in ENDPOINTS:
+        own = dict(endpoint.path)
         parameters = [{"name": name, "in": "path", "required": True,
-                       "schema": {"type": "integer" if name == "id" else "string"}}
+                       "schema": own.get(name) or PATH_SCHEMAS.get(name, {"type": "string"})}
                       for name in re.findall(r"\{(\w+)\}", endpoint.pattern)]
         parameters += [{"name": name, "in": "query", "required": False, "description": text,
-                        "schema": {"type": "string"}} for name, text in endpoint.query]
-        paths.setdefault(PREFIX + endpoint.pattern, {})[endpoint.method.lower()] = {
-            "summary": endpoint.summary, "parameters": parameters,
-            "x-courier-role": endpoint.role,
-            "responses": {"200": {"description": "JSON"},
-                          "4XX": {"description": 'JSON {"error": message, "status": code}'}}}
+                        "schema": QUERY_SCHEMAS.get(name, {"type": "string"})} for name, text in endpoint.query]
+        operation = {"summary": endpoint.summary, "parameters": parameters, "x-courier-role": endpoint.role,
+                     "responses": {"200": {"description": "JSON"},
+                                   "4XX": {"description": 'JSON {"error": message, "status": code}'}}}
+        if endpoint.body is not None:
+            operation["requestBody"] = bodies.request_body(endpoint.body)
+        paths.setdefault(PREFIX + endpoint.pattern, {})[endpoint.method.lower()] = operation
     return {"openapi": "3.0.3", "info": {"title": "Courier", "version": VERSION}, "paths": paths}
+
+
+def check_body(endpoint: Endpoint, request: HttpRequest) -> None:
+    """The one validation layer of request bodies: size, then (JSON) nesting depth, parsing and
+    the endpoint's schema; the parsed body is kept on the request for the handler (json_body)."""
+    if endpoint.body is None:
+        return
+    largest, as_json = endpoint.body.limit(media_type(request))
+    size = len(request.body or b"")
+    if size > largest:
+        raise ApiError(413, f"the body is {size} bytes; {endpoint.method} /courier/{endpoint.pattern} takes at most "
+                            f"{bodies.size_text(largest)}")
+    if as_json:
+        value = parse_json(request.body)
+        validate(value, endpoint.body.schema)
+        request.parsed = value
 
 
 class Api:
@@ -144,29 +189,44 @@ class Api:
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         try:
-            if not request.path.startswith(PREFIX):
-                raise ApiError(404, f"no route {request.path}")
-            path = request.path[len(PREFIX):]
-            if path == "ui" or path.startswith("ui/"):
-                return self._page(request, path[3:])
-            allowed = []
-            for endpoint in ENDPOINTS:
-                found = endpoint.regex.match(path)
-                if found:
-                    if endpoint.method == request.method:
-                        authorize(self.ctx, request, endpoint.method, endpoint.pattern, endpoint.role)
-                        answer = endpoint.handler(self.ctx, request, found.groupdict())
-                        return answer if isinstance(answer, HttpResponse) else json_response(200, answer)
-                    allowed.append(endpoint.method)
-            if allowed:
-                raise ApiError(405, f"{request.method} is not allowed on {request.path}; use {', '.join(allowed)}")
-            raise ApiError(404, f"no route {request.path}")
+            return self._dispatch(request)
         except ApiError as exc:
-            return json_response(exc.status, {"error": exc.message, "status": exc.status})
+            answer = json_response(exc.status, {"error": exc.message, "status": exc.status})
+            if isinstance(exc, MethodNotAllowed):
+                answer.headers["Allow"] = ", ".join(exc.allowed)
+            return answer
+        except RecursionError:          # a DICOM file whose sequences nest hundreds deep...
+            log.warning("%s %s: recursion limit reached", request.method, request.path)
+            return json_response(400, {"error": "the request nests too deeply to be processed", "status": 400})
+        except Exception as exc:        # a bug: still a JSON answer, the traceback in Orthanc's log
+            log.exception("%s %s", request.method, request.path)
+            return json_response(500, {"error": f"internal error ({type(exc).__name__}); see Orthanc's log",
+                                       "status": 500})
+
+    def _dispatch(self, request: HttpRequest) -> HttpResponse:
+        if not request.path.startswith(PREFIX):
+            raise ApiError(404, f"no route {request.path}")
+        path = request.path[len(PREFIX):]
+        check_query(request.query)
+        if path == "ui" or path.startswith("ui/"):
+            return self._page(request, path[3:])
+        allowed = []
+        for endpoint in ENDPOINTS:
+            found = endpoint.regex.match(path)
+            if found:
+                if endpoint.method == request.method:
+                    authorize(self.ctx, request, endpoint.method, endpoint.pattern, endpoint.role)
+                    check_body(endpoint, request)
+                    answer = endpoint.handler(self.ctx, request, found.groupdict())
+                    return answer if isinstance(answer, HttpResponse) else json_response(200, answer)
+                allowed.append(endpoint.method)
+        if allowed:
+            raise MethodNotAllowed(allowed, f"{request.method} is not allowed on {request.path}; use {', '.join(allowed)}")
+        raise ApiError(404, f"no route {request.path}")
 
     def _page(self, request: HttpRequest, page: str) -> HttpResponse:
         if request.method != "GET":
-            raise ApiError(405, "the UI pages are read with GET; actions go through the REST API")
+            raise MethodNotAllowed(["GET"], "the UI pages are read with GET; actions go through the REST API")
         rights = rights_of(self.ctx, request)
         if rights is None:
             raise ApiError(401, "authentication required")

@@ -15,6 +15,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from courier import VERSION
 from courier.errors import ApiError
 from courier.host import HttpResponse
+from courier.store.records import STATES
 from courier.transfer import jobs
 from courier.web import api_completion, api_routes
 from courier.web.http import Context
@@ -125,8 +126,11 @@ class Ui:
         tallest = max(counts) or 1
         hours = [{"label": f"{24 - i} h ago", "count": c, "height": round(96 * c / tallest)} for i, c in enumerate(counts)]
         failures = store.tasks.list(state="FAILURE", limit=10)[1] + store.tasks.list(state="WARNING", limit=10)[1]
+        stats = store.tasks.destination_stats()
+        idle = {"tasks": {state: 0 for state in STATES}, "delivered_instances": 0, "failed_instances": 0, "delivered_bytes": 0}
+        destinations = {name: stats.get(name, idle) for name in sorted({*self.ctx.config.destinations, *stats})}
         return {"healthy": self.ctx.is_healthy(), "version": VERSION, "router": self.ctx.config.router_name,
-                "queue": store.tasks.queue_depth(), "destinations": store.tasks.destination_stats(), "hours": hours,
+                "queue": store.tasks.queue_depth(), "destinations": destinations, "hours": hours,
                 "echoes": store.nodes.statuses(), "failures": sorted(failures, key=lambda t: -t.id)[:10],
                 "completion": api_completion.pending(self.ctx, None, {})["Pending"]}
 

@@ -145,3 +145,27 @@ def test_a_profile_from_a_secret_file(tmp_path):
     assert "a-long-enough" not in repr(profile)
     assert profile.keep == {0x00081030, 0x00090010} and profile.replace == {0x00080080: "X"}
     assert profile.trial == {"ClinicalTrialProtocolID": "P1"} and config.routes[0].pseudonymize == "trial"
+
+
+def test_sqlite_by_default_postgresql_with_its_password_outside_the_json(monkeypatch):
+    assert parsed().database.kind == "sqlite" and parsed().database.path == "/srv/orthanc/courier.sqlite"
+    config = copy.deepcopy(BASE)
+    config["Courier"]["Database"] = {"Url": "postgresql://courier@db.local:5432/courier", "PasswordEnv": "COURIER_DB_PW"}
+    settings = parse(config, "/etc/courier", "/repo", environ={"COURIER_DB_PW": "s3cret"}).database
+    assert (settings.kind, settings.password, settings.describe()) == ("postgresql", "s3cret",
+                                                                       "postgresql://courier@db.local:5432/courier")
+    assert "s3cret" not in repr(settings)
+
+
+@pytest.mark.parametrize("database,extra,words", [
+    ({"Url": "postgresql://courier:pw@db/courier"}, {}, "Courier.Database.Url: holds a password"),
+    ({"Url": "mysql://db/courier"}, {}, "Courier.Database.Url: expected postgresql://"),
+    ({"Url": "postgresql://courier@db/courier"}, {"DatabasePath": "c.sqlite"}, "not both"),
+    ({"Url": "postgresql://courier@db/courier", "Pasword": "x"}, {}, "Courier.Database.Pasword: unknown key"),
+])
+def test_database_errors_name_the_path(database, extra, words):
+    config = copy.deepcopy(BASE)
+    config["Courier"].update({"Database": database, **extra})
+    with pytest.raises(ConfigError) as error:
+        parse(config, "/etc/courier", "/repo")
+    assert words in str(error.value)

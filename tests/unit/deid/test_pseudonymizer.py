@@ -255,7 +255,7 @@ def test_pydicom_test_files_are_pseudonymized_or_refused_never_crash(path):
     name = str(original.get("PatientName", "") or "")
     if len(name) >= 3:
         assert name.encode() not in out
-    assert not any(elem.tag.is_private for elem in ds.iterall())
+    assert [e.tag for e in ds.iterall() if e.tag.is_private] == [0x7FDF0010, 0x7FDF1001]     # Courier's mark only
 
 
 def test_keep_override_keeps_a_private_element_and_its_creator():
@@ -273,3 +273,40 @@ def test_burned_in_sop_classes():
     with pytest.raises(PseudonymizationError, match="SOP class 1.2.840.10008.5.1.4.1.1.2 may carry burned-in text"):
         Pseudonymizer(profile(burned_in_modalities=frozenset(),
                               burned_in_sop_classes=frozenset({str(ds.SOPClassUID)}))).pseudonymize(ds)
+
+
+def without_patient_id(**kwargs):
+    ds = make_instance(**kwargs)
+    del ds.PatientID
+    return ds
+
+
+def test_without_patient_id_the_name_and_birth_date_key_the_pseudonym():
+    pseudo = Pseudonymizer(profile(burned_in="Pass"))
+    out, result = pseudo.pseudonymize_bytes(written(without_patient_id(patient_name="Doe^Jane", PatientBirthDate="19700101")))
+    assert b"Doe" not in out and result.patient_id == ("Doe^Jane|19700101", make_pseudonym(SECRET, "Doe^Jane|19700101",
+                                                                                          PseudonymFormat()))
+    assert pydicom.dcmread(io.BytesIO(out)).PatientID == result.patient_id[1]
+    other = pseudo.pseudonymize(without_patient_id(patient_name="Roe^Rita", PatientBirthDate="19700101"))
+    empty_id = pseudo.pseudonymize(make_instance(patient_id="", patient_name="Doe^Jane", PatientBirthDate="19700101"))
+    assert other.patient_id[1] != result.patient_id[1] == empty_id.patient_id[1]
+    anonymous = without_patient_id(patient_name="", PatientBirthDate="")
+    study = anonymous.StudyInstanceUID
+    assert pseudo.pseudonymize(anonymous).patient_id[0] == f"study:{study}"       # its patient is not known
+
+
+def test_without_patient_id_a_refusal_says_what_is_missing():
+    nothing = without_patient_id(patient_name="", PatientBirthDate="")
+    del nothing.StudyInstanceUID
+    with pytest.raises(PseudonymizationError, match=r"no PatientID \(0010,0020\), PatientName, PatientBirthDate or "
+                                                    r"StudyInstanceUID") as caught:
+        Pseudonymizer(profile(burned_in="Pass")).pseudonymize(nothing)
+    assert caught.value.disposition == "reject"
+    looked_up = Pseudonymizer(profile(burned_in="Pass"), patient_pseudonym=lambda patient_id: "SUBJ-1")
+    with pytest.raises(PseudonymizationError, match=r"no PatientID \(0010,0020\): the pseudonyms of profile trial are "
+                                                    "looked up by PatientID"):
+        looked_up.pseudonymize(without_patient_id())
+    no_uid = make_instance()
+    del no_uid.SOPInstanceUID
+    with pytest.raises(PseudonymizationError, match=r"no SOPInstanceUID \(0008,0018\)"):
+        Pseudonymizer(profile(burned_in="Pass")).pseudonymize_bytes(written(no_uid))

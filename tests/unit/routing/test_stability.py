@@ -2,10 +2,10 @@
 arrivals and completions: timers survive a reopening, each completion happens once."""
 import pytest
 
+from conftest import Clock
 from courier.config.routes import CompleteWhen, Route
 from courier.routing.stability import due_at, holds, why_complete
 from courier.store.records import Arrival, NewTask, Pending
-from courier.store.store import Store
 
 
 def route(**kwargs):
@@ -52,24 +52,16 @@ def test_complete_when_needs_every_listed_series(when, there):
     assert (why_complete(route(stable_after=60, complete_when=when), pending(), 111) == "complete") is there
 
 
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
-
-
 def arrival(n, series="se1"):
     return Arrival(f"i{n}", series, "st", f"1.2.{n}", 10, "CT", "Axial", n)
 
 
-def test_arrivals_are_recorded_with_the_cursor_and_completions_happen_once(tmp_path):
+def test_arrivals_are_recorded_with_the_cursor_and_completions_happen_once(make_store):
     clock = Clock()
-    store = Store(str(tmp_path / "c.sqlite"), clock)
+    store = make_store(clock)
     store.tasks.enqueue([], cursor=("changes", 2), arrivals=[arrival(1), arrival(2)])
     clock.now += 5
-    reopened = Store(str(tmp_path / "c.sqlite"), clock)         # a restart: the times are in the store
+    reopened = make_store(clock)                                # a restart: the times are in the store
     (study,) = reopened.completions.pending("r", "Study")
     assert (study.instances, study.first_at, study.last_at, study.modalities) == (2, 1000.0, 1000.0, ("CT",))
     assert reopened.tasks.cursor("changes") == 2
@@ -85,9 +77,9 @@ def test_arrivals_are_recorded_with_the_cursor_and_completions_happen_once(tmp_p
     assert store.completions.pending("r", "Series") != []      # each route and level keeps its own mark
 
 
-def test_routed_arrivals_are_pruned_and_a_late_one_still_goes_alone(tmp_path):
+def test_routed_arrivals_are_pruned_and_a_late_one_still_goes_alone(make_store):
     clock = Clock()
-    store = Store(str(tmp_path / "c.sqlite"), clock)
+    store = make_store(clock)
     store.tasks.enqueue([], arrivals=[arrival(1), arrival(2)])
     (study,) = store.completions.pending("r", "Study")
     assert store.completions.prune([], ["r"], older_than=clock.now + 1) == 0      # not routed yet: kept

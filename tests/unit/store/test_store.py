@@ -1,19 +1,13 @@
+"""The store on both back-ends (SQLite, PostgreSQL): atomic enqueues, exclusive claims across
+threads and processes, finishing, requeueing, the cursor and the routers table."""
 import threading
 
+import pytest
+
+from conftest import Clock
+from courier.store.postgres import PostgresDatabase
 from courier.store.records import CANCELED, PENDING, RUNNING, SUCCESS, Attempt, AuditEvent, JobTarget, ManifestItem, NewTask
 from courier.store.store import Store
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
-
-
-def make_store(tmp_path, clock=None):
-    return Store(str(tmp_path / "courier.sqlite"), clock=clock or Clock())
 
 
 def claimed(store, owner, limit, **options):
@@ -22,16 +16,16 @@ def claimed(store, owner, limit, **options):
     return list(claim.tasks) if claim else []
 
 
-def test_enqueue_is_atomic_with_the_cursor_and_survives_reopening(tmp_path):
-    store = make_store(tmp_path)
+def test_enqueue_is_atomic_with_the_cursor_and_survives_reopening(make_store):
+    store = make_store()
     store.tasks.enqueue([NewTask("r", "d", "Instance", "i1")], [AuditEvent("x")], cursor=("changes", 42))
-    again = make_store(tmp_path)
+    again = make_store()
     assert again.tasks.cursor("changes") == 42
     assert again.tasks.queue_depth()[PENDING] == 1
 
 
-def test_claims_are_exclusive_across_threads(tmp_path):
-    store = make_store(tmp_path)
+def test_claims_are_exclusive_across_threads(make_store):
+    store = make_store()
     store.tasks.enqueue([NewTask("r", "d", "Instance", f"i{n}") for n in range(200)])
     taken: list[int] = []
     lock = threading.Lock()
@@ -51,9 +45,9 @@ def test_claims_are_exclusive_across_threads(tmp_path):
     assert sorted(taken) == list(range(1, 201))
 
 
-def test_claim_takes_one_destination_most_urgent_first_and_respects_next_attempt(tmp_path):
+def test_claim_takes_one_destination_most_urgent_first_and_respects_next_attempt(make_store):
     clock = Clock()
-    store = make_store(tmp_path, clock)
+    store = make_store(clock)
     store.tasks.enqueue([NewTask("r", "a", "Instance", "i1"), NewTask("r", "b", "Instance", "i2", priority=5),
                    NewTask("r", "b", "Instance", "i3")])
     batch = claimed(store, "w", 10)
@@ -66,8 +60,8 @@ def test_claim_takes_one_destination_most_urgent_first_and_respects_next_attempt
     assert [t.resource_id for t in claimed(store, "w", 10)] == ["i2"]
 
 
-def test_finish_counts_per_sop_uid_and_keeps_the_missing(tmp_path):
-    store = make_store(tmp_path)
+def test_finish_counts_per_sop_uid_and_keeps_the_missing(make_store):
+    store = make_store()
     store.tasks.enqueue([NewTask("r", "d", "Series", "s1")])
     task = claimed(store, "w", 1)[0]
     store.tasks.save_manifests({task.id: [ManifestItem(f"i{n}", f"1.2.{n}", 100) for n in range(3)]})
@@ -79,8 +73,8 @@ def test_finish_counts_per_sop_uid_and_keeps_the_missing(tmp_path):
     assert store.tasks.destination_stats()["d"]["failed_instances"] == 1
 
 
-def test_a_cancelled_running_task_is_not_overwritten_by_its_worker(tmp_path):
-    store = make_store(tmp_path)
+def test_a_cancelled_running_task_is_not_overwritten_by_its_worker(make_store):
+    store = make_store()
     store.tasks.enqueue([NewTask("r", "d", "Instance", "i1")])
     task = claimed(store, "w", 1)[0]
     assert store.tasks.set_state(task.id, (PENDING, RUNNING), CANCELED, "alice", "task-cancelled") == RUNNING
@@ -90,9 +84,9 @@ def test_a_cancelled_running_task_is_not_overwritten_by_its_worker(tmp_path):
     assert total == 1 and entries[0]["action"] == "task-cancelled"
 
 
-def test_abandoned_tasks_are_requeued(tmp_path):
+def test_abandoned_tasks_are_requeued(make_store):
     clock = Clock()
-    store = make_store(tmp_path, clock)
+    store = make_store(clock)
     store.tasks.enqueue([NewTask("r", "d", "Instance", "i1"), NewTask("r", "e", "Instance", "i2")])
     mine = claimed(store, "node-a:1:w0", 1)[0]
     other = claimed(store, "node-b:7:w0", 1)[0]
@@ -100,28 +94,28 @@ def test_abandoned_tasks_are_requeued(tmp_path):
     assert store.tasks.get(mine.id).state == PENDING
     assert store.tasks.get(other.id).state == RUNNING
     clock.now += 61                                                       # node-b's heartbeat is lost
-    assert store.tasks.requeue_abandoned("\x00none", stale_after=60) == 1
+    assert store.tasks.requeue_abandoned(None, stale_after=60) == 1
     assert store.tasks.get(other.id).state == PENDING
 
 
-def test_listing_filters_and_paginates(tmp_path):
-    store = make_store(tmp_path)
+def test_listing_filters_and_paginates(make_store):
+    store = make_store()
     store.tasks.enqueue([NewTask("r1" if n % 2 else "r2", "d", "Instance", f"i{n}") for n in range(10)])
     total, rows = store.tasks.list(route="r1", limit=2, offset=1)
     assert total == 5 and len(rows) == 2 and all(r.route == "r1" for r in rows)
     assert rows[0].id > rows[1].id
 
 
-def test_a_destination_served_by_enough_workers_is_skipped(tmp_path):
-    store = make_store(tmp_path)
+def test_a_destination_served_by_enough_workers_is_skipped(make_store):
+    store = make_store()
     store.tasks.enqueue([NewTask("r", "hung", "Instance", f"h{n}", priority=9) for n in range(3)]
                   + [NewTask("r", "fine", "Instance", "f1")])
     batches = [claimed(store, f"w{n}", 1, max_workers_per_destination=2) for n in range(4)]
     assert [[t.destination for t in batch] for batch in batches] == [["hung"], ["hung"], ["fine"], []]
 
 
-def test_paused_jobs_and_closed_sources_are_not_claimed(tmp_path):
-    store = make_store(tmp_path)
+def test_paused_jobs_and_closed_sources_are_not_claimed(make_store):
+    store = make_store()
     paused = store.jobs.create("alice", "pacs", "d", None, False, [JobTarget("1.2.1", "s1", "s1", False)])
     other = store.jobs.create("alice", "night-pacs", "d", None, True, [JobTarget("1.2.2", "s2", "s2", False)])
     store.jobs.control(paused, "pause", "alice")
@@ -132,8 +126,8 @@ def test_paused_jobs_and_closed_sources_are_not_claimed(tmp_path):
     assert store.jobs.get(other).urgent and store.jobs.get(paused).tasks["RUNNING"] == 1
 
 
-def test_a_source_at_its_parallel_limit_is_skipped(tmp_path):
-    store = make_store(tmp_path)
+def test_a_source_at_its_parallel_limit_is_skipped(make_store):
+    store = make_store()
     store.jobs.create("a", "pacs", "d1", None, False, [JobTarget(f"1.2.{n}", f"s{n}", f"s{n}", False) for n in range(3)])
     store.jobs.create("a", "pacs", "d2", None, False, [JobTarget("1.3.1", "t1", "t1", False)])
     first = claimed(store, "w1", 1, source_limits={"pacs": 2})
@@ -141,3 +135,69 @@ def test_a_source_at_its_parallel_limit_is_skipped(tmp_path):
     assert len(first) == len(second) == 1
     assert claimed(store, "w3", 10, source_limits={"pacs": 2}) == []           # pacs already serves two tasks
     assert len(claimed(store, "w3", 10, source_limits={"pacs": 3})) >= 1
+
+
+def _claim_all(database_spec, owner, out, ready, go):
+    """In another process: once all are connected, claim until nothing is left, write the ids claimed."""
+    import sys
+    sys.path[:0] = [database_spec["plugin"]]
+    from courier.store.postgres import PostgresDatabase
+    from courier.store.store import Store
+    store = Store(database_spec["path"]) if database_spec["path"] else Store(PostgresDatabase(database_spec["url"]))
+    ready.release()
+    go.wait(60)
+    ids = []
+    while True:
+        claim = store.tasks.claim(owner, 7)
+        if claim is None:
+            break
+        ids += [t.id for t in claim.tasks]
+        store.tasks.release_slot(owner)
+    with open(out, "w") as handle:
+        handle.write(",".join(map(str, ids)))
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_claims_are_exclusive_across_processes(tmp_path, request, backend):
+    """Four processes on one database (on PostgreSQL, READ COMMITTED): each task claimed exactly once."""
+    import multiprocessing
+    from pathlib import Path
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    path = str(tmp_path / "c.sqlite") if backend == "sqlite" else None
+    store = Store(path) if path else Store(PostgresDatabase(url))
+    store.tasks.enqueue([NewTask("r", f"d{n % 3}", "Instance", f"i{n}") for n in range(1500)])
+    spec = {"plugin": str(Path(__file__).resolve().parents[3] / "plugin"), "path": path, "url": url}
+    context = multiprocessing.get_context("spawn")
+    outs = [tmp_path / f"claimed-{n}" for n in range(4)]
+    ready, go = context.Semaphore(0), context.Event()
+    workers = [context.Process(target=_claim_all, args=(spec, f"p{n}:w0", str(out), ready, go))
+               for n, out in enumerate(outs)]
+    for worker in workers:
+        worker.start()
+    for _ in workers:
+        assert ready.acquire(timeout=60)
+    go.set()                                     # all start claiming together, none before the others connect
+    for worker in workers:
+        worker.join(120)
+    claimed_ids = [int(i) for out in outs for i in out.read_text().split(",") if i]
+    assert sorted(claimed_ids) == list(range(1, 1501))
+    assert len({n for out in outs if out.read_text() for n in [out]}) >= 2        # several processes took part
+
+
+def test_a_second_router_following_the_same_changes_writes_nothing(make_store):
+    store = make_store()
+    store.tasks.enqueue([], cursor=("changes", 10))
+    assert store.tasks.enqueue([NewTask("r", "d", "Instance", "a")], cursor=("changes", 12), expect=10) == [1]
+    late = store.tasks.enqueue([NewTask("r", "d", "Instance", "a")], cursor=("changes", 12), expect=10)
+    assert late is None and store.tasks.cursor("changes") == 12 and store.tasks.queue_depth()[PENDING] == 1
+
+
+def test_a_live_router_name_is_refused_and_free_again_once_its_process_is_gone(make_store):
+    first, twin = make_store(), make_store()          # two processes' stores on one database
+    assert first.routers.register("r1", "r1:100:a") is None
+    refusal = twin.routers.register("r1", "r1:200:b")
+    assert "another router named 'r1' is running" in refusal
+    assert twin.routers.register("r2", "r2:200:b") is None           # another name is free
+    first.database.close()                            # what the kernel does when a process dies, kill -9 included
+    assert twin.routers.register("r1", "r1:300:c") is None
+    assert {r["Name"]: r["Incarnation"] for r in twin.routers.all()} == {"r1": "r1:300:c", "r2": "r2:200:b"}

@@ -1,0 +1,74 @@
+"""The File Meta Information and preamble of a de-identified instance (PS3.15 E.1.1 item 7: "the
+File Meta Information ... including the 128 byte preamble ... shall be replaced with a description
+of the de-identifying application", PS3.10 7.1).
+
+Nothing of the received header is carried over but how the data set is encoded: the preamble is
+128 zero bytes; the new meta names Courier (its implementation class UID and version name, and
+Courier's AE title as the source), the instance's own SOP Class and (new) SOP Instance UID, and
+the transfer syntax. The sending and receiving AE titles, the source presentation address and
+the private information of the received header (group 0002) are not written again.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from courier import VERSION
+
+PREAMBLE = b"\x00" * 128
+IMPLEMENTATION_CLASS_UID = "2.25.239413420448554990668186960894043842147"   # Courier's, made once from a UUID
+IMPLEMENTATION_VERSION_NAME = f"COURIER_{VERSION}"[:16]
+DEFAULT_AE = "COURIER"
+
+
+def check_ae_title(title: str) -> str:
+    """`title` if it is a valid AE title (1 to 16 characters, no backslash or control character,
+    not only spaces); ValueError saying what is wrong otherwise."""
+    if not isinstance(title, str) or not title.strip():
+        raise ValueError(f"AE title {title!r}: empty")
+    if len(title) > 16:
+        raise ValueError(f"AE title {title!r}: longer than 16 characters")
+    if "\\" in title or any(ord(c) < 0x20 or ord(c) > 0x7E for c in title):
+        raise ValueError(f"AE title {title!r}: only printable ASCII without a backslash")
+    return title.strip()
+
+
+def transfer_syntax(ds: Dataset, received: Optional[Dataset]) -> str:
+    """The received transfer syntax; for a data set read without one, the encoding it was read in."""
+    uid = received.get("TransferSyntaxUID") if received is not None else None
+    if uid:
+        return str(uid)
+    implicit, little = getattr(ds, "original_encoding", (None, None))
+    if implicit:
+        return ImplicitVRLittleEndian
+    if implicit is False and little is False:
+        return ExplicitVRBigEndian
+    return ExplicitVRLittleEndian
+
+
+def new_file_meta(ds: Dataset, received: Optional[Dataset], source_ae: str = DEFAULT_AE) -> FileMetaDataset:
+    """The File Meta Information describing Courier for the de-identified `ds` (its SOP Instance
+    UID already remapped); `received` is the header it came with (None if it had none)."""
+    meta = FileMetaDataset()
+    meta.FileMetaInformationVersion = b"\x00\x01"
+    sop_class = ds.get("SOPClassUID") or (received.get("MediaStorageSOPClassUID") if received is not None else None)
+    if sop_class:
+        meta.MediaStorageSOPClassUID = str(sop_class)
+    if ds.get("SOPInstanceUID"):
+        meta.MediaStorageSOPInstanceUID = str(ds.SOPInstanceUID)
+    meta.TransferSyntaxUID = transfer_syntax(ds, received)
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    meta.SourceApplicationEntityTitle = source_ae
+    return meta
+
+
+def received_ae_titles(received: Optional[Dataset]) -> list[str]:
+    """The AE titles of the received header (source, sending, receiving): values the new header
+    removes, to be cut from text like any other removed value."""
+    if received is None:
+        return []
+    return [str(received.get(k)) for k in ("SourceApplicationEntityTitle", "SendingApplicationEntityTitle",
+                                           "ReceivingApplicationEntityTitle") if received.get(k)]

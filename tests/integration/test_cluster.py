@@ -1,0 +1,152 @@
+"""Several routers on one PostgreSQL (Orthanc's index and storage through orthanc-postgresql,
+Courier's store beside them): any router takes any instance, delivers any task, completes any
+study and fetches any job's study; one killed with kill -9 loses nothing."""
+import threading
+import time
+
+import pydicom
+
+from factory import make_instance, write_instances
+from harness import Orthanc, storescu, wait_until
+from peers import RecordingScp, SlowPacs
+
+
+def two_routers(cluster, postgres, tmp_path, modalities, routes, **courier):
+    orthanc_db, courier_db = postgres.create_database(), postgres.create_database()
+    nodes = []
+    for name in ("a", "b"):
+        node = cluster.orthanc(name, start=False, postgresql=orthanc_db, courier={
+            "AllowedCallers": "Any", "RouterName": name, "Database": {"Url": courier_db}, "HeartbeatTimeoutSeconds": 4,
+            "Workers": 2, "Retry": {"InitialDelaySeconds": 0.5, "MaxDelaySeconds": 2}, "Routes": routes, **courier},
+            extra={"DicomModalities": dict(modalities)})
+        nodes.append(node)
+    for node in nodes:
+        node.start()
+    return nodes, courier_db
+
+
+def test_two_routers_share_the_work_and_one_killed_loses_nothing(cluster, tmp_path, postgres):
+    each, study = RecordingScp("EACH"), RecordingScp("STUDY")
+    try:
+        (a, b), courier_db = two_routers(cluster, postgres, tmp_path, {"each": each.modality, "study": study.modality},
+                                         [{"Name": "each", "Destinations": ["each"]},
+                                          {"Name": "study", "Trigger": "StableStudy", "StableAfterSeconds": 3,
+                                           "Destinations": ["study"]}])
+        files = []
+        for n in range(6):                                     # 6 studies of 2 series: 600 instances
+            uid = pydicom.uid.generate_uid()
+            for s in range(2):
+                files += write_instances(tmp_path / f"st{n}-{s}", 50, patient_id=f"C{n}", study_uid=uid)
+        halves = (files[0::2], files[1::2])                   # every study arrives through both routers
+        senders = [threading.Thread(target=storescu, args=(node.dicom_port, half), kwargs={"check": False})
+                   for node, half in zip((a, b), halves, strict=True)]
+        for sender in senders:
+            sender.start()
+        wait_until(lambda: len(each.received) >= 150, 60, what="deliveries under way through both routers")
+        a.stop(kill=True)                                      # kill -9 mid-way
+        for sender in senders:
+            sender.join(120)
+        stored = {i["MainDicomTags"]["SOPInstanceUID"] for i in b.get("/instances", expand="")}
+        storescu(b.dicom_port, [p for p in files if p.stem not in stored])   # what A never took, sent to B
+        everything = {p.stem for p in files}
+        wait_until(lambda: each.uids() == everything, 120, 0.5, what="every instance through the Instance route")
+        wait_until(lambda: study.uids() == everything, 120, 0.5, what="every study through the StableStudy route")
+        time.sleep(5)                                          # nothing more arrives: each study completed once
+        assert each.duplicates() <= 2 * 50, each.duplicates()  # at most the batches in flight when A died
+        assert study.duplicates() <= 2 * 100, study.duplicates()
+        completed = b.get("/courier/audit", action="resource-completed", limit=100)["entries"]
+        assert len(completed) == 6                             # one completion per study, across routers
+        requeued = b.get("/courier/audit", action="task-requeued", limit=100)["entries"]
+        assert any("heartbeat lost" in (e["detail"] or {}).get("reason", "") for e in requeued)
+        twin = Orthanc(tmp_path, "b-twin", courier=dict(b.config["Courier"]), postgresql=None,
+                       extra={"DicomModalities": b.config["DicomModalities"]})
+        cluster.nodes.append(twin)
+        twin.start(wait=False)                                 # a second live router named "b" refuses to start
+        wait_until(lambda: twin.process.poll() is not None, 30, what="the twin to refuse")
+        assert "another router named 'b' is running" in twin.log_tail(200)
+    finally:
+        each.close()
+        study.close()
+
+
+def test_a_job_created_on_a_router_that_is_then_killed_completes_on_the_other(cluster, tmp_path, postgres):
+    instances = []
+    for _study in range(3):
+        uid = pydicom.uid.generate_uid()
+        instances += [make_instance(patient_id="CJ", study_uid=uid, instance_number=i) for i in range(1, 7)]
+    dest = cluster.orthanc("dest")
+    ports = {}
+    pacs = SlowPacs(instances, ports, 0.25)
+    try:
+        (a, b), _ = two_routers(cluster, postgres, tmp_path, {"dest": dest.as_modality(), "pacs": pacs.modality}, [],
+                                Nodes={"pacs": {"MaxParallelTasks": 1}})
+        ports.update({a.aet: a.dicom_port, b.aet: b.dicom_port})
+        job = a.post("/courier/jobs", {"Source": "pacs", "Destination": "dest",
+                                       "Items": [{"StudyInstanceUID": uid} for uid in dict.fromkeys(
+                                           str(ds.StudyInstanceUID) for ds in instances)]}).json()
+        wait_until(lambda: len(pacs.sent) >= 2, 30, what="the job under way")
+        a.stop(kill=True)
+        done = wait_until(lambda: (j := b.get(f"/courier/jobs/{job['Id']}"))["Status"] not in ("PENDING", "RUNNING")
+                          and j, 90, 0.5, what="the job to end on the other router")
+        assert done["Status"] == "SUCCESS" and done["Instances"] == {"Expected": 18, "Delivered": 18}
+        assert dest.sop_uids() == {str(ds.SOPInstanceUID) for ds in instances}
+    finally:
+        pacs.close()
+
+
+def _free_range(count: int) -> int:
+    import random
+    import socket
+    for _attempt in range(50):
+        base = random.randrange(20000, 40000)
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise AssertionError("no free port range")
+
+
+def test_the_shipped_cluster_example_runs_two_routers_behind_haproxy(tmp_path):
+    """`make cluster` (cluster/run.py): PostgreSQL, two routers sharing it, HAProxy in front; storescu
+    to the balancer lands in the shared index, both routers see it; one SIGTERM stops it all."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    import requests
+
+    from harness import REPO
+    data = Path(tempfile.mkdtemp(prefix="courier-cluster-"))          # the postgres user must reach it
+    os.chmod(data, 0o755)
+    base = _free_range(7)
+    log = open(tmp_path / "cluster.log", "wb")
+    run = subprocess.Popen([sys.executable, str(REPO / "cluster" / "run.py"), "--data", str(data), "--base-port", str(base)],
+                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    auth = ("admin", "change-me")
+    try:
+        wait_until(lambda: b"ready:" in (tmp_path / "cluster.log").read_bytes(), 120, 0.5, what="the cluster ready")
+        files = write_instances(tmp_path / "in", 3, patient_id="CL1") + write_instances(tmp_path / "in2", 2, patient_id="CL2")
+        storescu(base + 1, files[:3], calling="CTSCANNER")
+        storescu(base + 1, files[3:], calling="CTSCANNER")                 # another association, maybe another router
+        for router_http in (base + 2, base + 4):
+            listed = requests.get(f"http://127.0.0.1:{router_http}/instances", auth=auth, timeout=10).json()
+            assert len(listed) == 5                                        # one index: each router sees everything
+        status = requests.get(f"http://127.0.0.1:{base}/courier/status", auth=auth, timeout=10)
+        assert status.status_code == 200 and status.json()["router"] in ("router-a", "router-b")
+        routers = {requests.get(f"http://127.0.0.1:{base}/courier/status", auth=auth, timeout=10).json()["router"]
+                   for _ in range(6)}
+        assert routers == {"router-a", "router-b"}                         # HTTP is balanced over both
+    finally:
+        os.killpg(run.pid, signal.SIGTERM) if run.poll() is None else None
+        run.wait(60)
+        log.close()
+    output = (tmp_path / "cluster.log").read_text()
+    assert "cluster stopped" in output
+    for name in ("router-a", "router-b"):
+        assert "Courier stopped: 0 task(s) left RUNNING" in (data / f"{name}.log").read_text(errors="replace")

@@ -1,0 +1,83 @@
+"""PS3.15 E.1.1 item 7: the 128-byte preamble and the File Meta Information are replaced with a
+description of the de-identifying application; nothing of the received header is carried over."""
+import io
+
+import pydicom
+import pytest
+from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
+
+from courier import VERSION
+from courier.config.profiles import Profile
+from courier.deid.file_meta import IMPLEMENTATION_CLASS_UID
+from courier.deid.pseudonymizer import Pseudonymizer
+from factory import file_bytes, make_instance
+
+SECRET = b"test-secret-not-for-production"
+PREAMBLE = b"Doe^Jane MRN0042 born 19700101 ".ljust(128, b"\x00")
+
+
+def received(**tags) -> bytes:
+    ds = make_instance(patient_id="MRN0042", patient_name="Doe^Jane", **tags)
+    meta = ds.file_meta
+    meta.ImplementationClassUID, meta.ImplementationVersionName = "1.2.3.4.5.6", "HIS_EXPORT_2"
+    meta.SourceApplicationEntityTitle, meta.SendingApplicationEntityTitle = "MRN0042_PACS", "WARD7_DOE"
+    meta.ReceivingApplicationEntityTitle = "RECEIVER"
+    meta.PrivateInformationCreatorUID = "1.2.3.4.99"
+    meta.PrivateInformation = b"MRN0042 Doe^Jane"
+    return file_bytes(ds, preamble=PREAMBLE)
+
+
+def pseudonymizer(**kwargs) -> Pseudonymizer:
+    return Pseudonymizer(Profile("trial", SECRET, burned_in="Pass"), **kwargs)
+
+
+def test_the_preamble_and_the_file_meta_information_describe_courier_only():
+    data = received()
+    original = pydicom.dcmread(io.BytesIO(data))
+    assert original.preamble == PREAMBLE and original.file_meta.PrivateInformation == b"MRN0042 Doe^Jane"
+    out, result = pseudonymizer().pseudonymize_bytes(data)
+    assert out[:128] == b"\x00" * 128 and out[128:132] == b"DICM"
+    ds = pydicom.dcmread(io.BytesIO(out))
+    meta = {e.keyword: e.value for e in ds.file_meta if e.keyword != "FileMetaInformationGroupLength"}
+    assert meta == {"FileMetaInformationVersion": b"\x00\x01",
+                    "MediaStorageSOPClassUID": pydicom.uid.CTImageStorage,
+                    "MediaStorageSOPInstanceUID": ds.SOPInstanceUID,
+                    "TransferSyntaxUID": pydicom.uid.ExplicitVRLittleEndian,
+                    "ImplementationClassUID": IMPLEMENTATION_CLASS_UID,
+                    "ImplementationVersionName": f"COURIER_{VERSION}",
+                    "SourceApplicationEntityTitle": "COURIER"}
+    assert ds.SOPInstanceUID == result.uids[original.SOPInstanceUID] != original.SOPInstanceUID
+    for phi in (b"MRN0042", b"Doe", b"Jane", b"19700101", b"1.2.3.4.5.6", b"HIS_EXPORT", b"WARD7", b"RECEIVER"):
+        assert phi not in out, phi
+
+
+def test_the_source_ae_title_can_be_passed_in():
+    out, _ = pseudonymizer(source_ae="ROUTER7").pseudonymize_bytes(received())
+    assert pydicom.dcmread(io.BytesIO(out)).file_meta.SourceApplicationEntityTitle == "ROUTER7"
+    assert pseudonymizer(source_ae="ROUTER7").reviewed().source_ae == "ROUTER7"
+    for bad, why in (("", "empty"), ("A" * 17, "longer than 16"), ("A\\B", "backslash")):
+        with pytest.raises(ValueError, match=why):
+            pseudonymizer(source_ae=bad)
+
+
+@pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRBigEndian])
+def test_the_transfer_syntax_is_kept(syntax):
+    ds = make_instance()
+    ds.file_meta.TransferSyntaxUID = syntax
+    out, _ = pseudonymizer().pseudonymize_bytes(file_bytes(ds))
+    again = pydicom.dcmread(io.BytesIO(out))
+    assert again.file_meta.TransferSyntaxUID == syntax and again.Rows == 16
+
+
+def test_the_received_ae_titles_are_cut_from_text():
+    out, _ = Pseudonymizer(Profile("trial", SECRET, frozenset({"CleanDescriptors"}), burned_in="Pass")).pseudonymize_bytes(
+        received(ImageComments="sent by WARD7_DOE"))
+    assert pydicom.dcmread(io.BytesIO(out)).ImageComments == "sent by XXX"
+
+
+def test_a_dataset_without_header_gets_one():
+    ds = make_instance()
+    del ds.file_meta
+    result = pseudonymizer().pseudonymize(ds)
+    assert result.dataset.file_meta.MediaStorageSOPInstanceUID == result.dataset.SOPInstanceUID
+    assert result.dataset.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
