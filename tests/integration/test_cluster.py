@@ -94,6 +94,40 @@ def test_a_job_created_on_a_router_that_is_then_killed_completes_on_the_other(cl
         pacs.close()
 
 
+def test_pause_and_cancel_through_one_router_stop_the_job_running_on_the_other(cluster, tmp_path, postgres):
+    instances, uids = [], []
+    for _study in range(3):
+        uids.append(pydicom.uid.generate_uid())
+        instances += [make_instance(patient_id="CP", study_uid=uids[-1], instance_number=i) for i in range(1, 11)]
+    dest = cluster.orthanc("dest")
+    ports = {}
+    pacs = SlowPacs(instances, ports, 0.3)
+    try:
+        (a, b), _ = two_routers(cluster, postgres, tmp_path, {"dest": dest.as_modality(), "pacs": pacs.modality}, [],
+                                Nodes={"pacs": {"MaxParallelTasks": 1}})
+        ports.update({a.aet: a.dicom_port, b.aet: b.dicom_port})
+        job_id = a.post("/courier/jobs", {"Source": "pacs", "Destination": "dest",
+                                          "Items": [{"StudyInstanceUID": uid} for uid in uids]}).json()["Id"]
+        running = wait_until(lambda: [t for t in a.get(f"/courier/jobs/{job_id}")["TaskList"] if t["state"] == "RUNNING"],
+                             30, 0.2, what="a task of the job running")
+        runner, other = (a, b) if running[0]["owner"].startswith("a") else (b, a)
+        wait_until(lambda: len(pacs.sent) >= 1, 20, what="the first study under way")
+        assert other.post(f"/courier/jobs/{job_id}/pause").json()["Status"] == "PAUSED"
+        wait_until(lambda: len(pacs.sent) >= 10, 10, what="the study in flight to finish")
+        time.sleep(3)
+        assert pacs.moved_studies() == uids[:1]              # the runner started nothing more while paused
+        assert other.post(f"/courier/jobs/{job_id}/resume").json()["Status"] in ("PENDING", "RUNNING")
+        wait_until(lambda: len(pacs.moved_studies()) == 2 and len(pacs.sent) >= 12, 20, what="the next study under way")
+        assert other.post(f"/courier/jobs/{job_id}/cancel").json()["Status"] == "CANCELED"
+        cancelled_at = len(pacs.sent)
+        time.sleep(4)                                          # the rest of that study would take 2 s
+        assert len(pacs.sent) <= cancelled_at + 2 and pacs.moved_studies() == uids[:2]
+        assert runner.get(f"/courier/jobs/{job_id}")["Status"] == "CANCELED"
+        assert not [t for t in runner.get(f"/courier/jobs/{job_id}")["TaskList"] if t["state"] == "RUNNING"]
+    finally:
+        pacs.close()
+
+
 def _free_range(count: int) -> int:
     import random
     import socket
