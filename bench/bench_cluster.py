@@ -3,7 +3,8 @@
 1. one router on SQLite (Orthanc's own index and Courier's store), a pass-through Instance route;
 2. one router on PostgreSQL (Orthanc's index and storage through orthanc-postgresql, Courier's
    store beside them), the same route;
-3. two routers on that PostgreSQL, the files sent half to each at once.
+3. two routers on that PostgreSQL, the files sent half to each at once;
+and, to tell whose cost it is, Orthanc on PostgreSQL with Courier's store still on SQLite.
 
 Throughput counts until the destination holds every instance. On a 2-core machine two routers
 cannot be faster than one (they share the cores): the figures show the cost of the shared
@@ -35,9 +36,10 @@ def send(port: int, files: list[Path]) -> None:
                    check=True, capture_output=True, timeout=1800)
 
 
-def routers(work: Path, name: str, count: int, dest: Orthanc, postgres: PostgresServer | None) -> list[Orthanc]:
+def routers(work: Path, name: str, count: int, dest: Orthanc, postgres: PostgresServer | None,
+            courier_on_postgres: bool = True) -> list[Orthanc]:
     orthanc_db = postgres.create_database() if postgres else None
-    courier_db = postgres.create_database() if postgres else None
+    courier_db = postgres.create_database() if postgres and courier_on_postgres else None
     nodes = []
     for index in range(count):
         courier = {"AllowedCallers": "Any", "Workers": 4, "RouterName": f"{name}-{index}",
@@ -49,9 +51,10 @@ def routers(work: Path, name: str, count: int, dest: Orthanc, postgres: Postgres
     return nodes
 
 
-def run(work: Path, name: str, files: list[Path], count: int, postgres: PostgresServer | None) -> float:
+def run(work: Path, name: str, files: list[Path], count: int, postgres: PostgresServer | None,
+        courier_on_postgres: bool = True) -> float:
     dest = Orthanc(work, f"{name}-dest").start()
-    nodes = routers(work, name, count, dest, postgres)
+    nodes = routers(work, name, count, dest, postgres, courier_on_postgres)
     try:
         shares = [files[i::count] for i in range(count)]
         started = time.perf_counter()
@@ -81,8 +84,12 @@ def main() -> None:
             print(f"{args.n} CT instances of {args.size}x{args.size}, pass-through Instance route, 4 workers per router")
             sqlite = run(work, "sqlite", files, 1, None)
             print(f"one router on SQLite:                  {sqlite:7.1f} instances/s")
+            orthanc_only = run(work, "pg0", files, 1, postgres, courier_on_postgres=False)
+            print(f"Orthanc on PostgreSQL, Courier SQLite: {orthanc_only:7.1f} instances/s   ratio to SQLite "
+                  f"{orthanc_only / sqlite:5.2f}")
             one = run(work, "pg1", files, 1, postgres)
-            print(f"one router on PostgreSQL:              {one:7.1f} instances/s   ratio to SQLite {one / sqlite:5.2f}")
+            print(f"one router on PostgreSQL:              {one:7.1f} instances/s   ratio to SQLite {one / sqlite:5.2f}"
+                  f"   (Courier's share {one / orthanc_only:5.2f})")
             two = run(work, "pg2", files, 2, postgres)
             print(f"two routers on one PostgreSQL:         {two:7.1f} instances/s   ratio to one    {two / one:5.2f}")
     finally:
