@@ -4,7 +4,8 @@
 2. one router on PostgreSQL (Orthanc's index and storage through orthanc-postgresql, Courier's
    store beside them), the same route;
 3. two routers on that PostgreSQL, the files sent half to each at once;
-and, to tell whose cost it is, Orthanc on PostgreSQL with Courier's store still on SQLite.
+and, to tell whose cost it is, Orthanc on PostgreSQL with Courier's store still on SQLite, and
+Orthanc's index in PostgreSQL with its files on disk (what a shared filesystem would give).
 
 Throughput counts until the destination holds every instance. On a 2-core machine two routers
 cannot be faster than one (they share the cores): the figures show the cost of the shared
@@ -37,7 +38,7 @@ def send(port: int, files: list[Path]) -> None:
 
 
 def routers(work: Path, name: str, count: int, dest: Orthanc, postgres: PostgresServer | None,
-            courier_on_postgres: bool = True) -> list[Orthanc]:
+            courier_on_postgres: bool = True, files_on_disk: bool = False) -> list[Orthanc]:
     orthanc_db = postgres.create_database() if postgres else None
     courier_db = postgres.create_database() if postgres and courier_on_postgres else None
     nodes = []
@@ -46,15 +47,18 @@ def routers(work: Path, name: str, count: int, dest: Orthanc, postgres: Postgres
                    "Routes": [{"Name": "pass-through", "Destinations": ["dest"]}]}
         if courier_db:
             courier["Database"] = {"Url": courier_db}
-        nodes.append(Orthanc(work, f"{name}-{index}", courier=courier, postgresql=orthanc_db,
-                             extra={"DicomModalities": {"dest": dest.as_modality()}}).start())
+        node = Orthanc(work, f"{name}-{index}", courier=courier, postgresql=orthanc_db,
+                       extra={"DicomModalities": {"dest": dest.as_modality()}})
+        if files_on_disk:                      # the index in PostgreSQL, the files in StorageDirectory
+            node.config["PostgreSQL"]["EnableStorage"] = False
+        nodes.append(node.start())
     return nodes
 
 
 def run(work: Path, name: str, files: list[Path], count: int, postgres: PostgresServer | None,
-        courier_on_postgres: bool = True) -> float:
+        courier_on_postgres: bool = True, files_on_disk: bool = False) -> float:
     dest = Orthanc(work, f"{name}-dest").start()
-    nodes = routers(work, name, count, dest, postgres, courier_on_postgres)
+    nodes = routers(work, name, count, dest, postgres, courier_on_postgres, files_on_disk)
     try:
         shares = [files[i::count] for i in range(count)]
         started = time.perf_counter()
@@ -90,6 +94,8 @@ def main() -> None:
             one = run(work, "pg1", files, 1, postgres)
             print(f"one router on PostgreSQL:              {one:7.1f} instances/s   ratio to SQLite {one / sqlite:5.2f}"
                   f"   (Courier's share {one / orthanc_only:5.2f})")
+            disk = run(work, "pgd", files, 1, postgres, files_on_disk=True)
+            print(f"the same, Orthanc's files on disk:     {disk:7.1f} instances/s   ratio to SQLite {disk / sqlite:5.2f}")
             two = run(work, "pg2", files, 2, postgres)
             print(f"two routers on one PostgreSQL:         {two:7.1f} instances/s   ratio to one    {two / one:5.2f}")
     finally:
