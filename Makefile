@@ -103,12 +103,21 @@ integration: install $(TEST_APT_STAMP)
 	TCP_NODELAY=1 $(PY) -m pytest -q tests/integration
 
 # Benchmarks (not part of `make test`); dicognito is installed only here, for the comparison.
-bench: install
+# The peers Courier is measured against run in a venv of their own (.venv-bench), so that their
+# dependencies never reach Courier's.
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.installed: bench/requirements-peers.txt
+	@[ -x $(BENCH_VENV)/bin/python ] || /usr/bin/python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q --disable-pip-version-check -r bench/requirements-peers.txt
+	@touch $@
+
+bench: install $(BENCH_VENV)/.installed
 	$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
 	TCP_NODELAY=1 $(PY) bench/bench_routing.py
 	TCP_NODELAY=1 $(PY) bench/bench_pseudonymize.py
 	TCP_NODELAY=1 $(PY) bench/bench_pull.py
 	TCP_NODELAY=1 $(PY) bench/bench_cluster.py
+	TCP_NODELAY=1 $(PY) bench/bench_memory.py
 
 clean:
-	rm -rf $(VENV) data test-output .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) data test-output .pytest_cache

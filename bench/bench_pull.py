@@ -3,8 +3,10 @@
 1. Courier: a transfer job (C-MOVE into Courier's Orthanc, count, deliver, clean up) from a source
    Orthanc holding N CT instances to a destination Orthanc;
 2. ADIT's way, in the same run: a pynetdicom storage SCP receives the C-MOVE to disk, the files
-   are then sent with storescu to a fresh destination Orthanc.
-Both end when the destination holds all N instances; the ratio of throughputs is printed.
+   are then sent with storescu to a fresh destination Orthanc;
+3. and both again pseudonymizing: Courier's job with a profile, ADIT's way with dicognito run on
+   the received files before storescu.
+Each ends when the destination holds all N instances; the ratios of throughputs are printed.
 """
 from __future__ import annotations
 
@@ -25,15 +27,16 @@ from factory import write_instances  # noqa: E402
 from harness import Orthanc, free_port, wait_until  # noqa: E402
 
 
-def adit_way(work: Path, pacs: Orthanc, adit_port: int, n: int, study_uids: list[str]) -> float:
-    """C-MOVE to a pynetdicom SCP writing files, then storescu of those files."""
+def adit_way(work: Path, pacs: Orthanc, adit_port: int, n: int, study_uids: list[str], anonymize: bool = False) -> float:
+    """C-MOVE to a pynetdicom SCP writing files, (dicognito on each file,) then storescu of those files."""
     from pydicom.dataset import Dataset
     from pynetdicom import AE, AllStoragePresentationContexts, evt
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove
 
-    folder = work / "adit-received"
+    name = "adit-anon" if anonymize else "adit"
+    folder = work / f"{name}-received"
     folder.mkdir()
-    dest = Orthanc(work, "adit-dest").start()
+    dest = Orthanc(work, f"{name}-dest").start()
     received = threading.Semaphore(0)
 
     def on_store(event):
@@ -55,6 +58,14 @@ def adit_way(work: Path, pacs: Orthanc, adit_port: int, n: int, study_uids: list
             for _ in assoc.send_c_move(identifier, "ADIT", StudyRootQueryRetrieveInformationModelMove):
                 pass
         assoc.release()
+        if anonymize:
+            from dicognito.anonymizer import Anonymizer
+            from pydicom import dcmread
+            anonymizer = Anonymizer()
+            for path in folder.iterdir():
+                ds = dcmread(path)
+                anonymizer.anonymize(ds)
+                ds.save_as(path, enforce_file_format=True)
         send(dest.dicom_port, folder)
         wait_until(lambda: has(dest, n), 1200, 0.05, "ADIT-way instances")
         return n / (time.perf_counter() - started)
@@ -63,10 +74,11 @@ def adit_way(work: Path, pacs: Orthanc, adit_port: int, n: int, study_uids: list
         dest.stop()
 
 
-def courier_way(work: Path, pacs: Orthanc, router: Orthanc, n: int) -> float:
+def courier_way(work: Path, pacs: Orthanc, router: Orthanc, n: int, profile: str | None = None) -> float:
     dest_id = "dest"
     started = time.perf_counter()
-    job = router.post("/courier/jobs", {"Source": "pacs", "Destination": dest_id, "Items": [{"PatientID": "BENCH"}]}).json()
+    job = router.post("/courier/jobs", {"Source": "pacs", "Destination": dest_id, "Items": [{"PatientID": "BENCH"}],
+                                        "Pseudonymize": profile}).json()
     done = wait_until(lambda: (j := router.get(f"/courier/jobs/{job['Id']}"))["Status"] not in ("PENDING", "RUNNING") and j,
                       1200, 0.1, "the Courier job")
     elapsed = time.perf_counter() - started
@@ -92,8 +104,12 @@ def main() -> None:
             study_uids.append(pydicom.dcmread(paths[0], stop_before_pixels=True).StudyInstanceUID)
         n = per_study * args.studies
         dest = Orthanc(work, "dest")
+        (work / "bench.key").write_text("bench-secret-0123456789")
         router = Orthanc(work, "router",
-                         courier={"AllowedCallers": "Any", **json.loads(os.environ.get("COURIER_BENCH_SETTINGS", "{}"))},
+                         courier={"AllowedCallers": "Any",
+                                  "Pseudonymization": {"bench": {"SecretFile": str(work / "bench.key"),
+                                                                 "BurnedInAnnotation": "Pass"}},
+                                  **json.loads(os.environ.get("COURIER_BENCH_SETTINGS", "{}"))},
                          extra={"DicomModalities": {"dest": dest.as_modality()}})
         pacs = Orthanc(work, "pacs")
         pacs.config["DicomModalities"] = {"router": router.as_modality(),
@@ -111,6 +127,11 @@ def main() -> None:
             theirs = adit_way(work, pacs, adit_port, n, study_uids)
             print(f"ADIT's way (to disk, re-read, storescu):     {theirs:7.1f} instances/s")
             print(f"ratio Courier/ADIT-way:                      {ours / theirs:7.2f}")
+            ours = courier_way(work, pacs, router, n, "bench")
+            print(f"Courier job, pseudonymizing:                 {ours:7.1f} instances/s")
+            theirs = adit_way(work, pacs, adit_port, n, study_uids, anonymize=True)
+            print(f"ADIT's way with dicognito:                   {theirs:7.1f} instances/s")
+            print(f"ratio Courier/ADIT-way, pseudonymizing:      {ours / theirs:7.2f}   (target >= 1.5)")
         finally:
             for node in nodes:
                 node.stop()

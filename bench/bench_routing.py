@@ -1,26 +1,44 @@
-"""make bench: routing throughput and latency, as ratios against a baseline of the same run.
+"""make bench: routing against Orthanc's own floor and against other routers, from one run.
 
-1. baseline: storescu sends N synthetic 512x512 CT instances straight to a destination Orthanc;
-2. courier: the same files to Courier with a pass-through Instance route to a fresh destination;
-   throughput counts until the destination holds all N;
-3. latency of Instance tasks: task creation (receipt) -> acknowledged delivery, p50 / p95.
+The same N synthetic 512x512 CT files go, by storescu, through each path to a fresh destination
+Orthanc; throughput counts until the destination holds all N, CPU is user + system seconds of the
+receiving node (the router and whatever it started, or the destination alone for "direct"),
+start-up excluded, per 1000 instances:
 
-Only loopback; every process is stopped at the end.
+  direct          storescu -> destination (the destination's ingest only)
+  floor           a plain Orthanc receives everything, then sends it in one asynchronous store job:
+                  one ingest plus one send, the least any router built on Orthanc can spend
+  async forwarder a hand-written forwarder (bench/peers/async_forwarder.py): batches of 100 as
+                  asynchronous Orthanc store jobs
+  orthanc-tools   python-orthanc-tools' OrthancForwarder, NewInstance trigger, DICOM mode
+  Courier         a pass-through Instance route, then the same route pseudonymizing
+
+Then the latency of Courier's Instance route (receipt -> acknowledged delivery, p50/p95) and of a
+StableStudy route (how late after its quiet time a study is completed, and how long from
+completion to its first instance at the destination). Only loopback; everything stops at the end.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
 
 from factory import write_instances  # noqa: E402
 from harness import Orthanc, wait_until  # noqa: E402
+from measure import cpu_seconds  # noqa: E402
+
+BENCH_VENV = ROOT / ".venv-bench"
 
 
 def has(node: Orthanc, n: int) -> bool:
@@ -33,39 +51,122 @@ def send(port: int, folder: Path) -> None:
                    check=True, capture_output=True, timeout=1800)
 
 
-def baseline(work: Path, files_dir: Path, n: int) -> float:
-    dest = Orthanc(work, "baseline-dest").start()
+@dataclass
+class Result:
+    name: str
+    rate: float                 # instances per second until the destination held all
+    cpu: float                  # CPU seconds per 1000 instances of the receiving node
+    note: str = ""
+
+
+def _timed(n: int, files: Path, sender_port: int, dest: Orthanc, pids: Callable[[], list[int]]) -> tuple[float, float]:
+    before = cpu_seconds(*pids())
+    started = time.perf_counter()
+    send(sender_port, files)
+    wait_until(lambda: has(dest, n), 1800, 0.05, "every instance at the destination")
+    elapsed = time.perf_counter() - started
+    return n / elapsed, (cpu_seconds(*pids()) - before) * 1000 / n
+
+
+def direct(work: Path, files: Path, n: int) -> Result:
+    dest = Orthanc(work, "direct-dest").start()
     try:
-        started = time.perf_counter()
-        send(dest.dicom_port, files_dir)
-        wait_until(lambda: has(dest, n), 600, 0.05, "baseline instances")
-        return n / (time.perf_counter() - started)
+        rate, cpu = _timed(n, files, dest.dicom_port, dest, lambda: [dest.process.pid])
+        return Result("direct (destination ingest only)", rate, cpu)
     finally:
         dest.stop()
 
 
-def through_courier(work: Path, files_dir: Path, n: int, workers: int) -> tuple[float, list[float]]:
-    dest = Orthanc(work, "dest").start()
-    router = Orthanc(work, "router", courier={
-        "AllowedCallers": "Any", "Workers": workers,
-        "Routes": [{"Name": "pass-through", "Trigger": "Instance", "Destinations": ["dest"]}]},
+def floor(work: Path, files: Path, n: int) -> Result:
+    dest = Orthanc(work, "floor-dest").start()
+    router = Orthanc(work, "floor", extra={"DicomModalities": {"dest": dest.as_modality()}}).start()
+    try:
+        before = cpu_seconds(router.process.pid)
+        started = time.perf_counter()
+        send(router.dicom_port, files)
+        job = router.post("/modalities/dest/store", {"Resources": router.instances(), "Asynchronous": True}).json()["ID"]
+        wait_until(lambda: router.get(f"/jobs/{job}")["State"] == "Success", 1800, 0.1, "the floor's store job")
+        elapsed = time.perf_counter() - started
+        cpu = (cpu_seconds(router.process.pid) - before) * 1000 / n
+        return Result("floor (plain Orthanc: ingest, then one send)", n / elapsed, cpu, "one after the other")
+    finally:
+        router.stop()
+        dest.stop()
+
+
+def forwarder(work: Path, files: Path, n: int, name: str, command: list[str]) -> Optional[Result]:
+    if not Path(command[0]).exists():
+        return None
+    dest = Orthanc(work, f"{name}-dest").start()
+    router = Orthanc(work, name, extra={"DicomModalities": {"dest": dest.as_modality()}}).start()
+    log = open(work / f"{name}.log", "wb")
+    process = subprocess.Popen([*command, router.url, "dest"], stdout=log, stderr=subprocess.STDOUT,
+                               env=dict(os.environ, NO_PROXY="127.0.0.1"))
+    try:
+        time.sleep(1.0)                       # its start-up, excluded like Orthanc's
+        rate, cpu = _timed(n, files, router.dicom_port, dest, lambda: [router.process.pid, process.pid])
+        return Result(name, rate, cpu)
+    finally:
+        process.kill()
+        process.wait()
+        log.close()
+        router.stop()
+        dest.stop()
+
+
+def courier(work: Path, files: Path, n: int, name: str, workers: int, pseudonymize: bool) -> tuple[Result, list[float]]:
+    dest = Orthanc(work, f"{name}-dest").start()
+    key = work / "bench.key"
+    key.write_text("bench-secret-0123456789")
+    route = {"Name": "r", "Trigger": "Instance", "Destinations": ["dest"]}
+    if pseudonymize:
+        route["Pseudonymize"] = "bench"
+    router = Orthanc(work, name, courier={
+        "AllowedCallers": "Any", "Workers": workers, "Routes": [route],
+        "Pseudonymization": {"bench": {"SecretFile": str(key), "BurnedInAnnotation": "Pass"}}},
         extra={"DicomModalities": {"dest": dest.as_modality()}})
     try:
         router.start()
-        started = time.perf_counter()
-        send(router.dicom_port, files_dir)
-        received = time.perf_counter() - started
-        wait_until(lambda: has(dest, n), 900, 0.05, "routed instances")
-        elapsed = time.perf_counter() - started
+        rate, cpu = _timed(n, files, router.dicom_port, dest, lambda: [router.process.pid])
         tasks = router.get("/courier/tasks", limit=1000)["tasks"]
         while len(tasks) < n:
             tasks += router.get("/courier/tasks", limit=1000, offset=len(tasks))["tasks"]
         latencies = [t["finished_at"] - t["created_at"] for t in tasks if t["state"] == "SUCCESS"]
-        print(f"  router received all in {received:.1f} s; destination complete after {elapsed:.1f} s")
-        return n / elapsed, latencies
+        label = "Courier pseudonymizing Instance route" if pseudonymize else "Courier pass-through Instance route"
+        return Result(label, rate, cpu), latencies
     finally:
         router.stop()
         dest.stop()
+
+
+def stable_study_latency(work: Path, studies: int = 10, per_study: int = 20, quiet: float = 2.0) -> tuple[list, list]:
+    """(completion delay after the quiet time, completion -> first instance at the destination) per study."""
+    from peers import RecordingScp
+    recorder = RecordingScp("STABLE")
+    router = Orthanc(work, "stable", courier={
+        "AllowedCallers": "Any", "Routes": [{"Name": "s", "Trigger": "StableStudy", "StableAfterSeconds": quiet,
+                                             "Destinations": ["rec"]}]},
+        extra={"DicomModalities": {"rec": recorder.modality}})
+    try:
+        import pydicom
+        folder = work / "stable-files"
+        for s in range(studies):
+            write_instances(folder, per_study, patient_id=f"S{s}", study_uid=pydicom.uid.generate_uid(), size=64)
+        router.start()
+        send(router.dicom_port, folder)
+        wait_until(lambda: len(recorder.uids()) == studies * per_study, 120, 0.1, "every study delivered")
+        with sqlite3.connect(router.dir / "storage" / "courier.sqlite") as db:
+            rows = db.execute("SELECT t.created_at, r.last_at, t.resource_id FROM tasks t JOIN arrival_resources r"
+                              " ON r.level = 'Study' AND r.resource_id = t.resource_id").fetchall()
+            uids = dict(db.execute("SELECT study_id, MIN(sop_instance_uid) FROM arrivals GROUP BY study_id").fetchall())
+        late = [created - (last + quiet) for created, last, _ in rows]
+        study_uid_of = {sid: router.get(f"/studies/{sid}")["MainDicomTags"]["StudyInstanceUID"] for sid in uids}
+        to_first = [recorder.first_at[study_uid_of[sid]] - created for created, _, sid in rows
+                    if study_uid_of[sid] in recorder.first_at]
+        return late, to_first
+    finally:
+        router.stop()
+        recorder.close()
 
 
 def main() -> None:
@@ -76,19 +177,37 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="courier-bench-") as tmp:
         work = Path(tmp)
-        files_dir = work / "files"
-        write_instances(files_dir, args.n, size=args.size)
-        megabytes = sum(p.stat().st_size for p in files_dir.iterdir()) / 1e6
-        print(f"{args.n} CT instances of {args.size}x{args.size} ({megabytes:.0f} MB), {args.workers} Courier workers")
-        direct = baseline(work, files_dir, args.n)
-        print(f"storescu -> Orthanc directly:          {direct:7.1f} instances/s")
-        routed, latencies = through_courier(work, files_dir, args.n, args.workers)
-        print(f"storescu -> Courier -> Orthanc:        {routed:7.1f} instances/s")
-        print(f"ratio courier/direct:                  {routed / direct:7.2f}")
+        files = work / "files"
+        write_instances(files, args.n, size=args.size)
+        megabytes = sum(p.stat().st_size for p in files.iterdir()) / 1e6
+        print(f"{args.n} CT instances of {args.size}x{args.size} ({megabytes:.0f} MB) through each path, "
+              f"{args.workers} Courier workers")
+        results = [direct(work, files, args.n), floor(work, files, args.n)]
+        peer_paths = [forwarder(work, files, args.n, "async forwarder (batches of 100, async jobs)",
+                                [sys.executable, str(ROOT / "bench" / "peers" / "async_forwarder.py")]),
+                      forwarder(work, files, args.n, "orthanc-tools OrthancForwarder (NewInstance, DICOM)",
+                                [str(BENCH_VENV / "bin" / "python"),
+                                 str(ROOT / "bench" / "peers" / "orthanc_tools_forwarder.py")])]
+        results += [p for p in peer_paths if p is not None]
+        passthrough, latencies = courier(work, files, args.n, "courier", args.workers, False)
+        pseudonymizing, _ = courier(work, files, args.n, "courier-pseudo", args.workers, True)
+        results += [passthrough, pseudonymizing]
+        base, floor_cpu = results[0].rate, results[1].cpu
+        print(f"{'path':<52} {'inst/s':>7} {'ratio':>6} {'CPU/1000':>9}")
+        for path in results:
+            print(f"{path.name:<52} {path.rate:7.1f} {path.rate / base:6.2f} {path.cpu:8.1f}s  {path.note}")
+        if peer_paths[1] is None:
+            print("(orthanc-tools: not installed; make bench installs it in .venv-bench)")
+        print(f"Courier pass-through CPU / floor:              {passthrough.cpu / floor_cpu:5.2f}   (target <= 1.15)")
+        print(f"Courier pseudonymizing, CPU above pass-through: {(pseudonymizing.cpu - passthrough.cpu):5.2f} ms per instance")
         if latencies:
             q = statistics.quantiles(latencies, n=20)
-            print(f"latency receipt -> delivered (Instance route): p50 {statistics.median(latencies) * 1000:.0f} ms,"
-                  f" p95 {q[18] * 1000:.0f} ms")
+            print(f"Instance route latency receipt -> delivered:   p50 {statistics.median(latencies) * 1000:.0f} ms,"
+                  f" p95 {q[18] * 1000:.0f} ms (1000-instance burst)")
+        late, to_first = stable_study_latency(work)
+        print(f"StableStudy: completed after the quiet time:   median {statistics.median(late) * 1000:.0f} ms, "
+              f"max {max(late) * 1000:.0f} ms; completion -> first instance delivered: median "
+              f"{statistics.median(to_first) * 1000:.0f} ms, max {max(to_first) * 1000:.0f} ms (10 studies)")
 
 
 if __name__ == "__main__":

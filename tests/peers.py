@@ -131,6 +131,7 @@ class RecordingScp:
         self.port = free_port()
         self.received: list[str] = []
         self.offered: list[str] = []
+        self.first_at: dict[str, float] = {}      # StudyInstanceUID -> when its first instance came (time.time())
         self._lock = threading.Lock()
         ae = AE(ae_title=aet)
         for sop_class in accept:
@@ -147,6 +148,7 @@ class RecordingScp:
         uid = str(ds.SOPInstanceUID)
         with self._lock:
             self.offered.append(uid)
+            self.first_at.setdefault(str(ds.get("StudyInstanceUID", "")), time.time())
         if self.delay:
             time.sleep(self.delay)
         status = self.refuse(ds) if self.refuse else None

@@ -2,15 +2,22 @@
 
 Worker threads never call `orthanc.RestApi*` (orthanc-python 4.0 holds the GIL during those
 calls, which would freeze every callback while a slow peer answers): they talk HTTP to
-127.0.0.1 with the token Orthanc generates for plugins. One requests.Session per thread.
+127.0.0.1 with the token Orthanc generates for plugins, over one kept-alive connection per thread.
+
+The standard library's http.client rather than requests: this code runs inside Orthanc's process
+on every routed instance, and requests spent 0.56 ms of CPU per call against http.client's 0.13 ms
+(measured on GET /instances/{id}), CPU the router's own ingest and sends then lack.
 """
 from __future__ import annotations
 
+import http.client
+import json
+import select
+import ssl
 import threading
 import time
 from typing import Any, Callable, Optional
-
-import requests
+from urllib.parse import quote, urlencode, urlsplit
 
 from courier.errors import Cancelled, DeliveryError
 
@@ -29,49 +36,95 @@ class OrthancHttpError(DeliveryError):
         super().__init__(message, retriable=status != 404)
 
 
+def _dropped(connection: http.client.HTTPConnection) -> bool:
+    """The server closed this kept-alive connection (Orthanc does after KeepAliveTimeout): its socket
+    reads as ready, with an EOF, before we send anything."""
+    if connection.sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([connection.sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
 class OrthancRest:
     def __init__(self, base_url: str, token: Optional[str] = None, timeout: float = 3600.0) -> None:
         self.base_url, self.token, self.timeout = base_url.rstrip("/"), token, timeout
+        url = urlsplit(self.base_url)
+        self._https = url.scheme == "https"
+        self._host, self._port = url.hostname or "127.0.0.1", url.port or (443 if self._https else 80)
+        self._prefix = url.path.rstrip("/")
+        self._headers = {"Accept-Encoding": "identity"}        # loopback: gzip only costs Orthanc CPU
+        if token:
+            self._headers["Authorization"] = token
         self._local = threading.local()
 
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.trust_env = False      # no proxy or .netrc for loopback calls (and no stat() per call)
-            session.headers["Accept-Encoding"] = "identity"    # loopback: gzip only costs Orthanc CPU
-            if self.token:
-                session.headers["Authorization"] = self.token
-            self._local.session = session
-        return session
+    def _connection(self) -> http.client.HTTPConnection:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None and _dropped(connection):
+            connection.close()
+        if connection is None:
+            if self._https:
+                connection = http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout,
+                                                         context=ssl.create_default_context())
+            else:
+                connection = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+            self._local.connection = connection
+        return connection
 
-    def _call(self, method: str, path: str, timeout: Optional[float] = None, **kwargs: Any) -> requests.Response:
-        try:
-            response = self._session().request(method, self.base_url + path, timeout=timeout or self.timeout, **kwargs)
-        except requests.RequestException as exc:
-            raise OrthancHttpError(0, f"{method} {path}: Orthanc did not answer ({type(exc).__name__})") from None
-        if response.status_code >= 400:
+    def _call(self, method: str, path: str, body: Optional[bytes] = None, content_type: Optional[str] = None,
+              params: Optional[dict] = None, timeout: Optional[float] = None) -> bytes:
+        target = self._prefix + quote(path, safe="/-_.~!$&'()*+,;=:@")
+        if params:
+            target += "?" + urlencode({k: "" if v is None else v for k, v in params.items()})
+        headers = dict(self._headers)
+        if content_type:
+            headers["Content-Type"] = content_type
+        for attempt in (1, 2):
+            connection = self._connection()
+            reused = connection.sock is not None
+            connection.timeout = timeout or self.timeout
+            if connection.sock is not None:
+                connection.sock.settimeout(connection.timeout)
             try:
-                body = response.json()
-                detail = body.get("Details") or body.get("Message") or response.text
+                connection.request(method, target, body=body, headers=headers)
+                response = connection.getresponse()
+                data = response.read()
+                break
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
+                connection.close()
+                # a kept-alive connection the server dropped just now: safe to send again when the
+                # request changes nothing (a POST might have been received: the caller retries it)
+                if reused and attempt == 1 and method in ("GET", "DELETE"):
+                    continue
+                raise OrthancHttpError(0, f"{method} {path}: Orthanc did not answer ({type(exc).__name__})") from None
+            except (OSError, http.client.HTTPException) as exc:
+                connection.close()
+                raise OrthancHttpError(0, f"{method} {path}: Orthanc did not answer ({type(exc).__name__})") from None
+        if response.status >= 400:
+            text = data.decode("utf-8", "replace")
+            try:
+                answer = json.loads(text)
+                detail = (answer.get("Details") or answer.get("Message") or text) if isinstance(answer, dict) else text
             except ValueError:
-                detail = response.text[:300]
-            raise OrthancHttpError(response.status_code, f"{method} {path}: HTTP {response.status_code}: {detail}")
-        return response
+                detail = text[:300]
+            raise OrthancHttpError(response.status, f"{method} {path}: HTTP {response.status}: {detail}")
+        return data
 
     def get_json(self, path: str, **params: Any) -> Any:
-        return self._call("GET", path, params=params or None).json()
+        return json.loads(self._call("GET", path, params=params))
 
     def get_bytes(self, path: str) -> bytes:
-        return self._call("GET", path).content
+        return self._call("GET", path)
 
     def post_json(self, path: str, body: Any, timeout: Optional[float] = None) -> Any:
-        response = self._call("POST", path, json=body, timeout=timeout)
-        return response.json() if response.content else None
+        data = self._call("POST", path, json.dumps(body).encode("utf-8"), "application/json", timeout=timeout)
+        return json.loads(data) if data else None
 
     def post_bytes(self, path: str, data: bytes, content_type: str = "application/dicom") -> Any:
-        response = self._call("POST", path, data=data, headers={"Content-Type": content_type})
-        return response.json() if response.content else None
+        answer = self._call("POST", path, data, content_type)
+        return json.loads(answer) if answer else None
 
     def delete(self, path: str) -> None:
         self._call("DELETE", path)

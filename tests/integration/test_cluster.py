@@ -43,11 +43,20 @@ def test_two_routers_share_the_work_and_one_killed_loses_nothing(cluster, tmp_pa
         for sender in senders:
             sender.start()
         wait_until(lambda: len(each.received) >= 150, 60, what="deliveries under way through both routers")
-        a.stop(kill=True)                                      # kill -9 mid-way
+
+        def running_on_a():
+            return [t["id"] for t in b.get("/courier/tasks", state="RUNNING", limit=1000)["tasks"]
+                    if t["owner"].startswith("a:")]
+        wait_until(running_on_a, 30, 0.01, what="router A holding tasks")
+        a.stop(kill=True)                                      # kill -9 mid-way, tasks in its hands
+        orphans = running_on_a()                               # what A held when it died
+        assert orphans
         for sender in senders:
             sender.join(120)
         stored = {i["MainDicomTags"]["SOPInstanceUID"] for i in b.get("/instances", expand="")}
-        storescu(b.dicom_port, [p for p in files if p.stem not in stored])   # what A never took, sent to B
+        missing = [p for p in files if p.stem not in stored]   # what A never took, sent again to B
+        if missing:
+            storescu(b.dicom_port, missing)
         everything = {p.stem for p in files}
         wait_until(lambda: each.uids() == everything, 120, 0.5, what="every instance through the Instance route")
         wait_until(lambda: study.uids() == everything, 120, 0.5, what="every study through the StableStudy route")
@@ -56,8 +65,9 @@ def test_two_routers_share_the_work_and_one_killed_loses_nothing(cluster, tmp_pa
         assert study.duplicates() <= 2 * 100, study.duplicates()
         completed = b.get("/courier/audit", action="resource-completed", limit=100)["entries"]
         assert len(completed) == 6                             # one completion per study, across routers
-        requeued = b.get("/courier/audit", action="task-requeued", limit=100)["entries"]
-        assert any("heartbeat lost" in (e["detail"] or {}).get("reason", "") for e in requeued)
+        requeued = b.get("/courier/audit", action="task-requeued", limit=1000)["entries"]
+        lost = {e["task_id"] for e in requeued if "heartbeat lost" in (e["detail"] or {}).get("reason", "")}
+        assert set(orphans) <= lost, (orphans, lost)           # every task A held was put back by B
         twin = Orthanc(tmp_path, "b-twin", courier=dict(b.config["Courier"]), postgresql=None,
                        extra={"DicomModalities": b.config["DicomModalities"]})
         cluster.nodes.append(twin)

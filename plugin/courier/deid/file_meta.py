@@ -10,10 +10,13 @@ the private information of the received header (group 0002) are not written agai
 """
 from __future__ import annotations
 
+import io
 from typing import Optional
 
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset, write_file_meta_info
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from courier import VERSION
 
@@ -72,3 +75,22 @@ def received_ae_titles(received: Optional[Dataset]) -> list[str]:
         return []
     return [str(received.get(k)) for k in ("SourceApplicationEntityTitle", "SendingApplicationEntityTitle",
                                            "ReceivingApplicationEntityTitle") if received.get(k)]
+
+
+def write_file(ds: Dataset) -> bytes:
+    """`ds` (with the file_meta and preamble new_file_meta gave it) as a DICOM file, in its
+    transfer syntax. pydicom's writers without dcmwrite's copy and checks of the File Meta
+    Information, which Courier has just made itself (a quarter of the write, measured)."""
+    meta = ds.file_meta
+    syntax = UID(meta.TransferSyntaxUID)
+    if syntax.is_deflated or not syntax.is_transfer_syntax:
+        out = io.BytesIO()
+        ds.save_as(out, enforce_file_format=True)
+        return out.getvalue()
+    fp = DicomBytesIO()
+    fp.write(ds.preamble or PREAMBLE)
+    fp.write(b"DICM")
+    write_file_meta_info(fp, meta, enforce_standard=True)
+    fp.is_implicit_VR, fp.is_little_endian = syntax.is_implicit_VR, syntax.is_little_endian
+    write_dataset(fp, ds)
+    return fp.getvalue()

@@ -33,8 +33,9 @@ from pydicom.tag import BaseTag
 from courier.config.profiles import OPTIONS, Profile
 from courier.deid import marker
 from courier.deid.annex_e import TABLE_EDITION, compile_actions
-from courier.deid.file_meta import DEFAULT_AE, PREAMBLE, check_ae_title, new_file_meta, received_ae_titles
+from courier.deid.file_meta import DEFAULT_AE, PREAMBLE, check_ae_title, new_file_meta, received_ae_titles, write_file
 from courier.deid.keyed import date_shift, make_pseudonym, remap_uid
+from courier.deid.pixel_tail import read_split
 from courier.deid.text import Identifiers
 
 TEXT_VRS = {"LO", "SH", "ST", "LT", "UT", "PN", "UC"}
@@ -70,13 +71,18 @@ def method_marker(profile: str) -> str:
 
 def read_instance(data: bytes) -> Dataset:
     """A received DICOM file, parsed; PseudonymizationError ("reject") saying why it is not one."""
+    return _readable(lambda: dcmread(io.BytesIO(data)))
+
+
+def _readable(read: Callable[[], Any]) -> Any:
     try:
-        dataset = dcmread(io.BytesIO(data))
+        found = read()
     except Exception as exc:
         raise PseudonymizationError(f"not a readable DICOM file: {type(exc).__name__}: {exc}", "reject") from None
+    dataset = found[0] if isinstance(found, tuple) else found
     if len(dataset) == 0:
         raise PseudonymizationError("not a readable DICOM file: it has no data element", "reject")
-    return dataset
+    return found
 
 
 def _text(value: Any) -> str:
@@ -113,7 +119,12 @@ class Pseudonymizer:
 
     # -- entry points ------------------------------------------------------------------------
     def pseudonymize_bytes(self, data: bytes) -> tuple[bytes, Result]:
-        return self.pseudonymize_to_bytes(read_instance(data))
+        """A DICOM file's bytes -> its pseudonymized file's bytes. The Pixel Data is set aside
+        while the attributes are rewritten and appended as it came (deid.pixel_tail); the
+        Result's dataset then has no Pixel Data."""
+        ds, pixels = _readable(lambda: read_split(data))
+        out, result = self.pseudonymize_to_bytes(ds)
+        return (b"".join((out, pixels)) if pixels else out), result
 
     def pseudonymize_to_bytes(self, ds: Dataset) -> tuple[bytes, Result]:
         """A parsed instance -> the bytes of its pseudonymized DICOM file (and the Result)."""
@@ -127,12 +138,10 @@ class Pseudonymizer:
             raise PseudonymizationError(f"not a DICOM instance that can be written to a file: no {' and no '.join(missing)}",
                                         "reject")
         result = self.pseudonymize(ds)
-        out = io.BytesIO()
         try:
-            result.dataset.save_as(out, enforce_file_format=True)
+            return write_file(result.dataset), result
         except Exception as exc:
             raise PseudonymizationError(f"cannot write the pseudonymized file: {type(exc).__name__}: {exc}") from None
-        return out.getvalue(), result
 
     def pseudonymize(self, ds: Dataset) -> Result:
         self._check_burned_in(ds)

@@ -27,10 +27,12 @@ Todo = Mapping[str, tuple[ManifestItem, Task]]      # Orthanc instance ID -> (ma
 Progress = Callable[[dict[int, list[str]]], None]   # task id -> Orthanc IDs just acknowledged
 
 
-def chunks(entries: list, smallest: int = 10, largest: int = 100) -> Iterator[list]:
-    """About ten chunks of what there is to send, of 10 to 100 instances: progress to show, few
-    associations, and never every pseudonymized instance of a large study in memory at once."""
-    size = max(smallest, min(largest, -(-len(entries) // 10)))
+def chunks(entries: list, one_task: bool, smallest: int = 10, largest: int = 100) -> Iterator[list]:
+    """What there is to send, in chunks of at most 100 instances (one association each; never every
+    pseudonymized instance of a large study in memory at once). One task (a job's study) is cut
+    into about ten chunks of 10 or more, so that its progress shows; a batch of routed tasks goes
+    in as few chunks as that allows (BatchSize 50: one association)."""
+    size = max(smallest, min(largest, -(-len(entries) // 10))) if one_task else largest
     for start in range(0, len(entries), size):
         yield entries[start:start + size]
 
@@ -82,7 +84,7 @@ class Deliverer:
             report.update(self._archive(sender, tasks, todo, profile, cancelled))
         else:
             stop: Optional[Failed] = None
-            for chunk in chunks(list(todo.items())):
+            for chunk in chunks(list(todo.items()), one_task=len(tasks) == 1):
                 if stop is None and cancelled():
                     stop = Failed("not sent: cancelled", interrupted=True)
                 if stop is not None:

@@ -24,7 +24,7 @@ from courier.config.parse import CourierConfig
 from courier.deid.for_tasks import TaskPseudonymizers
 from courier.deid.pseudonymizer import Pseudonymizer
 from courier.delivery.deliver import Deliverer, Delivery
-from courier.delivery.manifest import LEVEL_PATHS, instance_manifest
+from courier.delivery.manifest import LEVEL_PATHS, manifests_of
 from courier.delivery.sender import Sender
 from courier.engine.policy import decide
 from courier.errors import DeliveryError
@@ -141,15 +141,17 @@ class Engine:
         attempts: list[Attempt] = []
         manifests = self.store.tasks.manifests([t.id for t in tasks])
         fresh: dict[int, list[ManifestItem]] = {}
+        listed = manifests_of(self.rest, [t for t in tasks if not manifests[t.id]])
         for task in tasks:
-            if manifests[task.id]:
+            if task.id not in listed:
                 continue
-            try:
-                fresh[task.id] = manifests[task.id] = instance_manifest(self.rest, task.level, task.resource_id)
-            except DeliveryError as exc:
-                attempts.append(self._attempt(task, [], 0, 0, 0, f"cannot list the resource: {exc}", exc.retriable))
+            manifest = listed[task.id]
+            if isinstance(manifest, DeliveryError):
+                attempts.append(self._attempt(task, [], 0, 0, 0, f"cannot list the resource: {manifest}",
+                                              manifest.retriable))
                 continue
-            if not manifests[task.id]:
+            fresh[task.id] = manifests[task.id] = manifest
+            if not manifest:
                 attempts.append(self._attempt(task, [], 0, 0, 0, "the resource has no instances", False))
         if fresh:
             self.store.tasks.save_manifests(fresh)

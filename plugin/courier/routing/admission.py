@@ -52,8 +52,8 @@ def _transfer_syntax(data: bytes) -> tuple[Optional[str], int]:
 def nesting_depth(data: bytes, limit: int = 10_000) -> int:
     """How deep the sequences of a DICOM file nest (0: no sequence), counting from its headers;
     stops counting past `limit`. A file too damaged to walk counts as what was walked."""
-    if b"\xfe\xff\x00\xe0" not in data and b"\xff\xfe\xe0\x00" not in data:
-        return 0                                   # no item tag anywhere: no sequence to nest
+    # No scan of the whole file first (for an item tag, say): the walk below skips every value,
+    # pixel data included, by its length, and costs less than reading 0.5 MB (measured).
     syntax, offset = _transfer_syntax(data)
     if syntax and syntax.startswith("1.2.840.10008.1.2.1.99"):
         return 0                                   # deflated: Orthanc inflates it, the headers are not readable here

@@ -1,0 +1,81 @@
+"""make bench: the router's resident memory while 20,000 instances stream through it.
+
+A pass-through Instance route, then a pseudonymizing one, each on a fresh router: storescu sends
+N small CT instances (64x64, so that the run is about the number of instances, not bytes) and
+the router's RSS (Orthanc with Courier inside, and anything it started) is printed after 1,000,
+10,000 and N instances have reached the destination. Flat means bounded queues and caches:
+the growth from the first to the last reading should stay within 50 MB.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
+
+from factory import write_instances  # noqa: E402
+from harness import Orthanc  # noqa: E402
+from measure import rss_mb  # noqa: E402
+
+
+def has(node: Orthanc, n: int) -> bool:
+    return len(node.get("/instances", since=n - 1, limit=1)) == 1
+
+
+def stream(work: Path, files: Path, n: int, name: str, pseudonymize: bool, marks: list[int]) -> list[tuple[int, float]]:
+    dest = Orthanc(work, f"{name}-dest").start()
+    key = work / "bench.key"
+    key.write_text("bench-secret-0123456789")
+    route = {"Name": "r", "Trigger": "Instance", "Destinations": ["dest"]}
+    if pseudonymize:
+        route["Pseudonymize"] = "bench"
+    router = Orthanc(work, name, courier={
+        "AllowedCallers": "Any", "Routes": [route],
+        "Pseudonymization": {"bench": {"SecretFile": str(key), "BurnedInAnnotation": "Pass"}}},
+        extra={"DicomModalities": {"dest": dest.as_modality()}}).start()
+    readings: list[tuple[int, float]] = []
+    try:
+        sender = threading.Thread(target=subprocess.run, daemon=True, kwargs={
+            "args": ["storescu", "-aet", "BENCH", "-aec", "ANY", "+sd", "+r", "127.0.0.1", str(router.dicom_port),
+                     str(files)], "capture_output": True, "timeout": 3600})
+        sender.start()
+        deadline = time.monotonic() + 3600
+        for mark in marks:
+            while not has(dest, mark):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{name}: not {mark} instances after an hour")
+                time.sleep(0.5)
+            readings.append((mark, rss_mb(router.process.pid)))
+        sender.join()
+        return readings
+    finally:
+        router.stop()
+        dest.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-n", type=int, default=20000, help="instances (default 20000)")
+    args = parser.parse_args()
+    marks = sorted({min(1000, args.n), min(10000, args.n), args.n})
+    with tempfile.TemporaryDirectory(prefix="courier-bench-memory-") as tmp:
+        work = Path(tmp)
+        files = work / "files"
+        for start in range(0, args.n, 1000):             # folders of 1000, each a study
+            write_instances(files / f"{start:06d}", min(1000, args.n - start), size=64, patient_id=f"M{start}")
+        print(f"{args.n} CT instances of 64x64 streamed through a router; its resident memory (MB) at")
+        for name, pseudonymize in (("pass-through", False), ("pseudonymizing", True)):
+            readings = stream(work, files, args.n, name, pseudonymize, marks)
+            shown = ", ".join(f"{mark}: {rss:.0f}" for mark, rss in readings)
+            growth = readings[-1][1] - readings[0][1]
+            print(f"  {name:<15} {shown}   growth {growth:+.0f} MB (target within 50)")
+
+
+if __name__ == "__main__":
+    main()

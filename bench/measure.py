@@ -1,0 +1,38 @@
+"""What the benchmarks measure besides time: CPU seconds (user + system) and resident memory of a
+process and everything it started, read from /proc through psutil."""
+from __future__ import annotations
+
+import psutil
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def cpu_seconds(*pids: int) -> float:
+    """User + system CPU of these processes, their live descendants and the children they reaped."""
+    total = 0.0
+    for pid in pids:
+        for process in _tree(pid):
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def rss_mb(*pids: int) -> float:
+    """Resident memory of these processes and their descendants, in MB."""
+    total = 0
+    for pid in pids:
+        for process in _tree(pid):
+            try:
+                total += process.memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+    return total / 1e6
