@@ -132,16 +132,21 @@ class RecordingScp:
         self.received: list[str] = []
         self.offered: list[str] = []
         self.first_at: dict[str, float] = {}      # StudyInstanceUID -> when its first instance came (time.time())
+        self.associations = 0                      # accepted associations
         self._lock = threading.Lock()
         ae = AE(ae_title=aet)
         for sop_class in accept:
             ae.add_supported_context(sop_class, SYNTAXES)
         self.server = ae.start_server(("127.0.0.1", self.port), block=False,
-                                      evt_handlers=[(evt.EVT_C_STORE, self._store)])
+                                      evt_handlers=[(evt.EVT_C_STORE, self._store), (evt.EVT_ACCEPTED, self._accepted)])
 
     @property
     def modality(self) -> dict:
         return {"AET": self.aet, "Host": "127.0.0.1", "Port": self.port}
+
+    def _accepted(self, event) -> None:
+        with self._lock:
+            self.associations += 1
 
     def _store(self, event) -> int:
         ds = event.dataset

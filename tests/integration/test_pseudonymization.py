@@ -11,6 +11,7 @@ from courier.deid.keyed import make_pseudonym
 from courier.deid.pseudonymizer import method_marker
 from factory import encoded_against_its_header, file_bytes, make_instance, write_instances
 from harness import storescu, wait_until
+from peers import RecordingScp
 
 SECRET = "integration-secret-0123456789"
 DICOM = {"Content-Type": "application/dicom"}
@@ -66,6 +67,33 @@ def test_pseudonymized_delivery_to_every_destination_kind(cluster, tmp_path):
     dest_study = destinations[0].get(f"/instances/{destinations[0].instances()[0]}/study")
     assert uids[original.StudyInstanceUID] == dest_study["MainDicomTags"]["StudyInstanceUID"]
     assert node.get("/courier/audit", action="crosswalk-exported")["total"] == 2
+
+
+def test_pseudonymized_instances_go_on_one_association_and_a_refused_one_is_reported(cluster, tmp_path):
+    """A chunk of pseudonymized bytes goes on one association (not one per instance, which costs
+    the destination ~3 ms each); what the destination refuses is tried once more on its own
+    (Orthanc's client) and reported exactly, the rest delivered."""
+    scp = RecordingScp("TRIALPACS", refuse=lambda ds: 0xA700 if ds.InstanceNumber == 3 else None)
+    try:
+        (tmp_path / "trial.key").write_text(SECRET + "\n")
+        node = cluster.orthanc("router", courier={
+            "AllowedCallers": "Any", "Retry": {"MaxAttempts": 1},
+            "Pseudonymization": {"trial": {"SecretFile": str(tmp_path / "trial.key")}},
+            "Routes": [{"Name": "to-trial", "Trigger": "StableStudy", "StableAfterSeconds": 1, "Pseudonymize": "trial",
+                        "Destinations": ["pacs"]}]},
+            extra={"DicomModalities": {"pacs": scp.modality}})
+        files = write_instances(tmp_path / "in", 40, size=32, patient_id="PAT-B", patient_name="Doe^Batch")
+        storescu(node.dicom_port, files)
+        task = wait_until(lambda: (t := node.get("/courier/tasks", route="to-trial")["tasks"])
+                          and t[0]["state"] not in ("PENDING", "RUNNING") and t[0], 60, what="the task to end")
+        task = node.get(f"/courier/tasks/{task['id']}")
+        assert task["state"] == "WARNING" and task["delivered"] == 39 and task["expected"] == 40
+        assert len(task["missing"]) == 1
+        assert len(scp.uids()) == 39 and not set(scp.uids()) & {p.stem for p in files}     # pseudonymized UIDs
+        assert scp.associations == 3                        # two chunks of 20, then the refused instance alone
+        assert len(scp.offered) == 41
+    finally:
+        scp.close()
 
 
 def test_burned_in_suspects_are_quarantined_not_sent(cluster, tmp_path):

@@ -23,6 +23,8 @@ class Node:
     url: str = ""
     username: Optional[str] = None
     password: Optional[str] = field(default=None, repr=False)
+    local_aet: str = ""           # DicomModalities' LocalAet: the calling AET Orthanc uses for this node
+    tls: bool = False             # DicomModalities' UseDicomTls: only Orthanc's own client sends to it
 
 
 RETRIEVE_METHODS = ("C-MOVE", "C-GET", "WADO")
@@ -51,7 +53,8 @@ def _node(node_id: str, kind: str, entry: Any, path: str) -> Node:
         if isinstance(entry, list) and len(entry) >= 3:
             return Node(node_id, kind, aet=str(entry[0]), host=str(entry[1]), port=int(entry[2]))
         if isinstance(entry, dict) and {"AET", "Host", "Port"} <= set(entry):
-            return Node(node_id, kind, aet=str(entry["AET"]), host=str(entry["Host"]), port=int(entry["Port"]))
+            return Node(node_id, kind, aet=str(entry["AET"]), host=str(entry["Host"]), port=int(entry["Port"]),
+                        local_aet=str(entry.get("LocalAet") or ""), tls=bool(entry.get("UseDicomTls")))
         raise ConfigError(path, "a modality is [AET, Host, Port] or an object with AET, Host and Port")
     if isinstance(entry, str):
         return Node(node_id, kind, url=entry)

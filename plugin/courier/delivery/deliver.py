@@ -14,6 +14,7 @@ from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 from courier.deid.for_tasks import TaskPseudonymizers
 from courier.deid.pseudonymizer import PseudonymizationError
+from courier.delivery import dcmtk_store
 from courier.delivery.archive import ArchiveSender
 from courier.delivery.sender import Check, Failed, Report, Sender, failure, never
 from courier.errors import DeliveryError
@@ -30,8 +31,9 @@ Progress = Callable[[dict[int, list[str]]], None]   # task id -> Orthanc IDs jus
 def chunks(entries: list, one_task: bool, smallest: int = 10, largest: int = 100) -> Iterator[list]:
     """What there is to send, in chunks of at most 100 instances (one association each; never every
     pseudonymized instance of a large study in memory at once). One task (a job's study) is cut
-    into about ten chunks of 10 or more, so that its progress shows; a batch of routed tasks goes
-    in as few chunks as that allows (BatchSize 50: one association)."""
+    into about ten chunks of `smallest` or more, so that its progress shows; a batch of routed
+    tasks goes in as few chunks as that allows (BatchSize 50: one association). Pseudonymized
+    chunks are at least dcmtk_store.SMALLEST, the batch worth one storescu."""
     size = max(smallest, min(largest, -(-len(entries) // 10))) if one_task else largest
     for start in range(0, len(entries), size):
         yield entries[start:start + size]
@@ -84,7 +86,8 @@ class Deliverer:
             report.update(self._archive(sender, tasks, todo, profile, cancelled))
         else:
             stop: Optional[Failed] = None
-            for chunk in chunks(list(todo.items()), one_task=len(tasks) == 1):
+            smallest = 10 if profile is None else dcmtk_store.SMALLEST
+            for chunk in chunks(list(todo.items()), one_task=len(tasks) == 1, smallest=smallest):
                 if stop is None and cancelled():
                     stop = Failed("not sent: cancelled", interrupted=True)
                 if stop is not None:

@@ -6,6 +6,7 @@ from typing import Mapping
 
 from courier.config.destinations import Archive, Folder
 from courier.config.nodes import Node
+from courier.delivery import dcmtk_store
 from courier.delivery.archive import ArchiveSender
 from courier.delivery.folder import FolderSender
 from courier.delivery.orthanc_senders import OrthancRouteSender
@@ -17,6 +18,7 @@ def build_senders(rest: OrthancRest, destinations: Mapping[str, str], folders: M
                   nodes: Mapping[str, Node], local_aet: str, timeout: float,
                   archives: Mapping[str, Archive] = {}) -> dict[str, Sender]:
     senders: dict[str, Sender] = {}
+    dcmtk_store.remove_leftovers()
     for node_id, kind in destinations.items():
         if kind == "folder":
             senders[node_id] = FolderSender(rest, folders[node_id])

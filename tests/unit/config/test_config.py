@@ -169,3 +169,10 @@ def test_database_errors_name_the_path(database, extra, words):
     with pytest.raises(ConfigError) as error:
         parse(config, "/etc/courier", "/repo")
     assert words in str(error.value)
+
+
+def test_a_modality_object_keeps_its_local_aet_and_tls_for_courier_own_sends():
+    config = parsed(DicomModalities__ct={"AET": "CT1", "Host": "ct.local", "Port": 104, "LocalAet": "ROUTER2",
+                                         "UseDicomTls": True})
+    assert (config.nodes["ct"].local_aet, config.nodes["ct"].tls) == ("ROUTER2", True)
+    assert (config.nodes["pacs"].local_aet, config.nodes["pacs"].tls) == ("", False)

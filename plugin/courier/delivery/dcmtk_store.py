@@ -1,0 +1,90 @@
+"""Courier's own bytes (pseudonymized instances) to a DICOM node, many on one association.
+
+Orthanc's `/modalities/{id}/store-straight` opens one association per instance, and measured on
+this machine an association costs the destination about 3 ms of CPU and the router about 1 ms
+more than the C-STORE itself (512x512 CT: destination 8.2 ms per instance one association each,
+5.4 ms on one association for 50). So a batch is first written to a private folder in RAM
+(/dev/shm) and sent by DCMTK's `storescu` on one association: C++, no GIL held while the worker
+waits, and `+rn` renames each file `.done` once the destination acknowledged it, which is the
+per-instance answer read back here (no log parsing). `-nh`: a refused instance does not end the
+batch. Starting storescu costs about 30 ms of CPU, so only batches of SMALLEST or more go this
+way.
+
+This is only a faster first attempt: the caller sends everything not acknowledged (refused, no
+presentation context, destination down, cancelled, storescu missing) through store-straight one
+instance at a time, whose answers and errors are Orthanc's, as before. An instance is never
+reported delivered unless the destination acknowledged it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+from courier.config.nodes import Node
+from courier.delivery.sender import Check, FileItem
+
+PREFIX = "courier-send-"
+SMALLEST = 20     # starting storescu costs ~30 ms of CPU (loading its data dictionary): smaller batches
+                  # go through store-straight, where an association costs less than that
+
+
+def available() -> bool:
+    return shutil.which("storescu") is not None
+
+
+def scratch_root() -> str:
+    """RAM when the machine has it (the pseudonymized bytes never touch a disk), else the temp dir."""
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else tempfile.gettempdir()
+
+
+def remove_leftovers(root: Optional[str] = None) -> int:
+    """Folders left by a router killed mid-batch (their process is gone): removed at start-up."""
+    removed = 0
+    for folder in Path(root or scratch_root()).glob(PREFIX + "*"):
+        try:
+            pid = int(folder.name[len(PREFIX):].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def command(node: Node, local_aet: str, timeout: float, paths: Sequence[str]) -> list[str]:
+    seconds = str(max(1, int(round(timeout))))
+    return ["storescu", "-nh", "+rn", "-q", "-aet", local_aet, "-aec", node.aet,
+            "-to", seconds, "-ta", seconds, "-td", seconds, node.host, str(node.port), *paths]
+
+
+def store_batch(node: Node, local_aet: str, files: Sequence[FileItem], timeout: float, cancelled: Check) -> set[str]:
+    """Send the files on one association; the Orthanc instance IDs the destination acknowledged."""
+    folder = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=scratch_root())
+    try:
+        names = {}
+        for n, (item, data) in enumerate(files):
+            path = os.path.join(folder, f"{n}.dcm")
+            with open(path, "wb") as out:
+                out.write(data)
+            names[path] = item.instance_id
+        process = subprocess.Popen(command(node, local_aet, timeout, list(names)), stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout * (len(files) + 3)   # storescu's own timeouts end it sooner
+        while True:
+            try:
+                process.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                if cancelled() or time.monotonic() > deadline:
+                    process.kill()
+                    process.wait()
+                    break
+        return {instance_id for path, instance_id in names.items() if os.path.exists(path + ".done")}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,76 @@
+"""Batches of Courier's own bytes on one association (DCMTK storescu), against a pynetdicom SCP."""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+from courier.config.nodes import Node
+from courier.delivery import dcmtk_store
+from courier.store.records import ManifestItem
+from factory import write_instances
+from harness import free_port
+from peers import RecordingScp
+
+
+def items(tmp_path, n):
+    files = write_instances(tmp_path / "in", n, size=16)
+    return [(ManifestItem(f"id-{k}", path.stem), path.read_bytes()) for k, path in enumerate(files)]
+
+
+def node_of(scp: RecordingScp) -> Node:
+    return Node("scp", "dicom", aet=scp.aet, host="127.0.0.1", port=scp.port)
+
+
+def test_a_batch_goes_on_one_association_and_a_refused_instance_is_not_counted(tmp_path):
+    files = items(tmp_path, 6)
+    refused = files[2][0].sop_instance_uid
+    scp = RecordingScp("BATCH", refuse=lambda ds: 0xA700 if ds.SOPInstanceUID == refused else None)
+    try:
+        done = dcmtk_store.store_batch(node_of(scp), "COURIER", files, 10, lambda: False)
+        assert done == {item.instance_id for item, _ in files} - {"id-2"}
+        assert scp.associations == 1
+        assert scp.uids() == {item.sop_instance_uid for item, _ in files} - {refused}
+        assert set(scp.offered) == {item.sop_instance_uid for item, _ in files}   # no halt at the refusal
+    finally:
+        scp.close()
+    assert not [p for p in os.listdir(dcmtk_store.scratch_root()) if p.startswith(f"{dcmtk_store.PREFIX}{os.getpid()}-")]
+
+
+def test_a_destination_that_is_down_acknowledges_nothing(tmp_path):
+    node = Node("down", "dicom", aet="DOWN", host="127.0.0.1", port=free_port())
+    assert dcmtk_store.store_batch(node, "COURIER", items(tmp_path, 3), 5, lambda: False) == set()
+
+
+def test_a_cancel_ends_the_batch_and_only_acknowledged_instances_count(tmp_path):
+    files = items(tmp_path, 10)
+    scp = RecordingScp("SLOW", delay=0.3)
+    started = time.monotonic()
+    try:
+        done = dcmtk_store.store_batch(node_of(scp), "COURIER", files, 10, lambda: time.monotonic() - started > 1)
+        assert time.monotonic() - started < 2.5
+        assert len(done) < len(files)
+        acknowledged = {item.sop_instance_uid for item, _ in files if item.instance_id in done}
+        assert acknowledged <= scp.uids()
+    finally:
+        scp.close()
+
+
+def test_leftovers_of_a_dead_router_are_removed_and_a_live_ones_kept(tmp_path):
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (tmp_path / f"{dcmtk_store.PREFIX}{gone.pid}-abc").mkdir()
+    (tmp_path / f"{dcmtk_store.PREFIX}{gone.pid}-abc" / "0.dcm").write_bytes(b"x")
+    (tmp_path / f"{dcmtk_store.PREFIX}{os.getppid()}-def").mkdir()
+    (tmp_path / "unrelated").mkdir()
+    assert dcmtk_store.remove_leftovers(str(tmp_path)) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"{dcmtk_store.PREFIX}{os.getppid()}-def", "unrelated"])
+
+
+def test_the_command_names_both_aets_and_the_timeouts(tmp_path):
+    node = Node("n", "dicom", aet="PACS", host="10.0.0.1", port=104)
+    args = dcmtk_store.command(node, "COURIER", 7.4, ["a.dcm"])
+    assert args[:3] == ["storescu", "-nh", "+rn"]
+    assert args[args.index("-aet") + 1] == "COURIER" and args[args.index("-aec") + 1] == "PACS"
+    assert args[args.index("-td") + 1] == "7"
+    assert args[-3:] == ["10.0.0.1", "104", "a.dcm"]
