@@ -83,9 +83,12 @@ def main() -> None:
         paths = write_instances(files_dir, args.n, size=args.size)
         blobs = [p.read_bytes() for p in paths]
         print(f"{args.n} CT instances of {args.size}x{args.size}")
-        ours = courier_rate(blobs)
-        print(f"Courier pseudonymizer (bytes -> bytes):     {ours:8.1f} instances/s")
-        theirs = dicognito_rate(blobs)
+        ours, theirs = 0.0, None
+        for _ in range(3):             # interleaved, the best of three each: the machine's noise hits both alike
+            ours = max(ours, courier_rate(blobs))
+            other = dicognito_rate(blobs)
+            theirs = None if other is None else max(theirs or 0.0, other)
+        print(f"Courier pseudonymizer (bytes -> bytes):     {ours:8.1f} instances/s   (best of 3, interleaved)")
         if theirs is None:
             print("dicognito: not installed (make bench installs it)")
         else:

@@ -25,15 +25,28 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Union
 
 from pydicom import dcmread
+from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset
+from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
+from pydicom.uid import UID
 
 from courier.config.profiles import OPTIONS, Profile
 from courier.deid import marker
 from courier.deid.annex_e import TABLE_EDITION, compile_actions
-from courier.deid.file_meta import DEFAULT_AE, PREAMBLE, check_ae_title, new_file_meta, received_ae_titles, write_file
+from courier.deid.file_meta import (
+    DEFAULT_AE,
+    PREAMBLE,
+    check_ae_title,
+    new_file_meta,
+    received_ae_titles,
+    transfer_syntax,
+    write_file,
+)
 from courier.deid.keyed import date_shift, make_pseudonym, remap_uid
 from courier.deid.pixel_tail import read_split
 from courier.deid.text import Identifiers
@@ -41,6 +54,15 @@ from courier.deid.text import Identifiers
 TEXT_VRS = {"LO", "SH", "ST", "LT", "UT", "PN", "UC"}
 DUMMY = {"PN": "ANONYMIZED", "DA": "19000101", "TM": "000000", "DT": "19000101000000", "AS": "000D",
          "IS": "0", "DS": "0", "CS": "ANONYMIZED", "AE": "ANONYMIZED"}
+
+
+def dictionary_vr(tag: BaseTag) -> Optional[str]:
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return None
+
+
 NUMERIC_VRS = {"US", "SS", "UL", "SL", "FL", "FD", "UV", "SV"}
 REMOVING = frozenset("XZDU")             # actions whose original value is gone from the output
 PATIENT_ID, PATIENT_NAME, SOURCE_AE = 0x00100020, 0x00100010, 0x00020016
@@ -102,6 +124,7 @@ class Pseudonymizer:
         self.shift_dates = "RetainLongitudinalModifiedDates" in profile.options
         self.full_dates = "RetainLongitudinalFullDates" in profile.options
         self._reviewed: Optional["Pseudonymizer"] = None
+        self._constants: dict[bool, list] = {}     # implicit VR? -> the profile's marking, encoded once
 
     def reviewed(self) -> "Pseudonymizer":
         """The same pseudonymizer with the burned-in check waived: for instances an admin
@@ -225,10 +248,30 @@ class Pseudonymizer:
                 elif self._removes(sub.tag, sub.VR):
                     state.removed.add(int(sub.tag), sub.VR, sub.value)
 
+    def _stays_raw(self, tag: BaseTag, raw: Any) -> bool:
+        """An element the profile keeps as it is (`K`, or not in the table and neither text, a
+        date to shift nor a sequence): left undecoded, so that it is written back byte for byte
+        without being parsed and re-encoded (most of a CT header's technical attributes)."""
+        if not raw.is_raw or tag.is_private or tag.element == 0x0000 or tag.group == 0x0002:
+            return False
+        if int(tag) in self.profile.replace or tag in self.profile.remove:
+            return False
+        action = self._action(tag)
+        if action not in (None, "K"):
+            return False
+        vr = raw.VR or dictionary_vr(tag)
+        if vr is None or len(vr) != 2 or vr in ("SQ", "UN"):
+            return False
+        if action == "K":
+            return True
+        return vr not in TEXT_VRS and not (vr in ("DA", "DT") and self.shift_dates)
+
     def _walk(self, ds: Dataset, state: "_WalkState") -> None:
         dropped = []                             # private elements go once all were judged (creators first)
-        for elem in list(ds):
-            tag = elem.tag
+        for tag in list(ds.keys()):
+            if self._stays_raw(tag, ds.get_item(tag)):
+                continue
+            elem = ds[tag]
             if tag.is_private:
                 if not self._keep_private(ds, elem):
                     if elem.VR == "PN":          # a person's name, whoever's
@@ -360,6 +403,37 @@ class Pseudonymizer:
     def _mark(self, ds: Dataset, pseudonym: str, state: "_WalkState") -> None:
         ds.PatientID = pseudonym
         ds.PatientName = pseudonym
+        syntax = self._reusable_encoding(ds)
+        if syntax is not None:
+            constants = self._constants.get(syntax.is_implicit_VR)
+            if constants is None:
+                constants = self._constants[syntax.is_implicit_VR] = self._encoded_marking(syntax.is_implicit_VR)
+            for raw in constants:           # the same for every instance of the profile: encoded once,
+                ds[raw.tag] = raw           # written back byte for byte
+        else:
+            self._marking(ds)
+        if self.profile.trial:
+            ds.ClinicalTrialSubjectID = pseudonym
+        if ds.get("SOPInstanceUID"):
+            marker.write(ds, self.profile.secret, self.profile.name)
+
+    @staticmethod
+    def _reusable_encoding(ds: Dataset) -> Optional[UID]:
+        """The transfer syntax the instance is written in, if pre-encoded elements fit it."""
+        syntax = UID(transfer_syntax(ds, getattr(ds, "file_meta", None)))
+        return syntax if syntax.is_transfer_syntax and syntax.is_little_endian and not syntax.is_deflated else None
+
+    def _encoded_marking(self, implicit: bool) -> list:
+        block = Dataset()
+        self._marking(block)
+        fp = DicomBytesIO()
+        fp.is_implicit_VR, fp.is_little_endian = implicit, True
+        write_dataset(fp, block)
+        encoded = read_dataset(io.BytesIO(fp.getvalue()), implicit, True)
+        return [encoded.get_item(tag) for tag in encoded.keys()]
+
+    def _marking(self, ds: Dataset) -> None:
+        """What says how the instance was de-identified, the same for every instance of the profile."""
         ds.PatientIdentityRemoved = "YES"
         options = sorted(self.profile.options)
         ds.DeidentificationMethod = [method_marker(self.profile.name),
@@ -376,10 +450,6 @@ class Pseudonymizer:
             "MODIFIED" if self.shift_dates else "UNMODIFIED" if self.full_dates else "REMOVED")
         for keyword, value in self.profile.trial.items():
             setattr(ds, keyword, value)
-        if self.profile.trial:
-            ds.ClinicalTrialSubjectID = pseudonym
-        if ds.get("SOPInstanceUID"):
-            marker.write(ds, self.profile.secret, self.profile.name)
 
     def _check_burned_in(self, ds: Dataset) -> None:
         if self.profile.burned_in == "Pass":

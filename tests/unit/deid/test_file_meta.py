@@ -81,3 +81,23 @@ def test_a_dataset_without_header_gets_one():
     result = pseudonymizer().pseudonymize(ds)
     assert result.dataset.file_meta.MediaStorageSOPInstanceUID == result.dataset.SOPInstanceUID
     assert result.dataset.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+
+
+@pytest.mark.parametrize("sop_uid,ae,sop_class", [("1.2.3.4", "COURIER", "1.2.840.10008.5.1.4.1.1.2"),
+                                                  ("1.2.3.45", "ODD", "1.2.840.10008.5.1.4.1.1.4"),
+                                                  ("2.25.1", "A" * 16, "1.2.840.10008.5.1.4.1.1.7")])
+def test_the_meta_encoder_writes_what_pydicom_writes_byte_for_byte(sop_uid, ae, sop_class):
+    from pydicom.dataset import Dataset
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_file_meta_info
+
+    from courier.deid.file_meta import meta_bytes, new_file_meta
+
+    ds = Dataset()
+    ds.SOPInstanceUID = sop_uid
+    if sop_class:
+        ds.SOPClassUID = sop_class
+    meta = new_file_meta(ds, None, ae)
+    reference = DicomBytesIO()
+    write_file_meta_info(reference, meta, enforce_standard=True)
+    assert meta_bytes(meta) == reference.getvalue()

@@ -310,3 +310,30 @@ def test_without_patient_id_a_refusal_says_what_is_missing():
     del no_uid.SOPInstanceUID
     with pytest.raises(PseudonymizationError, match=r"no SOPInstanceUID \(0008,0018\)"):
         Pseudonymizer(profile(burned_in="Pass")).pseudonymize_bytes(written(no_uid))
+
+
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])
+def test_the_marking_encoded_once_writes_the_same_bytes_as_encoding_it_each_time(monkeypatch, syntax):
+    """The profile's marking (DeidentificationMethod and its code sequence, trial attributes) is
+    encoded once per transfer syntax and reused: the files must be identical to those written
+    with the marking set element by element."""
+    from pydicom.uid import UID
+
+    from factory import file_bytes
+
+    kwargs = dict(burned_in="Pass", trial={"ClinicalTrialProtocolID": "PROTO-7", "ClinicalTrialSiteName": "Site A"})
+    instances = []
+    for n in range(3):
+        ds = make_instance(patient_id=f"P{n}", instance_number=n + 1)
+        ds.file_meta.TransferSyntaxUID = UID(syntax)
+        instances.append(file_bytes(ds))
+    reused = Pseudonymizer(profile("RetainLongitudinalModifiedDates", **kwargs))
+    fast = [reused.pseudonymize_bytes(data)[0] for data in instances]
+    assert list(reused._constants) == [UID(syntax).is_implicit_VR]   # the pre-encoded marking was used
+    monkeypatch.setattr(Pseudonymizer, "_reusable_encoding", staticmethod(lambda ds: None))
+    slow = [Pseudonymizer(profile("RetainLongitudinalModifiedDates", **kwargs)).pseudonymize_bytes(data)[0]
+            for data in instances]
+    assert fast == slow
+    marked = pydicom.dcmread(io.BytesIO(fast[1]))
+    assert marked.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
+    assert marked.ClinicalTrialSiteName == "Site A" and marked.PatientIdentityRemoved == "YES"
