@@ -11,7 +11,8 @@ start-up excluded, per 1000 instances:
   async forwarder a hand-written forwarder (bench/peers/async_forwarder.py): batches of 100 as
                   asynchronous Orthanc store jobs
   orthanc-tools   python-orthanc-tools' OrthancForwarder, NewInstance trigger, DICOM mode
-  Courier         a pass-through Instance route, then the same route pseudonymizing
+  Courier         a pass-through Instance route, then the same route pseudonymizing, then both
+                  with BatchLingerSeconds 0.2 (a burst in fewer, larger associations)
 
 Then the latency of Courier's Instance route (receipt -> acknowledged delivery, p50/p95) and of a
 StableStudy route (how late after its quiet time a study is completed, and how long from
@@ -114,7 +115,8 @@ def forwarder(work: Path, files: Path, n: int, name: str, command: list[str]) ->
         dest.stop()
 
 
-def courier(work: Path, files: Path, n: int, name: str, workers: int, pseudonymize: bool) -> tuple[Result, list[float]]:
+def courier(work: Path, files: Path, n: int, name: str, workers: int, pseudonymize: bool,
+            linger: float = 0.0) -> tuple[Result, list[float]]:
     dest = Orthanc(work, f"{name}-dest").start()
     key = work / "bench.key"
     key.write_text("bench-secret-0123456789")
@@ -122,7 +124,7 @@ def courier(work: Path, files: Path, n: int, name: str, workers: int, pseudonymi
     if pseudonymize:
         route["Pseudonymize"] = "bench"
     router = Orthanc(work, name, courier={
-        "AllowedCallers": "Any", "Workers": workers, "Routes": [route],
+        "AllowedCallers": "Any", "Workers": workers, "Routes": [route], "BatchLingerSeconds": linger,
         "Pseudonymization": {"bench": {"SecretFile": str(key), "BurnedInAnnotation": "Pass"}}},
         extra={"DicomModalities": {"dest": dest.as_modality()}})
     try:
@@ -133,7 +135,7 @@ def courier(work: Path, files: Path, n: int, name: str, workers: int, pseudonymi
             tasks += router.get("/courier/tasks", limit=1000, offset=len(tasks))["tasks"]
         latencies = [t["finished_at"] - t["created_at"] for t in tasks if t["state"] == "SUCCESS"]
         label = "Courier pseudonymizing Instance route" if pseudonymize else "Courier pass-through Instance route"
-        return Result(label, rate, cpu), latencies
+        return Result(label + (f", linger {linger:g} s" if linger else ""), rate, cpu), latencies
     finally:
         router.stop()
         dest.stop()
@@ -169,6 +171,9 @@ def stable_study_latency(work: Path, studies: int = 10, per_study: int = 20, qui
         recorder.close()
 
 
+LINGER = 0.2          # BatchLingerSeconds of the lingering rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", type=int, default=1000, help="instances (default 1000)")
@@ -191,7 +196,9 @@ def main() -> None:
         results += [p for p in peer_paths if p is not None]
         passthrough, latencies = courier(work, files, args.n, "courier", args.workers, False)
         pseudonymizing, _ = courier(work, files, args.n, "courier-pseudo", args.workers, True)
-        results += [passthrough, pseudonymizing]
+        lingering, linger_latencies = courier(work, files, args.n, "courier-linger", args.workers, False, LINGER)
+        pseudo_lingering, _ = courier(work, files, args.n, "courier-pseudo-linger", args.workers, True, LINGER)
+        results += [passthrough, pseudonymizing, lingering, pseudo_lingering]
         base, floor_cpu = results[0].rate, results[1].cpu
         print(f"{'path':<52} {'inst/s':>7} {'ratio':>6} {'CPU/1000':>9}")
         for path in results:
@@ -200,10 +207,11 @@ def main() -> None:
             print("(orthanc-tools: not installed; make bench installs it in .venv-bench)")
         print(f"Courier pass-through CPU / floor:              {passthrough.cpu / floor_cpu:5.2f}   (target <= 1.15)")
         print(f"Courier pseudonymizing, CPU above pass-through: {(pseudonymizing.cpu - passthrough.cpu):5.2f} ms per instance")
-        if latencies:
-            q = statistics.quantiles(latencies, n=20)
-            print(f"Instance route latency receipt -> delivered:   p50 {statistics.median(latencies) * 1000:.0f} ms,"
-                  f" p95 {q[18] * 1000:.0f} ms (1000-instance burst)")
+        for label, values in (("", latencies), (f", linger {LINGER:g} s", linger_latencies)):
+            if values:
+                q = statistics.quantiles(values, n=20)
+                print(f"Instance route latency receipt -> delivered{label}:   p50 {statistics.median(values) * 1000:.0f} ms,"
+                      f" p95 {q[18] * 1000:.0f} ms (1000-instance burst)")
         late, to_first = stable_study_latency(work)
         print(f"StableStudy: completed after the quiet time:   median {statistics.median(late) * 1000:.0f} ms, "
               f"max {max(late) * 1000:.0f} ms; completion -> first instance delivered: median "

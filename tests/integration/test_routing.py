@@ -211,3 +211,22 @@ def test_an_instance_nested_too_deep_for_orthanc_is_refused_at_the_door(cluster,
     assert node.process.poll() is None and node.instances() != []
     entries = node.get("/courier/audit", action="instance-rejected")["entries"]
     assert any("nested" in e["detail"]["reason"] for e in entries)
+
+
+def test_a_burst_waits_batch_linger_and_goes_in_few_associations(cluster, tmp_path):
+    """BatchLingerSeconds: workers that took a short batch of new Instance tasks wait for more of
+    the burst, so 30 instances go in a few associations instead of one small batch after another."""
+    from peers import RecordingScp
+
+    scp = RecordingScp("BURST")
+    try:
+        node = cluster.orthanc("router", courier={"AllowedCallers": "Any", "BatchLingerSeconds": 1.5,
+                                                  "Routes": [{"Name": "each", "Destinations": ["burst"]}]},
+                               extra={"DicomModalities": {"burst": scp.modality}})
+        files = write_instances(tmp_path / "burst", 30, size=16)
+        storescu(node.dicom_port, files)
+        wait_until(lambda: scp.uids() == {p.stem for p in files}, 30, what="the burst delivered")
+        assert scp.associations <= 3, scp.associations
+        assert node.get("/courier/tasks", state="SUCCESS", limit=100)["total"] == 30
+    finally:
+        scp.close()

@@ -35,6 +35,7 @@ class CourierConfig:
     workers: int = 4
     max_workers_per_destination: int = 2
     batch_size: int = 50
+    batch_linger: float = 0.0                     # seconds a short batch of new Instance tasks waits for more
     heartbeat_timeout: float = 60.0
     database_path: str = "courier.sqlite"
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -52,6 +53,13 @@ class CourierConfig:
 
 
 # --- Orthanc's own registries ------------------------------------------------------------
+
+
+def _linger(section: Section) -> float:
+    value = float(section.get("BatchLingerSeconds", float, 0.0))
+    if not 0 <= value <= 10:
+        raise ConfigError(f"{section.path}.BatchLingerSeconds", f"must be between 0 and 10 seconds, got {value:g}")
+    return value
 
 
 def _workers(section: Section, orthanc: Mapping[str, Any]) -> int:
@@ -107,6 +115,7 @@ def parse(orthanc: Mapping[str, Any], base_dir: str, repo_dir: str,
         workers=_workers(section, orthanc),
         max_workers_per_destination=section.positive("MaxWorkersPerDestination", int, 2),
         batch_size=section.positive("BatchSize", int, 50),
+        batch_linger=_linger(section),
         heartbeat_timeout=float(section.positive("HeartbeatTimeoutSeconds", float, 60.0)),
         database_path=database.path,
         database=database,

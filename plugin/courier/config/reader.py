@@ -9,8 +9,9 @@ from courier.errors import ConfigError
 
 # Every key Courier reads, by section. "{id}" stands for a user-chosen name, "[]" for a list item.
 KEYS: dict[str, tuple[str, ...]] = {
-    "Courier": ("DatabasePath", "Database", "Workers", "MaxWorkersPerDestination", "BatchSize", "HeartbeatTimeoutSeconds",
-                "AllowedCallers", "RouterName", "ScriptsDirectory", "OrthancUrl", "QuarantineDirectory", "Retry",
+    "Courier": ("DatabasePath", "Database", "Workers", "MaxWorkersPerDestination", "BatchSize", "BatchLingerSeconds",
+                "HeartbeatTimeoutSeconds", "AllowedCallers", "RouterName", "ScriptsDirectory", "OrthancUrl",
+                "QuarantineDirectory", "Retry",
                 "Folders", "Archives", "Nodes", "Pseudonymization", "Routes", "Users", "DefaultRole", "AnonymousRole"),
     "Courier.Database": ("Url", "PasswordFile", "PasswordEnv", "PoolSize"),
     "Courier.Users.{name}": ("Role", "MayQuery", "MaySendTo"),

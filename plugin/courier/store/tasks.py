@@ -8,7 +8,7 @@ routed exactly once, whatever stops the router.
 from __future__ import annotations
 
 import sqlite3
-from typing import Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from courier.store.arrivals import record_arrivals
 from courier.store.audit import write as write_audit
@@ -111,15 +111,28 @@ class Tasks:
                 rows = db.execute(f"{take} WHERE id = ? RETURNING {COLUMNS}",
                                   (RUNNING, owner, now, now, "fetch", head["id"])).fetchall()
             else:
-                rows = db.execute(
-                    f"{take} WHERE id IN (SELECT id FROM tasks WHERE state = ? AND next_attempt_at <= ? AND destination = ?"
-                    f"  AND source IS NULL ORDER BY priority DESC, next_attempt_at, id LIMIT ?{self.database.SKIP_LOCKED})"
-                    f" RETURNING {COLUMNS}",
-                    (RUNNING, owner, now, now, None, PENDING, now, head["destination"], limit)).fetchall()
+                rows = self._take_routed(db, owner, head["destination"], limit, now)
             db.execute("INSERT INTO worker_slots (owner, destination, since, heartbeat_at) VALUES (?, ?, ?, ?)",
                        (owner, head["destination"], now, now))
         tasks = sorted((Task.from_row(r) for r in rows), key=lambda t: (-t.priority, t.id))
         return Claim(owner, head["destination"], tuple(tasks))
+
+    def _take_routed(self, db: Any, owner: str, destination: str, limit: int, now: float) -> list:
+        return db.execute(
+            f"UPDATE tasks SET state = ?, owner = ?, heartbeat_at = ?, updated_at = ?, phase = ?"
+            f" WHERE id IN (SELECT id FROM tasks WHERE state = ? AND next_attempt_at <= ? AND destination = ?"
+            f"  AND source IS NULL ORDER BY priority DESC, next_attempt_at, id LIMIT ?{self.database.SKIP_LOCKED})"
+            f" RETURNING {COLUMNS}",
+            (RUNNING, owner, now, now, None, PENDING, now, destination, limit)).fetchall()
+
+    def claim_more(self, owner: str, destination: str, limit: int) -> list[Task]:
+        """More due routed tasks of the destination `owner` already holds a slot of (a short batch
+        topped up after BatchLingerSeconds)."""
+        if limit <= 0:
+            return []
+        with self.database.transaction() as db:
+            rows = self._take_routed(db, owner, destination, limit, self.clock())
+        return sorted((Task.from_row(r) for r in rows), key=lambda t: (-t.priority, t.id))
 
     def release_slot(self, owner: str) -> None:
         """The worker is no longer busy with its destination (its send returned)."""

@@ -176,3 +176,12 @@ def test_a_modality_object_keeps_its_local_aet_and_tls_for_courier_own_sends():
                                          "UseDicomTls": True})
     assert (config.nodes["ct"].local_aet, config.nodes["ct"].tls) == ("ROUTER2", True)
     assert (config.nodes["pacs"].local_aet, config.nodes["pacs"].tls) == ("", False)
+
+
+def test_batch_linger_is_off_by_default_and_bounded():
+    assert parsed().batch_linger == 0
+    assert parsed(Courier__BatchLingerSeconds=0.25).batch_linger == 0.25
+    with pytest.raises(ConfigError, match=r"Courier.BatchLingerSeconds.*between 0 and 10"):
+        parsed(Courier__BatchLingerSeconds=-1)
+    with pytest.raises(ConfigError, match=r"Courier.BatchLingerSeconds.*expected a number"):
+        parsed(Courier__BatchLingerSeconds="soon")

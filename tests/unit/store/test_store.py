@@ -114,6 +114,20 @@ def test_a_destination_served_by_enough_workers_is_skipped(make_store):
     assert [[t.destination for t in batch] for batch in batches] == [["hung"], ["hung"], ["fine"], []]
 
 
+def test_a_short_batch_is_topped_up_with_due_tasks_of_its_destination_only(make_store):
+    clock = Clock()
+    store = make_store(clock)
+    store.tasks.enqueue([NewTask("r", "d", "Instance", "i1")])
+    first = claimed(store, "w", 10)
+    store.tasks.enqueue([NewTask("r", "d", "Instance", "i2"), NewTask("r", "other", "Instance", "i3"),
+                         NewTask("r", "d", "Instance", "i4"), NewTask("r", "d", "Instance", "i5")])
+    more = store.tasks.claim_more("w", "d", 2)
+    assert [t.resource_id for t in first] == ["i1"] and [t.resource_id for t in more] == ["i2", "i4"]
+    assert all(t.state == RUNNING and t.owner == "w" for t in more)
+    assert store.tasks.claim_more("w", "d", 0) == []
+    assert [t.resource_id for t in claimed(store, "v", 10)] in (["i3"], ["i5"])   # the rest is still there for others
+
+
 def test_paused_jobs_and_closed_sources_are_not_claimed(make_store):
     store = make_store()
     paused = store.jobs.create("alice", "pacs", "d", None, False, [JobTarget("1.2.1", "s1", "s1", False)])
