@@ -65,14 +65,20 @@ def command(node: Node, local_aet: str, timeout: float, paths: Sequence[str]) ->
 
 def store_batch(node: Node, local_aet: str, files: Sequence[FileItem], timeout: float, cancelled: Check) -> set[str]:
     """Send the files on one association; the Orthanc instance IDs the destination acknowledged."""
-    folder = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=scratch_root())
+    try:
+        folder = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=scratch_root())
+    except OSError:
+        return set()
     try:
         names = {}
-        for n, (item, data) in enumerate(files):
-            path = os.path.join(folder, f"{n}.dcm")
-            with open(path, "wb") as out:
-                out.write(data)
-            names[path] = item.instance_id
+        try:
+            for n, (item, data) in enumerate(files):
+                path = os.path.join(folder, f"{n}.dcm")
+                with open(path, "wb") as out:
+                    out.write(data)
+                names[path] = item.instance_id
+        except OSError:                  # /dev/shm full (a container's is 64 MB): store-straight sends them
+            return set()
         process = subprocess.Popen(command(node, local_aet, timeout, list(names)), stdin=subprocess.DEVNULL,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout * (len(files) + 3)   # storescu's own timeouts end it sooner

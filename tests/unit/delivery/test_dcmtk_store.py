@@ -74,3 +74,13 @@ def test_the_command_names_both_aets_and_the_timeouts(tmp_path):
     assert args[args.index("-aet") + 1] == "COURIER" and args[args.index("-aec") + 1] == "PACS"
     assert args[args.index("-td") + 1] == "7"
     assert args[-3:] == ["10.0.0.1", "104", "a.dcm"]
+
+
+def test_a_scratch_folder_that_cannot_be_written_means_nothing_acknowledged_not_an_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(dcmtk_store, "scratch_root", lambda: str(tmp_path / "missing"))
+    scp = RecordingScp("ROOM")
+    try:
+        assert dcmtk_store.store_batch(node_of(scp), "COURIER", items(tmp_path, 3), 5, lambda: False) == set()
+        assert scp.associations == 0
+    finally:
+        scp.close()
