@@ -1,6 +1,7 @@
 """Several routers on one PostgreSQL (Orthanc's index and storage through orthanc-postgresql,
 Courier's store beside them): any router takes any instance, delivers any task, completes any
 study and fetches any job's study; one killed with kill -9 loses nothing."""
+import itertools
 import threading
 import time
 
@@ -63,8 +64,13 @@ def test_two_routers_share_the_work_and_one_killed_loses_nothing(cluster, tmp_pa
         time.sleep(5)                                          # nothing more arrives: each study completed once
         assert each.duplicates() <= 2 * 50, each.duplicates()  # at most the batches in flight when A died
         assert study.duplicates() <= 2 * 100, study.duplicates()
-        completed = b.get("/courier/audit", action="resource-completed", limit=100)["entries"]
-        assert len(completed) == 6                             # one completion per study, across routers
+        completed: dict[str, list[float]] = {}
+        for entry in b.get("/courier/audit", action="resource-completed", limit=100)["entries"]:
+            completed.setdefault(entry["resource_id"], []).append(entry["at"])
+        assert len(completed) == 6                             # every study completed
+        for times in completed.values():                       # once per quiet time, across routers: a study
+            times.sort()                                       # completes again only for what came after
+            assert all(later - earlier >= 3 for earlier, later in itertools.pairwise(times)), times   # (resent ones)
         requeued = b.get("/courier/audit", action="task-requeued", limit=1000)["entries"]
         lost = {e["task_id"] for e in requeued if "heartbeat lost" in (e["detail"] or {}).get("reason", "")}
         assert set(orphans) <= lost, (orphans, lost)           # every task A held was put back by B
@@ -79,21 +85,34 @@ def test_two_routers_share_the_work_and_one_killed_loses_nothing(cluster, tmp_pa
         study.close()
 
 
-def test_a_job_created_on_a_router_that_is_then_killed_completes_on_the_other(cluster, tmp_path, postgres):
-    instances = []
-    for _study in range(3):
-        uid = pydicom.uid.generate_uid()
-        instances += [make_instance(patient_id="CJ", study_uid=uid, instance_number=i) for i in range(1, 7)]
-    dest = cluster.orthanc("dest")
+def studies(patient_id: str, count: int, per_study: int) -> tuple[list[str], list]:
+    """`count` studies of `per_study` instances of one patient: (their Study Instance UIDs, the instances)."""
+    uids = [pydicom.uid.generate_uid() for _ in range(count)]
+    return uids, [make_instance(patient_id=patient_id, study_uid=uid, instance_number=i)
+                  for uid in uids for i in range(1, per_study + 1)]
+
+
+def slow_pacs_and_two_routers(cluster, postgres, tmp_path, dest, instances, seconds_per_instance):
+    """A PACS that C-MOVEs `instances` slowly (one study at a time) to either of two routers."""
     ports = {}
-    pacs = SlowPacs(instances, ports, 0.25)
+    pacs = SlowPacs(instances, ports, seconds_per_instance)
     try:
         (a, b), _ = two_routers(cluster, postgres, tmp_path, {"dest": dest.as_modality(), "pacs": pacs.modality}, [],
                                 Nodes={"pacs": {"MaxParallelTasks": 1}})
-        ports.update({a.aet: a.dicom_port, b.aet: b.dicom_port})
+    except BaseException:
+        pacs.close()
+        raise
+    ports.update({a.aet: a.dicom_port, b.aet: b.dicom_port})
+    return pacs, (a, b)
+
+
+def test_a_job_created_on_a_router_that_is_then_killed_completes_on_the_other(cluster, tmp_path, postgres):
+    uids, instances = studies("CJ", 3, 6)
+    dest = cluster.orthanc("dest")
+    pacs, (a, b) = slow_pacs_and_two_routers(cluster, postgres, tmp_path, dest, instances, 0.25)
+    try:
         job = a.post("/courier/jobs", {"Source": "pacs", "Destination": "dest",
-                                       "Items": [{"StudyInstanceUID": uid} for uid in dict.fromkeys(
-                                           str(ds.StudyInstanceUID) for ds in instances)]}).json()
+                                       "Items": [{"StudyInstanceUID": uid} for uid in uids]}).json()
         wait_until(lambda: len(pacs.sent) >= 2, 30, what="the job under way")
         a.stop(kill=True)
         done = wait_until(lambda: (j := b.get(f"/courier/jobs/{job['Id']}"))["Status"] not in ("PENDING", "RUNNING")
@@ -105,17 +124,10 @@ def test_a_job_created_on_a_router_that_is_then_killed_completes_on_the_other(cl
 
 
 def test_pause_and_cancel_through_one_router_stop_the_job_running_on_the_other(cluster, tmp_path, postgres):
-    instances, uids = [], []
-    for _study in range(3):
-        uids.append(pydicom.uid.generate_uid())
-        instances += [make_instance(patient_id="CP", study_uid=uids[-1], instance_number=i) for i in range(1, 11)]
+    uids, instances = studies("CP", 3, 10)
     dest = cluster.orthanc("dest")
-    ports = {}
-    pacs = SlowPacs(instances, ports, 0.3)
+    pacs, (a, b) = slow_pacs_and_two_routers(cluster, postgres, tmp_path, dest, instances, 0.3)
     try:
-        (a, b), _ = two_routers(cluster, postgres, tmp_path, {"dest": dest.as_modality(), "pacs": pacs.modality}, [],
-                                Nodes={"pacs": {"MaxParallelTasks": 1}})
-        ports.update({a.aet: a.dicom_port, b.aet: b.dicom_port})
         job_id = a.post("/courier/jobs", {"Source": "pacs", "Destination": "dest",
                                           "Items": [{"StudyInstanceUID": uid} for uid in uids]}).json()["Id"]
         running = wait_until(lambda: [t for t in a.get(f"/courier/jobs/{job_id}")["TaskList"] if t["state"] == "RUNNING"],
