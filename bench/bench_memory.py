@@ -25,26 +25,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
 
+from bench_routing import has, instance_router  # noqa: E402
 from factory import write_instances  # noqa: E402
 from harness import Orthanc  # noqa: E402
 from measure import rss_mb  # noqa: E402
 
 
-def has(node: Orthanc, n: int) -> bool:
-    return len(node.get("/instances", since=n - 1, limit=1)) == 1
-
-
 def stream(work: Path, files: Path, n: int, name: str, pseudonymize: bool, marks: list[int]) -> list[tuple[int, float, float]]:
     dest = Orthanc(work, f"{name}-dest").start()
-    key = work / "bench.key"
-    key.write_text("bench-secret-0123456789")
-    route = {"Name": "r", "Trigger": "Instance", "Destinations": ["dest"]}
-    if pseudonymize:
-        route["Pseudonymize"] = "bench"
-    router = Orthanc(work, name, courier={
-        "AllowedCallers": "Any", "Routes": [route],
-        "Pseudonymization": {"bench": {"SecretFile": str(key), "BurnedInAnnotation": "Pass"}}},
-        extra={"DicomModalities": {"dest": dest.as_modality()}, "MaximumStorageCacheSize": 0}).start()
+    router = instance_router(work, name, dest, pseudonymize, extra={"MaximumStorageCacheSize": 0}).start()
     readings: list[tuple[int, float, float]] = []
     try:
         sender = threading.Thread(target=subprocess.run, daemon=True, kwargs={

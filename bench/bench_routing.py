@@ -115,18 +115,25 @@ def forwarder(work: Path, files: Path, n: int, name: str, command: list[str]) ->
         dest.stop()
 
 
-def courier(work: Path, files: Path, n: int, name: str, workers: int, pseudonymize: bool,
-            linger: float = 0.0) -> tuple[Result, list[float]]:
-    dest = Orthanc(work, f"{name}-dest").start()
+def instance_router(work: Path, name: str, dest: Orthanc, pseudonymize: bool, extra: Optional[dict] = None,
+                    **settings) -> Orthanc:
+    """A router (not started) with one Instance route to `dest`, pseudonymizing with the bench
+    profile if asked; `settings` are more Courier settings, `extra` more Orthanc ones."""
     key = work / "bench.key"
     key.write_text("bench-secret-0123456789")
     route = {"Name": "r", "Trigger": "Instance", "Destinations": ["dest"]}
     if pseudonymize:
         route["Pseudonymize"] = "bench"
-    router = Orthanc(work, name, courier={
-        "AllowedCallers": "Any", "Workers": workers, "Routes": [route], "BatchLingerSeconds": linger,
-        "Pseudonymization": {"bench": {"SecretFile": str(key), "BurnedInAnnotation": "Pass"}}},
-        extra={"DicomModalities": {"dest": dest.as_modality()}})
+    return Orthanc(work, name, courier={
+        "AllowedCallers": "Any", "Routes": [route],
+        "Pseudonymization": {"bench": {"SecretFile": str(key), "BurnedInAnnotation": "Pass"}}, **settings},
+        extra={"DicomModalities": {"dest": dest.as_modality()}, **(extra or {})})
+
+
+def courier(work: Path, files: Path, n: int, name: str, workers: int, pseudonymize: bool,
+            linger: float = 0.0) -> tuple[Result, list[float]]:
+    dest = Orthanc(work, f"{name}-dest").start()
+    router = instance_router(work, name, dest, pseudonymize, Workers=workers, BatchLingerSeconds=linger)
     try:
         router.start()
         rate, cpu = _timed(n, files, router.dicom_port, dest, lambda: [router.process.pid])

@@ -248,31 +248,22 @@ class Pseudonymizer:
                 elif self._removes(sub.tag, sub.VR):
                     state.removed.add(int(sub.tag), sub.VR, sub.value)
 
-    def _stays_raw(self, tag: BaseTag, raw: Any) -> bool:
-        """An element the profile keeps as it is (`K`, or not in the table and neither text, a
-        date to shift nor a sequence): left undecoded, so that it is written back byte for byte
+    def _stays_raw(self, tag: BaseTag, raw: Any, action: Optional[str]) -> bool:
+        """A public element the profile keeps as it is (`K`, or not in the table and neither text,
+        a date to shift nor a sequence): left undecoded, so that it is written back byte for byte
         without being parsed and re-encoded (most of a CT header's technical attributes)."""
-        if not raw.is_raw or tag.is_private or tag.element == 0x0000 or tag.group == 0x0002:
-            return False
-        if int(tag) in self.profile.replace or tag in self.profile.remove:
-            return False
-        action = self._action(tag)
-        if action not in (None, "K"):
+        if not raw.is_raw or action not in (None, "K"):
             return False
         vr = raw.VR or dictionary_vr(tag)
         if vr is None or len(vr) != 2 or vr in ("SQ", "UN"):
             return False
-        if action == "K":
-            return True
-        return vr not in TEXT_VRS and not (vr in ("DA", "DT") and self.shift_dates)
+        return action == "K" or (vr not in TEXT_VRS and not (vr in ("DA", "DT") and self.shift_dates))
 
     def _walk(self, ds: Dataset, state: "_WalkState") -> None:
         dropped = []                             # private elements go once all were judged (creators first)
         for tag in list(ds.keys()):
-            if self._stays_raw(tag, ds.get_item(tag)):
-                continue
-            elem = ds[tag]
             if tag.is_private:
+                elem = ds[tag]
                 if not self._keep_private(ds, elem):
                     if elem.VR == "PN":          # a person's name, whoever's
                         state.removed.add(int(tag), "PN", elem.value)
@@ -282,10 +273,14 @@ class Pseudonymizer:
                 del ds[tag]                                     # file meta belongs in the (new) header
                 continue
             if int(tag) in self.profile.replace:
+                elem = ds[tag]
                 state.removed.add(int(tag), elem.VR, elem.value)
                 elem.value = self.profile.replace[int(tag)]
                 continue
             action = self._action(tag)
+            if self._stays_raw(tag, ds.get_item(tag), action):
+                continue
+            elem = ds[tag]
             if action is None:                   # not in the table: kept, but cleaned
                 self._unlisted(elem, state)
             else:
