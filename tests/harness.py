@@ -166,6 +166,9 @@ class Orthanc:
         """POST JSON (an empty object when there is no body), as Courier's CSRF rule wants."""
         return requests.post(self.url + path, json={} if body is None else body, timeout=30, auth=self.auth)
 
+    def delete(self, path: str) -> requests.Response:
+        return requests.delete(self.url + path, timeout=30, auth=self.auth)
+
     def instances(self) -> list[str]:
         return self.get("/instances")
 

@@ -13,6 +13,7 @@ from courier.deid.ingest_gate import IngestGate
 from courier.deid.pseudonymizer import Pseudonymizer
 from courier.deid.sources import patient_source
 from courier.delivery.senders import build_senders
+from courier.engine.scheduler import Scheduler
 from courier.engine.workers import Engine
 from courier.errors import ConfigError
 from courier.host import Host
@@ -58,12 +59,13 @@ class Courier:
         self.pseudonymizers = {name: Pseudonymizer(profile, patient_source(profile, self.store), source_ae=config.local_aet)
                                for name, profile in config.profiles.items()}
         self.engine = Engine(config, self.store, self.rest, senders, self.pseudonymizers)
+        self.scheduler = Scheduler(config, self.store, self.rest, self.engine.incarnation, on_tasks=self.engine.wake)
         self.follower = ChangeFollower(self.store, self.rest, config.routes, self.callers, run_script,
                                        on_tasks=self.engine.wake, pseudonymizers=self.pseudonymizers)
         self.metrics = MetricsPublisher(self.store, host.set_metric)
         self.api = Api(Context(config, self.store, is_healthy=lambda: self.engine.running and self.follower.running,
                                pseudonymizers=self.pseudonymizers, rest=self.rest, wake_workers=self.engine.wake,
-                               wake_follower=self.follower.wake,
+                               wake_follower=self.follower.wake, wake_scheduler=self.scheduler.wake,
                                run_script=self.run_script))
 
     def install(self) -> None:
@@ -87,11 +89,13 @@ class Courier:
         if change == "ORTHANC_STARTED":
             self.engine.start()
             self.follower.start()
+            self.scheduler.start()
             self.metrics.start()
             log.warning("Courier started: %d route(s), %d worker(s), database %s",
                         len(self.config.routes), self.config.workers, self.config.database.describe())
         elif change == "ORTHANC_STOPPED":      # in parallel: a graceful stop must end within seconds
-            stoppers = [threading.Thread(target=part.stop) for part in (self.follower, self.engine, self.metrics)]
+            stoppers = [threading.Thread(target=part.stop) for part in (self.follower, self.scheduler, self.engine,
+                                                                   self.metrics)]
             for thread in stoppers:
                 thread.start()
             for thread in stoppers:

@@ -203,13 +203,17 @@ class Engine:
                                         exc.retriable)
             if attempt is None:
                 self.store.tasks.set_phase(task.id, "send")      # the source is free for the next study
-                if self._stop.is_set() or self.store.jobs.is_paused(task.job_id):
+                if not manifest:          # another task of the job delivered all of it
+                    attempt = Attempt(task, [], 0, SUCCESS, 0, None, None)
+                elif self._stop.is_set() or self.store.jobs.is_paused(task.job_id):
                     self.store.tasks.release(owner, [task.id], "router stopping" if self._stop.is_set() else "job paused")
                     return
-                (delivery,) = self.deliverer.deliver([task], {task.id: manifest}, interrupted,
-                                                     lambda done: self.store.tasks.progress(owner, done))
-                attempt = self._delivered(delivery, "the router stopped" if self._stop.is_set() else "job paused")
+                else:
+                    (delivery,) = self.deliverer.deliver([task], {task.id: manifest}, interrupted,
+                                                         lambda done: self.store.tasks.progress(owner, done))
+                    attempt = self._delivered(delivery, "the router stopped" if self._stop.is_set() else "job paused")
         recorded = self.store.tasks.finish_attempts(owner, [attempt])
+        self.store.jobs.pause_after_study(task.job_id)       # PauseBetweenStudiesSeconds (subscriptions)
         if task.delete_after and (attempt.state in FINAL_STATES or task.id not in recorded):
             self._delete_fetched(task)          # fetched only for this transfer: do not keep it
 

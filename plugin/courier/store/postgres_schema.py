@@ -72,6 +72,31 @@ P001_SCHEMA = """
         heartbeat_at DOUBLE PRECISION NOT NULL)
 """
 
+P002_SUBSCRIPTIONS = """
+    CREATE TABLE subscriptions (
+        id BIGSERIAL PRIMARY KEY, created_at DOUBLE PRECISION NOT NULL, created_by TEXT NOT NULL, name TEXT,
+        job_id BIGINT NOT NULL REFERENCES jobs(id), spec TEXT NOT NULL,
+        start_day TEXT NOT NULL, past_end TEXT, backfill_next TEXT, backfill_at DOUBLE PRECISION, since TEXT NOT NULL,
+        next_run_at DOUBLE PRECISION, paused INTEGER NOT NULL DEFAULT 0, lease_owner TEXT, lease_until DOUBLE PRECISION,
+        last_run_at DOUBLE PRECISION, last_error TEXT, runs INTEGER NOT NULL DEFAULT 0, last_run TEXT);
+    CREATE TABLE subscription_studies (
+        subscription_id BIGINT NOT NULL REFERENCES subscriptions(id), study_uid TEXT NOT NULL, patient_id TEXT,
+        study_date TEXT, instances INTEGER NOT NULL, task_id BIGINT, first_at DOUBLE PRECISION NOT NULL,
+        at DOUBLE PRECISION NOT NULL, times INTEGER NOT NULL DEFAULT 1, PRIMARY KEY (subscription_id, study_uid));
+    ALTER TABLE jobs ADD COLUMN subscription_id BIGINT;
+    ALTER TABLE jobs ADD COLUMN pause_seconds DOUBLE PRECISION NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN phase TEXT;
+    ALTER TABLE jobs ADD COLUMN start_when_ready INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN lease_owner TEXT;
+    ALTER TABLE jobs ADD COLUMN lease_until DOUBLE PRECISION;
+    CREATE TABLE job_items (
+        job_id BIGINT NOT NULL REFERENCES jobs(id), idx INTEGER NOT NULL, item TEXT NOT NULL,
+        resolved INTEGER NOT NULL DEFAULT 0, targets INTEGER NOT NULL DEFAULT 0, error TEXT,
+        PRIMARY KEY (job_id, idx));
+    CREATE INDEX tasks_job_study ON tasks (job_id, study_uid)
+"""
+
 STEPS: list[tuple[str, str]] = [
     ("p001_schema_as_of_sqlite_m014", P001_SCHEMA),
+    ("p002_subscriptions_and_job_lifecycle", P002_SUBSCRIPTIONS),
 ]

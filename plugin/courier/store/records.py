@@ -163,6 +163,48 @@ class Job:
     bytes: int = 0
     started_at: Optional[float] = None
     last_finished_at: Optional[float] = None
+    subscription_id: Optional[int] = None   # the subscription whose job this is
+    phase: Optional[str] = None       # QUERYING (items resolved in the background), READY (resolved, not
+                                      # started), None (started)
+    items: Mapping[str, int] = dataclasses.field(default_factory=dict)   # Total, Resolved, Failed (background)
+    pause_seconds: float = 0.0        # a break between the studies of the job (subscriptions)
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A source queried on a schedule; what it finds becomes tasks of its job (see
+    courier.transfer.schedule for the parts of time it looks at)."""
+    id: int
+    name: Optional[str]
+    created_at: float
+    created_by: str
+    job_id: int
+    spec: Mapping[str, Any]           # the request as validated: Query, Match, From, Till, Schedule...
+    start_day: str                    # YYYYMMDD: the present part begins here
+    past_end: Optional[str]           # last day of the past part
+    backfill_next: Optional[str]      # first day of the past not transferred yet (None: done)
+    backfill_at: Optional[float]      # earliest next look at the past
+    since: str                        # day of the last complete run of the present part
+    next_run_at: Optional[float]      # the next scheduled run (None: nothing scheduled)
+    paused: bool
+    last_run_at: Optional[float]
+    last_error: Optional[str]
+    runs: int
+    last_run: Optional[Mapping[str, Any]]
+
+    COLUMNS = ("id", "name", "created_at", "created_by", "job_id", "spec", "start_day", "past_end", "backfill_next",
+               "backfill_at", "since", "next_run_at", "paused", "last_run_at", "last_error", "runs", "last_run")
+
+
+@dataclass(frozen=True)
+class Found:
+    """A study a subscription run found at its source, and what it already transferred of it."""
+    study_uid: str
+    patient_id: str
+    study_date: str
+    instances: int                    # the source's count now
+    known: Optional[int] = None       # the count recorded at its last transfer; None: never transferred
+    busy: bool = False                # its last task is still PENDING or RUNNING
 
 
 @dataclass(frozen=True)

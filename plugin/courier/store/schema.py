@@ -173,3 +173,36 @@ def m014_routers(db: sqlite_utils.Database) -> None:
     # start; the tasks of one whose heartbeat stopped are taken over by the others.
     db.execute("CREATE TABLE routers (name TEXT PRIMARY KEY, incarnation TEXT NOT NULL, started_at REAL NOT NULL,"
                " heartbeat_at REAL NOT NULL)")
+
+
+SUBSCRIPTIONS = """
+    CREATE TABLE subscriptions (
+        id INTEGER PRIMARY KEY, created_at REAL NOT NULL, created_by TEXT NOT NULL, name TEXT,
+        job_id INTEGER NOT NULL REFERENCES jobs(id), spec TEXT NOT NULL,
+        start_day TEXT NOT NULL, past_end TEXT, backfill_next TEXT, backfill_at REAL, since TEXT NOT NULL,
+        next_run_at REAL, paused INTEGER NOT NULL DEFAULT 0, lease_owner TEXT, lease_until REAL,
+        last_run_at REAL, last_error TEXT, runs INTEGER NOT NULL DEFAULT 0, last_run TEXT);
+    CREATE TABLE subscription_studies (
+        subscription_id INTEGER NOT NULL REFERENCES subscriptions(id), study_uid TEXT NOT NULL, patient_id TEXT,
+        study_date TEXT, instances INTEGER NOT NULL, task_id INTEGER, first_at REAL NOT NULL, at REAL NOT NULL,
+        times INTEGER NOT NULL DEFAULT 1, PRIMARY KEY (subscription_id, study_uid));
+    ALTER TABLE jobs ADD COLUMN subscription_id INTEGER;
+    ALTER TABLE jobs ADD COLUMN pause_seconds REAL NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN phase TEXT;
+    ALTER TABLE jobs ADD COLUMN start_when_ready INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN lease_owner TEXT;
+    ALTER TABLE jobs ADD COLUMN lease_until REAL;
+    CREATE TABLE job_items (
+        job_id INTEGER NOT NULL REFERENCES jobs(id), idx INTEGER NOT NULL, item TEXT NOT NULL,
+        resolved INTEGER NOT NULL DEFAULT 0, targets INTEGER NOT NULL DEFAULT 0, error TEXT,
+        PRIMARY KEY (job_id, idx));
+    CREATE INDEX tasks_job_study ON tasks (job_id, study_uid)
+"""
+
+
+@migrations()
+def m015_subscriptions_and_job_lifecycle(db: sqlite_utils.Database) -> None:
+    # Subscriptions: a source queried on a schedule, each study transferred once (subscription_studies)
+    # through the subscription's own job; jobs resolved in the background (phase QUERYING, READY).
+    for statement in filter(str.strip, SUBSCRIPTIONS.split(";")):
+        db.execute(statement)

@@ -11,6 +11,7 @@ One object per table family, all on one back-end (courier.store.database):
     nodes       the last echo of each node
     completions arrivals of series and studies, and which route completed them up to where
     routers     the routers sharing the database, with their heartbeats
+    subscriptions  scheduled queries of a source, and what each transferred per study
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from courier.store.jobs import Jobs
 from courier.store.nodes import NodeStatus
 from courier.store.quarantine import Quarantine
 from courier.store.routers import Routers
+from courier.store.subscriptions import Subscriptions
 from courier.store.tasks import Tasks
 
 
@@ -41,3 +43,4 @@ class Store:
         self.nodes = NodeStatus(self.database)
         self.completions = Completions(self.database)
         self.routers = Routers(self.database)
+        self.subscriptions = Subscriptions(self.database)

@@ -301,6 +301,15 @@ class Tasks:
         row = self.database.read().execute(f"SELECT {COLUMNS} FROM tasks WHERE id = ?", (task_id,)).fetchone()
         return None if row is None else Task.from_row(row)
 
+    def delivered_by_job(self, task: Task) -> set[str]:
+        """SOP Instance UIDs of the task's study (or series) that other tasks of its job delivered:
+        a study a subscription tops up, or an item added twice, is not sent again."""
+        if task.job_id is None:
+            return set()
+        return {r[0] for r in self.database.read().execute(
+            "SELECT i.sop_instance_uid FROM task_instances i JOIN tasks t ON t.id = i.task_id WHERE t.job_id = ?"
+            " AND t.study_uid = ? AND t.id <> ? AND i.delivered = 1", (task.job_id, task.study_uid, task.id)).fetchall()}
+
     def missing(self, task_id: int) -> list[str]:
         """SOP Instance UIDs of the task's manifest not delivered yet."""
         return [r[0] for r in self.database.read().execute(

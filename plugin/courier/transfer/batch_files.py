@@ -14,12 +14,13 @@ checks: a study belongs to one patient, a patient has one pseudonym.
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from courier.transfer.query import parse_date_range
+from courier.transfer.query import resolve_dates
 
 KINDS = ("transfer", "query")
 COLUMNS = {
@@ -151,7 +152,7 @@ def _check_row(row: dict, kind: str, problems: list[Problem], columns: list[str]
     for name in ("StudyDate", "PatientBirthDate"):
         if row.get(name):
             try:
-                parse_date_range(row[name])
+                row[name] = resolve_dates(row[name], datetime.date.today())
             except ValueError as exc:
                 problems.append(Problem(line, name, str(exc)))
     if kind == "query":

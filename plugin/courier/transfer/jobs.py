@@ -5,6 +5,7 @@ one task per study and its status is derived from them.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
@@ -16,13 +17,15 @@ from courier.errors import ApiError, DeliveryError
 from courier.orthanc_rest import OrthancRest
 from courier.store.records import CANCELED, FAILURE, PENDING, RUNNING, SUCCESS, WARNING, Job, JobTarget
 from courier.transfer.fetch import orthanc_id
-from courier.transfer.query import parse_date_range
+from courier.transfer.query import resolve_dates
 from courier.transfer.remote import find, search_of
 
 ITEM_KEYS = ("StudyInstanceUID", "AccessionNumber", "PatientID", "StudyDate", "ModalitiesInStudy",
              "SeriesInstanceUID", "Modality", "SeriesDescription")
 SERIES_KEYS = ("SeriesInstanceUID", "Modality", "SeriesDescription")
 MAX_STUDIES = 10000
+BACKGROUND_ITEMS = 20          # a job with more items is resolved in the background (QUERYING)
+STARTS = ("now", "manual")
 
 
 @dataclass(frozen=True)
@@ -35,15 +38,16 @@ class JobRequest:
     items: list[dict]
     archive_password: Optional[str] = field(default=None, repr=False)
     trial: Mapping[str, str] = field(default_factory=dict)    # DICOM keyword -> value
+    start: str = "now"                                          # or "manual": READY until started
+
+    @property
+    def in_background(self) -> bool:
+        return self.start == "manual" or len(self.items) > BACKGROUND_ITEMS
 
 
-def validate(body: Any, config: CourierConfig) -> JobRequest:
-    if not isinstance(body, dict):
-        raise ApiError(400, "the body must be a JSON object with Source, Destination and Items")
-    fields = ("Source", "Destination", "Pseudonymize", "Urgent", "ArchivePassword", "Trial", "Items")
-    unknown = [k for k in body if k not in fields]
-    if unknown:
-        raise ApiError(400, f"{unknown[0]}: unknown field; use {', '.join(fields)}")
+def check_transfer(body: dict, config: CourierConfig) -> JobRequest:
+    """Source, Destination, Pseudonymize, Trial, Urgent and ArchivePassword of a job or a
+    subscription body, checked (items empty)."""
     source, destination = body.get("Source"), body.get("Destination")
     if source not in config.nodes or config.nodes[source].kind not in ("dicom", "dicomweb"):
         raise ApiError(400, f"Source: {source!r} is neither a DICOM modality nor a DICOMweb server")
@@ -71,7 +75,27 @@ def validate(body: Any, config: CourierConfig) -> JobRequest:
         raise ApiError(400, "Trial: clinical trial attributes are written by pseudonymization; set Pseudonymize")
     if not isinstance(body.get("Urgent", False), bool):
         raise ApiError(400, "Urgent: expected true or false")
-    items = body.get("Items")
+    return JobRequest(source, destination, profile, body.get("Urgent", False), [], password,
+                      {TRIAL_KEYWORDS[k]: v for k, v in trial.items()})
+
+
+def validate(body: Any, config: CourierConfig, today: Optional[datetime.date] = None) -> JobRequest:
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object with Source, Destination and Items")
+    fields = ("Source", "Destination", "Pseudonymize", "Urgent", "ArchivePassword", "Trial", "Items", "Start")
+    unknown = [k for k in body if k not in fields]
+    if unknown:
+        raise ApiError(400, f"{unknown[0]}: unknown field; use {', '.join(fields)}")
+    transfer = check_transfer(body, config)
+    start = body.get("Start", "now")
+    if start not in STARTS:
+        raise ApiError(400, f"Start: one of {', '.join(STARTS)}, got {start!r}")
+    return dataclasses.replace(transfer, items=check_items(body.get("Items"), today), start=start)
+
+
+def check_items(items: Any, today: Optional[datetime.date] = None) -> list[dict]:
+    """The Items of a job, relative dates made absolute; ApiError naming the item."""
+    items = list(items) if isinstance(items, list) else items
     if not isinstance(items, list) or not items:
         raise ApiError(400, "Items: a non-empty list of {StudyInstanceUID} | {AccessionNumber} | {PatientID, StudyDate, "
                             "ModalitiesInStudy}, each optionally with SeriesInstanceUID, Modality, SeriesDescription")
@@ -84,11 +108,10 @@ def validate(body: Any, config: CourierConfig) -> JobRequest:
             raise ApiError(400, f"Items[{index}]: values must be strings")
         if item.get("StudyDate"):
             try:
-                parse_date_range(item["StudyDate"])
+                items[index] = dict(item, StudyDate=resolve_dates(item["StudyDate"], today or datetime.date.today()))
             except ValueError as exc:
                 raise ApiError(400, f"Items[{index}].StudyDate: {exc}") from None
-    return JobRequest(source, destination, profile, body.get("Urgent", False), items, password,
-                      {TRIAL_KEYWORDS[k]: v for k, v in trial.items()})
+    return items
 
 
 def resolve(rest: OrthancRest, config: CourierConfig, source: str, items: list[dict]) -> list[JobTarget]:
@@ -106,8 +129,8 @@ def resolve(rest: OrthancRest, config: CourierConfig, source: str, items: list[d
             for study in studies:
                 study_id = orthanc_id(study["PatientID"], study["StudyInstanceUID"])
                 if not series_filters:
-                    found.append(JobTarget(study["StudyInstanceUID"], study_id, study_id, _present(rest, "studies", study_id),
-                                           patient_id=study["PatientID"]))
+                    found.append(JobTarget(study["StudyInstanceUID"], study_id, study_id,
+                                           present_in_orthanc(rest, "studies", study_id), patient_id=study["PatientID"]))
                     continue
                 answer = find(rest, source, "SERIES", {"StudyInstanceUID": study["StudyInstanceUID"],
                                                        "PatientID": study["PatientID"], **series_filters}, search=search)
@@ -118,7 +141,8 @@ def resolve(rest: OrthancRest, config: CourierConfig, source: str, items: list[d
                 for one in answer["Answers"]:
                     series_id = orthanc_id(study["PatientID"], study["StudyInstanceUID"], one["SeriesInstanceUID"])
                     found.append(JobTarget(study["StudyInstanceUID"], series_id, study_id,
-                                           _present(rest, "series", series_id), one["SeriesInstanceUID"], study["PatientID"]))
+                                           present_in_orthanc(rest, "series", series_id), one["SeriesInstanceUID"],
+                                           study["PatientID"]))
         except DeliveryError as exc:
             raise ApiError(502, f"Items[{index}]: query on {source}: {exc}") from None
         if not found:
@@ -130,7 +154,7 @@ def resolve(rest: OrthancRest, config: CourierConfig, source: str, items: list[d
     return list(targets.values())
 
 
-def _present(rest: OrthancRest, level_path: str, resource_id: str) -> bool:
+def present_in_orthanc(rest: OrthancRest, level_path: str, resource_id: str) -> bool:
     try:
         rest.get_json(f"/{level_path}/{resource_id}")
         return True
@@ -151,6 +175,8 @@ def summary(job: Job, now: float, config: Optional[CourierConfig] = None) -> dic
     done = tasks[SUCCESS] + tasks[WARNING] + tasks[FAILURE] + tasks[CANCELED]
     if job.canceled:
         status = "CANCELED"
+    elif job.phase in ("QUERYING", "READY"):
+        status = job.phase
     elif tasks[PENDING] or tasks[RUNNING]:
         status = "PAUSED" if job.paused else ("RUNNING" if tasks[RUNNING] or done else "PENDING")
     elif tasks[SUCCESS] == total:
@@ -174,4 +200,5 @@ def summary(job: Job, now: float, config: Optional[CourierConfig] = None) -> dic
             "CreatedAt": job.created_at, "Tasks": {"Total": total, "Done": done, **tasks},
             "Instances": {"Expected": job.instances_expected, "Delivered": job.instances_delivered},
             "Bytes": None if _direct(job, settings) else job.bytes, "InstancesPerSecond": round(rate, 2),
-            "EtaSeconds": round(remaining / rate) if rate > 0 and status in ("RUNNING", "PENDING") else None}
+            "EtaSeconds": round(remaining / rate) if rate > 0 and status in ("RUNNING", "PENDING") else None,
+            "Items": dict(job.items) or None, "Subscription": job.subscription_id}

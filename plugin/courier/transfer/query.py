@@ -28,6 +28,41 @@ RETURNED = {
                "NumberOfSeriesRelatedInstances"),
 }
 _DATE = re.compile(r"^(\d{8})?(-)?(\d{8})?$")
+_TOKEN = r"TODAY|YESTERDAY|[+-]?\d{1,4}[DWMY]|\d{8}"
+_RELATIVE = re.compile(rf"^(?P<first>{_TOKEN})?(?P<dash>-)?(?P<last>{_TOKEN})?$")
+
+
+def _relative_day(token: str, today: datetime.date) -> str:
+    if token.isdigit():
+        return token
+    if token in ("TODAY", "YESTERDAY"):
+        return (today - datetime.timedelta(days=int(token == "YESTERDAY"))).strftime("%Y%m%d")
+    count, unit = int(token[:-1]), token[-1]
+    if unit in "DW":
+        return (today + datetime.timedelta(days=count * (7 if unit == "W" else 1))).strftime("%Y%m%d")
+    months = today.year * 12 + today.month - 1 + count * (12 if unit == "Y" else 1)
+    year, month = divmod(months, 12)
+    day = today.day
+    while True:                                  # the same day of the month, or its last day
+        try:
+            return datetime.date(year, month + 1, day).strftime("%Y%m%d")
+        except ValueError:
+            day -= 1
+
+
+def resolve_dates(text: str, today: datetime.date) -> str:
+    """Relative dates made absolute: "TODAY", "YESTERDAY", "-7d" (days; w weeks, m months, y
+    years, counted from today), alone or as either end of a range: "-30d-" (the last 30 days on),
+    "-7d-YESTERDAY", "20240101-TODAY". Absolute dates and ranges come back unchanged; ValueError
+    if the text is neither."""
+    found = _RELATIVE.match(text.strip().upper()) if text else None
+    if not found or not (found.group("first") or found.group("last")):
+        raise ValueError(f"expected YYYYMMDD, a range YYYYMMDD-YYYYMMDD, or relative dates (TODAY, YESTERDAY, -7d, "
+                         f"-2w, -1m, -1y, e.g. -30d-TODAY), got {text!r}")
+    first, last = (found.group(n) and _relative_day(found.group(n), today) for n in ("first", "last"))
+    resolved = (first or "") + (found.group("dash") or "") + (last or "")
+    parse_date_range(resolved)
+    return resolved
 
 
 def parse_date_range(text: str) -> tuple[Optional[datetime.date], Optional[datetime.date]]:
@@ -50,8 +85,9 @@ def format_range(first: Optional[datetime.date], last: Optional[datetime.date]) 
     return f if first == last and first else f"{f}-{l}"
 
 
-def validate(body: Any) -> tuple[str, str, dict[str, str]]:
-    """(node, level, filters) from a POST /courier/query body; ApiError naming the field."""
+def validate(body: Any, today: Optional[datetime.date] = None) -> tuple[str, str, dict[str, str]]:
+    """(node, level, filters) from a POST /courier/query body, relative dates made absolute;
+    ApiError naming the field."""
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object with Node, Level and Filters")
     node, level, filters = body.get("Node"), str(body.get("Level", "STUDY")).upper(), body.get("Filters", {})
@@ -69,7 +105,7 @@ def validate(body: Any) -> tuple[str, str, dict[str, str]]:
             raise ApiError(400, f"Filters.{key}: expected a string, got {type(value).__name__}")
         if key in ("StudyDate", "PatientBirthDate") and value:
             try:
-                parse_date_range(value)
+                value = resolve_dates(value, today or datetime.date.today())
             except ValueError as exc:
                 raise ApiError(400, f"Filters.{key}: {exc}") from None
         clean[key] = value

@@ -49,9 +49,15 @@ class Retriever:
         return expected
 
     def fetch(self, task: Task) -> list[ManifestItem]:
-        """The job task's manifest once whatever Courier's Orthanc lacks has been fetched."""
+        """The job task's manifest once whatever Courier's Orthanc lacks has been fetched: what the
+        source lists, less what another task of the job delivered already (a study that grew is
+        topped up with its new instances only); empty when there is nothing new."""
         node = self.config.nodes[task.source]
-        expected = self._expected(task, node.id)
+        before = self.store.tasks.delivered_by_job(task)
+        expected = [uid for uid in self._expected(task, node.id) if uid not in before]
+        if not expected:
+            self.store.tasks.replace_manifest(task.id, [])
+            return []
         present = fetch.present_instances(self.rest, task.resource_id, task.level)
         delivered = {i.sop_instance_uid for i in self.store.tasks.manifests([task.id])[task.id] if i.delivered}
         if any(uid not in present and uid not in delivered for uid in expected):

@@ -86,3 +86,14 @@ def batch_export(ctx: Context, request: HttpRequest, args: dict) -> Any:
         return HttpResponse(200, batch.to_csv(columns, rows), "text/csv; charset=utf-8")
     return HttpResponse(200, batch.to_xlsx(columns, rows),
                         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+
+
+def delete_batch(ctx: Context, request: HttpRequest, args: dict) -> Any:
+    """Forget a batch (and the job it made, once that job is finished); the audit entries stay."""
+    found = ctx.store.jobs.batch(row_id(args))
+    if found is None:
+        raise ApiError(404, f"no batch {args['id']}")
+    refusal = ctx.store.jobs.delete_batch(found["id"], actor_of(request))
+    if refusal:
+        raise ApiError(409, refusal)
+    return {"Id": found["id"], "Deleted": True, "Job": found["job_id"]}

@@ -11,7 +11,7 @@ from courier.transfer import jobs
 from courier.web.guard import check_nodes, check_owner
 from courier.web.http import MAX_PAGE, Context, actor_of, json_body, paging, row_id
 
-ACTIONS = ("cancel", "pause", "resume", "retry", "priority")
+ACTIONS = ("cancel", "pause", "resume", "retry", "priority", "start")
 
 
 def _job(ctx: Context, args: dict) -> Job:
@@ -24,10 +24,12 @@ def _job(ctx: Context, args: dict) -> Job:
 def create_job(ctx: Context, request: HttpRequest, args: dict) -> Any:
     wanted = jobs.validate(json_body(request), ctx.config)
     check_nodes(ctx, request, query=wanted.source, send_to=wanted.destination)
-    studies = jobs.resolve(ctx.rest, ctx.config, wanted.source, wanted.items)
+    background = wanted.in_background                 # the scheduler resolves the items: QUERYING
+    studies = [] if background else jobs.resolve(ctx.rest, ctx.config, wanted.source, wanted.items)
     job_id = ctx.store.jobs.create(actor_of(request), wanted.source, wanted.destination, wanted.profile,
-                                   wanted.urgent, studies, wanted.archive_password, wanted.trial)
-    ctx.wake_workers()
+                                   wanted.urgent, studies, wanted.archive_password, wanted.trial,
+                                   items=wanted.items if background else (), start=wanted.start == "now")
+    ctx.wake_scheduler() if background else ctx.wake_workers()
     return jobs.summary(ctx.store.jobs.get(job_id), time.time(), ctx.config)
 
 
@@ -52,8 +54,37 @@ def control_job(ctx: Context, request: HttpRequest, args: dict) -> Any:
         if not isinstance(urgent, bool):
             raise ApiError(400, 'Urgent: expected true or false, e.g. {"Urgent": true}')
         action = "urgent" if urgent else "normal"
+    elif action == "start":
+        refusal = ctx.store.jobs.start(job.id, actor_of(request))
+        if refusal:
+            raise ApiError(409, refusal)
     elif action not in ACTIONS:
-        raise ApiError(404, f"no job action {action!r}; use cancel, pause, resume, retry or priority")
-    ctx.store.jobs.control(job.id, action, actor_of(request))
+        raise ApiError(404, f"no job action {action!r}; use {', '.join(ACTIONS)}")
+    if action != "start":
+        ctx.store.jobs.control(job.id, action, actor_of(request))
     ctx.wake_workers()
     return jobs.summary(ctx.store.jobs.get(job.id), time.time(), ctx.config)
+
+
+def add_items(ctx: Context, request: HttpRequest, args: dict) -> Any:
+    """More items for a job: resolved now, and those studies (or series) the job has not got yet
+    become its tasks."""
+    job = _job(ctx, args)
+    check_owner(ctx, request, job)
+    if job.subscription_id is not None:
+        raise ApiError(409, f"job {job.id} belongs to subscription {job.subscription_id}, which chooses its studies")
+    items = jobs.check_items(json_body(request).get("Items"))
+    if len(items) > jobs.BACKGROUND_ITEMS:
+        raise ApiError(400, f"Items: at most {jobs.BACKGROUND_ITEMS} at a time; for more, make a new job "
+                            f"(resolved in the background)")
+    added = ctx.store.jobs.add_targets(job.id, actor_of(request), jobs.resolve(ctx.rest, ctx.config, job.source, items))
+    ctx.wake_workers()
+    return {**jobs.summary(ctx.store.jobs.get(job.id), time.time(), ctx.config), "Added": added}
+
+
+def delete_job(ctx: Context, request: HttpRequest, args: dict) -> Any:
+    job = _job(ctx, args)
+    refusal = ctx.store.jobs.delete(job.id, actor_of(request))
+    if refusal:
+        raise ApiError(409, refusal)
+    return {"Id": job.id, "Deleted": True}

@@ -86,14 +86,43 @@ QUERY = Body({"type": "object", "required": ["Node"], "properties": {
                 "properties": {key: _dicom(key) for key in _FILTER_KEYS},
                 "additionalProperties": {"type": "string", "maxLength": 64}}}})
 
+_ITEMS = {"type": "array", "maxItems": jobs.MAX_STUDIES,
+          "description": "{StudyInstanceUID} | {AccessionNumber} | {PatientID, StudyDate?, ModalitiesInStudy?}, "
+                         "each optionally with SeriesInstanceUID, Modality, SeriesDescription; StudyDate takes relative "
+                         "dates (TODAY, -7d, -30d-TODAY)",
+          "items": {"type": "object", "additionalProperties": False,
+                    "properties": {key: _dicom(key) for key in jobs.ITEM_KEYS}}}
+
 JOB = Body({"type": "object", "required": ["Source", "Destination", "Items"], "properties": {
     "Source": ID, "Destination": ID, "Pseudonymize": PROFILE, "Urgent": BOOLEAN, "ArchivePassword": PASSWORD,
-    "Trial": TRIAL,
-    "Items": {"type": "array", "maxItems": jobs.MAX_STUDIES,
-              "description": "{StudyInstanceUID} | {AccessionNumber} | {PatientID, StudyDate?, ModalitiesInStudy?}, "
-                             "each optionally with SeriesInstanceUID, Modality, SeriesDescription",
-              "items": {"type": "object", "additionalProperties": False,
-                        "properties": {key: _dicom(key) for key in jobs.ITEM_KEYS}}}}})
+    "Trial": TRIAL, "Items": _ITEMS,
+    "Start": {"type": "string", "enum": list(jobs.STARTS),
+              "description": f"now (default): the job starts once its items are resolved; manual: it waits, READY, "
+                             f"for POST /courier/jobs/{{id}}/start. More than {jobs.BACKGROUND_ITEMS} items, or manual, "
+                             f"are resolved in the background (status QUERYING)"}}})
+
+JOB_ITEMS = Body({"type": "object", "required": ["Items"], "additionalProperties": False, "properties": {"Items": _ITEMS},
+                  "description": "more items for a job; studies it has already are left out"})
+
+SUBSCRIPTION = Body({"type": "object", "required": ["Source", "Destination"], "properties": {
+    "Name": _string(64, nullable=True), "Source": ID, "Destination": ID, "Pseudonymize": PROFILE, "Trial": TRIAL,
+    "Urgent": BOOLEAN,
+    "Query": {"type": "object", "description": "STUDY-level filters sent to the source (those of /courier/query but "
+                                              "StudyDate, which the subscription sets)",
+              "properties": {key: _dicom(key) for key in query.FILTERS["STUDY"]},
+              "additionalProperties": {"type": "string", "maxLength": 64}},
+    "Match": {"type": "object", "additionalProperties": False, "description": "matched locally on the answers",
+              "properties": {"StudyDescription": _string(256, "a regular expression"),
+                             "SeriesDescription": _string(256, "a regular expression (any series of the study)"),
+                             "Modality": {"type": "array", "maxItems": 64, "items": _string(16)}}},
+    "From": _string(17, "first StudyDate of the past to transfer: YYYYMMDD or relative (-30d)", nullable=True),
+    "Till": _string(17, "last StudyDate to transfer (none: go on)", nullable=True),
+    "Partition": {"type": "string", "enum": ["Day", "Week"]},
+    "Schedule": _string(128, "a cron expression, local time, e.g. '*/15 * * * *'", nullable=True),
+    "Every": _string(16, "or an interval: 30s, 15m, 2h, 1d", nullable=True),
+    "MaxStudiesPerRun": {"type": "integer", "minimum": 1, "maximum": 10000},
+    "PauseBetweenStudiesSeconds": {"type": "number", "minimum": 0, "maximum": 86400},
+    "OverlapDays": {"type": "integer", "minimum": 0, "maximum": 30}}})
 
 _BATCH_FIELDS = {
     "File": {"type": "string", "format": "byte", "minLength": 1, "description": "the CSV or XLSX file, base64-encoded"},

@@ -36,6 +36,7 @@ class Context:
     rest: Optional[OrthancRest] = None
     wake_workers: Callable[[], None] = lambda: None
     wake_follower: Callable[[], None] = lambda: None
+    wake_scheduler: Callable[[], None] = lambda: None
     run_script: Optional[Callable] = None
     csrf_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
 

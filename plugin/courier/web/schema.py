@@ -10,7 +10,7 @@ needs no recursion.
 `validate` checks a parsed value against a schema written with the OpenAPI 3.0 keywords, so the
 same dict is published in the OpenAPI document: type (object, array, string, integer, number,
 boolean), nullable, properties, required, additionalProperties (false or a schema), items, enum,
-pattern, minLength, maxLength, minItems, maxItems (description and format are not checked here:
+pattern, minLength, maxLength, minItems, maxItems, minimum, maximum (description and format are not checked here:
 a "byte" string is decoded, and checked, by its handler). The error names the JSON path
 of the field at fault: "Items[2].StudyInstanceUID: expected a string, got an integer". Every
 string and object key of the body, described by the schema or not, must be Unicode text: a lone
@@ -179,3 +179,7 @@ def validate(value: Any, schema: Optional[Mapping[str, Any]], path: str = "") ->
             validate(item, schema.get("items"), f"{path}[{index}]")
     elif "enum" in schema and value not in schema["enum"]:
         raise ApiError(400, f"{_where(path)}: one of {', '.join(map(str, schema['enum']))}, got {_shown(value)}")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value < schema.get("minimum", value) or value > schema.get("maximum", value):
+            raise ApiError(400, f"{_where(path)}: from {schema.get('minimum', '-inf')} to {schema.get('maximum', 'inf')},"
+                                f" got {_shown(value)}")

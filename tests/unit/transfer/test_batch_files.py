@@ -46,6 +46,15 @@ def test_query_rows_need_an_identifier_and_valid_dates():
     assert len(parsed.rows) == 3
 
 
+def test_query_rows_take_relative_study_dates():
+    import datetime
+
+    found, parsed = problems("ID,PatientID,StudyDate\nq1,P1,-7d-TODAY\nq2,P2,-3x\n", kind="query")
+    today = datetime.date.today()
+    assert parsed.rows[0]["StudyDate"] == f"{today - datetime.timedelta(days=7):%Y%m%d}-{today:%Y%m%d}"
+    assert [(line, column) for line, column, _ in found] == [(3, "StudyDate")]
+
+
 def test_xlsx_numbers_and_dates_are_read_as_dicom_text():
     import datetime
     workbook = Workbook()

@@ -3,7 +3,7 @@ import datetime
 import pytest
 
 from courier.errors import ApiError, DeliveryError
-from courier.transfer.query import matches, parse_date_range, split_range, validate
+from courier.transfer.query import matches, parse_date_range, resolve_dates, split_range, validate
 from courier.transfer.remote import find
 
 
@@ -92,3 +92,25 @@ def test_an_answer_without_the_filtered_key_is_kept_and_the_key_reported():
     result = find(None, "qr", "STUDY", {"ModalitiesInStudy": "MR", "StudyDescription": "knee*"}, search=search)
     assert [(a["StudyInstanceUID"], a["ModalitiesInStudy"]) for a in result["Answers"]] == [("1.2.2", "MR")]
     assert result["NarrowedBySeries"] == ["ModalitiesInStudy"] and result["NotAppliedByNode"] == ["StudyDescription"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("TODAY", "20260331"), ("yesterday", "20260330"), ("-7d", "20260324"), ("-30d-", "20260301-"),
+    ("-7d-YESTERDAY", "20260324-20260330"), ("20240101-TODAY", "20240101-20260331"), ("-2w--1d", "20260317-20260330"),
+    ("-1m", "20260228"), ("-1y", "20250331"), ("+1d", "20260401"),
+    ("20240101", "20240101"), ("-20240131", "-20240131"), ("20240101-20240131", "20240101-20240131")])
+def test_relative_dates_become_absolute(text, expected):
+    assert resolve_dates(text, datetime.date(2026, 3, 31)) == expected
+
+
+@pytest.mark.parametrize("text", ["", "-", "x", "-7x", "TODAY-20240101", "2024"])
+def test_bad_relative_dates_are_refused(text):
+    with pytest.raises(ValueError):
+        resolve_dates(text, datetime.date(2026, 3, 31))
+
+
+def test_query_filters_take_relative_dates():
+    today = datetime.date(2026, 3, 31)
+    assert validate({"Node": "p", "Filters": {"StudyDate": "-1d-TODAY"}}, today)[2] == {"StudyDate": "20260330-20260331"}
+    with pytest.raises(ApiError, match="Filters.StudyDate: expected YYYYMMDD.*relative"):
+        validate({"Node": "p", "Filters": {"StudyDate": "-1q"}}, today)

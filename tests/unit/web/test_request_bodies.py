@@ -108,7 +108,7 @@ def test_query_parameters_must_be_text():
 # -- the route table ---------------------------------------------------------------------------
 
 KEYWORDS = {"type", "nullable", "properties", "required", "additionalProperties", "items", "enum", "pattern",
-            "minLength", "maxLength", "minItems", "maxItems", "description", "format"}
+            "minLength", "maxLength", "minItems", "maxItems", "minimum", "maximum", "description", "format"}
 
 
 def _keywords(schema):
@@ -194,7 +194,7 @@ def test_semantic_checks_stay_with_the_handlers(api):
 
 
 def test_a_wrong_method_names_the_allowed_ones(api):
-    for method, path, allowed in (("PUT", "/courier/tasks", "GET"), ("DELETE", "/courier/jobs/3", "GET"),
+    for method, path, allowed in (("PUT", "/courier/tasks", "GET"), ("PUT", "/courier/jobs/3", "GET, DELETE"),
                                   ("GET", "/courier/jobs/3/cancel", "POST"), ("POST", "/courier/ui/", "GET"),
                                   ("PUT", "/courier/jobs", "POST, GET")):
         response = api.handle(HttpRequest(method, path, {}, b"{}", JSON))
@@ -215,3 +215,11 @@ def test_a_bug_in_a_handler_is_still_a_json_answer(api, monkeypatch):
     response = api.handle(HttpRequest("GET", "/courier/status", {}, b"", {}))
     assert response.status == 500 and json.loads(response.body) == {
         "error": "internal error (ZeroDivisionError); see Orthanc's log", "status": 500}
+
+
+def test_numbers_outside_minimum_and_maximum_are_refused():
+    schema = {"type": "object", "properties": {"MaxStudiesPerRun": {"type": "integer", "minimum": 1, "maximum": 10}}}
+    validate({"MaxStudiesPerRun": 10}, schema)
+    for value in (0, 11):
+        with pytest.raises(ApiError, match=f"MaxStudiesPerRun: from 1 to 10, got {value}"):
+            validate({"MaxStudiesPerRun": value}, schema)
