@@ -67,9 +67,32 @@ def test_query_a_real_orthanc_pacs_by_name_and_date(cluster, tmp_path):
             for a in answer["Answers"]] == [("P1", "2", "CT")]
     series = node.post("/courier/query", {"Node": "pacs", "Level": "SERIES", "Filters": {"Modality": "MR"}}).json()
     assert [a["PatientID"] for a in series["Answers"]] == ["P2"]
+    assert "InstanceAvailability" in answer["Answers"][0] and answer["Answers"][0]["Node"] == "pacs"
     bad = node.post("/courier/query", {"Node": "nowhere", "Level": "STUDY"})
     assert bad.status_code == 404 and "no node 'nowhere'" in bad.json()["error"]
     assert node.get("/courier/audit", action="query")["total"] == 2
+
+
+def test_several_nodes_are_queried_at_once_and_a_dead_one_is_reported(cluster, tmp_path):
+    pacs, other = cluster.orthanc("pacs", start=False), cluster.orthanc("other", start=False)
+    node = cluster.orthanc("router", start=False, courier={"AllowedCallers": "Any"})
+    for each in (pacs, other):
+        each.config["DicomModalities"] = {"router": node.as_modality()}
+        each.start()
+    node.config["DicomModalities"] = {"pacs": pacs.as_modality(), "other": other.as_modality(),
+                                      "dead": ["DEAD", "127.0.0.1", free_port()]}
+    node.start()
+    storescu(pacs.dicom_port, write_instances(tmp_path / "a", 1, patient_id="P1", StudyDate="20240105"))
+    storescu(other.dicom_port, write_instances(tmp_path / "b", 1, patient_id="P1", StudyDate="20240301")
+             + write_instances(tmp_path / "c", 1, patient_id="P2", StudyDate="20240302"))
+    answer = node.post("/courier/query", {"Nodes": ["pacs", "other", "dead"], "Filters": {"PatientID": "P1"}})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert [(a["Node"], a["StudyDate"]) for a in body["Answers"]] == [("pacs", "20240105"), ("other", "20240301")]
+    assert body["Count"] == 2 and list(body["Errors"]) == ["dead"] and "C-FIND on dead" in body["Errors"]["dead"]
+    assert {n: p["Count"] for n, p in body["PerNode"].items()} == {"pacs": 1, "other": 1}
+    all_dead = node.post("/courier/query", {"Nodes": ["dead"]})
+    assert all_dead.status_code == 502 and "C-FIND on dead" in all_dead.json()["error"]
 
 
 def test_query_model_patient_root_for_a_pacs_without_study_root(cluster):

@@ -23,9 +23,9 @@ RETURNED = {
     "PATIENT": ("PatientID", "PatientName", "PatientBirthDate", "PatientSex"),
     "STUDY": ("PatientID", "PatientName", "PatientBirthDate", "StudyInstanceUID", "StudyDate", "StudyTime",
               "AccessionNumber", "StudyDescription", "ModalitiesInStudy", "NumberOfStudyRelatedSeries",
-              "NumberOfStudyRelatedInstances"),
+              "NumberOfStudyRelatedInstances", "InstanceAvailability"),
     "SERIES": ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Modality", "SeriesDescription", "SeriesNumber",
-               "NumberOfSeriesRelatedInstances"),
+               "NumberOfSeriesRelatedInstances", "InstanceAvailability"),
 }
 _DATE = re.compile(r"^(\d{8})?(-)?(\d{8})?$")
 _TOKEN = r"TODAY|YESTERDAY|[+-]?\d{1,4}[DWMY]|\d{8}"
@@ -85,14 +85,28 @@ def format_range(first: Optional[datetime.date], last: Optional[datetime.date]) 
     return f if first == last and first else f"{f}-{l}"
 
 
-def validate(body: Any, today: Optional[datetime.date] = None) -> tuple[str, str, dict[str, str]]:
-    """(node, level, filters) from a POST /courier/query body, relative dates made absolute;
-    ApiError naming the field."""
+MAX_NODES = 16
+
+
+def validate(body: Any, today: Optional[datetime.date] = None) -> tuple[list[str], str, dict[str, str]]:
+    """(nodes, level, filters) from a POST /courier/query body (`Node`, or `Nodes` to ask several
+    at once), relative dates made absolute; ApiError naming the field."""
     if not isinstance(body, dict):
-        raise ApiError(400, "the body must be a JSON object with Node, Level and Filters")
-    node, level, filters = body.get("Node"), str(body.get("Level", "STUDY")).upper(), body.get("Filters", {})
-    if not isinstance(node, str) or not node:
-        raise ApiError(400, "Node: the id of a DICOM modality is required")
+        raise ApiError(400, "the body must be a JSON object with Node (or Nodes), Level and Filters")
+    level, filters = str(body.get("Level", "STUDY")).upper(), body.get("Filters", {})
+    if "Nodes" in body:
+        nodes = body["Nodes"]
+        if "Node" in body:
+            raise ApiError(400, "Nodes: give Node or Nodes, not both")
+        if (not isinstance(nodes, list) or not nodes or len(nodes) > MAX_NODES
+                or not all(isinstance(n, str) and n for n in nodes)):
+            raise ApiError(400, f"Nodes: a list of 1 to {MAX_NODES} node ids")
+        nodes = list(dict.fromkeys(nodes))
+    else:
+        node = body.get("Node")
+        if not isinstance(node, str) or not node:
+            raise ApiError(400, "Node: the id of a DICOM modality is required")
+        nodes = [node]
     if level not in LEVELS:
         raise ApiError(400, f"Level: one of {', '.join(LEVELS)}, got {body.get('Level')!r}")
     if not isinstance(filters, dict):
@@ -109,7 +123,7 @@ def validate(body: Any, today: Optional[datetime.date] = None) -> tuple[str, str
             except ValueError as exc:
                 raise ApiError(400, f"Filters.{key}: {exc}") from None
         clean[key] = value
-    return node, level, clean
+    return nodes, level, clean
 
 
 def _wildcard(pattern: str, value: str, case_insensitive: bool) -> bool:

@@ -1,6 +1,7 @@
 """REST handlers for nodes: the registry with capabilities and last echo, echo, query (C-FIND or QIDO)."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
 from courier.config.nodes import Node
@@ -40,17 +41,38 @@ def echo(ctx: Context, request: HttpRequest, args: dict) -> Any:
 
 
 def query(ctx: Context, request: HttpRequest, args: dict) -> Any:
-    node_id, level, filters = query_module.validate(json_body(request))
-    check_nodes(ctx, request, query=node_id)
-    node = node_of(ctx, node_id, "QIDO" if ctx.config.nodes.get(node_id) and ctx.config.nodes[node_id].kind == "dicomweb"
-                      else "C-FIND")
-    if node.kind == "peer":
-        raise ApiError(409, f"node {node_id!r} is an Orthanc peer; query a DICOM modality or a DICOMweb server")
-    try:
-        result = remote.find(ctx.rest, node.id, level, filters, ctx.config.node_settings[node.id].max_results,
-                             search=remote.search_of(ctx.config, node.id))
-    except DeliveryError as exc:
-        raise ApiError(502, f"C-FIND on {node_id}: {exc}") from None
-    ctx.store.audit.record(AuditEvent("query", actor=actor_of(request), destination=node_id,
-                                 detail={"level": level, "filters": sorted(filters), "answers": len(result["Answers"])}))
-    return {"Node": node_id, "Level": level, "Count": len(result["Answers"]), **result}
+    """C-FIND (or QIDO) on one node, or on several at once (`Nodes`, in parallel): each answer
+    carries its node; with several, a node that fails is reported in `Errors` and the others answer."""
+    body = json_body(request)
+    node_ids, level, filters = query_module.validate(body)
+    nodes = []
+    for node_id in node_ids:
+        check_nodes(ctx, request, query=node_id)
+        kind = ctx.config.nodes[node_id].kind if node_id in ctx.config.nodes else None
+        node = node_of(ctx, node_id, "QIDO" if kind == "dicomweb" else "C-FIND")
+        if node.kind == "peer":
+            raise ApiError(409, f"node {node_id!r} is an Orthanc peer; query a DICOM modality or a DICOMweb server")
+        nodes.append(node)
+
+    def ask(node: Node) -> Any:
+        try:
+            return remote.find(ctx.rest, node.id, level, filters, ctx.config.node_settings[node.id].max_results,
+                               search=remote.search_of(ctx.config, node.id))
+        except DeliveryError as exc:
+            return f"C-FIND on {node.id}: {exc}"
+    with ThreadPoolExecutor(max_workers=min(len(nodes), 4)) as pool:
+        results = dict(zip([n.id for n in nodes], pool.map(ask, nodes), strict=True))
+    errors = {n: r for n, r in results.items() if isinstance(r, str)}
+    if len(errors) == len(results):
+        raise ApiError(502, "; ".join(errors.values()))
+    answered = {n: r for n, r in results.items() if not isinstance(r, str)}
+    answers = [{**a, "Node": n} for n, r in answered.items() for a in r["Answers"]]
+    ctx.store.audit.record(AuditEvent("query", actor=actor_of(request), destination=",".join(node_ids),
+                                      detail={"level": level, "filters": sorted(filters), "answers": len(answers)}))
+    if "Nodes" not in body:
+        (result,) = answered.values()
+        return {"Node": node_ids[0], "Level": level, "Count": len(answers), **result, "Answers": answers}
+    answers.sort(key=lambda a: (a.get("StudyDate", ""), a.get("PatientID", ""), a["Node"]))
+    return {"Nodes": node_ids, "Level": level, "Count": len(answers), "Answers": answers, "Errors": errors,
+            "PerNode": {n: {"Count": len(r["Answers"]), **{k: v for k, v in r.items() if k != "Answers"}}
+                        for n, r in answered.items()}}

@@ -78,8 +78,10 @@ CONTROL_JOB = Body({"type": "object", "additionalProperties": False, "properties
                     "description": '{} for cancel, pause, resume and retry; {"Urgent": true|false} for priority'})
 
 _FILTER_KEYS = sorted({key for keys in query.FILTERS.values() for key in keys})
-QUERY = Body({"type": "object", "required": ["Node"], "properties": {
+QUERY = Body({"type": "object", "properties": {
     "Node": ID,
+    "Nodes": {"type": "array", "minItems": 1, "maxItems": query.MAX_NODES, "items": ID,
+              "description": "several nodes asked at once (instead of Node); each answer carries its Node"},
     "Level": _string(16, f"{', '.join(query.LEVELS)} (default STUDY)"),
     "Filters": {"type": "object", "description": "DICOM keyword -> value; the keywords a level takes: " +
                 "; ".join(f"{level}: {', '.join(keys)}" for level, keys in query.FILTERS.items()),

@@ -8,8 +8,11 @@ from courier.transfer.remote import find
 
 
 def test_validate_names_the_bad_field():
-    assert validate({"Node": "pacs", "Level": "study", "Filters": {"PatientID": "P1"}}) == ("pacs", "STUDY", {"PatientID": "P1"})
-    for body, words in [({}, "Node:"), ({"Node": "p", "Level": "IMAGE"}, "Level:"),
+    assert validate({"Node": "pacs", "Level": "study", "Filters": {"PatientID": "P1"}}) == \
+        (["pacs"], "STUDY", {"PatientID": "P1"})
+    assert validate({"Nodes": ["a", "b", "a"]})[0] == ["a", "b"]
+    for body, words in [({}, "Node:"), ({"Nodes": []}, "Nodes: a list"), ({"Node": "a", "Nodes": ["b"]}, "not both"),
+                        ({"Nodes": ["a", 3]}, "Nodes: a list"), ({"Node": "p", "Level": "IMAGE"}, "Level:"),
                         ({"Node": "p", "Filters": {"Modality": "CT"}}, "Filters.Modality: not a filter at level STUDY"),
                         ({"Node": "p", "Filters": {"StudyDate": "2024"}}, "Filters.StudyDate: expected YYYYMMDD"),
                         ({"Node": "p", "Filters": {"StudyDate": "20240201-20240101"}}, "ends before it starts"),
