@@ -22,6 +22,7 @@ from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelMove,
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelMove,
+    Verification,
 )
 
 from harness import free_port
@@ -35,9 +36,11 @@ class SlowPacs:
     `seconds_per_instance`, stopping at a C-CANCEL."""
 
     def __init__(self, instances: Sequence[Dataset], router_port, seconds_per_instance: float = 0.2,
-                 aet: str = "SLOW", patient_root: bool = False) -> None:
-        """`router_port`: where C-MOVEs go, or {move destination AE title: port} for several routers."""
+                 aet: str = "SLOW", patient_root: bool = False, availability: Optional[dict] = None) -> None:
+        """`router_port`: where C-MOVEs go, or {move destination AE title: port} for several routers;
+        `availability`: StudyInstanceUID -> the InstanceAvailability its STUDY answers carry."""
         self.instances, self.router_port, self.delay, self.aet = list(instances), router_port, seconds_per_instance, aet
+        self.availability = availability or {}
         self.port = free_port()
         self.identifiers: list[Dataset] = []           # every C-FIND identifier received
         self.move_identifiers: list[Dataset] = []
@@ -52,6 +55,7 @@ class SlowPacs:
         else:
             ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
             ae.add_supported_context(StudyRootQueryRetrieveInformationModelMove)
+        ae.add_supported_context(Verification)            # a PACS answers C-ECHO (Courier's pre-check)
         for sop_class in (CTImageStorage, MRImageStorage):
             ae.add_requested_context(sop_class, SYNTAXES[0])
         self.server = ae.start_server(("127.0.0.1", self.port), block=False,
@@ -83,6 +87,8 @@ class SlowPacs:
             answer.QueryRetrieveLevel = level
             for keyword in ("PatientID", "PatientName", "StudyInstanceUID", "StudyDate", "AccessionNumber"):
                 setattr(answer, keyword, getattr(ds, keyword))
+            if level == "STUDY" and str(ds.StudyInstanceUID) in self.availability:
+                answer.InstanceAvailability = self.availability[str(ds.StudyInstanceUID)]
             if level in ("SERIES", "IMAGE"):
                 answer.SeriesInstanceUID, answer.Modality = ds.SeriesInstanceUID, ds.Modality
             if level == "IMAGE":
@@ -135,6 +141,7 @@ class RecordingScp:
         self.associations = 0                      # accepted associations
         self._lock = threading.Lock()
         ae = AE(ae_title=aet)
+        ae.add_supported_context(Verification)
         for sop_class in accept:
             ae.add_supported_context(sop_class, SYNTAXES)
         self.server = ae.start_server(("127.0.0.1", self.port), block=False,

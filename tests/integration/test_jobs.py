@@ -8,6 +8,7 @@ from pynetdicom.sop_class import (
     CTImageStorage,
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelMove,
+    Verification,
 )
 
 from factory import make_instance, write_instances
@@ -89,6 +90,7 @@ def qr_scp(title, port, on_find, on_move):
     ae = AE(ae_title=title)
     ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
     ae.add_supported_context(StudyRootQueryRetrieveInformationModelMove)
+    ae.add_supported_context(Verification)
     ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
     return ae.start_server(("127.0.0.1", port), block=False,
                            evt_handlers=[(evt.EVT_C_FIND, on_find), (evt.EVT_C_MOVE, on_move)])

@@ -4,7 +4,7 @@ import subprocess
 import pytest
 import requests
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import CTImageStorage
+from pynetdicom.sop_class import CTImageStorage, Verification
 
 from factory import write_instances
 from harness import Orthanc, free_port, storescu, wait_until
@@ -42,6 +42,7 @@ def refusing_scp(port, refuse_even=True):
         received.append(ds.SOPInstanceUID)
         return 0x0000
     ae = AE(ae_title="PICKY")
+    ae.add_supported_context(Verification)
     ae.add_supported_context(CTImageStorage, ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])
     server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
     return server, received

@@ -46,6 +46,26 @@ class NodeSettings:
     direct_move_to: tuple = ()        # DICOM destinations this node can C-MOVE to itself
     max_parallel_tasks: int = 2       # job tasks fetching from this node at once
     query_model: str = "StudyRoot"    # or PatientRoot (C-FIND information model)
+    timeouts: "Timeouts" = field(default_factory=lambda: Timeouts())
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds Courier waits on a node: to associate (and for each network read), for a whole
+    retrieve (C-MOVE, C-GET, WADO-RS), and for the retrieve of a study the node says is OFFLINE
+    or NEARLINE (InstanceAvailability), which may never come."""
+    connect: float = 30.0
+    retrieve: float = 3600.0
+    offline_retrieve: float = 300.0
+
+    def for_availability(self, availability: Optional[str]) -> float:
+        return self.offline_retrieve if (availability or "").upper() in ("OFFLINE", "NEARLINE") else self.retrieve
+
+
+def _timeouts(section: Section) -> Timeouts:
+    return Timeouts(section.positive("ConnectTimeoutSeconds", float, 30.0),
+                    section.positive("RetrieveTimeoutSeconds", float, 3600.0),
+                    section.positive("OfflineRetrieveTimeoutSeconds", float, 300.0))
 
 
 def _node(node_id: str, kind: str, entry: Any, path: str) -> Node:
@@ -118,7 +138,8 @@ def parse_node_settings(raw: Any, nodes: Mapping[str, Node]) -> dict[str, NodeSe
         method = section.get("RetrieveMethod", str, {"dicomweb": "WADO", "dicom": "C-MOVE"}.get(node.kind, ""))
         if node.kind == "peer" and not method:
             settings[node_id] = NodeSettings(tuple(capabilities), max_results, tuple(parsed), "",
-                                             max_parallel_tasks=section.positive("MaxParallelTasks", int, 2))
+                                             max_parallel_tasks=section.positive("MaxParallelTasks", int, 2),
+                                             timeouts=_timeouts(section))
             continue
         if method not in RETRIEVE_METHODS:
             raise ConfigError(f"{path}.RetrieveMethod", f"unknown method {method!r}", f"one of {', '.join(RETRIEVE_METHODS)}")
@@ -135,5 +156,5 @@ def parse_node_settings(raw: Any, nodes: Mapping[str, Node]) -> dict[str, NodeSe
         if model not in ("StudyRoot", "PatientRoot"):
             raise ConfigError(f"{path}.QueryModel", f"unknown model {model!r}", "StudyRoot or PatientRoot")
         settings[node_id] = NodeSettings(tuple(capabilities), max_results, tuple(parsed), method, direct,
-                                         section.positive("MaxParallelTasks", int, 2), model)
+                                         section.positive("MaxParallelTasks", int, 2), model, _timeouts(section))
     return settings

@@ -31,9 +31,12 @@ from courier.errors import DeliveryError
 from courier.orthanc_rest import OrthancRest
 from courier.store.records import FINAL_STATES, PENDING, RUNNING, SUCCESS, Attempt, ManifestItem, Task
 from courier.store.store import Store
+from courier.transfer.remote import echo
 from courier.transfer.retrieve import Retriever
 
 log = logging.getLogger("courier.engine")
+
+PRECHECK_RETRY_SECONDS = 30.0
 
 
 class Engine:
@@ -188,6 +191,13 @@ class Engine:
         def interrupted() -> bool:
             return (self._stop.is_set() or self.store.tasks.state_of(task.id) != RUNNING
                     or self.store.jobs.is_paused(task.job_id))
+        if self.store.jobs.needs_check(task.job_id):
+            problem = self._precheck(task)
+            if problem:
+                self.store.tasks.release(owner, [task.id], f"pre-check: {problem}")
+            self.store.jobs.checked(task.job_id, problem, self.store.clock() + PRECHECK_RETRY_SECONDS)
+            if problem:
+                return
         if self.retriever.is_direct(task):           # the source sends to the destination itself
             attempt = self._direct_move(task)
         else:
@@ -216,6 +226,20 @@ class Engine:
         self.store.jobs.pause_after_study(task.job_id)       # PauseBetweenStudiesSeconds (subscriptions)
         if task.delete_after and (attempt.state in FINAL_STATES or task.id not in recorded):
             self._delete_fetched(task)          # fetched only for this transfer: do not keep it
+
+    def _precheck(self, task: Task) -> Optional[str]:
+        """Before a job's first study: do its source and its destination answer (C-ECHO, or a QIDO or
+        /system call)? The reason if not, so the job shows it instead of N failed tasks."""
+        for node_id, role in ((task.source, "source"), (task.destination, "destination")):
+            node = self.config.nodes.get(node_id)
+            settings = self.config.node_settings.get(node_id)
+            if node is None or (node.kind == "dicom" and "C-ECHO" not in settings.capabilities):
+                continue
+            ok, message = echo(self.rest, node.id, node.kind)
+            self.store.nodes.record_echo(node.id, ok, message, "courier")
+            if not ok:
+                return f"the {role} {node.id} does not answer: {message}"
+        return None
 
     def _delivered(self, d: Delivery, why: str) -> Attempt:
         """The attempt a delivery makes; one that was interrupted (not cancelled: finish_attempts

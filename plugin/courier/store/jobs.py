@@ -27,11 +27,12 @@ def insert_job_tasks(db: Any, now: float, job_id: int, destination: str, profile
     """One PENDING task per target; with `spacing`, the k-th is due (first + k) * spacing seconds from now."""
     return [db.execute(
         "INSERT INTO tasks (route, destination, level, resource_id, state, priority, next_attempt_at, created_at,"
-        " updated_at, delete_after, profile, job_id, source, study_uid, series_uid, study_id, patient_id)"
-        " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, source, ?, ?, ?, ? FROM jobs WHERE id = ? RETURNING id",
+        " updated_at, delete_after, profile, job_id, source, study_uid, series_uid, study_id, patient_id, availability)"
+        " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, source, ?, ?, ?, ?, ? FROM jobs WHERE id = ? RETURNING id",
         (f"job-{job_id}", destination, "Series" if t.series_uid else "Study", t.resource_id, PENDING,
          100 if urgent else 0, now + (first + index) * spacing, now, now, int(not t.present), profile, job_id, t.study_uid,
-         t.series_uid, t.study_id, t.patient_id, job_id)).fetchone()[0] for index, t in enumerate(targets)]
+         t.series_uid, t.study_id, t.patient_id, t.availability or None, job_id)).fetchone()[0]
+        for index, t in enumerate(targets)]
 
 
 def _new_targets(db: Any, job_id: int, targets: Sequence[JobTarget]) -> list[JobTarget]:
@@ -188,6 +189,22 @@ class Jobs:
             db.execute("UPDATE tasks SET next_attempt_at = ? WHERE job_id = ? AND state = ? AND next_attempt_at < ?",
                        (until, job_id, PENDING, until))
 
+    def needs_check(self, job_id: int) -> bool:
+        """Has the job not yet seen its source and destination answer (the pre-check)?"""
+        row = self.database.read().execute("SELECT checked_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return row is not None and row[0] is None
+
+    def checked(self, job_id: int, error: Optional[str], retry_at: float) -> None:
+        """The pre-check's outcome: passed (the job goes on), or the reason, shown on the job, and its
+        tasks wait until `retry_at` for the next check instead of failing one by one."""
+        with self.database.transaction() as db:
+            if error is None:
+                db.execute("UPDATE jobs SET checked_at = ?, check_error = NULL WHERE id = ?", (self.clock(), job_id))
+            else:
+                db.execute("UPDATE jobs SET check_error = ? WHERE id = ?", (error[:500], job_id))
+                db.execute("UPDATE tasks SET next_attempt_at = ? WHERE job_id = ? AND state = ? AND next_attempt_at < ?",
+                           (retry_at, job_id, PENDING, retry_at))
+
     def archive_password(self, job_id: int) -> Optional[str]:
         row = self.database.read().execute("SELECT archive_password FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return None if row is None else row[0]
@@ -196,7 +213,8 @@ class Jobs:
         """The job with its task counts (never its archive password: that secret stays here)."""
         db = self.database.read()
         row = db.execute("SELECT id, created_at, created_by, source, destination, profile, urgent, paused, canceled,"
-                         " trial, subscription_id, phase, pause_seconds FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                         " trial, subscription_id, phase, pause_seconds, check_error FROM jobs WHERE id = ?",
+                         (job_id,)).fetchone()
         if row is None:
             return None
         tasks = {s: 0 for s in STATES}
@@ -215,7 +233,7 @@ class Jobs:
                    bool(row["urgent"]), bool(row["paused"]), bool(row["canceled"]),
                    json.loads(row["trial"]) if row["trial"] else {}, tasks, *totals,
                    subscription_id=row["subscription_id"], phase=row["phase"], items=items,
-                   pause_seconds=row["pause_seconds"] or 0.0)
+                   pause_seconds=row["pause_seconds"] or 0.0, check_error=row["check_error"])
 
     def list(self, limit: int = 100, offset: int = 0) -> tuple[int, list[Job]]:
         db = self.database.read()
@@ -235,8 +253,10 @@ class Jobs:
                 db.execute("UPDATE jobs SET canceled = 1 WHERE id = ?", (job_id,))
                 db.execute("UPDATE tasks SET state = ?, updated_at = ?, finished_at = ? WHERE job_id = ? AND state IN (?, ?)",
                            (CANCELED, now, now, job_id, PENDING, RUNNING))
-            elif action == "retry":
+            elif action == "retry":           # failed tasks again, and waiting ones (a failed pre-check) now
                 db.execute("UPDATE jobs SET canceled = 0 WHERE id = ?", (job_id,))
+                db.execute("UPDATE tasks SET next_attempt_at = ? WHERE job_id = ? AND state = ? AND next_attempt_at > ?",
+                           (now, job_id, PENDING, now))
                 db.execute("UPDATE tasks SET state = ?, attempts = 0, next_attempt_at = ?, updated_at = ?, finished_at = NULL,"
                            " owner = NULL WHERE job_id = ? AND state IN (?, ?, ?)",
                            (PENDING, now, now, job_id, FAILURE, WARNING, CANCELED))

@@ -28,6 +28,7 @@ class JobTarget:
     present: bool                     # already in Courier's Orthanc before the job (then never deleted)
     series_uid: Optional[str] = None
     patient_id: Optional[str] = None  # the source's PatientID (a Patient Root C-MOVE or C-GET needs it)
+    availability: Optional[str] = None  # the source's InstanceAvailability: ONLINE, NEARLINE, OFFLINE
 
 
 @dataclass(frozen=True)
@@ -107,11 +108,12 @@ class Task:
     reviewed: bool = False            # released from quarantine by an admin: no burned-in check
     phase: Optional[str] = None       # a RUNNING job task: "fetch", then "send"
     patient_id: Optional[str] = None  # a job task: the source's PatientID
+    availability: Optional[str] = None  # a job task: the source's InstanceAvailability (OFFLINE: shorter timeout)
 
     COLUMNS = ("id", "route", "destination", "level", "resource_id", "state", "priority", "attempts",
                "next_attempt_at", "created_at", "updated_at", "finished_at", "heartbeat_at", "owner",
                "last_error", "delete_after", "expected", "delivered", "bytes", "profile", "job_id", "source",
-               "study_uid", "series_uid", "study_id", "reviewed", "phase", "patient_id")
+               "study_uid", "series_uid", "study_id", "reviewed", "phase", "patient_id", "availability")
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "Task":
@@ -168,6 +170,7 @@ class Job:
                                       # started), None (started)
     items: Mapping[str, int] = dataclasses.field(default_factory=dict)   # Total, Resolved, Failed (background)
     pause_seconds: float = 0.0        # a break between the studies of the job (subscriptions)
+    check_error: Optional[str] = None # why the source or destination did not answer the pre-check
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,7 @@ class Found:
     instances: int                    # the source's count now
     known: Optional[int] = None       # the count recorded at its last transfer; None: never transferred
     busy: bool = False                # its last task is still PENDING or RUNNING
+    availability: str = ""            # InstanceAvailability, as the source answered
 
 
 @dataclass(frozen=True)

@@ -190,6 +190,9 @@ SUBSCRIPTIONS = """
     ALTER TABLE jobs ADD COLUMN pause_seconds REAL NOT NULL DEFAULT 0;
     ALTER TABLE jobs ADD COLUMN phase TEXT;
     ALTER TABLE jobs ADD COLUMN start_when_ready INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN checked_at REAL;
+    ALTER TABLE jobs ADD COLUMN check_error TEXT;
+    ALTER TABLE tasks ADD COLUMN availability TEXT;
     ALTER TABLE jobs ADD COLUMN lease_owner TEXT;
     ALTER TABLE jobs ADD COLUMN lease_until REAL;
     CREATE TABLE job_items (

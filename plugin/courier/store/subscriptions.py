@@ -3,6 +3,7 @@ transferred per study (subscription_studies), so that a restart, a second router
 transfers a study twice, and a study that grew is topped up."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any, Mapping, Optional, Sequence
 
@@ -107,9 +108,9 @@ class Subscriptions:
                 "SELECT s.study_uid, s.instances, t.state FROM subscription_studies s LEFT JOIN tasks t ON t.id = s.task_id"
                 f" WHERE s.subscription_id = ? AND s.study_uid IN ({', '.join('?' * len(chunk))})",
                 (subscription_id, *chunk)).fetchall()})
-        return [Found(f.study_uid, f.patient_id, f.study_date, f.instances,
-                      records[f.study_uid]["instances"] if f.study_uid in records else None,
-                      f.study_uid in records and records[f.study_uid]["state"] in ACTIVE) for f in found]
+        return [dataclasses.replace(f, known=records[f.study_uid]["instances"] if f.study_uid in records else None,
+                                    busy=f.study_uid in records and records[f.study_uid]["state"] in ACTIVE)
+                for f in found]
 
     def record_run(self, subscription: Subscription, owner: str, chosen: Sequence[tuple[Found, JobTarget]],
                    state: Mapping[str, Any], summary: Mapping[str, Any]) -> int:

@@ -76,13 +76,14 @@ def _model(query_model: str, service: str):
 
 def c_move(node: Node, local_aet: str, study_uid: str, cancelled: Callable[[], bool],
            timeout: float = 3600.0, dimse_timeout: float = 600.0, move_aet: str = "",
-           series_uid: Optional[str] = None, query_model: str = "StudyRoot", patient_id: Optional[str] = None) -> dict:
+           series_uid: Optional[str] = None, query_model: str = "StudyRoot", patient_id: Optional[str] = None,
+           connect_timeout: float = 30.0) -> dict:
     """C-MOVE the study to `move_aet` (default: `local_aet`, Courier's Orthanc), in the node's
     information model (Patient Root asks with the PatientID too). Returns the final response's
     counts; DeliveryError if the association fails, the move is refused, cancelled or too slow."""
     move_model = _model(query_model, "Move")
 
-    assoc = open_association(node, local_aet, [move_model], dimse_timeout, "C-MOVE")
+    assoc = open_association(node, local_aet, [move_model], min(dimse_timeout, timeout), "C-MOVE", connect_timeout)
     identifier = _identifier(study_uid, series_uid, patient_id if query_model == "PatientRoot" else None)
     return _run_retrieve(assoc, lambda: assoc.send_c_move(identifier, move_aet or local_aet, move_model, msg_id=1), move_model,
                          node.id, "C-MOVE", cancelled, timeout)
@@ -131,7 +132,8 @@ def _run_retrieve(assoc, responses: Callable, model, node_id: str, name: str, ca
 
 def c_get(node: Node, local_aet: str, study_uid: str, store: Callable[[bytes], None],
           cancelled: Callable[[], bool], timeout: float = 3600.0, dimse_timeout: float = 600.0,
-          series_uid: Optional[str] = None, query_model: str = "StudyRoot", patient_id: Optional[str] = None) -> dict:
+          series_uid: Optional[str] = None, query_model: str = "StudyRoot", patient_id: Optional[str] = None,
+          connect_timeout: float = 30.0) -> dict:
     """C-GET the study with pynetdicom (Orthanc 1.10.1 has no C-GET client); each received
     instance is handed to `store` (an upload into Orthanc) before it is acknowledged."""
     from pynetdicom import StoragePresentationContexts, build_role, evt
@@ -146,7 +148,8 @@ def c_get(node: Node, local_aet: str, study_uid: str, store: Callable[[bytes], N
             return 0x0000
         except Exception:  # noqa: BLE001 - refuse this one instance, it will be missing
             return 0xA700
-    assoc = open_association(node, local_aet, [get_model] + storage, dimse_timeout, "C-GET", ext_neg=roles,
+    assoc = open_association(node, local_aet, [get_model] + storage, min(dimse_timeout, timeout), "C-GET",
+                             connect_timeout, ext_neg=roles,
                              evt_handlers=[(evt.EVT_C_STORE, on_store)])
     identifier = _identifier(study_uid, series_uid, patient_id if query_model == "PatientRoot" else None)
     return _run_retrieve(assoc, lambda: assoc.send_c_get(identifier, get_model, msg_id=1), get_model, node.id, "C-GET",

@@ -21,7 +21,8 @@ from courier.transfer.query import resolve_dates
 from courier.transfer.remote import find, search_of
 
 ITEM_KEYS = ("StudyInstanceUID", "AccessionNumber", "PatientID", "StudyDate", "ModalitiesInStudy",
-             "SeriesInstanceUID", "Modality", "SeriesDescription")
+             "SeriesInstanceUID", "Modality", "SeriesDescription", "Transfer")
+TRANSFERS = ("Study", "SearchedModalities")    # the whole study, or only its series of ModalitiesInStudy
 SERIES_KEYS = ("SeriesInstanceUID", "Modality", "SeriesDescription")
 MAX_STUDIES = 10000
 BACKGROUND_ITEMS = 20          # a job with more items is resolved in the background (QUERYING)
@@ -82,7 +83,7 @@ def check_transfer(body: dict, config: CourierConfig) -> JobRequest:
 def validate(body: Any, config: CourierConfig, today: Optional[datetime.date] = None) -> JobRequest:
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object with Source, Destination and Items")
-    fields = ("Source", "Destination", "Pseudonymize", "Urgent", "ArchivePassword", "Trial", "Items", "Start")
+    fields = ("Source", "Destination", "Pseudonymize", "Urgent", "ArchivePassword", "Trial", "Items", "Start", "Transfer")
     unknown = [k for k in body if k not in fields]
     if unknown:
         raise ApiError(400, f"{unknown[0]}: unknown field; use {', '.join(fields)}")
@@ -90,7 +91,12 @@ def validate(body: Any, config: CourierConfig, today: Optional[datetime.date] = 
     start = body.get("Start", "now")
     if start not in STARTS:
         raise ApiError(400, f"Start: one of {', '.join(STARTS)}, got {start!r}")
-    return dataclasses.replace(transfer, items=check_items(body.get("Items"), today), start=start)
+    default = body.get("Transfer", "Study")
+    if default not in TRANSFERS:
+        raise ApiError(400, f"Transfer: one of {', '.join(TRANSFERS)}, got {default!r}")
+    items = [item if "Transfer" in item or default == "Study" else dict(item, Transfer=default)
+             for item in check_items(body.get("Items"), today)]
+    return dataclasses.replace(transfer, items=items, start=start)
 
 
 def check_items(items: Any, today: Optional[datetime.date] = None) -> list[dict]:
@@ -106,6 +112,8 @@ def check_items(items: Any, today: Optional[datetime.date] = None) -> list[dict]
             raise ApiError(400, f"Items[{index}]: needs StudyInstanceUID, AccessionNumber or PatientID")
         if not all(isinstance(v, str) for v in item.values()):
             raise ApiError(400, f"Items[{index}]: values must be strings")
+        if item.get("Transfer", "Study") not in TRANSFERS:
+            raise ApiError(400, f"Items[{index}].Transfer: one of {', '.join(TRANSFERS)}, got {item['Transfer']!r}")
         if item.get("StudyDate"):
             try:
                 items[index] = dict(item, StudyDate=resolve_dates(item["StudyDate"], today or datetime.date.today()))
@@ -120,8 +128,12 @@ def resolve(rest: OrthancRest, config: CourierConfig, source: str, items: list[d
     search = search_of(config, source)
     targets: dict[tuple[str, str], JobTarget] = {}
     for index, item in enumerate(items):
-        study_filters = {k: v for k, v in item.items() if v and k not in SERIES_KEYS}
+        study_filters = {k: v for k, v in item.items() if v and k not in SERIES_KEYS and k != "Transfer"}
         series_filters = {k: v for k, v in item.items() if v and k in SERIES_KEYS}
+        searched = {m.strip() for m in item.get("ModalitiesInStudy", "").split("\\") if m.strip()}
+        only_searched = item.get("Transfer") == "SearchedModalities" and searched and "Modality" not in series_filters
+        if only_searched:
+            series_filters["Modality"] = ""               # asked for every series, kept by modality below
         try:
             studies = find(rest, source, "STUDY", study_filters, config.node_settings[source].max_results,
                            search=search)["Answers"]
@@ -130,7 +142,8 @@ def resolve(rest: OrthancRest, config: CourierConfig, source: str, items: list[d
                 study_id = orthanc_id(study["PatientID"], study["StudyInstanceUID"])
                 if not series_filters:
                     found.append(JobTarget(study["StudyInstanceUID"], study_id, study_id,
-                                           present_in_orthanc(rest, "studies", study_id), patient_id=study["PatientID"]))
+                                           present_in_orthanc(rest, "studies", study_id), patient_id=study["PatientID"],
+                                           availability=study.get("InstanceAvailability") or None))
                     continue
                 answer = find(rest, source, "SERIES", {"StudyInstanceUID": study["StudyInstanceUID"],
                                                        "PatientID": study["PatientID"], **series_filters}, search=search)
@@ -139,10 +152,13 @@ def resolve(rest: OrthancRest, config: CourierConfig, source: str, items: list[d
                     raise ApiError(409, f"Items[{index}].{unchecked[0]}: {source} does not return {unchecked[0]} at series "
                                         f"level, so Courier cannot select series by it; use SeriesInstanceUID or Modality")
                 for one in answer["Answers"]:
+                    if only_searched and one.get("Modality") not in searched:
+                        continue
                     series_id = orthanc_id(study["PatientID"], study["StudyInstanceUID"], one["SeriesInstanceUID"])
                     found.append(JobTarget(study["StudyInstanceUID"], series_id, study_id,
                                            present_in_orthanc(rest, "series", series_id), one["SeriesInstanceUID"],
-                                           study["PatientID"]))
+                                           study["PatientID"], one.get("InstanceAvailability")
+                                           or study.get("InstanceAvailability") or None))
         except DeliveryError as exc:
             raise ApiError(502, f"Items[{index}]: query on {source}: {exc}") from None
         if not found:
@@ -177,6 +193,8 @@ def summary(job: Job, now: float, config: Optional[CourierConfig] = None) -> dic
         status = "CANCELED"
     elif job.phase in ("QUERYING", "READY"):
         status = job.phase
+    elif job.check_error and tasks[PENDING] and not tasks[RUNNING]:
+        status = "UNREACHABLE"
     elif tasks[PENDING] or tasks[RUNNING]:
         status = "PAUSED" if job.paused else ("RUNNING" if tasks[RUNNING] or done else "PENDING")
     elif tasks[SUCCESS] == total:
@@ -201,4 +219,4 @@ def summary(job: Job, now: float, config: Optional[CourierConfig] = None) -> dic
             "Instances": {"Expected": job.instances_expected, "Delivered": job.instances_delivered},
             "Bytes": None if _direct(job, settings) else job.bytes, "InstancesPerSecond": round(rate, 2),
             "EtaSeconds": round(remaining / rate) if rate > 0 and status in ("RUNNING", "PENDING") else None,
-            "Items": dict(job.items) or None, "Subscription": job.subscription_id}
+            "Items": dict(job.items) or None, "Subscription": job.subscription_id, "PrecheckError": job.check_error}

@@ -72,14 +72,16 @@ def qido_search(rest: OrthancRest, node_id: str, level: str, keys: Mapping[str, 
     return results
 
 
-def open_association(node, local_aet: str, contexts, dimse_timeout: float, what: str, **associate: Any):
-    """A pynetdicom association from Courier's AE title to a DICOM node, TCP_NODELAY set."""
+def open_association(node, local_aet: str, contexts, dimse_timeout: float, what: str, connect_timeout: float = 30.0,
+                     **associate: Any):
+    """A pynetdicom association from Courier's AE title to a DICOM node, TCP_NODELAY set;
+    `connect_timeout` (the node's ConnectTimeoutSeconds) bounds the association and each read."""
     import socket
 
     from pynetdicom import AE
 
     ae = AE(ae_title=local_aet)
-    ae.acse_timeout = ae.network_timeout = 30
+    ae.acse_timeout = ae.network_timeout = ae.connection_timeout = connect_timeout
     ae.dimse_timeout = dimse_timeout
     for context in contexts:
         ae.add_requested_context(context)
@@ -93,7 +95,7 @@ def open_association(node, local_aet: str, contexts, dimse_timeout: float, what:
     return assoc
 
 
-def patient_root_search(node, local_aet: str, timeout: float = 600.0) -> Callable:
+def patient_root_search(node, local_aet: str, timeout: float = 600.0, connect_timeout: float = 30.0) -> Callable:
     """A c_find-compatible search using the Patient Root model, issued with pynetdicom, for PACS
     that do not answer Study Root queries (Orthanc's C-FIND client always uses Study Root below
     the patient level)."""
@@ -101,7 +103,7 @@ def patient_root_search(node, local_aet: str, timeout: float = 600.0) -> Callabl
         from pydicom.dataset import Dataset
         from pynetdicom.sop_class import PatientRootQueryRetrieveInformationModelFind as FIND
 
-        assoc = open_association(node, local_aet, [FIND], timeout, "C-FIND")
+        assoc = open_association(node, local_aet, [FIND], timeout, "C-FIND", connect_timeout)
         identifier = Dataset()
         identifier.QueryRetrieveLevel = level
         for keyword, value in keys.items():
@@ -131,7 +133,7 @@ def search_for(kind: str, node=None, settings=None, local_aet: str = "COURIER") 
     if kind == "dicomweb":
         return qido_search
     if settings is not None and settings.query_model == "PatientRoot":
-        return patient_root_search(node, local_aet)
+        return patient_root_search(node, local_aet, connect_timeout=settings.timeouts.connect)
     return c_find
 
 

@@ -63,9 +63,11 @@ class Retriever:
         if any(uid not in present and uid not in delivered for uid in expected):
             cancelled = self._cancelled(task)
             settings = self.config.node_settings[node.id]
-            model = {"query_model": settings.query_model, "patient_id": task.patient_id}
+            timeout = settings.timeouts.for_availability(task.availability)
+            model = {"query_model": settings.query_model, "patient_id": task.patient_id, "timeout": timeout,
+                     "connect_timeout": settings.timeouts.connect}
             if settings.retrieve_method == "WADO":
-                fetch.wado(self.rest, node.id, task.study_uid, cancelled, series_uid=task.series_uid)
+                fetch.wado(self.rest, node.id, task.study_uid, cancelled, timeout, series_uid=task.series_uid)
             elif settings.retrieve_method == "C-GET":
                 fetch.c_get(node, self.config.local_aet, task.study_uid, lambda data: self.rest.post_bytes("/instances", data),
                             cancelled, series_uid=task.series_uid, **model)
@@ -88,9 +90,11 @@ class Retriever:
         expected = self._expected(task, source.id)
         manifest = [ManifestItem(f"{DIRECT}{uid}", uid) for uid in expected]
         self.store.tasks.replace_manifest(task.id, manifest)
+        settings = self.config.node_settings[source.id]
         counts = fetch.c_move(source, self.config.local_aet, task.study_uid, self._cancelled(task),
-                              move_aet=target.aet, series_uid=task.series_uid,
-                              query_model=self.config.node_settings[source.id].query_model, patient_id=task.patient_id)
+                              settings.timeouts.for_availability(task.availability), move_aet=target.aet,
+                              series_uid=task.series_uid, query_model=settings.query_model, patient_id=task.patient_id,
+                              connect_timeout=settings.timeouts.connect)
         if "C-FIND" in self.config.node_settings[target.id].capabilities:
             arrived = set(fetch.expected_uids(self.rest, target.id, task.study_uid, search_of(self.config, target.id),
                                               task.series_uid))

@@ -209,7 +209,7 @@ class Runner:
             instances = int(count) if count.isdigit() else len(expected_uids(
                 self.rest, source, study["StudyInstanceUID"], search, patient_id=study.get("PatientID") or None))
             found.append(Found(study["StudyInstanceUID"], study.get("PatientID", ""), study.get("StudyDate", ""),
-                               instances))
+                               instances, availability=study.get("InstanceAvailability") or ""))
         return found
 
     def _series_match(self, spec: dict, study: dict, search: Callable) -> bool:
@@ -223,4 +223,4 @@ class Runner:
     def _target(self, found: Found) -> JobTarget:
         study_id = orthanc_id(found.patient_id, found.study_uid)
         return JobTarget(found.study_uid, study_id, study_id, present_in_orthanc(self.rest, "studies", study_id),
-                         patient_id=found.patient_id)
+                         patient_id=found.patient_id, availability=found.availability or None)

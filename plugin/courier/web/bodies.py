@@ -98,6 +98,9 @@ _ITEMS = {"type": "array", "maxItems": jobs.MAX_STUDIES,
 JOB = Body({"type": "object", "required": ["Source", "Destination", "Items"], "properties": {
     "Source": ID, "Destination": ID, "Pseudonymize": PROFILE, "Urgent": BOOLEAN, "ArchivePassword": PASSWORD,
     "Trial": TRIAL, "Items": _ITEMS,
+    "Transfer": {"type": "string", "enum": list(jobs.TRANSFERS),
+                 "description": "Study (default): whole studies; SearchedModalities: of an item with ModalitiesInStudy, "
+                                "only the series of those modalities (an item's own Transfer wins)"},
     "Start": {"type": "string", "enum": list(jobs.STARTS),
               "description": f"now (default): the job starts once its items are resolved; manual: it waits, READY, "
                              f"for POST /courier/jobs/{{id}}/start. More than {jobs.BACKGROUND_ITEMS} items, or manual, "
