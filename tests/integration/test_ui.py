@@ -321,3 +321,99 @@ def test_the_ui_works_behind_a_reverse_proxy_and_never_shows_secrets(cluster, tm
         assert not [url for status, url in seen if status == 404]
     finally:
         proxy.close()
+
+
+def test_explorer_asks_several_nodes_remembers_the_query_and_makes_a_job_per_node(cluster, tmp_path, browser):
+    pacs, other, dest = cluster.orthanc("pacs", start=False), cluster.orthanc("other", start=False), cluster.orthanc("dest")
+    node = Orthanc(tmp_path, "router", courier={"AllowedCallers": "Any", "Users": {"alice": {"Role": "admin"}}},
+                   extra={"AuthenticationEnabled": True, "RegisteredUsers": USERS,
+                          "DicomModalities": {"pacs": pacs.as_modality(), "other": other.as_modality(),
+                                              "dest": dest.as_modality()}})
+    cluster.nodes.append(node)
+    for each in (pacs, other):
+        each.config["DicomModalities"] = {"router": node.as_modality()}
+        each.start()
+    node.start()
+    first = write_instances(tmp_path / "a", 1, patient_id="PM", StudyDescription="CT CHEST")
+    second = write_instances(tmp_path / "b", 2, patient_id="PM", StudyDescription="CT CHEST")
+    storescu(pacs.dicom_port, first + write_instances(tmp_path / "c", 1, patient_id="PM", StudyDescription="MR HEAD"))
+    storescu(other.dicom_port, second)
+    page = page_for(browser, "alice")
+    page.goto(node.url + "/courier/ui/explorer")
+    page.select_option("select[name=Node]", ["pacs", "other"])
+    page.fill("input[name=PatientID]", "PM")
+    page.fill("input[name=StudyDescription]", "*CHEST*")
+    page.click("#query button[type=submit]")
+    page.wait_for_function("document.getElementById('message').textContent !== 'querying...'", timeout=30000)
+    assert page.locator("#message").inner_text() == "2 found"
+    assert sorted(page.locator("#answers tbody tr td:nth-child(2)").all_inner_texts()) == ["other", "pacs"]
+    page.reload()                                                     # the last query is remembered
+    assert sorted(page.eval_on_selector("select[name=Node]", "s => Array.from(s.selectedOptions).map(o => o.value)")) == \
+        ["other", "pacs"]
+    assert page.input_value("input[name=StudyDescription]") == "*CHEST*" and page.input_value("input[name=PatientID]") == "PM"
+    page.click("#query button[type=submit]")
+    page.wait_for_function("document.getElementById('message').textContent === '2 found'", timeout=30000)
+    page.check("#answers tbody tr:nth-child(1) input[type=checkbox]")
+    page.check("#answers tbody tr:nth-child(2) input[type=checkbox]")
+    page.click("#transfer button[type=submit]")
+    page.wait_for_url("**/courier/ui/jobs", timeout=30000)
+    wait_until(lambda: dest.sop_uids() == {p.stem for p in first + second}, 60, what="both studies at the destination")
+    assert sorted(j["Source"] for j in node.get("/courier/jobs")["jobs"]) == ["other", "pacs"]
+
+
+def test_subscriptions_page_previews_creates_edits_pauses_and_deletes(cluster, tmp_path, browser):
+    import datetime
+    node, pacs, dest = courier(cluster, tmp_path)
+    yesterday = f"{datetime.date.today() - datetime.timedelta(days=1):%Y%m%d}"
+    storescu(pacs.dicom_port, write_instances(tmp_path / "s", 2, patient_id="PS", StudyDate=yesterday))
+    page = page_for(browser, "alice")
+    page.goto(node.url + "/courier/ui/subscriptions")
+    assert page.locator("#subscriptions td").first.inner_text() == "no subscription yet"
+    page.fill("input[name=Name]", "nightly <b>CT</b>")
+    page.select_option("select[name=Source]", "pacs")
+    page.select_option("select[name=Destination]", "dest")
+    page.fill("input[name=From]", "-3d")
+    page.fill("input[name=Every]", "1h")
+    page.click("#preview")
+    page.wait_for_function("document.getElementById('preview-result').textContent.indexOf('day(s)') >= 0", timeout=30000)
+    assert "the past, first partition" in page.locator("#preview-result").inner_text()
+    assert dest.instances() == []
+    page.click("#save")
+    page.wait_for_selector("#subscriptions tr[data-id]", timeout=10000)
+    assert page.locator("#subscriptions tr[data-id] td").nth(1).inner_text() == "nightly <b>CT</b>"   # text, not markup
+    wait_until(lambda: len(dest.instances()) == 2, 60, what="the past transferred")
+    page.reload()
+    assert page.locator("#subscriptions .studies").inner_text() == "1"
+    page.screenshot(path=str(SHOTS / "subscriptions.png"), full_page=True)
+    page.click("button[data-edit]")
+    assert page.is_disabled("select[name=Source]") and page.input_value("input[name=Every]") == "1h"
+    page.fill("input[name=Every]", "")
+    page.fill("input[name=Schedule]", "0 3 * * *")
+    page.click("#save")
+    page.wait_for_function("document.querySelector('#subscriptions tr[data-id] td:nth-child(5)').textContent"
+                           " === '0 3 * * *'", timeout=10000)
+    sub_id = node.get("/courier/subscriptions")["subscriptions"][0]["Id"]
+    assert node.get(f"/courier/subscriptions/{sub_id}")["Schedule"] == "0 3 * * *"
+    page.click("button[data-post$='/pause']")
+    page.wait_for_function("document.querySelector('#subscriptions .status').textContent === 'PAUSED'", timeout=10000)
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.click("button[data-delete]")
+    page.wait_for_function("document.querySelector('#subscriptions td').textContent === 'no subscription yet'",
+                           timeout=10000)
+    actions = [e["action"] for e in node.get("/courier/audit")["entries"] if e["action"].startswith("subscription-")]
+    assert actions[:4] == ["subscription-delete", "subscription-pause", "subscription-edited", "subscription-run"]
+
+
+def test_a_job_made_to_start_by_hand_shows_ready_and_a_start_button(cluster, tmp_path, browser):
+    node, pacs, dest = courier(cluster, tmp_path)
+    storescu(pacs.dicom_port, write_instances(tmp_path / "s", 1, patient_id="PR"))
+    job = requests.post(node.url + "/courier/jobs", auth=node.auth, timeout=30,
+                        json={"Source": "pacs", "Destination": "dest", "Start": "manual", "Items": [{"PatientID": "PR"}]})
+    assert job.status_code == 200, job.text
+    wait_until(lambda: node.get(f"/courier/jobs/{job.json()['Id']}")["Status"] == "READY", 30, what="READY")
+    page = page_for(browser, "alice")
+    page.goto(node.url + f"/courier/ui/jobs/{job.json()['Id']}")
+    assert page.locator("#status").inner_text() == "READY" and "1/1 resolved" in page.locator("#items").inner_text()
+    page.click("button[data-action=start]")
+    wait_for_job(page, "SUCCESS")
+    assert len(dest.instances()) == 1

@@ -6,8 +6,11 @@
   var script = document.currentScript;
   var api = script.dataset.api;
   var ended = ["SUCCESS", "WARNING", "FAILURE", "CANCELED"];
+  var waiting = ["QUERYING", "READY", "UNREACHABLE"];           // their buttons differ: reload when they end
+  var first = document.getElementById("status").textContent;
   function show(job) {
     if (ended.indexOf(job.Status) >= 0) { return false; }     // the reloaded page shows it
+    if (job.Status !== first && waiting.indexOf(first) >= 0) { return false; }
     var percent = job.Instances.Expected ? Math.floor(100 * job.Instances.Delivered / job.Instances.Expected) : 0;
     document.getElementById("status").textContent = job.Status;
     document.getElementById("progress").value = percent;

@@ -172,6 +172,18 @@ class Subscriptions:
                        " backfill_at = CASE WHEN backfill_next IS NULL THEN NULL ELSE ? END WHERE id = ? AND lease_owner = ?",
                        (until, until, until, subscription.id, owner))
 
+    def update(self, subscription_id: int, spec: Mapping[str, Any], actor: str, changed: Sequence[str]) -> None:
+        """A new spec (its schedule, limits, query or match); the next run is due at once."""
+        now = self.clock()
+        with self.database.transaction() as db:
+            row = db.execute("UPDATE subscriptions SET spec = ?, name = ?, next_run_at = CASE WHEN next_run_at IS NULL"
+                             " THEN NULL ELSE ? END WHERE id = ? RETURNING job_id",
+                             (json.dumps(dict(spec)), spec.get("Name"), now, subscription_id)).fetchone()
+            db.execute("UPDATE jobs SET pause_seconds = ? WHERE id = ?",
+                       (float(spec.get("PauseBetweenStudiesSeconds") or 0), row[0]))
+            write_audit(db, now, [AuditEvent("subscription-edited", actor=actor, route=f"job-{row[0]}",
+                                             detail={"subscription": subscription_id, "changed": list(changed)})])
+
     def control(self, subscription_id: int, action: str, actor: str) -> bool:
         """pause | resume | delete (its pending tasks are cancelled; its job and the audit stay)."""
         now = self.clock()

@@ -115,6 +115,18 @@ def validate(body: Any, config: CourierConfig, today: datetime.date) -> dict:
             "OverlapDays": _number(body, "OverlapDays", 1, 0, 30)}
 
 
+FIXED = ("Source", "Destination", "Pseudonymize", "Trial", "Urgent", "From", "Till", "Partition")
+
+
+def edited(old: dict, new: dict) -> list[str]:
+    """The fields an edit changes; ApiError 409 naming one that cannot change (they decide what the
+    subscription's job is and which past it transfers: make a new subscription for those)."""
+    for key in FIXED:
+        if (old.get(key) or None) != (new.get(key) or None):
+            raise ApiError(409, f"{key}: cannot change on an existing subscription ({old.get(key)!r}); make a new one")
+    return [key for key in new if old.get(key) != new.get(key)]
+
+
 def parts(spec: dict, today: datetime.date) -> tuple[str, Optional[str], Optional[str]]:
     """(start_day, past_end, backfill_next) of a new subscription: the past ends the day before
     today (or at Till); with no From, or a From after it, there is no past."""

@@ -60,6 +60,19 @@ def create(ctx: Context, request: HttpRequest, args: dict) -> Any:
     return summary(ctx, ctx.store.subscriptions.get(sub_id))
 
 
+def edit(ctx: Context, request: HttpRequest, args: dict) -> Any:
+    """The same body as create (what it leaves out of Source ... Partition stays): its schedule,
+    limits, Query, Match and Name may change."""
+    sub = _subscription(ctx, args)
+    _check_owner(ctx, request, sub)
+    kept = {k: sub.spec[k] for k in subscriptions.FIXED if sub.spec.get(k) not in (None, "", {})}
+    spec = subscriptions.validate({**kept, **json_body(request)}, ctx.config, datetime.date.today())
+    changed = subscriptions.edited(dict(sub.spec), spec)
+    ctx.store.subscriptions.update(sub.id, spec, actor_of(request), changed)
+    ctx.wake_scheduler()
+    return summary(ctx, ctx.store.subscriptions.get(sub.id))
+
+
 def preview(ctx: Context, request: HttpRequest, args: dict) -> Any:
     """What a new subscription with this body would fetch at its first run (nothing is stored)."""
     today = datetime.date.today()

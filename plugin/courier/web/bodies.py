@@ -129,6 +129,9 @@ SUBSCRIPTION = Body({"type": "object", "required": ["Source", "Destination"], "p
     "PauseBetweenStudiesSeconds": {"type": "number", "minimum": 0, "maximum": 86400},
     "OverlapDays": {"type": "integer", "minimum": 0, "maximum": 30}}})
 
+SUBSCRIPTION_EDIT = Body({**SUBSCRIPTION.schema, "required": [],
+                          "description": "the body of create; Source ... Partition left out stay as they are"})
+
 _BATCH_FIELDS = {
     "File": {"type": "string", "format": "byte", "minLength": 1, "description": "the CSV or XLSX file, base64-encoded"},
     "FileName": _string(255, nullable=True), "Kind": {"type": "string", "enum": list(batch_files.KINDS)},

@@ -138,6 +138,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "transferred and errors"),
     Endpoint("GET", "subscriptions/{id}", api_subscriptions.get_one, "One subscription with the studies it transferred",
              _PAGING),
+    Endpoint("PUT", "subscriptions/{id}", api_subscriptions.edit,
+             "Edit a subscription (the body of create): its Schedule or Every, limits, Query, Match and Name; the "
+             "next run is at once. Source, Destination, Pseudonymize, Trial, Urgent, From, Till, Partition: 409",
+             role="operator", body=bodies.SUBSCRIPTION_EDIT),
     Endpoint("POST", "subscriptions/{id}/{action}", api_subscriptions.control, "pause | resume; own subscriptions, or admin",
              role="operator", body=bodies.NOTHING,
              path=(("action", {"type": "string", "enum": list(api_subscriptions.ACTIONS)}),)),

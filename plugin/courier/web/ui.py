@@ -17,12 +17,13 @@ from courier.errors import ApiError
 from courier.host import HttpResponse
 from courier.store.records import STATES
 from courier.transfer import jobs
-from courier.web import api_completion, api_routes
+from courier.transfer.query import FILTERS
+from courier.web import api_completion, api_routes, api_subscriptions
 from courier.web.http import Context
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 WEB_DIR = os.path.join(REPO_DIR, "web")
-STATIC = {"courier.css", "job.js", "explorer.js", "actions.js", "send.js", "routes.js", "batch.js"}
+STATIC = {"courier.css", "job.js", "explorer.js", "actions.js", "send.js", "routes.js", "batch.js", "subscriptions.js"}
 
 
 class Ui:
@@ -48,13 +49,22 @@ class Ui:
             by = context["query"].get("by") or ""
             shown = [j for j in summaries if (not wanted or j["Status"] == wanted) and (not by or j["CreatedBy"] == by)]
             return self._render("jobs.html", context, jobs=shown, status=wanted, by=by,
-                                statuses=("PENDING", "RUNNING", "WAITING_FOR_WINDOW", "PAUSED", "SUCCESS", "WARNING",
-                                          "FAILURE", "CANCELED"))
+                                statuses=("QUERYING", "READY", "PENDING", "RUNNING", "WAITING_FOR_WINDOW", "UNREACHABLE",
+                                          "PAUSED", "SUCCESS", "WARNING", "FAILURE", "CANCELED"))
         if page == "explorer":
             config = self.ctx.config
             return self._render("explorer.html", context,
                                 nodes=[n for n, node in config.nodes.items() if node.kind in ("dicom", "dicomweb")],
-                                destinations=sorted(config.destinations), profiles=sorted(config.profiles))
+                                destinations=sorted(config.destinations), profiles=sorted(config.profiles),
+                                filters={level: list(keys) for level, keys in FILTERS.items()})
+        if page == "subscriptions":
+            config = self.ctx.config
+            return self._render("subscriptions.html", context,
+                                subscriptions=[api_subscriptions.summary(self.ctx, s)
+                                               for s in self.ctx.store.subscriptions.list()],
+                                sources=[n for n, node in config.nodes.items() if node.kind in ("dicom", "dicomweb")],
+                                destinations=sorted(config.destinations), profiles=sorted(config.profiles),
+                                can_edit=context["role"] in ("operator", "admin"))
         if page == "nodes":
             config = self.ctx.config
             return self._render("nodes.html", context, nodes=list(config.nodes.values()), settings=config.node_settings,
