@@ -71,3 +71,21 @@ def test_operator_rights_on_nodes_and_own_jobs(cluster, tmp_path):
     assert call(node, "POST", f"/courier/jobs/{mine['Id']}/cancel", "alice").status_code == 200   # an admin may
     entries = call(node, "GET", "/courier/audit", "carol", params={"action": "job-cancel"}).json()["entries"]
     assert [e["actor"] for e in entries] == ["alice"]
+
+
+def test_subscriptions_are_changed_by_their_owner_or_an_admin_and_honour_the_node_rights(cluster, tmp_path):
+    node, _ = secured(cluster, tmp_path)
+    body = {"Source": "pacs", "Destination": "dest", "Every": "1h"}
+    denied = call(node, "POST", "/courier/subscriptions", "bob", json=dict(body, Destination="other"))
+    assert denied.status_code == 403 and "may not send to 'other'" in denied.json()["error"]
+    theirs = call(node, "POST", "/courier/subscriptions", "alice", json=body).json()
+    mine = call(node, "POST", "/courier/subscriptions", "bob", json=body).json()
+    refused = call(node, "POST", f"/courier/subscriptions/{theirs['Id']}/pause", "bob")
+    assert refused.status_code == 403 and "subscription 1 belongs to alice" in refused.json()["error"]
+    assert call(node, "PUT", f"/courier/subscriptions/{theirs['Id']}", "bob", json={"Every": "2h"}).status_code == 403
+    assert call(node, "DELETE", f"/courier/subscriptions/{theirs['Id']}", "bob").status_code == 403
+    edited = call(node, "PUT", f"/courier/subscriptions/{mine['Id']}", "bob", json={"Every": "2h"})
+    assert edited.status_code == 200 and edited.json()["Every"] == "2h", edited.text
+    moved = call(node, "PUT", f"/courier/subscriptions/{mine['Id']}", "bob", json={"Every": "2h", "Destination": "other"})
+    assert moved.status_code in (403, 409)
+    assert call(node, "DELETE", f"/courier/subscriptions/{mine['Id']}", "alice").status_code == 200   # an admin may

@@ -206,3 +206,30 @@ def test_the_shipped_cluster_example_runs_two_routers_behind_haproxy(tmp_path):
     assert "cluster stopped" in output
     for name in ("router-a", "router-b"):
         assert "Courier stopped: 0 task(s) left RUNNING" in (data / f"{name}.log").read_text(errors="replace")
+
+
+def test_a_subscription_goes_on_on_the_other_router_and_transfers_each_study_once(cluster, tmp_path, postgres):
+    import datetime
+    uids, instances = studies("CS", 4, 5)
+    for ds in instances:                                       # studies of yesterday: the subscription's past
+        ds.StudyDate = f"{datetime.date.today() - datetime.timedelta(days=1):%Y%m%d}"
+    dest = cluster.orthanc("dest")
+    pacs, (a, b) = slow_pacs_and_two_routers(cluster, postgres, tmp_path, dest, instances, 0.2)
+    try:
+        created = a.post("/courier/subscriptions", {"Source": "pacs", "Destination": "dest", "From": "-2d",
+                                                    "Every": "1s", "MaxStudiesPerRun": 1})
+        assert created.status_code == 200, created.text
+        sub = created.json()
+        wait_until(lambda: len(pacs.sent) >= 3, 30, what="the subscription under way")
+        a.stop(kill=True)                                      # kill -9: its runs and tasks go on on B
+        everything = {str(ds.SOPInstanceUID) for ds in instances}
+        wait_until(lambda: dest.sop_uids() == everything, 120, 0.5, what="every study at the destination")
+        runs = b.get(f"/courier/subscriptions/{sub['Id']}")["Runs"]
+        wait_until(lambda: b.get(f"/courier/subscriptions/{sub['Id']}")["Runs"] >= runs + 3, 30, what="more runs on B")
+        listed = b.get(f"/courier/subscriptions/{sub['Id']}")
+        assert listed["Transferred"] == {"Studies": 4, "TopUps": 0, "FailedTasks": 0}
+        tasks = b.get(f"/courier/jobs/{sub['Job']}")["TaskList"]
+        assert sorted(t["study_uid"] for t in tasks) == sorted(uids)       # one task per study, never a second
+        assert all(t["state"] == "SUCCESS" for t in tasks)
+    finally:
+        pacs.close()

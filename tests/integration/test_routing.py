@@ -227,6 +227,7 @@ def test_a_burst_waits_batch_linger_and_goes_in_few_associations(cluster, tmp_pa
         storescu(node.dicom_port, files)
         wait_until(lambda: scp.uids() == {p.stem for p in files}, 30, what="the burst delivered")
         assert scp.associations <= 3, scp.associations
-        assert node.get("/courier/tasks", state="SUCCESS", limit=100)["total"] == 30
+        wait_until(lambda: node.get("/courier/tasks", state="SUCCESS", limit=100)["total"] == 30, 10,
+                   what="the tasks recorded SUCCESS (just after the destination acknowledged them)")
     finally:
         scp.close()

@@ -124,15 +124,12 @@ def test_max_studies_per_run_and_windows_hold_against_dcmqrscp(cluster, tmp_path
         waiting = router.post("/courier/subscriptions", {"Source": "shut", "Destination": "dest", "From": "-3d",
                                                          "Every": "1s"}).json()
         sub = capped.json()
-        peak = 0
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and subscription(router, sub["Id"])["Status"] != "FINISHED":
-            tasks = router.get(f"/courier/jobs/{sub['Job']}")["Tasks"]
-            peak = max(peak, tasks["PENDING"] + tasks["RUNNING"])
-            time.sleep(0.2)
-        done = subscription(router, sub["Id"])
-        assert done["Status"] == "FINISHED" and done["Transferred"]["Studies"] == 4, done
-        assert peak == 1                                       # one study per run, the next once it was done
+        done = wait_until(lambda: (s := subscription(router, sub["Id"]))["Status"] == "FINISHED" and s, 90, 0.3,
+                          what="the subscription FINISHED")
+        assert done["Transferred"]["Studies"] == 4, done
+        tasks = sorted(job_tasks(router, sub["Job"]), key=lambda t: t["id"])
+        assert all(later["created_at"] >= earlier["finished_at"]              # one study per run, the next
+                   for earlier, later in zip(tasks, tasks[1:], strict=False)), tasks   # only once the last was done
         assert len(dest.instances()) == 4
         runs = router.get("/courier/audit", action="subscription-run")["entries"]
         assert {e["detail"]["tasks"] for e in runs if e["detail"]["subscription"] == sub["Id"]} == {1}

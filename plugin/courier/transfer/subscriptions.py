@@ -184,8 +184,9 @@ class Runner:
         state: dict[str, Any] = {}
         summary: dict[str, Any] = {"Windows": [], "Found": 0}
         for window in filter(None, due):
+            taken_uids = {f.study_uid for f, _ in chosen}         # the windows of one run may overlap
             wanted = [f for f in self.store.subscriptions.known(subscription.id, self.found(spec, window))
-                      if not f.busy and (f.known is None or f.instances > f.known)]
+                      if not f.busy and (f.known is None or f.instances > f.known) and f.study_uid not in taken_uids]
             summary["Windows"].append({"Part": window.part, "StudyDate": window.study_date, "New": len(wanted)})
             summary["Found"] += len(wanted)
             taken, budget = wanted[:budget], budget - len(wanted[:budget])

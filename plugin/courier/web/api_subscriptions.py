@@ -10,7 +10,7 @@ from courier.errors import ApiError, DeliveryError
 from courier.host import HttpRequest
 from courier.store.records import Subscription
 from courier.transfer import jobs, schedule, subscriptions
-from courier.web.guard import check_nodes, rights_of
+from courier.web.guard import check_nodes, check_owner
 from courier.web.http import Context, actor_of, json_body, paging, row_id
 
 ACTIONS = ("pause", "resume")
@@ -45,11 +45,6 @@ def _subscription(ctx: Context, args: dict) -> Subscription:
     return sub
 
 
-def _check_owner(ctx: Context, request: HttpRequest, sub: Subscription) -> None:
-    if rights_of(ctx, request).role != "admin" and sub.created_by != actor_of(request):
-        raise ApiError(403, f"subscription {sub.id} belongs to {sub.created_by}; only its owner or an admin may change it")
-
-
 def create(ctx: Context, request: HttpRequest, args: dict) -> Any:
     today = datetime.date.today()
     spec = subscriptions.validate(json_body(request), ctx.config, today)
@@ -64,9 +59,10 @@ def edit(ctx: Context, request: HttpRequest, args: dict) -> Any:
     """The same body as create (what it leaves out of Source ... Partition stays): its schedule,
     limits, Query, Match and Name may change."""
     sub = _subscription(ctx, args)
-    _check_owner(ctx, request, sub)
+    check_owner(ctx, request, sub, "subscription")
     kept = {k: sub.spec[k] for k in subscriptions.FIXED if sub.spec.get(k) not in (None, "", {})}
     spec = subscriptions.validate({**kept, **json_body(request)}, ctx.config, datetime.date.today())
+    check_nodes(ctx, request, query=spec["Source"], send_to=spec["Destination"])
     changed = subscriptions.edited(dict(sub.spec), spec)
     ctx.store.subscriptions.update(sub.id, spec, actor_of(request), changed)
     ctx.wake_scheduler()
@@ -113,7 +109,7 @@ def get_one(ctx: Context, request: HttpRequest, args: dict) -> Any:
 
 def control(ctx: Context, request: HttpRequest, args: dict) -> Any:
     sub = _subscription(ctx, args)
-    _check_owner(ctx, request, sub)
+    check_owner(ctx, request, sub, "subscription")
     if args["action"] not in ACTIONS:
         raise ApiError(404, f"no subscription action {args['action']!r}; use pause or resume")
     ctx.store.subscriptions.control(sub.id, args["action"], actor_of(request))
@@ -123,6 +119,6 @@ def control(ctx: Context, request: HttpRequest, args: dict) -> Any:
 
 def delete(ctx: Context, request: HttpRequest, args: dict) -> Any:
     sub = _subscription(ctx, args)
-    _check_owner(ctx, request, sub)
+    check_owner(ctx, request, sub, "subscription")
     ctx.store.subscriptions.control(sub.id, "delete", actor_of(request))
     return {"Id": sub.id, "Deleted": True, "Job": sub.job_id}

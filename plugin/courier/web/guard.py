@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Union
 
 from courier.config.users import UserRights
 from courier.errors import ApiError
 from courier.host import HttpRequest
-from courier.store.records import Job
+from courier.store.records import Job, Subscription
 from courier.web import access
 from courier.web.http import Context, actor_of, user_of
 
@@ -66,6 +66,7 @@ def check_nodes(ctx: Context, request: HttpRequest, query: Optional[str] = None,
         raise ApiError(403, f"{actor} may not send to {send_to!r} (Courier.Users.{actor}.MaySendTo)")
 
 
-def check_owner(ctx: Context, request: HttpRequest, job: Job) -> None:
-    if rights_of(ctx, request).role != "admin" and job.created_by != actor_of(request):
-        raise ApiError(403, f"job {job.id} belongs to {job.created_by}; only its owner or an admin may change it")
+def check_owner(ctx: Context, request: HttpRequest, owned: Union[Job, Subscription], what: str = "job") -> None:
+    """Only the user who made a job (or a subscription), or an admin, may change it."""
+    if rights_of(ctx, request).role != "admin" and owned.created_by != actor_of(request):
+        raise ApiError(403, f"{what} {owned.id} belongs to {owned.created_by}; only its owner or an admin may change it")
