@@ -12,7 +12,7 @@ APT_STAMP := $(VENV)/.apt-done
 TEST_APT_STAMP := $(VENV)/.apt-test-done
 PIP_STAMP := $(VENV)/.pip-done
 
-.PHONY: install run cluster test lint unit integration bench clean
+.PHONY: install run cluster test lint unit integration bench clean import
 
 # Never trust a $(VENV) this Makefile did not make: orthanc-python embeds /usr/bin/python3, so the
 # venv must be made from it. A link (it may point anywhere, or nowhere on another machine) is
@@ -78,6 +78,21 @@ run: install
 
 # Two routers on one PostgreSQL behind HAProxy, on loopback (see cluster/ and the README's
 # "Scaling out"): HTTP 8042 and DICOM 4242 on the balancer, the routers on 8142/4342 and 8242/4442.
+# make import PATH=/media/disk ROUTE=research [RECURSIVE=1] [DRY_RUN=1] [MOVE=/done | DELETE=1]
+#   (or DESTINATION=id [PSEUDONYMIZE=profile], or AS_RECEIVED=1; URL=, USER=, PASSWORD_FILE=)
+# PATH here is the folder to import (IMPORT_PATH works too): the recipe runs with the system's
+# PATH of its own, since make hands a PATH given on its command line to every command.
+IMPORT_DIR = $(if $(filter command line,$(origin PATH)),$(PATH),$(IMPORT_PATH))
+SYSTEM_PATH := /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+import:
+	@[ -x $(PY) ] || { echo "run make install first (with the system's PATH)"; exit 2; }
+	@[ -n "$(IMPORT_DIR)" ] || { echo "usage: make import PATH=<folder> ROUTE=<route> (see the Makefile)"; exit 2; }
+	@/usr/bin/env PATH=$(SYSTEM_PATH) PYTHONPATH=plugin $(PY) -m courier.cli import "$(IMPORT_DIR)" \
+	  $(if $(ROUTE),--route "$(ROUTE)") $(if $(DESTINATION),--destination "$(DESTINATION)") \
+	  $(if $(PSEUDONYMIZE),--pseudonymize "$(PSEUDONYMIZE)") $(if $(AS_RECEIVED),--as-received) \
+	  $(if $(RECURSIVE),--recursive) $(if $(DRY_RUN),--dry-run) $(if $(MOVE),--move "$(MOVE)") $(if $(DELETE),--delete) \
+	  $(if $(URL),--url "$(URL)") $(if $(USER_NAME),--user "$(USER_NAME)") $(if $(PASSWORD_FILE),--password-file "$(PASSWORD_FILE)")
+
 cluster: install
 	@missing=""; for p in $(CLUSTER_DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

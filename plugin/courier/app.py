@@ -17,6 +17,8 @@ from courier.engine.scheduler import Scheduler
 from courier.engine.workers import Engine
 from courier.errors import ConfigError
 from courier.host import Host
+from courier.imports.importer import Importer
+from courier.imports.watch import FolderWatcher
 from courier.orthanc_rest import OrthancRest
 from courier.routing.admission import Admission
 from courier.routing.callers import CallerPolicy
@@ -60,12 +62,15 @@ class Courier:
                                for name, profile in config.profiles.items()}
         self.engine = Engine(config, self.store, self.rest, senders, self.pseudonymizers)
         self.scheduler = Scheduler(config, self.store, self.rest, self.engine.incarnation, on_tasks=self.engine.wake)
+        self.importer = Importer(self.store, self.rest)
+        self.watcher = FolderWatcher(config.imports, config.routes, self.store, self.importer, on_tasks=self.engine.wake)
         self.follower = ChangeFollower(self.store, self.rest, config.routes, self.callers, run_script,
                                        on_tasks=self.engine.wake, pseudonymizers=self.pseudonymizers)
         self.metrics = MetricsPublisher(self.store, host.set_metric)
         self.api = Api(Context(config, self.store, is_healthy=lambda: self.engine.running and self.follower.running,
                                pseudonymizers=self.pseudonymizers, rest=self.rest, wake_workers=self.engine.wake,
                                wake_follower=self.follower.wake, wake_scheduler=self.scheduler.wake,
+                               importer=self.importer, watcher=self.watcher,
                                run_script=self.run_script))
 
     def install(self) -> None:
@@ -90,12 +95,13 @@ class Courier:
             self.engine.start()
             self.follower.start()
             self.scheduler.start()
+            self.watcher.start()
             self.metrics.start()
             log.warning("Courier started: %d route(s), %d worker(s), database %s",
                         len(self.config.routes), self.config.workers, self.config.database.describe())
         elif change == "ORTHANC_STOPPED":      # in parallel: a graceful stop must end within seconds
-            stoppers = [threading.Thread(target=part.stop) for part in (self.follower, self.scheduler, self.engine,
-                                                                   self.metrics)]
+            stoppers = [threading.Thread(target=part.stop) for part in (self.follower, self.scheduler, self.watcher,
+                                                                   self.engine, self.metrics)]
             for thread in stoppers:
                 thread.start()
             for thread in stoppers:

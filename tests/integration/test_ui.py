@@ -417,3 +417,35 @@ def test_a_job_made_to_start_by_hand_shows_ready_and_a_start_button(cluster, tmp
     page.click("button[data-action=start]")
     wait_for_job(page, "SUCCESS")
     assert len(dest.instances()) == 1
+
+
+def test_upload_page_sends_files_and_a_folder_previews_them_and_sends_them_on(cluster, tmp_path, browser):
+    import io
+    import zipfile
+    node, pacs, dest = courier(cluster, tmp_path)
+    loose = write_instances(tmp_path / "loose", 2, patient_id="UP1", modality="MR", SeriesDescription="<b>T2</b>")
+    folder = write_instances(tmp_path / "folder" / "series", 1, patient_id="UP2")
+    packed = write_instances(tmp_path / "packed", 1, patient_id="UP3")
+    archive = tmp_path / "scans.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.write(packed[0], "in/" + packed[0].name)
+        zipped.writestr("notes.txt", "not DICOM")
+    assert io and node
+    page = page_for(browser, "alice")
+    page.goto(node.url + "/courier/ui/upload")
+    page.set_input_files("#files", [str(p) for p in loose] + [str(archive)])
+    page.wait_for_function("document.getElementById('progress-text').textContent === '3/3'", timeout=30000)
+    page.wait_for_selector("#preview section.patient", timeout=10000)
+    page.set_input_files("#folder", str(tmp_path / "folder"))
+    page.wait_for_function("document.querySelectorAll('#preview section.patient').length === 3", timeout=30000)
+    assert page.locator("#preview li.series", has_text="<b>T2</b>: 2 instance(s)").count() == 1      # text, not markup
+    assert page.evaluate("document.querySelector('#preview img').naturalWidth") > 0                  # a thumbnail
+    assert page.locator("#rejected td", has_text="notes.txt").count() == 1
+    page.screenshot(path=str(SHOTS / "upload.png"), full_page=True)
+    assert dest.instances() == []
+    page.select_option("#actions select[name=Destination]", "dest")
+    page.click("#actions button[data-action=send]")
+    page.wait_for_function("document.getElementById('message').textContent.indexOf('sent') === 0", timeout=10000)
+    wait_until(lambda: dest.sop_uids() == {p.stem for p in loose + folder + packed}, 30, what="the upload at dest")
+    carol = page_for(browser, "carol")
+    assert carol.goto(node.url + "/courier/ui/upload").status == 403                                  # viewers may not

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from courier.config.database import DatabaseSettings, parse_database
 from courier.config.destinations import Archive, Folder, parse_archives, parse_folders
+from courier.config.imports import ImportFolder, parse_imports
 from courier.config.nodes import Node, NodeSettings, node_registry, parse_node_settings
 from courier.config.profiles import Profile, parse_profiles
 from courier.config.reader import Section, resolve
@@ -50,6 +51,7 @@ class CourierConfig:
     node_settings: Mapping[str, NodeSettings] = field(default_factory=dict)
     archives: Mapping[str, Archive] = field(default_factory=dict)
     access: AccessPolicy = field(default_factory=lambda: AccessPolicy({}, authentication=False))
+    imports: Mapping[str, ImportFolder] = field(default_factory=dict)
 
 
 # --- Orthanc's own registries ------------------------------------------------------------
@@ -101,8 +103,9 @@ def parse(orthanc: Mapping[str, Any], base_dir: str, repo_dir: str,
     profiles = parse_profiles(section.get("Pseudonymization", dict, {}), base_dir, environ)
     database = parse_database(section, resolve(section.get("DatabasePath", str, os.path.join(storage, "courier.sqlite")),
                                                base_dir), base_dir, environ)
+    routes = parse_routes(section.get("Routes", list, []), destinations, profiles, _stable_age(orthanc))
     return CourierConfig(
-        routes=parse_routes(section.get("Routes", list, []), destinations, profiles, _stable_age(orthanc)),
+        routes=routes, imports=parse_imports(section.get("Imports", dict, {}), base_dir, routes, destinations, profiles),
         nodes=nodes, profiles=profiles,
         node_settings=parse_node_settings(section.get("Nodes", dict, {}), nodes), archives=archives,
         access=parse_users(section, orthanc, nodes, destinations),

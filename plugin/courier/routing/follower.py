@@ -127,9 +127,10 @@ class ChangeFollower:
         audit: list[AuditEvent] = []
         arrivals: list[Arrival] = []
         fetching = self.store.tasks.job_study_ids() if changes else set()
+        imported = self.store.imports.held([c["ID"] for c in changes if c["ChangeType"] == "NewInstance"])
         for change in changes:
-            if change["ChangeType"] != "NewInstance":
-                continue
+            if change["ChangeType"] != "NewInstance" or change["ID"] in imported:
+                continue                # an import (watched folder, upload) routes what it stored itself
             try:
                 self._new_instance(change["ID"], change["Seq"], fetching, tasks, audit, arrivals)
             except OrthancHttpError as exc:

@@ -99,7 +99,20 @@ P002_SUBSCRIPTIONS = """
     CREATE INDEX tasks_job_study ON tasks (job_id, study_uid)
 """
 
+P003_IMPORTS = """
+    CREATE TABLE import_files (
+        id BIGSERIAL PRIMARY KEY, source TEXT NOT NULL, path TEXT NOT NULL, unit TEXT NOT NULL, size BIGINT NOT NULL,
+        mtime DOUBLE PRECISION NOT NULL, state TEXT NOT NULL, outcome TEXT, reason TEXT, instance_id TEXT, study_id TEXT,
+        series_id TEXT, at DOUBLE PRECISION NOT NULL, UNIQUE (source, path));
+    CREATE INDEX import_files_instance ON import_files (instance_id);
+    CREATE INDEX import_files_unit ON import_files (source, unit, state);
+    CREATE TABLE uploads (
+        id BIGSERIAL PRIMARY KEY, created_at DOUBLE PRECISION NOT NULL, created_by TEXT NOT NULL, state TEXT NOT NULL,
+        action TEXT, at DOUBLE PRECISION NOT NULL)
+"""
+
 STEPS: list[tuple[str, str]] = [
     ("p001_schema_as_of_sqlite_m014", P001_SCHEMA),
     ("p002_subscriptions_and_job_lifecycle", P002_SUBSCRIPTIONS),
+    ("p003_imports", P003_IMPORTS),
 ]

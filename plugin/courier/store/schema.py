@@ -209,3 +209,24 @@ def m015_subscriptions_and_job_lifecycle(db: sqlite_utils.Database) -> None:
     # through the subscription's own job; jobs resolved in the background (phase QUERYING, READY).
     for statement in filter(str.strip, SUBSCRIPTIONS.split(";")):
         db.execute(statement)
+
+
+IMPORTS = """
+    CREATE TABLE import_files (
+        id INTEGER PRIMARY KEY, source TEXT NOT NULL, path TEXT NOT NULL, unit TEXT NOT NULL, size INTEGER NOT NULL,
+        mtime REAL NOT NULL, state TEXT NOT NULL, outcome TEXT, reason TEXT, instance_id TEXT, study_id TEXT,
+        series_id TEXT, at REAL NOT NULL, UNIQUE (source, path));
+    CREATE INDEX import_files_instance ON import_files (instance_id);
+    CREATE INDEX import_files_unit ON import_files (source, unit, state);
+    CREATE TABLE uploads (
+        id INTEGER PRIMARY KEY, created_at REAL NOT NULL, created_by TEXT NOT NULL, state TEXT NOT NULL,
+        action TEXT, at REAL NOT NULL)
+"""
+
+
+@migrations()
+def m016_imports(db: sqlite_utils.Database) -> None:
+    # Files from watched folders and uploads, one row each (imported, duplicate, rejected with the
+    # reason), and the instances they became, which the routes leave to the import.
+    for statement in filter(str.strip, IMPORTS.split(";")):
+        db.execute(statement)

@@ -12,6 +12,7 @@ One object per table family, all on one back-end (courier.store.database):
     completions arrivals of series and studies, and which route completed them up to where
     routers     the routers sharing the database, with their heartbeats
     subscriptions  scheduled queries of a source, and what each transferred per study
+    imports     files of watched folders and uploads, and the instances they became
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from courier.store.audit import AuditLog
 from courier.store.completion import Completions
 from courier.store.crosswalk import Crosswalk
 from courier.store.database import Database, SQLiteDatabase
+from courier.store.imports import Imports
 from courier.store.jobs import Jobs
 from courier.store.nodes import NodeStatus
 from courier.store.quarantine import Quarantine
@@ -44,3 +46,4 @@ class Store:
         self.completions = Completions(self.database)
         self.routers = Routers(self.database)
         self.subscriptions = Subscriptions(self.database)
+        self.imports = Imports(self.database)

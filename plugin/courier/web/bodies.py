@@ -152,6 +152,14 @@ ROUTE_TEST = Body({"type": "object", "additionalProperties": False, "properties"
 
 PSEUDONYMIZE = Body(raw=(DICOM_FILE,))
 LOOKUP_CSV = Body(raw=(("text/csv", 16 * MiB),))
+UPLOAD_TYPES = ("application/dicom", "application/zip", "application/x-tar", "application/gzip",
+                "application/x-7z-compressed", "application/octet-stream")
+UPLOAD_FILE = Body(raw=tuple((media, 512 * MiB) for media in UPLOAD_TYPES))
+UPLOAD_ACTION = Body({"type": "object", "additionalProperties": False, "properties": {
+    "Route": _string(256, "route: the name of a route (its destinations and profile); none: as received", nullable=True),
+    "Destination": _string(256, "send: where to", nullable=True), "Pseudonymize": PROFILE},
+    "description": "route: {} (as received: the routes whose Match fires) or {Route}; send: {Destination, "
+                   "Pseudonymize?}; discard: {}"})
 
 
 def request_body(body: Body) -> dict:

@@ -16,6 +16,8 @@ from courier.config.parse import CourierConfig
 from courier.deid.pseudonymizer import Pseudonymizer
 from courier.errors import ApiError, DeliveryError
 from courier.host import HttpRequest, HttpResponse
+from courier.imports.importer import Importer
+from courier.imports.watch import FolderWatcher
 from courier.orthanc_rest import OrthancRest
 from courier.store.records import Task
 from courier.store.store import Store
@@ -37,6 +39,8 @@ class Context:
     wake_workers: Callable[[], None] = lambda: None
     wake_follower: Callable[[], None] = lambda: None
     wake_scheduler: Callable[[], None] = lambda: None
+    importer: Optional[Importer] = None     # stores uploaded files
+    watcher: Optional[FolderWatcher] = None  # the watched folders, for their status
     run_script: Optional[Callable] = None
     csrf_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
 

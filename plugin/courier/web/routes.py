@@ -23,6 +23,7 @@ from courier.web import (
     api_batches,
     api_completion,
     api_deid,
+    api_imports,
     api_jobs,
     api_nodes,
     api_quarantine,
@@ -172,6 +173,22 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "completion/{id}/force", api_completion.force,
              "Complete a series or study (Orthanc ID) now, for every route that waits for it", role="operator",
              body=bodies.NOTHING, path=(("id", _ORTHANC_ID),)),
+    Endpoint("GET", "imports", api_imports.imports, "The watched folders (Courier.Imports) with their files' outcomes"),
+    Endpoint("GET", "imports/{id}/files", api_imports.import_files, "A watched folder's files: outcome, reason, instance",
+             _PAGING, path=(("id", {"type": "string", "description": "an import id of Courier.Imports"}),)),
+    Endpoint("POST", "uploads", api_imports.new_upload, "Begin an upload: files are then posted one by one, held, "
+             "previewed, and routed, sent or discarded", role="operator", body=bodies.NOTHING),
+    Endpoint("POST", "uploads/{id}/files", api_imports.upload_file,
+             "One DICOM file, or a ZIP / TAR / TAR.GZ / 7z archive unpacked safely (name in X-Courier-Filename): "
+             "each file's outcome (imported, duplicate, not DICOM, unreadable, skipped) with the reason",
+             role="operator", body=bodies.UPLOAD_FILE),
+    Endpoint("GET", "uploads/{id}", api_imports.get_upload,
+             "An upload: its files' outcomes and what they hold by patient, study and series, with thumbnails",
+             role="operator"),
+    Endpoint("POST", "uploads/{id}/{action}", api_imports.upload_action,
+             'route ({} as received, or {"Route"}) | send ({"Destination", "Pseudonymize"?}) | discard',
+             role="operator", body=bodies.UPLOAD_ACTION,
+             path=(("action", {"type": "string", "enum": list(api_imports.ACTIONS)}),)),
     Endpoint("GET", "openapi.json", openapi, "This document"),
 )
 

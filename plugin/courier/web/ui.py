@@ -23,7 +23,8 @@ from courier.web.http import Context
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 WEB_DIR = os.path.join(REPO_DIR, "web")
-STATIC = {"courier.css", "job.js", "explorer.js", "actions.js", "send.js", "routes.js", "batch.js", "subscriptions.js"}
+STATIC = {"courier.css", "job.js", "explorer.js", "actions.js", "send.js", "routes.js", "batch.js", "subscriptions.js",
+          "upload.js"}
 
 
 class Ui:
@@ -49,6 +50,8 @@ class Ui:
             by = context["query"].get("by") or ""
             shown = [j for j in summaries if (not wanted or j["Status"] == wanted) and (not by or j["CreatedBy"] == by)]
             return self._render("jobs.html", context, jobs=shown, status=wanted, by=by,
+                                imports=[dict(i, LastAt=_when(i["LastAt"]) if i["LastAt"] else "")
+                                         for i in (self.ctx.watcher.status() if self.ctx.watcher else [])],
                                 statuses=("QUERYING", "READY", "PENDING", "RUNNING", "WAITING_FOR_WINDOW", "UNREACHABLE",
                                           "PAUSED", "SUCCESS", "WARNING", "FAILURE", "CANCELED"))
         if page == "explorer":
@@ -57,6 +60,12 @@ class Ui:
                                 nodes=[n for n, node in config.nodes.items() if node.kind in ("dicom", "dicomweb")],
                                 destinations=sorted(config.destinations), profiles=sorted(config.profiles),
                                 filters={level: list(keys) for level, keys in FILTERS.items()})
+        if page == "upload":
+            if context["role"] not in ("operator", "admin"):
+                raise ApiError(403, "uploading needs the operator role")
+            config = self.ctx.config
+            return self._render("upload.html", context, destinations=sorted(config.destinations),
+                                profiles=sorted(config.profiles))
         if page == "subscriptions":
             config = self.ctx.config
             return self._render("subscriptions.html", context,

@@ -1,0 +1,1 @@
+"""Imports: DICOM files that come on disks and in archives (watched folders, uploads, the command line)."""
