@@ -182,7 +182,7 @@ def test_multipart_posts_are_refused_never_told_they_succeeded(router):
 def test_get_arguments_are_decoded_and_must_be_text(router):
     # Orthanc 1.10.1 hands a plugin the GET arguments still percent-encoded.
     answer = requests.get(router.url + "/courier/tasks", params={"state": "NOT DONE"}, timeout=10)
-    assert answer.status_code == 400 and answer.json()["error"].startswith("unknown state 'NOT DONE'")
+    assert answer.status_code == 400 and answer.json()["error"].startswith("query parameter 'state': unknown state 'NOT DONE'")
     assert requests.get(router.url + "/courier/audit", params={"actor": "jos\u00e9"}, timeout=10).status_code == 200
     answer = requests.get(router.url + "/courier/audit?actor=%ED%A0%80", timeout=10)
     assert answer.status_code == 400 and answer.json() == {"error": "query parameter 'actor': not UTF-8 text",

@@ -146,8 +146,17 @@ def test_an_upload_of_files_and_archives_previews_then_sends_or_discards(cluster
         archive.writestr(two[0].read_bytes(), "z/" + two[0].name)
     assert post("last.7z", seven.getvalue()).json()["Files"][0]["Outcome"] == "imported"
     assert post(three[0].name, three[0].read_bytes(), "application/dicom").json()["Files"][0]["Outcome"] == "imported"
-    bomb = _zip([(f"f{n}", b"") for n in range(3)])
-    assert post("bomb.zip", bomb[:40]).status_code == 400                      # a damaged archive: a 400 naming it
+    damaged = _zip([(f"f{n}", b"") for n in range(3)])
+    refused = post("damaged.zip", damaged[:40])
+    assert refused.status_code == 400 and "damaged.zip: cannot read the zip archive" in refused.json()["error"]
+    bomb = io.BytesIO()                                                      # 1.1 GiB of zeros in 1 MB
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        with archive.open("zeros.dcm", "w", force_zip64=True) as member:
+            for _ in range(70):
+                member.write(bytes(16 << 20))
+    exploded = post("bomb.zip", bomb.getvalue())
+    assert exploded.status_code == 400 and "larger than 1 GiB" in exploded.json()["error"], exploded.text
+    assert node.get("/system")["Version"]                                     # Orthanc unharmed
     preview = node.get(f"/courier/uploads/{upload}")
     by_patient = {p["PatientID"]: p for p in preview["Patients"]}
     assert sorted(by_patient) == ["U1", "U2"]
@@ -167,6 +176,7 @@ def test_an_upload_of_files_and_archives_previews_then_sends_or_discards(cluster
                   headers={"Content-Type": "application/dicom", "X-Courier-Filename": "f.dcm"})
     requests.post(f"{node.url}/courier/uploads/{other}/files", data=one[0].read_bytes(), timeout=30,
                   headers={"Content-Type": "application/dicom", "X-Courier-Filename": "g.dcm"})   # a duplicate
+    assert [(u["Id"], u["State"]) for u in node.get("/courier/uploads")["uploads"]] == [(other, "OPEN"), (upload, "SENT")]
     discarded = node.post(f"/courier/uploads/{other}/discard").json()
     assert discarded["Deleted"] == 1 and fresh[0].stem not in node.sop_uids() and one[0].stem in node.sop_uids()
 

@@ -1,5 +1,6 @@
 """Start-up errors, partial deliveries, authentication, the REST API as documented, metrics."""
 import subprocess
+import time
 
 import pytest
 import requests
@@ -140,3 +141,34 @@ def test_cancel_and_retry_through_the_api_during_an_outage(cluster, tmp_path):
     wait_until(lambda: len(dest.instances()) == 2, 20, what="cancelled task delivered after retry")
     status = node.get("/courier/status")
     assert status["queue"]["SUCCESS"] == 2 and status["destinations"]["dest"]["delivered_instances"] == 2
+
+
+def test_tasks_are_retried_cancelled_and_reprioritised_in_bulk_and_exported(cluster, tmp_path):
+    import csv
+    import io
+
+    import requests
+    node = cluster.orthanc("router", courier={"AllowedCallers": "Any", "Retry": {"MaxAttempts": 1},
+                                              "Routes": [{"Name": "nowhere", "Destinations": ["nobody"]}]},
+                           extra={"DicomModalities": {"nobody": ["NOBODY", "127.0.0.1", free_port()]}})
+    storescu(node.dicom_port, write_instances(tmp_path / "s", 4, patient_id="B1"))
+    wait_until(lambda: node.get("/courier/tasks", state="FAILURE")["total"] == 4, 30, what="four failed tasks")
+    exported = requests.get(f"{node.url}/courier/tasks.csv", params={"state": "FAILURE"}, timeout=10)
+    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    assert exported.headers["Content-Type"].startswith("text/csv") and len(rows) == 4
+    assert {r["route"] for r in rows} == {"nowhere"} and all(r["last_error"] for r in rows) and "B1" not in exported.text
+    retried = node.post("/courier/tasks/bulk", {"Action": "retry", "Filter": {"state": "FAILURE", "route": "nowhere"}})
+    assert retried.status_code == 200 and retried.json()["Changed"] == 4, retried.text
+    wait_until(lambda: node.get("/courier/tasks", state="FAILURE")["total"] == 4, 30, what="failed again")
+    some = [t["id"] for t in node.get("/courier/tasks", state="FAILURE")["tasks"]][:2]
+    assert node.post("/courier/tasks/bulk", {"Action": "retry", "Ids": some}).json()["Changed"] == 2
+    cancelled = node.post("/courier/tasks/bulk", {"Action": "cancel", "Ids": some}).json()     # those still pending
+    assert cancelled["Changed"] <= 2
+    assert node.get("/courier/tasks", since=time.time() + 3600)["total"] == 0     # created between since and until
+    assert node.get("/courier/tasks", until=time.time() + 3600)["total"] == 4
+    bad = node.post("/courier/tasks/bulk", {"Action": "retry"})
+    assert bad.status_code == 400 and "Ids: give Ids" in bad.json()["error"]
+    bad = node.post("/courier/tasks/bulk", {"Action": "priority", "Ids": some})
+    assert bad.status_code == 400 and "Priority" in bad.json()["error"]
+    actions = {e["action"] for e in node.get("/courier/audit", limit=100)["entries"]}
+    assert {"task-bulk-retry"} <= actions

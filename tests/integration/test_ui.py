@@ -426,18 +426,30 @@ def test_upload_page_sends_files_and_a_folder_previews_them_and_sends_them_on(cl
     loose = write_instances(tmp_path / "loose", 2, patient_id="UP1", modality="MR", SeriesDescription="<b>T2</b>")
     folder = write_instances(tmp_path / "folder" / "series", 1, patient_id="UP2")
     packed = write_instances(tmp_path / "packed", 1, patient_id="UP3")
+    import tarfile
+
+    import py7zr
+    tarred = write_instances(tmp_path / "tarred", 1, patient_id="UP4")
+    sevened = write_instances(tmp_path / "sevened", 1, patient_id="UP5")
     archive = tmp_path / "scans.zip"
     with zipfile.ZipFile(archive, "w") as zipped:
         zipped.write(packed[0], "in/" + packed[0].name)
         zipped.writestr("notes.txt", "not DICOM")
+        zipped.writestr("../../escape.dcm", packed[0].read_bytes())          # refused: leaves the archive
+    with tarfile.open(tmp_path / "more.tar.gz", "w:gz") as tar:
+        tar.add(tarred[0], arcname="t/" + tarred[0].name)
+    with py7zr.SevenZipFile(tmp_path / "more.7z", "w") as seven:
+        seven.write(sevened[0], "s/" + sevened[0].name)
     assert io and node
     page = page_for(browser, "alice")
     page.goto(node.url + "/courier/ui/upload")
-    page.set_input_files("#files", [str(p) for p in loose] + [str(archive)])
-    page.wait_for_function("document.getElementById('progress-text').textContent === '3/3'", timeout=30000)
+    page.set_input_files("#files", [str(p) for p in loose] + [str(archive), str(tmp_path / "more.tar.gz"),
+                                                              str(tmp_path / "more.7z")])
+    page.wait_for_function("document.getElementById('progress-text').textContent === '5/5'", timeout=30000)
     page.wait_for_selector("#preview section.patient", timeout=10000)
     page.set_input_files("#folder", str(tmp_path / "folder"))
-    page.wait_for_function("document.querySelectorAll('#preview section.patient').length === 3", timeout=30000)
+    page.wait_for_function("document.querySelectorAll('#preview section.patient').length === 5", timeout=30000)
+    assert page.locator("#rejected tr", has_text="escape.dcm").locator("td").nth(1).inner_text() == "skipped"
     assert page.locator("#preview li.series", has_text="<b>T2</b>: 2 instance(s)").count() == 1      # text, not markup
     assert page.evaluate("document.querySelector('#preview img').naturalWidth") > 0                  # a thumbnail
     assert page.locator("#rejected td", has_text="notes.txt").count() == 1
@@ -446,6 +458,35 @@ def test_upload_page_sends_files_and_a_folder_previews_them_and_sends_them_on(cl
     page.select_option("#actions select[name=Destination]", "dest")
     page.click("#actions button[data-action=send]")
     page.wait_for_function("document.getElementById('message').textContent.indexOf('sent') === 0", timeout=10000)
-    wait_until(lambda: dest.sop_uids() == {p.stem for p in loose + folder + packed}, 30, what="the upload at dest")
+    wait_until(lambda: dest.sop_uids() == {p.stem for p in loose + folder + packed + tarred + sevened}, 30,
+               what="the upload at dest")
     carol = page_for(browser, "carol")
     assert carol.goto(node.url + "/courier/ui/upload").status == 403                                  # viewers may not
+
+
+def test_tasks_page_filters_ticks_and_acts_and_a_task_shows_its_history(cluster, tmp_path, browser):
+    node, pacs, dest = courier(cluster, tmp_path, Retry={"MaxAttempts": 1},
+                               Routes=[{"Name": "lost", "Destinations": ["dest"]}])
+    dest.stop()                                             # nobody answers there: the tasks fail
+    storescu(node.dicom_port, write_instances(tmp_path / "s", 3, patient_id="TP"))
+    wait_until(lambda: node.get("/courier/tasks", state="FAILURE")["total"] == 3, 30, what="three failed tasks")
+    page = page_for(browser, "alice")
+    page.goto(node.url + "/courier/ui/tasks?state=FAILURE&route=lost")
+    assert page.locator("#tasks .state").all_inner_texts() == ["FAILURE"] * 3
+    assert "state=FAILURE" in page.get_attribute("#csv", "href")
+    page.locator("input.pick").first.check()
+    page.click("button[data-bulk=cancel]")                  # a FAILURE task cannot be cancelled: nothing changes
+    page.wait_for_function("document.getElementById('message').textContent === '0 task(s) changed'", timeout=10000)
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.click("button[data-bulk=retry][data-all]")
+    page.wait_for_function("document.getElementById('message').textContent === '3 task(s) changed'", timeout=10000)
+    wait_until(lambda: node.get("/courier/tasks", state="FAILURE")["total"] == 3, 30, what="failed again")
+    task_id = node.get("/courier/tasks")["tasks"][0]["id"]
+    page.goto(node.url + f"/courier/ui/tasks/{task_id}")
+    history = page.locator("#history td:nth-child(2)").all_inner_texts()
+    assert "task-created" in history and "task-bulk-retry" in history and "task-failed" in history
+    assert page.locator("#missing li").count() == 1 and page.locator("#error").inner_text()
+    page.screenshot(path=str(SHOTS / "task.png"), full_page=True)
+    viewer = page_for(browser, "carol")
+    viewer.goto(node.url + "/courier/ui/tasks")
+    assert viewer.locator("p.bulk").count() == 0                               # only admins act

@@ -122,6 +122,14 @@ class Imports:
             write_audit(db, now, [AuditEvent("upload-started", actor=actor, detail={"upload": upload_id})])
         return upload_id
 
+    def uploads(self, limit: int = 100, offset: int = 0) -> tuple[int, list[dict]]:
+        """Uploads, newest first, each with its files' count (an OPEN one still holds its instances)."""
+        db = self.database.read()
+        total = db.execute("SELECT COUNT(*) FROM uploads").fetchone()[0]
+        rows = db.execute("SELECT u.*, (SELECT COUNT(*) FROM import_files f WHERE f.source = 'upload-' || u.id) AS files"
+                          " FROM uploads u ORDER BY u.id DESC LIMIT ? OFFSET ?", (limit, offset)).fetchall()
+        return total, [dict(r) for r in rows]
+
     def upload(self, upload_id: int) -> Optional[dict]:
         row = self.database.read().execute("SELECT * FROM uploads WHERE id = ?", (upload_id,)).fetchone()
         return None if row is None else dict(row)

@@ -14,12 +14,15 @@ from courier.store.arrivals import record_arrivals
 from courier.store.audit import write as write_audit
 from courier.store.database import SQLiteDatabase
 from courier.store.records import (
+    CANCELED,
+    FAILURE,
     FINAL_STATES,
     OUTCOME_ACTIONS,
     PENDING,
     RUNNING,
     STATES,
     SUCCESS,
+    WARNING,
     Arrival,
     Attempt,
     AuditEvent,
@@ -45,6 +48,21 @@ def insert_tasks(db: sqlite3.Connection, now: float, tasks: Sequence[NewTask]) -
     write_audit(db, now, [AuditEvent("task-created", route=t.route, destination=t.destination,
                                      resource_id=t.resource_id, task_id=i) for t, i in zip(tasks, ids, strict=True)])
     return ids
+
+
+BULK_FROM = {"retry": (FAILURE, WARNING, CANCELED), "cancel": (PENDING, RUNNING), "priority": (PENDING, RUNNING)}
+
+
+def _where(state: Optional[str], route: Optional[str], destination: Optional[str], job_id: Optional[int],
+           since: Optional[float], until: Optional[float]) -> tuple[str, list]:
+    """The WHERE clause of a task filter (created between since and until, Unix time)."""
+    where, args = [], []
+    for column, op, value in (("state", "=", state), ("route", "=", route), ("destination", "=", destination),
+                              ("job_id", "=", job_id), ("created_at", ">=", since), ("created_at", "<", until)):
+        if value is not None:
+            where.append(f"{column} {op} ?")
+            args.append(value)
+    return (f" WHERE {' AND '.join(where)}" if where else ""), args
 
 
 class Tasks:
@@ -317,17 +335,39 @@ class Tasks:
             (task_id,)).fetchall()]
 
     def list(self, state: Optional[str] = None, route: Optional[str] = None, destination: Optional[str] = None,
-             limit: int = 100, offset: int = 0, job_id: Optional[int] = None) -> tuple[int, list[Task]]:
-        where, args = [], []
-        for column, value in (("state", state), ("route", route), ("destination", destination), ("job_id", job_id)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
+             limit: int = 100, offset: int = 0, job_id: Optional[int] = None, since: Optional[float] = None,
+             until: Optional[float] = None) -> tuple[int, list[Task]]:
+        clause, args = _where(state, route, destination, job_id, since, until)
         total = self.database.read().execute(f"SELECT COUNT(*) FROM tasks{clause}", args).fetchone()[0]
         rows = self.database.read().execute(f"SELECT {COLUMNS} FROM tasks{clause} ORDER BY id DESC LIMIT ? OFFSET ?",
                                             (*args, limit, offset)).fetchall()
         return total, [Task.from_row(r) for r in rows]
+
+    def bulk(self, action: str, actor: str, ids: Optional[Sequence[int]] = None, state: Optional[str] = None,
+             route: Optional[str] = None, destination: Optional[str] = None, since: Optional[float] = None,
+             until: Optional[float] = None, priority: Optional[int] = None) -> dict:
+        """retry | cancel | priority for the tasks `ids`, or for all matching the filter, in one
+        transaction, each audited; those in a state the action does not apply to are left alone."""
+        allowed = BULK_FROM[action]
+        clause, args = _where(state, route, destination, None, since, until)
+        clause += (" AND" if clause else " WHERE") + f" state IN ({', '.join('?' * len(allowed))})"
+        args += list(allowed)
+        if ids is not None:
+            clause += f" AND id IN ({', '.join('?' * len(ids))})" if ids else " AND 0 = 1"
+            args += list(ids)
+        now = self.clock()
+        sets = {"retry": ("state = ?, attempts = 0, next_attempt_at = ?, finished_at = NULL, owner = NULL, updated_at = ?",
+                          [PENDING, now, now]),
+                "cancel": ("state = ?, finished_at = ?, updated_at = ?", [CANCELED, now, now]),
+                "priority": ("priority = ?, updated_at = ?", [priority, now])}[action]
+        with self.database.transaction() as db:
+            rows = db.execute(f"UPDATE tasks SET {sets[0]}{clause} RETURNING id, route, destination, resource_id",
+                              (*sets[1], *args)).fetchall()
+            write_audit(db, now, [AuditEvent(f"task-bulk-{action}", actor=actor, route=r[1], destination=r[2],
+                                             resource_id=r[3], task_id=r[0],
+                                             detail={"priority": priority} if action == "priority" else None)
+                                  for r in rows])
+        return {"Action": action, "Changed": len(rows), "Ids": sorted(r[0] for r in rows)[:1000]}
 
     def set_state(self, task_id: int, allowed_from: Sequence[str], state: str, actor: str, action: str) -> Optional[str]:
         """Move a task to `state` if it is in one of `allowed_from`; returns its former state or None."""

@@ -38,6 +38,14 @@ def _upload(ctx: Context, args: dict, open_only: bool = False) -> dict:
     return found
 
 
+def list_uploads(ctx: Context, request: HttpRequest, args: dict) -> Any:
+    limit, offset = paging(request)
+    total, rows = ctx.store.imports.uploads(limit, offset)
+    return {"total": total, "limit": limit, "offset": offset,
+            "uploads": [{"Id": r["id"], "State": r["state"], "Action": r["action"], "CreatedBy": r["created_by"],
+                         "CreatedAt": r["created_at"], "Files": r["files"]} for r in rows]}
+
+
 def new_upload(ctx: Context, request: HttpRequest, args: dict) -> Any:
     return {"Id": ctx.store.imports.new_upload(actor_of(request)), "State": "OPEN"}
 

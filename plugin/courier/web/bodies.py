@@ -129,6 +129,15 @@ SUBSCRIPTION = Body({"type": "object", "required": ["Source", "Destination"], "p
     "PauseBetweenStudiesSeconds": {"type": "number", "minimum": 0, "maximum": 86400},
     "OverlapDays": {"type": "integer", "minimum": 0, "maximum": 30}}})
 
+TASKS_BULK = Body({"type": "object", "required": ["Action"], "additionalProperties": False, "properties": {
+    "Action": {"type": "string", "enum": ["retry", "cancel", "priority"]},
+    "Ids": {"type": "array", "maxItems": 10000, "items": {"type": "integer", "minimum": 1}},
+    "Filter": {"type": "object", "additionalProperties": False, "properties": {
+        "state": _string(16), "route": _string(256), "destination": _string(256),
+        "since": {"type": "number"}, "until": {"type": "number"}}},
+    "Priority": {"type": "integer", "minimum": -1000, "maximum": 1000}},
+    "description": "Ids, or Filter (all matching); Priority with Action priority"})
+
 SUBSCRIPTION_EDIT = Body({**SUBSCRIPTION.schema, "required": [],
                           "description": "the body of create; Source ... Partition left out stay as they are"})
 

@@ -80,7 +80,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "routes", api_routes.routes, "The configured routes with task counts by state"),
     Endpoint("GET", "tasks", api_tasks.tasks, "Tasks, newest first",
              (("state", "PENDING, RUNNING, SUCCESS, WARNING, FAILURE or CANCELED"), ("route", "route name"),
-              ("destination", "destination id")) + _PAGING),
+              ("destination", "destination id"), ("since", "created at or after, Unix time"),
+              ("until", "created before, Unix time")) + _PAGING),
+    Endpoint("GET", "tasks.csv", api_tasks.tasks_csv, "The tasks matching the filters of /courier/tasks, as CSV",
+             (("state", "a task state"), ("route", "route name"), ("destination", "destination id"),
+              ("since", "created at or after, Unix time"), ("until", "created before, Unix time"))),
+    Endpoint("POST", "tasks/bulk", api_tasks.bulk,
+             'Retry, cancel or reprioritise tasks: {"Action": retry|cancel|priority, "Ids": [...] | "Filter": {state, '
+             'route, destination, since, until}, "Priority"?}; audited', role="admin", body=bodies.TASKS_BULK),
     Endpoint("GET", "tasks/{id}", api_tasks.task, "One task, with the SOP Instance UIDs still missing"),
     Endpoint("POST", "tasks/{id}/retry", api_tasks.retry, "Put a FAILURE, WARNING or CANCELED task back in the queue",
              role="admin", body=bodies.NOTHING),
@@ -176,6 +183,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "imports", api_imports.imports, "The watched folders (Courier.Imports) with their files' outcomes"),
     Endpoint("GET", "imports/{id}/files", api_imports.import_files, "A watched folder's files: outcome, reason, instance",
              _PAGING, path=(("id", {"type": "string", "description": "an import id of Courier.Imports"}),)),
+    Endpoint("GET", "uploads", api_imports.list_uploads, "Uploads, newest first (an OPEN one holds its instances until "
+             "it is routed, sent or discarded)", _PAGING, role="operator"),
     Endpoint("POST", "uploads", api_imports.new_upload, "Begin an upload: files are then posted one by one, held, "
              "previewed, and routed, sent or discarded", role="operator", body=bodies.NOTHING),
     Endpoint("POST", "uploads/{id}/files", api_imports.upload_file,

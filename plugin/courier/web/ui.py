@@ -24,7 +24,7 @@ from courier.web.http import Context
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 WEB_DIR = os.path.join(REPO_DIR, "web")
 STATIC = {"courier.css", "job.js", "explorer.js", "actions.js", "send.js", "routes.js", "batch.js", "subscriptions.js",
-          "upload.js"}
+          "upload.js", "tasks.js"}
 
 
 class Ui:
@@ -96,6 +96,10 @@ class Ui:
             for entry in entries:
                 entry["when"] = _when(entry["at"])
             return self._render("quarantine.html", context, entries=entries, is_admin=context["role"] == "admin")
+        if page == "tasks":
+            return self._tasks(context)
+        if page.startswith("tasks/") and page[6:].isdigit():
+            return self._task(int(page[6:]), context)
         if page.startswith("jobs/") and page[5:].isdigit():
             return self._job(int(page[5:]), context)
         raise ApiError(404, f"no page /courier/ui/{page}")
@@ -112,6 +116,35 @@ class Ui:
         config = self.ctx.config
         return self._render("send.html", context, study=study, tags=tags, destinations=sorted(config.destinations),
                             profiles=sorted(config.profiles), pseudonymize=context["query"].get("pseudonymize") == "1")
+
+    def _tasks(self, context: dict) -> HttpResponse:
+        query = context["query"]
+        since, until = _day(query.get("from")), _day(query.get("to"))
+        until = until + 86400 if until is not None else None
+        filters = {"state": query.get("state") or None, "route": query.get("route") or None,
+                   "destination": query.get("destination") or None}
+        if filters["state"] not in (None, *STATES):
+            raise ApiError(400, f"unknown state {filters['state']!r}")
+        total, rows = self.ctx.store.tasks.list(limit=500, offset=0, since=since, until=until, **filters)
+        tasks = [dict(t.as_json(), when=_when(t.created_at)) for t in rows]
+        chosen = {k: v for k, v in {**filters, "since": since, "until": until}.items() if v is not None}
+        return self._render("tasks.html", context, tasks=tasks, total=total, states=STATES,
+                            routes=sorted({r.name for r in self.ctx.config.routes}), filter_json=chosen,
+                            destinations=sorted(self.ctx.config.destinations), export_query=urlencode(chosen),
+                            filters={**filters, "from": query.get("from") or "", "to": query.get("to") or ""},
+                            can_act=context["role"] == "admin")
+
+    def _task(self, task_id: int, context: dict) -> HttpResponse:
+        task = self.ctx.store.tasks.get(task_id)
+        if task is None:
+            raise ApiError(404, f"no task {task_id}")
+        _, history = self.ctx.store.audit.entries(task_id=task_id, limit=200)
+        for entry in history:
+            entry["when"] = _when(entry["at"])
+            entry["detail_text"] = ", ".join(f"{k}: {v}" for k, v in (entry["detail"] or {}).items()) \
+                if isinstance(entry["detail"], dict) else str(entry["detail"] or "")
+        return self._render("task.html", context, task=task.as_json(), history=list(reversed(history)),
+                            missing=self.ctx.store.tasks.missing(task_id))
 
     def _audit(self, context: dict) -> HttpResponse:
         query = context["query"]

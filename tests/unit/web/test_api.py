@@ -31,7 +31,8 @@ def test_health_follows_the_workers(tmp_path):
 def test_bad_input_gets_a_json_error_with_a_message(tmp_path):
     a, _ = api(tmp_path)
     assert call(a, "GET", "/courier/tasks", state="DONE") == (400, {
-        "error": "unknown state 'DONE'; one of PENDING, RUNNING, SUCCESS, WARNING, FAILURE, CANCELED", "status": 400})
+        "error": "query parameter 'state': unknown state 'DONE'; one of PENDING, RUNNING, SUCCESS, WARNING, FAILURE, CANCELED",
+        "status": 400})
     assert call(a, "GET", "/courier/tasks", limit="many")[1]["error"].startswith("query parameter 'limit'")
     assert call(a, "GET", "/courier/tasks/99")[0] == 404
     assert call(a, "DELETE", "/courier/tasks")[0] == 405
