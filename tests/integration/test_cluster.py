@@ -2,6 +2,7 @@
 Courier's store beside them): any router takes any instance, delivers any task, completes any
 study and fetches any job's study; one killed with kill -9 loses nothing."""
 import itertools
+import os
 import threading
 import time
 
@@ -233,3 +234,21 @@ def test_a_subscription_goes_on_on_the_other_router_and_transfers_each_study_onc
         assert all(t["state"] == "SUCCESS" for t in tasks)
     finally:
         pacs.close()
+
+
+def test_one_router_watches_a_shared_folder_and_the_other_takes_it_over_when_it_dies(cluster, tmp_path, postgres):
+    dest = cluster.orthanc("dest")
+    inbox = tmp_path / "shared-inbox"
+    (a, b), _ = two_routers(cluster, postgres, tmp_path, {"dest": dest.as_modality()}, [],
+                            Imports={"shared": {"Path": str(inbox), "QuietSeconds": 0.5, "After": "Delete",
+                                                "Destinations": ["dest"], "RescanSeconds": 1}})
+    watching = {node: node.get("/courier/imports")["imports"][0]["Watching"] for node in (a, b)}
+    assert sorted(watching.values()) == [False, True]                     # one router at a time
+    holder = a if watching[a] else b
+    other = b if holder is a else a
+    holder.stop(kill=True)
+    files = write_instances(tmp_path / "staging" / "st", 3, patient_id="SH")
+    os.rename(tmp_path / "staging" / "st", inbox / "st")
+    wait_until(lambda: dest.sop_uids() == {p.stem for p in files}, 60, 0.5, what="the other router importing")
+    assert other.get("/courier/imports")["imports"][0]["Watching"] is True
+    assert other.get("/courier/tasks", destination="dest")["total"] == 1

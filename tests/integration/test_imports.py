@@ -92,6 +92,9 @@ def test_quiet_folders_delete_or_keep_and_a_kept_file_is_not_imported_twice(clus
     assert node.get("/courier/tasks", destination="dest")["total"] == 2     # Keep: each file once; one task a unit
     status = {i["Id"]: i for i in node.get("/courier/imports")["imports"]}
     assert status["kept"]["Outcomes"] == {"imported": 2} and status["gone"]["States"] == {"done": 2}
+    jobs_page = requests.get(f"{node.url}/courier/ui/jobs", timeout=10).text      # the Jobs page lists them
+    assert "<title>Jobs · Courier</title>" in jobs_page
+    assert jobs_page.count('id="imports"') == 1 and "<td>2 imported</td>" in jobs_page
 
 
 def test_a_router_killed_mid_import_loses_nothing_and_routes_once(cluster, tmp_path):

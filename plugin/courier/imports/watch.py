@@ -8,7 +8,8 @@ in `.tmp...` is being written) or when none of its files changed for `QuietSecon
 (watchdog) wake the thread; a rescan every `RescanSeconds` is the safety net, since events are
 lost on network mounts. Nothing is moved or deleted before Orthanc stored it and its unit was
 routed; a router killed at any point redoes at its next start only what is not recorded as done.
-One router at a time watches a folder (a lock for the life of the process, on the store).
+One router at a time watches a folder (a lock for the life of the process, on the store); the
+others try again every CLAIM_SECONDS, so when it dies another takes the folder over.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ log = logging.getLogger("courier.imports")
 
 WRITING = re.compile(r"\.tmp[^/]*$")
 LOOSE = "."                                     # the unit of the files lying in Path itself
+CLAIM_SECONDS = 10.0                            # how often a folder another router watches is tried again
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,9 @@ class FolderWatcher:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._observer = None
+        self._handler = None
+        self._claimed_at = 0.0
+        self._told: set[str] = set()
         self.watching: list[str] = []
         self.running = False
 
@@ -98,14 +103,27 @@ class FolderWatcher:
             return
         for folder in self.folders.values():
             os.makedirs(folder.path, exist_ok=True)
-            if self.store.database.hold(f"import:{folder.id}"):
-                self.watching.append(folder.id)
-            else:
-                log.warning("import %s: another router watches %s", folder.id, folder.path)
         self._observe()
+        self._claim_free()
         self._thread = threading.Thread(target=self._loop, name="courier-imports", daemon=True)
         self._thread.start()
         self.running = True
+
+    def _claim_free(self) -> None:
+        """Watch the folders no other live router watches (at start, and again later: a router
+        that held one and died lets it go with its process)."""
+        self._claimed_at = time.monotonic()
+        for folder_id, folder in self.folders.items():
+            if folder_id in self.watching:
+                continue
+            if self.store.database.hold(f"import:{folder_id}"):
+                self.watching.append(folder_id)
+                if self._observer is not None:
+                    self._observer.schedule(self._handler, folder.path, recursive=True)
+                log.warning("import %s: watching %s", folder_id, folder.path)
+            elif folder_id not in self._told:
+                self._told.add(folder_id)
+                log.warning("import %s: another router watches %s", folder_id, folder.path)
 
     def _observe(self) -> None:
         try:
@@ -119,8 +137,7 @@ class FolderWatcher:
             def on_any_event(self, event) -> None:  # noqa: ANN001 - watchdog's event
                 wake.set()
         observer = Observer()
-        for folder_id in self.watching:
-            observer.schedule(Wake(), self.folders[folder_id].path, recursive=True)
+        self._handler = Wake()
         observer.daemon = True
         observer.start()
         self._observer = observer
@@ -136,7 +153,9 @@ class FolderWatcher:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            waits = []
+            if len(self.watching) < len(self.folders) and time.monotonic() - self._claimed_at >= CLAIM_SECONDS:
+                self._claim_free()
+            waits = [CLAIM_SECONDS] if len(self.watching) < len(self.folders) else []
             for folder_id in self.watching:
                 try:
                     waits.append(self.scan(self.folders[folder_id]))
