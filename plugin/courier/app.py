@@ -13,6 +13,7 @@ from courier.deid.ingest_gate import IngestGate
 from courier.deid.pseudonymizer import Pseudonymizer
 from courier.deid.sources import patient_source
 from courier.delivery.senders import build_senders
+from courier.engine.echoes import EchoMonitor
 from courier.engine.scheduler import Scheduler
 from courier.engine.workers import Engine
 from courier.errors import ConfigError
@@ -66,7 +67,8 @@ class Courier:
         self.watcher = FolderWatcher(config.imports, config.routes, self.store, self.importer, on_tasks=self.engine.wake)
         self.follower = ChangeFollower(self.store, self.rest, config.routes, self.callers, run_script,
                                        on_tasks=self.engine.wake, pseudonymizers=self.pseudonymizers)
-        self.metrics = MetricsPublisher(self.store, host.set_metric)
+        self.metrics = MetricsPublisher(self.store, host.set_metric, config)
+        self.echoes = EchoMonitor(config, self.store, self.rest)
         self.api = Api(Context(config, self.store, is_healthy=lambda: self.engine.running and self.follower.running,
                                pseudonymizers=self.pseudonymizers, rest=self.rest, wake_workers=self.engine.wake,
                                wake_follower=self.follower.wake, wake_scheduler=self.scheduler.wake,
@@ -97,11 +99,12 @@ class Courier:
             self.scheduler.start()
             self.watcher.start()
             self.metrics.start()
+            self.echoes.start()
             log.warning("Courier started: %d route(s), %d worker(s), database %s",
                         len(self.config.routes), self.config.workers, self.config.database.describe())
         elif change == "ORTHANC_STOPPED":      # in parallel: a graceful stop must end within seconds
             stoppers = [threading.Thread(target=part.stop) for part in (self.follower, self.scheduler, self.watcher,
-                                                                   self.engine, self.metrics)]
+                                                                   self.engine, self.metrics, self.echoes)]
             for thread in stoppers:
                 thread.start()
             for thread in stoppers:

@@ -172,3 +172,30 @@ def test_tasks_are_retried_cancelled_and_reprioritised_in_bulk_and_exported(clus
     assert bad.status_code == 400 and "Priority" in bad.json()["error"]
     actions = {e["action"] for e in node.get("/courier/audit", limit=100)["entries"]}
     assert {"task-bulk-retry"} <= actions
+
+
+def test_the_dashboard_counts_what_came_and_went_and_echoes_every_node(cluster, tmp_path):
+    dest = cluster.orthanc("dest")
+    node = cluster.orthanc("router", courier={"AllowedCallers": "Any", "EchoIntervalSeconds": 1,
+                                              "Routes": [{"Name": "each", "Destinations": ["dest"]}]},
+                           extra={"DicomModalities": {"dest": dest.as_modality(), "down": ["DOWN", "127.0.0.1", free_port()]}})
+    files = write_instances(tmp_path / "s", 3, patient_id="DB")
+    storescu(node.dicom_port, files)
+    wait_until(lambda: len(dest.instances()) == 3, 30, what="the instances delivered")
+    board = wait_until(lambda: (b := node.get("/courier/dashboard"))["Hours"][-1]["delivered"] == 3 and
+                       {n["Id"]: n["State"] for n in b["Nodes"]} == {"dest": "green", "down": "red"} and b, 30, 0.5,
+                       what="the deliveries counted and both nodes echoed")
+    assert board["ReceivedToday"] == 3 and board["Hours"][-1]["received"] == 3 and len(board["Hours"]) == 24
+    assert board["Hours"][-1]["bytes"] > 0 and board["Hours"][-1]["latency_p95"] >= board["Hours"][-1]["latency_p50"] > 0
+    assert board["Storage"]["UsedBytes"] > 0 and board["Storage"]["FreeBytes"] > 0 and board["UptimeSeconds"] >= 0
+    assert board["Routes"] == [{"Name": "each", "Trigger": "Instance", "Destinations": ["dest"], "Callers": []}]
+    assert len(board["Days"]) >= 1 and board["Days"][-1]["delivered"] == 3
+    def published():
+        text = requests.get(node.url + "/tools/metrics-prometheus", timeout=10).text
+        found = dict(line.split()[:2] for line in text.splitlines() if line.startswith("courier_"))
+        return "courier_node_up_down" in found and float(found["courier_received_instances_this_hour"]) == 3 and found
+    values = wait_until(published, 20, 0.5, what="the metrics published (every 5 s)")
+    assert float(values["courier_node_up_dest"]) == 1 and float(values["courier_node_up_down"]) == 0
+    assert float(values["courier_received_instances_this_hour"]) == 3 and "courier_queue_wait_seconds" in values
+    echoes = node.get("/courier/audit", action="node-echoed")["entries"]
+    assert len(echoes) == 2                                 # periodic echoes audit a change of state only

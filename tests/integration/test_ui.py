@@ -490,3 +490,27 @@ def test_tasks_page_filters_ticks_and_acts_and_a_task_shows_its_history(cluster,
     viewer = page_for(browser, "carol")
     viewer.goto(node.url + "/courier/ui/tasks")
     assert viewer.locator("p.bulk").count() == 0                               # only admins act
+
+
+def test_the_dashboard_refreshes_itself_while_instances_flow_and_the_toggle_is_remembered(cluster, tmp_path, browser):
+    node, pacs, dest = courier(cluster, tmp_path, Routes=[{"Name": "each", "Destinations": ["dest"]}])
+    page = page_for(browser, "alice")
+    page.goto(node.url + "/courier/ui/")
+    page.wait_for_function("document.body.dataset.refreshes === '1'", timeout=10000)
+    assert page.locator("#received-today").inner_text() == "0 instances"
+    storescu(node.dicom_port, write_instances(tmp_path / "s", 3, patient_id="LIVE"))     # while the page is open
+    page.wait_for_function("document.getElementById('received-today').textContent === '3 instances'", timeout=20000)
+    page.wait_for_function("document.querySelector(\"#queue td[data-state='SUCCESS']\").textContent === '3'",
+                           timeout=20000)
+    assert page.locator("#chart-instances rect").count() > 24 and page.locator("#chart-instances text.tick").count() >= 4
+    import re
+    assert re.fullmatch(r"[0-9.]+ (B|KB|MB|GB|TB)", page.locator("#storage-used").inner_text())     # readable units
+    assert re.fullmatch(r"[0-9.]+ (KB|MB|GB|TB)", page.locator("#storage-free").inner_text())
+    assert page.locator("#topology .node[data-node='dest']").count() >= 1
+    page.screenshot(path=str(SHOTS / "dashboard-live.png"), full_page=True)
+    page.uncheck("#live")
+    page.reload()
+    assert not page.is_checked("#live")                               # remembered in this browser
+    page.wait_for_function("document.body.dataset.refreshes === '1'", timeout=10000)
+    page.wait_for_timeout(6000)
+    assert page.evaluate("document.body.dataset.refreshes") == "1"    # no refresh while off

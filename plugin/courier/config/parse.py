@@ -52,6 +52,8 @@ class CourierConfig:
     archives: Mapping[str, Archive] = field(default_factory=dict)
     access: AccessPolicy = field(default_factory=lambda: AccessPolicy({}, authentication=False))
     imports: Mapping[str, ImportFolder] = field(default_factory=dict)
+    echo_interval: float = 60.0                   # seconds between periodic echoes of every node; 0: none
+    storage_directory: str = "OrthancStorage"     # Orthanc's, for the free space the dashboard shows
 
 
 # --- Orthanc's own registries ------------------------------------------------------------
@@ -61,6 +63,13 @@ def _linger(section: Section) -> float:
     value = float(section.get("BatchLingerSeconds", float, 0.0))
     if not 0 <= value <= 10:
         raise ConfigError(f"{section.path}.BatchLingerSeconds", f"must be between 0 and 10 seconds, got {value:g}")
+    return value
+
+
+def _echo_interval(section: Section) -> float:
+    value = float(section.get("EchoIntervalSeconds", float, 60.0))
+    if value < 0:
+        raise ConfigError(f"{section.path}.EchoIntervalSeconds", f"must be 0 (no periodic echoes) or more, got {value:g}")
     return value
 
 
@@ -119,6 +128,8 @@ def parse(orthanc: Mapping[str, Any], base_dir: str, repo_dir: str,
         max_workers_per_destination=section.positive("MaxWorkersPerDestination", int, 2),
         batch_size=section.positive("BatchSize", int, 50),
         batch_linger=_linger(section),
+        echo_interval=_echo_interval(section),
+        storage_directory=resolve(storage, base_dir),
         heartbeat_timeout=float(section.positive("HeartbeatTimeoutSeconds", float, 60.0)),
         database_path=database.path,
         database=database,

@@ -139,7 +139,9 @@ class ChangeFollower:
                 # deleted before we looked at it: nothing left to route
         last = max((c["Seq"] for c in changes), default=since)
         if changes:
-            if self.store.tasks.enqueue(tasks, audit, cursor=(CURSOR, last), arrivals=arrivals, expect=since) is None:
+            received = sum(1 for c in changes if c["ChangeType"] == "NewInstance")
+            if self.store.tasks.enqueue(tasks, audit, cursor=(CURSOR, last), arrivals=arrivals, expect=since,
+                                        received=received) is None:
                 return False            # another router on this database took these changes first: read on
             if tasks:
                 self.on_tasks()

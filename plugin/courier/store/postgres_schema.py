@@ -111,8 +111,14 @@ P003_IMPORTS = """
         action TEXT, at DOUBLE PRECISION NOT NULL)
 """
 
+P004_HOURLY = """
+    CREATE TABLE stats_hourly (hour BIGINT NOT NULL, name TEXT NOT NULL, value DOUBLE PRECISION NOT NULL,
+                               PRIMARY KEY (hour, name))
+"""
+
 STEPS: list[tuple[str, str]] = [
     ("p001_schema_as_of_sqlite_m014", P001_SCHEMA),
     ("p002_subscriptions_and_job_lifecycle", P002_SUBSCRIPTIONS),
     ("p003_imports", P003_IMPORTS),
+    ("p004_hourly_statistics", P004_HOURLY),
 ]

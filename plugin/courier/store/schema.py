@@ -230,3 +230,12 @@ def m016_imports(db: sqlite_utils.Database) -> None:
     # reason), and the instances they became, which the routes leave to the import.
     for statement in filter(str.strip, IMPORTS.split(";")):
         db.execute(statement)
+
+
+@migrations()
+def m017_hourly_statistics(db: sqlite_utils.Database) -> None:
+    # The dashboard's time series: instances received (counted with the change cursor, exactly
+    # once across routers), and delivered, failed, bytes and latency percentiles rolled up from the
+    # tasks of each finished hour; pruned after 31 days.
+    db.execute("CREATE TABLE stats_hourly (hour INTEGER NOT NULL, name TEXT NOT NULL, value REAL NOT NULL,"
+               " PRIMARY KEY (hour, name))")

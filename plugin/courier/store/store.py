@@ -13,6 +13,7 @@ One object per table family, all on one back-end (courier.store.database):
     routers     the routers sharing the database, with their heartbeats
     subscriptions  scheduled queries of a source, and what each transferred per study
     imports     files of watched folders and uploads, and the instances they became
+    stats       the dashboard's hourly time series
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from courier.store.jobs import Jobs
 from courier.store.nodes import NodeStatus
 from courier.store.quarantine import Quarantine
 from courier.store.routers import Routers
+from courier.store.stats import Stats
 from courier.store.subscriptions import Subscriptions
 from courier.store.tasks import Tasks
 
@@ -47,3 +49,4 @@ class Store:
         self.routers = Routers(self.database)
         self.subscriptions = Subscriptions(self.database)
         self.imports = Imports(self.database)
+        self.stats = Stats(self.database)

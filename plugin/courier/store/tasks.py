@@ -75,10 +75,11 @@ class Tasks:
 
     def enqueue(self, tasks: Sequence[NewTask], audit: Sequence[AuditEvent] = (),
                 cursor: Optional[tuple[str, int]] = None, arrivals: Sequence[Arrival] = (),
-                expect: Optional[int] = None) -> Optional[list[int]]:
-        """Persist new tasks, their audit lines, the arrivals and the change cursor in one transaction.
-        With `expect`, only if the cursor still is at that value (its row locked meanwhile): another
-        router that followed the same changes first makes this return None, writing nothing."""
+                expect: Optional[int] = None, received: int = 0) -> Optional[list[int]]:
+        """Persist new tasks, their audit lines, the arrivals and the change cursor in one transaction
+        (and `received` more instances in this hour's count). With `expect`, only if the cursor still
+        is at that value (its row locked meanwhile): another router that followed the same changes
+        first makes this return None, writing nothing."""
         now = self.clock()
         with self.database.transaction() as db:
             if cursor is not None and expect is not None:
@@ -92,6 +93,9 @@ class Tasks:
             if cursor is not None:
                 db.execute("INSERT INTO cursors (name, value) VALUES (?, ?) ON CONFLICT(name)"
                            " DO UPDATE SET value = excluded.value", cursor)
+            if received:
+                db.execute("INSERT INTO stats_hourly (hour, name, value) VALUES (?, 'received', ?) ON CONFLICT (hour, name)"
+                           " DO UPDATE SET value = stats_hourly.value + excluded.value", (int(now // 3600), received))
         return ids
 
     def claim(self, owner: str, limit: int, max_workers_per_destination: int = 10**6,
@@ -385,6 +389,13 @@ class Tasks:
                                         detail={"from": row["state"]})])
         return row["state"]
 
+    def queue_wait(self) -> float:
+        """Seconds the oldest task due now has been waiting (0 when none waits)."""
+        now = self.clock()
+        row = self.database.read().execute("SELECT MIN(next_attempt_at) FROM tasks WHERE state = ? AND next_attempt_at <= ?",
+                                           (PENDING, now)).fetchone()
+        return max(0.0, now - row[0]) if row and row[0] is not None else 0.0
+
     def queue_depth(self) -> dict[str, int]:
         depth = {state: 0 for state in STATES}
         for state, count in self.database.read().execute("SELECT state, COUNT(*) FROM tasks GROUP BY state"):
@@ -409,14 +420,6 @@ class Tasks:
         counts: dict[str, dict[str, int]] = {}
         for route, state, count in self.database.read().execute("SELECT route, state, COUNT(*) FROM tasks GROUP BY route, state"):
             counts.setdefault(route, {})[state] = count
-        return counts
-
-    def deliveries_per_hour(self, now: float) -> list[int]:
-        """Delivered tasks per hour over the last 24 hours, oldest first."""
-        counts = [0] * 24
-        for (finished,) in self.database.read().execute("SELECT finished_at FROM tasks WHERE state = ? AND finished_at >= ?",
-                                              (SUCCESS, now - 24 * 3600)):
-            counts[min(23, int((finished - (now - 24 * 3600)) // 3600))] += 1
         return counts
 
     def job_study_ids(self) -> set[str]:

@@ -9,6 +9,7 @@ import base64
 import binascii
 import json
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
@@ -43,6 +44,7 @@ class Context:
     watcher: Optional[FolderWatcher] = None  # the watched folders, for their status
     run_script: Optional[Callable] = None
     csrf_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+    started_at: float = field(default_factory=time.time)     # this process's start, for the uptime
 
 
 def int_param(value: Optional[str], name: str, default: int, low: int = 0, high: int = MAX_ID,

@@ -22,6 +22,7 @@ from courier.web import (
     api_audit,
     api_batches,
     api_completion,
+    api_dashboard,
     api_deid,
     api_imports,
     api_jobs,
@@ -77,6 +78,8 @@ _ORTHANC_ID = {"type": "string", "pattern": bodies.ORTHANC_ID, "description": "t
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "health", api_status.health, "200 once the workers and the change follower run, else 503"),
     Endpoint("GET", "status", api_status.status, "Version, queue depth by state, per-destination counts"),
+    Endpoint("GET", "dashboard", api_dashboard.dashboard, "The live dashboard's numbers: uptime, queue and queue "
+             "wait, received today, storage, node states, routes, hourly (24 h) and daily (30 days) series"),
     Endpoint("GET", "routes", api_routes.routes, "The configured routes with task counts by state"),
     Endpoint("GET", "tasks", api_tasks.tasks, "Tasks, newest first",
              (("state", "PENDING, RUNNING, SUCCESS, WARNING, FAILURE or CANCELED"), ("route", "route name"),

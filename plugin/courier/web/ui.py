@@ -24,7 +24,8 @@ from courier.web.http import Context
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 WEB_DIR = os.path.join(REPO_DIR, "web")
 STATIC = {"courier.css", "job.js", "explorer.js", "actions.js", "send.js", "routes.js", "batch.js", "subscriptions.js",
-          "upload.js", "tasks.js"}
+          "upload.js", "tasks.js",
+          "dashboard.js"}
 
 
 class Ui:
@@ -173,16 +174,12 @@ class Ui:
 
     def _dashboard(self) -> dict:
         store = self.ctx.store
-        now = time.time()
-        counts = store.tasks.deliveries_per_hour(now)
-        tallest = max(counts) or 1
-        hours = [{"label": f"{24 - i} h ago", "count": c, "height": round(96 * c / tallest)} for i, c in enumerate(counts)]
         failures = store.tasks.list(state="FAILURE", limit=10)[1] + store.tasks.list(state="WARNING", limit=10)[1]
         stats = store.tasks.destination_stats()
         idle = {"tasks": {state: 0 for state in STATES}, "delivered_instances": 0, "failed_instances": 0, "delivered_bytes": 0}
         destinations = {name: stats.get(name, idle) for name in sorted({*self.ctx.config.destinations, *stats})}
         return {"healthy": self.ctx.is_healthy(), "version": VERSION, "router": self.ctx.config.router_name,
-                "queue": store.tasks.queue_depth(), "destinations": destinations, "hours": hours,
+                "queue": store.tasks.queue_depth(), "destinations": destinations,
                 "echoes": store.nodes.statuses(), "failures": sorted(failures, key=lambda t: -t.id)[:10],
                 "completion": api_completion.pending(self.ctx, None, {})["Pending"]}
 
