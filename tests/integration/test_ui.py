@@ -91,6 +91,12 @@ def test_buttons_act_through_the_api_with_the_csrf_token(cluster, tmp_path, brow
     page.goto(node.url + f"/courier/ui/jobs/{job['Id']}")
     assert page.locator("#status").inner_text() == "WAITING_FOR_WINDOW"
     assert sorted(page.locator("button[data-action]").all_inner_texts()) == ["Cancel", "Pause"]
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.click("button[data-action='cancel']")                    # asked first; dismissed: nothing happens
+    page.wait_for_timeout(500)
+    assert asked and "Cancel this job?" in asked[0] and page.locator("#status").inner_text() == "WAITING_FOR_WINDOW"
+    page.once("dialog", lambda dialog: dialog.accept())
     page.click("button[data-action='cancel']")
     wait_for_job(page, 'CANCELED', timeout=10000)
     assert page.locator("button[data-action]").all_inner_texts() == ["Retry"]
@@ -160,6 +166,11 @@ def test_nodes_audit_and_quarantine_pages(cluster, tmp_path, browser):
     assert viewer.locator("#quarantine button").count() == 0
     assert [t.strip() for t in page.locator("#quarantine button").all_inner_texts()] == ["Release", "Delete"]
     page.screenshot(path=str(SHOTS / "quarantine.png"), full_page=True)
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.click("#quarantine button:has-text('Delete')")           # asked first; dismissed: kept
+    page.wait_for_timeout(500)
+    assert kept[0].exists()
+    page.once("dialog", lambda dialog: dialog.accept())
     page.click("#quarantine button:has-text('Delete')")
     page.wait_for_function("document.querySelector('#quarantine td').textContent === 'nothing quarantined'", timeout=10000)
     assert not kept[0].exists()
@@ -514,3 +525,32 @@ def test_the_dashboard_refreshes_itself_while_instances_flow_and_the_toggle_is_r
     page.wait_for_function("document.body.dataset.refreshes === '1'", timeout=10000)
     page.wait_for_timeout(6000)
     assert page.evaluate("document.body.dataset.refreshes") == "1"    # no refresh while off
+
+
+def test_every_page_passes_axe_core_without_a_serious_violation_in_each_theme(cluster, tmp_path, browser):
+    from axe_playwright_python.sync_playwright import Axe
+    node, pacs, dest = courier(cluster, tmp_path, Routes=[{"Name": "each", "Destinations": ["dest"]}])
+    storescu(node.dicom_port, write_instances(tmp_path / "s", 2, patient_id="AX"))
+    wait_until(lambda: len(dest.instances()) == 2, 30, what="something to show")
+    job = requests.post(node.url + "/courier/jobs", auth=("alice", USERS["alice"]), timeout=30,
+                        json={"Source": "pacs", "Destination": "dest", "Items": [{"StudyInstanceUID": "1.2.3.4"}]})
+    requests.post(node.url + "/courier/subscriptions", auth=("alice", USERS["alice"]), timeout=30,
+                  json={"Source": "pacs", "Destination": "dest", "Every": "1h", "Name": "ax"})
+    task_id = node.get("/courier/tasks", limit=1)["tasks"][0]["id"]
+    pages = ["", "explorer", "tasks", f"tasks/{task_id}", "jobs", "subscriptions", "batch", "upload", "routes", "nodes",
+             "audit", "quarantine"] + ([f"jobs/{job.json()['Id']}"] if job.status_code == 200 else [])
+    axe = Axe()
+    page = page_for(browser, "alice")
+    found = {}
+    for theme in ("light", "dark", "contrast"):
+        page.goto(node.url + "/courier/ui/")
+        page.select_option("#theme", theme)
+        for name in pages:
+            page.goto(node.url + "/courier/ui/" + name)
+            assert page.evaluate("document.documentElement.dataset.theme") == theme     # remembered across pages
+            results = axe.run(page)
+            serious = [(v["id"], v["help"], [n["target"] for n in v["nodes"]][:3]) for v in results.response["violations"]
+                       if v["impact"] in ("serious", "critical")]
+            if serious:
+                found[(theme, name)] = serious
+    assert not found, found

@@ -66,6 +66,7 @@
         var row = document.createElement("tr");
         var box = document.createElement("input");
         box.type = "checkbox";
+        box.setAttribute("aria-label", "tick this " + (answer.SeriesInstanceUID ? "series" : "study"));
         box.dataset.study = answer.StudyInstanceUID || "";
         box.dataset.series = answer.SeriesInstanceUID || "";
         box.dataset.node = answer.Node || nodes[0];

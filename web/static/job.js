@@ -31,6 +31,8 @@
   else { document.body.dataset.settled = "1"; }
   document.querySelectorAll("button[data-action]").forEach(function (button) {
     button.addEventListener("click", function () {
+      if (button.dataset.action === "cancel" &&
+          !window.confirm("Cancel this job? The study in flight stops and no other is fetched.")) { return; }
       var csrf = button.parentNode.dataset.csrf;
       fetch(api + "/" + button.dataset.action, {method: "POST", credentials: "same-origin",
             headers: {"Content-Type": "application/json", "X-Courier-CSRF": csrf}, body: "{}"})

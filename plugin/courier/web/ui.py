@@ -25,7 +25,7 @@ REPO_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.pa
 WEB_DIR = os.path.join(REPO_DIR, "web")
 STATIC = {"courier.css", "job.js", "explorer.js", "actions.js", "send.js", "routes.js", "batch.js", "subscriptions.js",
           "upload.js", "tasks.js",
-          "dashboard.js"}
+          "dashboard.js", "theme.js"}
 
 
 class Ui:
