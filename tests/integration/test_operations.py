@@ -199,3 +199,20 @@ def test_the_dashboard_counts_what_came_and_went_and_echoes_every_node(cluster, 
     assert float(values["courier_received_instances_this_hour"]) == 3 and "courier_queue_wait_seconds" in values
     echoes = node.get("/courier/audit", action="node-echoed")["entries"]
     assert len(echoes) == 2                                 # periodic echoes audit a change of state only
+
+
+def test_what_is_older_than_retention_days_is_pruned_by_the_router(cluster, tmp_path):
+    dest = cluster.orthanc("dest")
+    node = cluster.orthanc("router", courier={"AllowedCallers": "Any", "HeartbeatTimeoutSeconds": 4,
+                                              "Routes": [{"Name": "each", "Destinations": ["dest"]}]},
+                           extra={"DicomModalities": {"dest": dest.as_modality()}})
+    storescu(node.dicom_port, write_instances(tmp_path / "s", 2, patient_id="RT"))
+    wait_until(lambda: node.get("/courier/tasks", state="SUCCESS")["total"] == 2, 30, what="two delivered tasks")
+    time.sleep(1.5)
+    node.stop()
+    node.config["Courier"]["RetentionDays"] = 1 / 86400               # one second
+    node.start()
+    pruned = wait_until(lambda: node.get("/courier/audit", action="retention-pruned")["entries"], 20, 0.5,
+                        what="the hourly pruning, first run soon after start")
+    assert pruned[0]["detail"]["tasks"] == 2 and node.get("/courier/tasks")["total"] == 0
+    assert requests.get(f"{node.url}/courier/ui/audit", timeout=10).text.count('id="retention"') == 1

@@ -52,6 +52,7 @@ class CourierConfig:
     archives: Mapping[str, Archive] = field(default_factory=dict)
     access: AccessPolicy = field(default_factory=lambda: AccessPolicy({}, authentication=False))
     imports: Mapping[str, ImportFolder] = field(default_factory=dict)
+    retention_days: float = 90.0                  # finished routed tasks, audit, import records older: pruned; 0: kept
     echo_interval: float = 60.0                   # seconds between periodic echoes of every node; 0: none
     storage_directory: str = "OrthancStorage"     # Orthanc's, for the free space the dashboard shows
 
@@ -63,6 +64,13 @@ def _linger(section: Section) -> float:
     value = float(section.get("BatchLingerSeconds", float, 0.0))
     if not 0 <= value <= 10:
         raise ConfigError(f"{section.path}.BatchLingerSeconds", f"must be between 0 and 10 seconds, got {value:g}")
+    return value
+
+
+def _retention(section: Section) -> float:
+    value = float(section.get("RetentionDays", float, 90.0))
+    if value < 0:
+        raise ConfigError(f"{section.path}.RetentionDays", f"must be 0 (keep everything) or more days, got {value:g}")
     return value
 
 
@@ -129,6 +137,7 @@ def parse(orthanc: Mapping[str, Any], base_dir: str, repo_dir: str,
         batch_size=section.positive("BatchSize", int, 50),
         batch_linger=_linger(section),
         echo_interval=_echo_interval(section),
+        retention_days=_retention(section),
         storage_directory=resolve(storage, base_dir),
         heartbeat_timeout=float(section.positive("HeartbeatTimeoutSeconds", float, 60.0)),
         database_path=database.path,

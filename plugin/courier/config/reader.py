@@ -13,7 +13,7 @@ KEYS: dict[str, tuple[str, ...]] = {
                 "HeartbeatTimeoutSeconds", "AllowedCallers", "RouterName", "ScriptsDirectory", "OrthancUrl",
                 "QuarantineDirectory", "Retry",
                 "Folders", "Archives", "Nodes", "Pseudonymization", "Routes", "Users", "DefaultRole", "AnonymousRole",
-                "Imports", "EchoIntervalSeconds"),
+                "Imports", "EchoIntervalSeconds", "RetentionDays"),
     "Courier.Database": ("Url", "PasswordFile", "PasswordEnv", "PoolSize"),
     "Courier.Users.{name}": ("Role", "MayQuery", "MaySendTo"),
     "Courier.Archives.{id}": ("Path", "Layout", "PasswordFile", "PasswordEnv"),

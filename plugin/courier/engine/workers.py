@@ -37,6 +37,7 @@ from courier.transfer.retrieve import Retriever
 log = logging.getLogger("courier.engine")
 
 PRECHECK_RETRY_SECONDS = 30.0
+PRUNE_SECONDS = 3600.0
 
 
 class Engine:
@@ -104,7 +105,14 @@ class Engine:
 
     def _heartbeat_loop(self) -> None:
         interval = max(1.0, self.config.heartbeat_timeout / 4)
+        pruned_at = 0.0
         while not self._stop.wait(interval):
+            if time.monotonic() - pruned_at >= PRUNE_SECONDS:          # RetentionDays, once an hour
+                pruned_at = time.monotonic()
+                try:
+                    self.store.retention.prune(self.config.retention_days)
+                except Exception:
+                    log.exception("pruning what is older than RetentionDays failed")
             try:
                 self.store.routers.heartbeat(self.config.router_name, self.incarnation)
                 for thread_index in range(self.config.workers):

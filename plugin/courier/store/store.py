@@ -14,6 +14,7 @@ One object per table family, all on one back-end (courier.store.database):
     subscriptions  scheduled queries of a source, and what each transferred per study
     imports     files of watched folders and uploads, and the instances they became
     stats       the dashboard's hourly time series
+    retention   what is older than RetentionDays, pruned
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from courier.store.imports import Imports
 from courier.store.jobs import Jobs
 from courier.store.nodes import NodeStatus
 from courier.store.quarantine import Quarantine
+from courier.store.retention import Retention
 from courier.store.routers import Routers
 from courier.store.stats import Stats
 from courier.store.subscriptions import Subscriptions
@@ -50,3 +52,4 @@ class Store:
         self.subscriptions = Subscriptions(self.database)
         self.imports = Imports(self.database)
         self.stats = Stats(self.database)
+        self.retention = Retention(self.database)

@@ -133,6 +133,7 @@ class Ui:
                             routes=sorted({r.name for r in self.ctx.config.routes}), filter_json=chosen,
                             destinations=sorted(self.ctx.config.destinations), export_query=urlencode(chosen),
                             filters={**filters, "from": query.get("from") or "", "to": query.get("to") or ""},
+                            retention_days=self.ctx.config.retention_days,
                             can_act=context["role"] == "admin")
 
     def _task(self, task_id: int, context: dict) -> HttpResponse:
@@ -159,7 +160,7 @@ class Ui:
         export = {k: v for k, v in (("action", query.get("action")), ("actor", query.get("actor")),
                                     ("node", query.get("node")), ("since", since), ("until", until)) if v}
         return self._render("audit.html", context, entries=entries, total=total,
-                            export_query=urlencode(export))
+                            export_query=urlencode(export), retention_days=self.ctx.config.retention_days)
 
     def _render(self, template: str, context: dict, **values: Any) -> HttpResponse:
         html = self.env.get_template(template).render(**context, **values)

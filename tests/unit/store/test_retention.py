@@ -1,0 +1,36 @@
+"""Retention on both back-ends: what is older than RetentionDays goes, what is recent, unfinished,
+or a job's stays; the pruning is audited."""
+from conftest import Clock
+from courier.store.records import FAILURE, SUCCESS, Attempt, AuditEvent, JobTarget, ManifestItem, NewTask
+
+DAY = 86400.0
+
+
+def finish(store, owner, state):
+    claim = store.tasks.claim(owner, 10)
+    for task in claim.tasks:
+        store.tasks.replace_manifest(task.id, [ManifestItem(f"i{task.id}", f"1.2.{task.id}")])
+    store.tasks.finish_attempts(owner, [Attempt(t, [], 0, state, 1) for t in claim.tasks])
+    store.tasks.release_slot(owner)
+
+
+def test_old_finished_routed_tasks_audit_and_import_records_are_pruned(make_store):
+    clock = Clock(1000 * DAY)
+    store = make_store(clock)
+    store.tasks.enqueue([NewTask("r", "old", "Instance", "a"), NewTask("r", "old", "Instance", "b")])
+    finish(store, "w", SUCCESS)
+    store.jobs.create("u", "pacs", "job-dest", None, False, [JobTarget("1.2.9", "s9", "s9", False)])
+    finish(store, "w", FAILURE)                                        # a job's task: stays with its job
+    store.imports.rejected("folder", "x.txt", ".", 3, 0, "not DICOM", "not DICOM: text")
+    clock.now += 100 * DAY
+    store.tasks.enqueue([NewTask("r", "new", "Instance", "c")])         # recent and pending: stays
+    store.audit.record(AuditEvent("recent"))
+    assert store.retention.prune(0) == {}                              # 0: keep everything
+    counts = store.retention.prune(90)
+    assert counts == {"tasks": 2, "audit": counts["audit"], "import_files": 1, "uploads": 0} and counts["audit"] >= 3
+    left = store.tasks.list(limit=100)[1]
+    assert sorted(t.destination for t in left) == ["job-dest", "new"]
+    assert store.tasks.manifests([1, 2]) in ({1: [], 2: []}, {})
+    actions = [e["action"] for e in store.audit.entries(limit=10)[1]]
+    assert actions == ["retention-pruned", "recent", "task-created"]            # the recent task's line only
+    assert store.imports.files("folder")[0] == 0
