@@ -18,6 +18,7 @@ import shutil
 import sys
 from collections import defaultdict
 from typing import Iterator, Optional, Sequence
+from urllib.parse import quote
 
 from courier.imports.detect import detect
 
@@ -128,7 +129,7 @@ def run_import(args: argparse.Namespace, out=sys.stdout) -> int:
             rejected.append((path, found.reason))
             continue
         answer = session.post(f"{base}/uploads/{upload}/files", data=data, timeout=300,
-                              headers={"Content-Type": "application/dicom", "X-Courier-Filename": relative})
+                              headers={"Content-Type": "application/dicom", "X-Courier-Filename": quote(relative)})
         if answer.status_code != 200:
             outcomes["refused"] += 1
             rejected.append((path, answer.json().get("error", answer.text) if answer.content else str(answer.status_code)))

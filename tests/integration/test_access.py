@@ -89,3 +89,18 @@ def test_subscriptions_are_changed_by_their_owner_or_an_admin_and_honour_the_nod
     moved = call(node, "PUT", f"/courier/subscriptions/{mine['Id']}", "bob", json={"Every": "2h", "Destination": "other"})
     assert moved.status_code in (403, 409)
     assert call(node, "DELETE", f"/courier/subscriptions/{mine['Id']}", "alice").status_code == 200   # an admin may
+
+
+def test_an_upload_is_added_to_and_ended_by_its_owner_or_an_admin_within_their_rights(cluster, tmp_path):
+    node, _ = secured(cluster, tmp_path)
+    data = write_instances(tmp_path / "u", 1, patient_id="UA")[0].read_bytes()
+    theirs = call(node, "POST", "/courier/uploads", "alice").json()["Id"]
+    headers = {"Content-Type": "application/dicom", "X-Courier-Filename": "a.dcm"}
+    refused = call(node, "POST", f"/courier/uploads/{theirs}/files", "bob", data=data, headers=headers)
+    assert refused.status_code == 403 and f"upload {theirs} belongs to alice" in refused.json()["error"]
+    assert call(node, "POST", f"/courier/uploads/{theirs}/discard", "bob").status_code == 403
+    mine = call(node, "POST", "/courier/uploads", "bob").json()["Id"]
+    assert call(node, "POST", f"/courier/uploads/{mine}/files", "bob", data=data, headers=headers).status_code == 200
+    denied = call(node, "POST", f"/courier/uploads/{mine}/send", "bob", json={"Destination": "other"})
+    assert denied.status_code == 403 and "may not send to 'other'" in denied.json()["error"]
+    assert call(node, "POST", f"/courier/uploads/{mine}/send", "bob", json={"Destination": "dest"}).status_code == 200

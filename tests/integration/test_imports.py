@@ -148,7 +148,9 @@ def test_an_upload_of_files_and_archives_previews_then_sends_or_discards(cluster
     with py7zr.SevenZipFile(seven, "w") as archive:
         archive.writestr(two[0].read_bytes(), "z/" + two[0].name)
     assert post("last.7z", seven.getvalue()).json()["Files"][0]["Outcome"] == "imported"
-    assert post(three[0].name, three[0].read_bytes(), "application/dicom").json()["Files"][0]["Outcome"] == "imported"
+    from urllib.parse import quote
+    named = post(quote("检查/" + three[0].name), three[0].read_bytes(), "application/dicom").json()["Files"][0]
+    assert named["Outcome"] == "imported" and named["File"] == "检查/" + three[0].name     # any name, percent-encoded
     damaged = _zip([(f"f{n}", b"") for n in range(3)])
     refused = post("damaged.zip", damaged[:40])
     assert refused.status_code == 400 and "damaged.zip: cannot read the zip archive" in refused.json()["error"]

@@ -153,6 +153,8 @@ def test_job_items_resolved_in_the_background_then_started_added_and_deleted(clu
     assert job["Items"] == {"Total": 2, "Resolved": 2, "Failed": 1} and job["Tasks"]["PENDING"] == 1  # -1 only: -2d-TODAY
     time.sleep(2)
     assert dest.instances() == []                                     # READY waits for start
+    refused = node.post(f"/courier/jobs/{job['Id']}/resume", {})
+    assert refused.status_code == 409 and "READY" in refused.json()["error"]      # only start starts it
     assert node.post(f"/courier/jobs/{job['Id']}/start", {}).status_code == 200
     assert job_done(node, job["Id"])["Status"] == "SUCCESS"
     assert dest.sop_uids() == {p.stem for p in made[-1]}
@@ -167,3 +169,16 @@ def test_job_items_resolved_in_the_background_then_started_added_and_deleted(clu
     assert node.delete(f"/courier/jobs/{job['Id']}").status_code == 200
     assert requests.get(f"{node.url}/courier/jobs/{job['Id']}", auth=node.auth, timeout=10).status_code == 404
     assert [e["action"] for e in node.get("/courier/audit", route=f"job-{job['Id']}")["entries"]][0] == "job-deleted"
+
+
+def test_items_of_a_source_that_does_not_answer_wait_instead_of_failing(cluster, tmp_path):
+    from harness import free_port
+    node, dest, pacs = setup(cluster, tmp_path)
+    node.stop()
+    node.config["DicomModalities"]["gone"] = ["GONE", "127.0.0.1", free_port()]
+    node.start()
+    job = node.post("/courier/jobs", {"Source": "gone", "Destination": "dest", "Start": "manual",
+                                      "Items": [{"PatientID": "P1"}, {"PatientID": "P2"}]}).json()
+    time.sleep(4)                                                     # several scheduler passes
+    again = node.get(f"/courier/jobs/{job['Id']}")
+    assert again["Status"] == "QUERYING" and again["Items"] == {"Total": 2, "Resolved": 0, "Failed": 0}

@@ -10,7 +10,7 @@
   var api = drop.dataset.api, upload = null;
   function call(method, url, body, type, name) {
     var headers = {"X-Courier-CSRF": csrf, "Content-Type": type || "application/json"};
-    if (name) { headers["X-Courier-Filename"] = name; }
+    if (name) { headers["X-Courier-Filename"] = encodeURIComponent(name); }   // a header is Latin-1 only
     return fetch(url, {method: method, credentials: "same-origin", headers: headers,
                        body: type ? body : JSON.stringify(body || {})})
       .then(function (r) { return r.json().then(function (data) { return {ok: r.ok, data: data}; }); });

@@ -95,6 +95,11 @@ class Scheduler:
             try:
                 outcomes[index] = resolve(self.rest, self.config, source, [item])
             except ApiError as exc:
-                outcomes[index] = exc.message
-        if self.store.jobs.resolved_items(job_id, self.owner, outcomes):
+                if exc.status == 502:           # the source did not answer: not the item's fault, try later
+                    log.warning("job %s: resolving items waits %.0f s: %s", job_id, RETRY_SECONDS, exc.message)
+                    break
+                outcomes[index] = exc.message   # the item itself: found nothing, or asks what cannot be done
+        if self.store.jobs.resolved_items(job_id, self.owner, outcomes,
+                                          retry_at=None if len(outcomes) == len(items) else
+                                          self.store.clock() + RETRY_SECONDS):
             self.on_tasks()

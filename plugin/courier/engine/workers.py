@@ -61,6 +61,7 @@ class Engine:
         for index in range(self.config.workers):
             self._spawn(f"courier-worker-{index}", self._work_loop, f"{self.incarnation}:w{index}")
         self._spawn("courier-heartbeat", self._heartbeat_loop)
+        self._spawn("courier-retention", self._retention_loop)
         self.running = True
 
     def _spawn(self, name: str, target: Callable, *args) -> None:
@@ -105,14 +106,7 @@ class Engine:
 
     def _heartbeat_loop(self) -> None:
         interval = max(1.0, self.config.heartbeat_timeout / 4)
-        pruned_at = 0.0
         while not self._stop.wait(interval):
-            if time.monotonic() - pruned_at >= PRUNE_SECONDS:          # RetentionDays, once an hour
-                pruned_at = time.monotonic()
-                try:
-                    self.store.retention.prune(self.config.retention_days)
-                except Exception:
-                    log.exception("pruning what is older than RetentionDays failed")
             try:
                 self.store.routers.heartbeat(self.config.router_name, self.incarnation)
                 for thread_index in range(self.config.workers):
@@ -122,6 +116,18 @@ class Engine:
                                                    reason="heartbeat lost: its worker or its router is gone")
             except Exception:
                 log.exception("heartbeat failed")
+
+    def _retention_loop(self) -> None:
+        """RetentionDays, once an hour, on a thread of its own: a long first prune never delays the
+        heartbeats (other routers would take this one's tasks for abandoned)."""
+        keep = [f.id for f in self.config.imports.values() if f.after == "Keep"]
+        while not self._stop.wait(max(1.0, self.config.heartbeat_timeout / 4)):
+            try:
+                self.store.retention.prune(self.config.retention_days, keep_sources=keep)
+            except Exception:
+                log.exception("pruning what is older than RetentionDays failed")
+            if self._stop.wait(PRUNE_SECONDS):
+                return
 
     def closed_sources(self) -> list[str]:
         """Nodes outside all their time windows right now: their transfers wait."""

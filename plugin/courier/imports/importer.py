@@ -82,10 +82,10 @@ class Importer:
     def route(self, source: str, unit: Optional[str], targets: Sequence[Target], actor: str = "courier") -> int:
         """Tasks for the stored, unrouted studies of the unit (or the whole upload), for each target,
         made in one transaction with the files marked routed; returns the files routed (0: nothing to do)."""
-        studies = self.store.imports.studies_to_route(source, unit)
-        tasks = [NewTask(target.route, destination, "Study", study_id, target.priority, False, target.profile)
-                 for study_id in studies for target in targets for destination in target.destinations]
-        routed = self.store.imports.route(source, unit, tasks, actor, {"routes": [t.route for t in targets]})
+        def tasks_for(studies: list[str]) -> list[NewTask]:
+            return [NewTask(target.route, destination, "Study", study_id, target.priority, False, target.profile)
+                    for study_id in studies for target in targets for destination in target.destinations]
+        routed = self.store.imports.route(source, unit, tasks_for, actor, {"routes": [t.route for t in targets]})
         if routed:
-            log.info("import %s: %s routed, %d file(s), %d task(s)", source, unit or "upload", routed, len(tasks))
+            log.info("import %s: %d file(s) routed through %s", source, routed, ", ".join(t.route for t in targets))
         return routed

@@ -181,7 +181,7 @@ class FolderWatcher:
             try:
                 self._import(folder, unit, seen)
             except DeliveryError as exc:            # Orthanc unavailable: the files stay, tried again soon
-                log.warning("import %s: %s waits: %s", folder.id, unit.name, exc)
+                log.warning("import %s: a complete folder waits for Orthanc: %s", folder.id, exc)
                 wait = min(wait, 5.0)
         return wait
 

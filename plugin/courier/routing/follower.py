@@ -127,7 +127,8 @@ class ChangeFollower:
         audit: list[AuditEvent] = []
         arrivals: list[Arrival] = []
         fetching = self.store.tasks.job_study_ids() if changes else set()
-        imported = self.store.imports.held([c["ID"] for c in changes if c["ChangeType"] == "NewInstance"])
+        imported = {i for i in self.store.imports.held([c["ID"] for c in changes if c["ChangeType"] == "NewInstance"])
+                    if self._came_by_rest(i)}
         for change in changes:
             if change["ChangeType"] != "NewInstance" or change["ID"] in imported:
                 continue                # an import (watched folder, upload) routes what it stored itself
@@ -146,6 +147,16 @@ class ChangeFollower:
             if tasks:
                 self.on_tasks()
         return bool(page.get("Done", True))
+
+    def _came_by_rest(self, instance_id: str) -> bool:
+        """An import stores through the REST API; the same UIDs received again later by C-STORE (after
+        Orthanc deleted the imported copy) are a new arrival, for the routes."""
+        try:
+            return self.rest.get_bytes(f"/instances/{instance_id}/metadata/Origin").decode() != "DicomProtocol"
+        except OrthancHttpError as exc:
+            if exc.status == 404:
+                return True             # gone already: nothing for the routes either
+            raise
 
     def _series_of(self, series_id: str) -> dict:
         series = self._series.get(series_id)

@@ -10,7 +10,7 @@ files `routed`, so a unit is routed once.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from courier.store.audit import write as write_audit
 from courier.store.database import Database
@@ -66,22 +66,26 @@ class Imports:
             f"SELECT DISTINCT study_id FROM import_files WHERE source = ? {clause} AND state = ? ORDER BY study_id",
             (source, *args, STORED)).fetchall()]
 
-    def route(self, source: str, unit: Optional[str], tasks: Sequence[NewTask], actor: str, detail: dict) -> int:
-        """The unit's tasks, and its stored files marked routed, in one transaction; the audit says
-        how many files ended how (never a patient's name). Returns the files routed."""
+    def route(self, source: str, unit: Optional[str], make_tasks: Callable[[list[str]], Sequence[NewTask]], actor: str,
+              detail: dict) -> int:
+        """The unit's stored files marked routed and the tasks `make_tasks` makes for their studies, in
+        one transaction (a file stored meanwhile is routed by the next pass, never marked without a
+        task); the audit says how many files ended how (never a patient's name, nor a folder's).
+        Returns the files routed."""
         now = self.clock()
         clause, args = ("AND unit = ?", (unit,)) if unit is not None else ("", ())
         with self.database.transaction() as db:
             rows = db.execute(f"UPDATE import_files SET state = ?, at = ? WHERE source = ? {clause} AND state = ?"
-                              f" RETURNING outcome", (ROUTED, now, source, *args, STORED)).fetchall()
+                              f" RETURNING outcome, study_id", (ROUTED, now, source, *args, STORED)).fetchall()
             if not rows:
                 return 0                       # another pass routed it already
+            tasks = make_tasks(sorted({r[1] for r in rows if r[1]}))
             insert_tasks(db, now, tasks)
             counts: dict[str, int] = {}
             for row in rows:
                 counts[row[0] or "imported"] = counts.get(row[0] or "imported", 0) + 1
             write_audit(db, now, [AuditEvent("import-routed", actor=actor, route=source,
-                                             detail={**detail, "unit": unit, "files": counts, "tasks": len(tasks)})])
+                                             detail={**detail, "files": counts, "tasks": len(tasks)})])
         return len(rows)
 
     def held(self, instance_ids: Sequence[str]) -> set[str]:
@@ -134,15 +138,12 @@ class Imports:
         row = self.database.read().execute("SELECT * FROM uploads WHERE id = ?", (upload_id,)).fetchone()
         return None if row is None else dict(row)
 
-    def close_upload(self, upload_id: int, state: str, action: str, actor: str, detail: Optional[dict] = None) -> bool:
+    def close_upload(self, upload_id: int, state: str, action: str, actor: str) -> bool:
         """OPEN -> ROUTED, SENT or DISCARDED, once; False if it was closed already."""
         now = self.clock()
         with self.database.transaction() as db:
             row = db.execute("UPDATE uploads SET state = ?, action = ?, at = ? WHERE id = ? AND state = 'OPEN'"
                              " RETURNING id", (state, action, now, upload_id)).fetchone()
-            if row is not None and state == "DISCARDED":
-                write_audit(db, now, [AuditEvent("upload-discarded", actor=actor, detail={"upload": upload_id,
-                                                                                        **(detail or {})})])
         return row is not None
 
     def instances_of(self, source: str) -> list[str]:

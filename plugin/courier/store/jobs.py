@@ -88,10 +88,12 @@ class Jobs:
                 "SELECT idx, item FROM job_items WHERE job_id = ? AND resolved = 0 ORDER BY idx LIMIT ?", (job_id, limit))]
         return row[0], items
 
-    def resolved_items(self, job_id: int, owner: str, outcomes: Mapping[int, Any]) -> bool:
+    def resolved_items(self, job_id: int, owner: str, outcomes: Mapping[int, Any],
+                       retry_at: Optional[float] = None) -> bool:
         """Record resolved items (index -> its targets, or the error why it found nothing) as tasks,
         held while the job is not started; once none is left the job is READY, or starts if it was
-        made with Start now. True if it started."""
+        made with Start now. With `retry_at` (the source did not answer) the rest waits until then.
+        True if it started."""
         now = self.clock()
         with self.database.transaction() as db:
             job = db.execute("SELECT destination, profile, urgent, start_when_ready, lease_owner FROM jobs WHERE id = ?",
@@ -112,7 +114,7 @@ class Jobs:
             if not left:
                 db.execute("UPDATE jobs SET phase = ?, paused = ? WHERE id = ?",
                            (None if started else "READY", 0 if started else 1, job_id))
-            db.execute("UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE id = ?", (job_id,))
+            db.execute("UPDATE jobs SET lease_owner = NULL, lease_until = ? WHERE id = ?", (retry_at, job_id))
         return started
 
     def release_leases(self, owner_prefix: str) -> None:
@@ -185,9 +187,11 @@ class Jobs:
         if row is None or not row[0]:
             return
         until = self.clock() + row[0]
-        with self.database.transaction() as db:
-            db.execute("UPDATE tasks SET next_attempt_at = ? WHERE job_id = ? AND state = ? AND next_attempt_at < ?",
-                       (until, job_id, PENDING, until))
+        with self.database.transaction() as db:            # the next study after the break, the others a break apart
+            due = [r[0] for r in db.execute("SELECT id FROM tasks WHERE job_id = ? AND state = ? ORDER BY priority DESC,"
+                                            " next_attempt_at, id", (job_id, PENDING)).fetchall()]
+            db.executemany("UPDATE tasks SET next_attempt_at = ? WHERE id = ? AND next_attempt_at < ?",
+                           [(until + k * row[0], task_id, until + k * row[0]) for k, task_id in enumerate(due)])
 
     def needs_check(self, job_id: int) -> bool:
         """Has the job not yet seen its source and destination answer (the pre-check)?"""

@@ -113,7 +113,8 @@ P003_IMPORTS = """
 
 P004_HOURLY = """
     CREATE TABLE stats_hourly (hour BIGINT NOT NULL, name TEXT NOT NULL, value DOUBLE PRECISION NOT NULL,
-                               PRIMARY KEY (hour, name))
+                               PRIMARY KEY (hour, name));
+    CREATE INDEX tasks_finished ON tasks (finished_at)
 """
 
 STEPS: list[tuple[str, str]] = [

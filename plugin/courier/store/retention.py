@@ -4,6 +4,8 @@ stay with their job until it is deleted), audit rows, imported files' records on
 rejected, closed uploads. The counts are audited, in a row that itself stays RetentionDays."""
 from __future__ import annotations
 
+from typing import Sequence
+
 from courier.store.audit import write as write_audit
 from courier.store.database import Database
 from courier.store.records import FINAL_STATES, AuditEvent
@@ -28,8 +30,10 @@ class Retention:
                 db.execute(delete.format(marks), ids)
                 total += len(ids)
 
-    def prune(self, days: float) -> dict[str, int]:
-        """Everything older than `days` that may go; {} when days is 0 (keep everything)."""
+    def prune(self, days: float, keep_sources: Sequence[str] = ()) -> dict[str, int]:
+        """Everything older than `days` that may go; {} when days is 0 (keep everything). The records
+        of `keep_sources` (watched folders with After Keep, whose files stay) are kept: a file
+        without one would be imported again."""
         if days <= 0:
             return {}
         now = self.clock()
@@ -42,8 +46,12 @@ class Retention:
                 (*FINAL_STATES, cutoff)),
             "audit": self._in_batches("SELECT id FROM audit WHERE at < ?", "", "DELETE FROM audit WHERE id IN ({})",
                                       (cutoff,)),
-            "import_files": self._in_batches("SELECT id FROM import_files WHERE state IN ('done', 'rejected') AND at < ?",
-                                             "", "DELETE FROM import_files WHERE id IN ({})", (cutoff,)),
+            "import_files": self._in_batches(
+                "SELECT id FROM import_files WHERE at < ? AND state <> 'storing'"
+                + (f" AND source NOT IN ({', '.join('?' * len(keep_sources))})" if keep_sources else "")
+                + " AND (source NOT LIKE 'upload-%' OR source IN (SELECT 'upload-' || id FROM uploads WHERE state <> 'OPEN'))"
+                + " AND (source LIKE 'upload-%' OR state IN ('done', 'rejected'))",
+                "", "DELETE FROM import_files WHERE id IN ({})", (cutoff, *keep_sources)),
             "uploads": self._in_batches("SELECT id FROM uploads WHERE state <> 'OPEN' AND at < ?", "",
                                         "DELETE FROM uploads WHERE id IN ({})", (cutoff,)),
         }

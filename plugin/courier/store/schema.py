@@ -239,3 +239,4 @@ def m017_hourly_statistics(db: sqlite_utils.Database) -> None:
     # tasks of each finished hour; pruned after 31 days.
     db.execute("CREATE TABLE stats_hourly (hour INTEGER NOT NULL, name TEXT NOT NULL, value REAL NOT NULL,"
                " PRIMARY KEY (hour, name))")
+    db.execute("CREATE INDEX tasks_finished ON tasks (finished_at)")     # the rollup and the dashboard read by it

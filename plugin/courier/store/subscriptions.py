@@ -123,7 +123,8 @@ class Subscriptions:
         spacing = float(spec.get("PauseBetweenStudiesSeconds") or 0)
         made = 0
         with self.database.transaction() as db:
-            held = db.execute("SELECT lease_owner FROM subscriptions WHERE id = ?", (subscription.id,)).fetchone()
+            held = db.execute(f"SELECT lease_owner FROM subscriptions WHERE id = ?{self.database.FOR_UPDATE}",
+                              (subscription.id,)).fetchone()
             if held is None or held[0] != owner:
                 return 0                                     # lease lost (deleted, or taken after expiry)
             for found, target in chosen:
@@ -146,8 +147,8 @@ class Subscriptions:
                 made += 1
             sets = ", ".join(f"{column} = ?" for column in state)
             db.execute(f"UPDATE subscriptions SET {sets}{', ' if sets else ''}lease_owner = NULL, lease_until = NULL,"
-                       " last_run_at = ?, last_error = NULL, runs = runs + 1, last_run = ? WHERE id = ?",
-                       (*state.values(), now, json.dumps({**summary, "Tasks": made}), subscription.id))
+                       " last_run_at = ?, last_error = NULL, runs = runs + 1, last_run = ? WHERE id = ? AND lease_owner = ?",
+                       (*state.values(), now, json.dumps({**summary, "Tasks": made}), subscription.id, owner))
             if made:
                 write_audit(db, now, [AuditEvent("subscription-run", route=f"job-{subscription.job_id}",
                                                  destination=spec["Destination"],

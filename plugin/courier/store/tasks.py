@@ -389,6 +389,12 @@ class Tasks:
                                         detail={"from": row["state"]})])
         return row["state"]
 
+    def failing_destinations(self, since: float) -> set[str]:
+        """Destinations with tasks that ended FAILURE or WARNING since then."""
+        return {r[0] for r in self.database.read().execute(
+            "SELECT DISTINCT destination FROM tasks WHERE finished_at >= ? AND state IN (?, ?)",
+            (since, FAILURE, WARNING)).fetchall()}
+
     def queue_wait(self) -> float:
         """Seconds the oldest task due now has been waiting (0 when none waits)."""
         now = self.clock()

@@ -83,9 +83,9 @@ def present_window(since: datetime.date, today: datetime.date, overlap_days: int
     """The present part's range for a run on `today`; None once `Till` has passed."""
     last = min(today, till) if till else today
     first = max(since - datetime.timedelta(days=overlap_days), start)
-    if till and first > till:
+    if first > last:                    # Till has passed, or From is still to come
         return None
-    return Window("present", min(first, last), last)
+    return Window("present", first, last)
 
 
 def past_window(backfill_next: Optional[datetime.date], past_end: Optional[datetime.date],

@@ -11,7 +11,6 @@ from typing import Any
 
 from courier import VERSION
 from courier.host import HttpRequest
-from courier.store.records import FAILURE, WARNING
 from courier.web.http import Context
 
 
@@ -39,9 +38,7 @@ def dashboard(ctx: Context, request: HttpRequest, args: dict) -> Any:
         free = shutil.disk_usage(config.storage_directory).free
     except OSError:
         free = None
-    _, failed = store.tasks.list(state=FAILURE, limit=200, since=now - 3600)
-    _, warned = store.tasks.list(state=WARNING, limit=200, since=now - 3600)
-    failing = {t.destination for t in failed + warned}
+    failing = store.tasks.failing_destinations(now - 3600)
     statuses = store.nodes.statuses()
     nodes = [{"Id": node.id, "Kind": node.kind, "Aet": node.aet or None,
               "State": node_state(statuses.get(node.id), node.id in failing, config.echo_interval, now),

@@ -3,14 +3,16 @@ or archives posted one by one, a preview grouped by patient / study / series, th
 or discard). The command line (courier.cli) and the upload page use the same routes."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
+from urllib.parse import unquote
 
 from courier.errors import ApiError
 from courier.host import HttpRequest
 from courier.imports import archives
 from courier.imports.importer import Target
 from courier.routing.rules import evaluate
-from courier.web.guard import check_nodes
+from courier.store.records import AuditEvent
+from courier.web.guard import check_nodes, rights_of
 from courier.web.http import Context, actor_of, json_body, paging, row_id
 
 ACTIONS = ("route", "send", "discard")
@@ -29,10 +31,14 @@ def import_files(ctx: Context, request: HttpRequest, args: dict) -> Any:
     return {"total": total, "limit": limit, "offset": offset, "files": rows}
 
 
-def _upload(ctx: Context, args: dict, open_only: bool = False) -> dict:
+def _upload(ctx: Context, args: dict, open_only: bool = False, request: Optional[HttpRequest] = None) -> dict:
+    """The upload; with `request`, only for the user who began it, or an admin."""
     found = ctx.store.imports.upload(row_id(args))
     if found is None:
         raise ApiError(404, f"no upload {args['id']}")
+    if request is not None and rights_of(ctx, request).role != "admin" and found["created_by"] != actor_of(request):
+        raise ApiError(403, f"upload {found['id']} belongs to {found['created_by']}; only its owner or an admin may "
+                            f"add to it or end it")
     if open_only and found["state"] != "OPEN":
         raise ApiError(409, f"upload {found['id']} is {found['state']} already")
     return found
@@ -53,8 +59,9 @@ def new_upload(ctx: Context, request: HttpRequest, args: dict) -> Any:
 def upload_file(ctx: Context, request: HttpRequest, args: dict) -> Any:
     """One file, or an archive unpacked safely; its name in the X-Courier-Filename header. Each
     file is stored into Orthanc and held for the upload's action."""
-    upload = _upload(ctx, args, open_only=True)
-    name = (request.headers.get("x-courier-filename") or "file").replace("\\", "/").strip("/")[:255] or "file"
+    upload = _upload(ctx, args, open_only=True, request=request)
+    # percent-encoded by the page and the command line: a header carries Latin-1 only
+    name = unquote(request.headers.get("x-courier-filename") or "file").replace("\\", "/").strip("/")[:255] or "file"
     source = f"upload-{upload['id']}"
     data = request.body or b""
     kind = archives.kind_of(data)
@@ -124,13 +131,15 @@ def _tags(ctx: Context, path: str) -> dict:
 
 
 def upload_action(ctx: Context, request: HttpRequest, args: dict) -> Any:
-    upload = _upload(ctx, args, open_only=True)
+    upload = _upload(ctx, args, open_only=True, request=request)
     action, body, actor = args["action"], json_body(request), actor_of(request)
     source = f"upload-{upload['id']}"
     if action not in ACTIONS:
         raise ApiError(404, f"no upload action {action!r}; use route, send or discard")
     if action == "discard":
-        deleted = 0
+        if not ctx.store.imports.close_upload(upload["id"], "DISCARDED", "discard", actor):
+            raise ApiError(409, f"upload {upload['id']} was ended meanwhile")
+        deleted = 0                      # claimed first: a route at the same moment finds it closed
         _, files = ctx.store.imports.files(source, 10000, 0)
         for row in files:
             if row["Outcome"] == "imported" and row["Instance"]:      # a duplicate was there before: it stays
@@ -139,7 +148,8 @@ def upload_action(ctx: Context, request: HttpRequest, args: dict) -> Any:
                     deleted += 1
                 except Exception:  # noqa: BLE001 - already gone
                     pass
-        ctx.store.imports.close_upload(upload["id"], "DISCARDED", "discard", actor, {"deleted": deleted})
+        ctx.store.audit.record(AuditEvent("upload-discarded", actor=actor, detail={"upload": upload["id"],
+                                                                                 "deleted": deleted}))
         return {"Id": upload["id"], "State": "DISCARDED", "Deleted": deleted}
     if action == "send":
         destination, profile = body.get("Destination"), body.get("Pseudonymize")
@@ -157,8 +167,12 @@ def upload_action(ctx: Context, request: HttpRequest, args: dict) -> Any:
                           route.priority)]
     else:
         targets = _as_received(ctx, source)
+    for target in targets:               # the user's MaySendTo holds for every destination, named or routed
+        for destination in target.destinations:
+            check_nodes(ctx, request, send_to=destination)
+    if not ctx.store.imports.close_upload(upload["id"], "SENT" if action == "send" else "ROUTED", action, actor):
+        raise ApiError(409, f"upload {upload['id']} was ended meanwhile")
     routed = ctx.importer.route(source, None, targets, actor)
-    ctx.store.imports.close_upload(upload["id"], "SENT" if action == "send" else "ROUTED", action, actor)
     ctx.wake_workers()
     return {"Id": upload["id"], "State": "SENT" if action == "send" else "ROUTED", "Files": routed,
             "Routes": [t.route for t in targets]}

@@ -60,6 +60,8 @@ def control_job(ctx: Context, request: HttpRequest, args: dict) -> Any:
             raise ApiError(409, refusal)
     elif action not in ACTIONS:
         raise ApiError(404, f"no job action {action!r}; use {', '.join(ACTIONS)}")
+    elif action in ("pause", "resume") and job.phase is not None:
+        raise ApiError(409, f"job {job.id} is {job.phase}: it has not started; start it, or cancel it")
     if action != "start":
         ctx.store.jobs.control(job.id, action, actor_of(request))
     ctx.wake_workers()

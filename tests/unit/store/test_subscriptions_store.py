@@ -147,3 +147,15 @@ def test_a_job_task_skips_what_another_task_of_its_job_delivered(make_store):
         (second_id,) = insert_job_tasks(db, store.clock(), job_id, "d", None, False, [target("1.2.1")])
     assert store.tasks.delivered_by_job(store.tasks.get(second_id)) == {"1.2.1.1"}
     assert store.tasks.delivered_by_job(first) == set()
+
+
+def test_after_a_study_the_next_ones_of_the_job_wait_the_break_each_a_break_apart(make_store):
+    clock = Clock()
+    store = make_store(clock)
+    sub_id = store.subscriptions.create("alice", None, SPEC, "20260331", None, None)          # a 5 s break
+    sub = store.subscriptions.take(sub_id, "A:1:scheduler", 300)
+    store.subscriptions.record_run(sub, "A:1:scheduler", [(Found(f"1.2.{n}", "P", "", 1), target(f"1.2.{n}"))
+                                                          for n in range(3)], {}, {})
+    store.jobs.pause_after_study(sub.job_id)
+    due = sorted(t.next_attempt_at for t in store.tasks.list(job_id=sub.job_id)[1])
+    assert due == [clock.now + 5, clock.now + 10, clock.now + 15]

@@ -54,6 +54,7 @@ def test_the_present_window_overlaps_the_last_run_and_ends_at_till():
     assert schedule.present_window(datetime.date(2026, 3, 28), TODAY, 2, datetime.date(2026, 3, 30), start).study_date \
         == "20260326-20260330"
     assert schedule.present_window(TODAY, TODAY, 0, datetime.date(2026, 3, 30), start) is None       # Till has passed
+    assert schedule.present_window(TODAY, TODAY, 1, None, datetime.date(2026, 4, 5)) is None          # From to come
     assert schedule.finished(datetime.date(2026, 3, 30), TODAY, past_done=True)
     assert not schedule.finished(datetime.date(2026, 3, 30), TODAY, past_done=False)
     assert not schedule.finished(None, TODAY, past_done=True)
