@@ -58,6 +58,15 @@ def _budget(sizes: list[int]) -> None:
         raise ArchiveError(f"a file in the archive is larger than {MAX_MEMBER // 1024 ** 3} GiB")
 
 
+def _budget_so_far(entries: int, total: int, size: int) -> None:
+    if entries > MAX_ENTRIES:
+        raise ArchiveError(f"more than {MAX_ENTRIES} files in the archive")
+    if total > MAX_TOTAL:
+        raise ArchiveError(f"the archive unpacks to more than {MAX_TOTAL // 1024 ** 3} GiB")
+    if size > MAX_MEMBER:
+        raise ArchiveError(f"a file in the archive is larger than {MAX_MEMBER // 1024 ** 3} GiB")
+
+
 def _read_limited(stream, declared: int) -> bytes:
     data = stream.read(min(declared, MAX_MEMBER) + 1)
     if len(data) > declared:
@@ -83,9 +92,11 @@ def unpack(data: bytes, kind: str) -> Unpacked:
                             out.members.append((name, _read_limited(stream, info.file_size)))
         elif kind == "tar":
             with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
-                members = archive.getmembers()
-                _budget([m.size for m in members if m.isfile()])
-                for member in members:
+                seen, total = 0, 0
+                for member in archive:              # one header at a time: a tar of millions of tiny
+                    seen += 1                       # entries is refused without reading them all
+                    total += member.size if member.isfile() else 0
+                    _budget_so_far(seen, total, member.size if member.isfile() else 0)
                     if member.isdir():
                         continue
                     name = safe_name(member.name)

@@ -156,7 +156,12 @@ class FolderWatcher:
             if len(self.watching) < len(self.folders) and time.monotonic() - self._claimed_at >= CLAIM_SECONDS:
                 self._claim_free()
             waits = [CLAIM_SECONDS] if len(self.watching) < len(self.folders) else []
-            for folder_id in self.watching:
+            for folder_id in list(self.watching):
+                if not self.store.database.holds(f"import:{folder_id}"):    # its lock went (PostgreSQL restarted)
+                    self.watching.remove(folder_id)
+                    log.warning("import %s: lost the folder's lock; watching it again once it is free", folder_id)
+                    waits.append(1.0)
+                    continue
                 try:
                     waits.append(self.scan(self.folders[folder_id]))
                 except Exception:

@@ -10,6 +10,7 @@ Every table module goes through these and nothing else, so that the same SQL run
     lock(db, key)   inside a transaction, serialize it with every other holding the same key
                     (other routers included); a no-op on SQLite, whose writers are serialized
     hold(key)       a lock for the life of the process (a router's name), dropped when it dies
+    holds(key)      is that lock still ours (PostgreSQL drops it with its connection)
     SKIP_LOCKED     appended to the SELECT of a claim: rows another transaction holds are skipped
     FOR_UPDATE      appended to a SELECT whose row the transaction is about to change (the cursor)
 
@@ -51,6 +52,8 @@ class Database(Protocol):
         False if another process holds it."""
         ...
 
+    def holds(self, key: str) -> bool: ...
+
     def close(self) -> None: ...
 
 
@@ -67,6 +70,7 @@ class SQLiteDatabase:
         # to be the bottleneck. The busy timeout still covers other processes.
         self._write_lock = threading.Lock()
         self._held: list[int] = []
+        self._held_keys: set[str] = set()
         schema = sqlite_utils.Database(path)
         try:
             migrations.apply(schema)
@@ -113,7 +117,12 @@ class SQLiteDatabase:
             os.close(fd)
             return False
         self._held.append(fd)
+        self._held_keys.add(key)
         return True
+
+    def holds(self, key: str) -> bool:
+        """An flock stays with its process: ours for as long as we took it."""
+        return key in self._held_keys
 
     def close(self) -> None:
         for fd in self._held:

@@ -110,6 +110,7 @@ class PostgresDatabase:
         self.url = url
         self._password = {"password": password} if password else {}
         self._held: list[Any] = []
+        self._held_keys: dict[str, Any] = {}
         self._pool = ConnectionPool(url, kwargs=kwargs, min_size=1, max_size=pool_size, open=True,
                                     name="courier", timeout=60)
         self._reader = Reader(self._pool)
@@ -161,7 +162,24 @@ class PostgresDatabase:
             connection.close()
             return False
         self._held.append(connection)
+        self._held_keys[key] = connection
         return True
+
+    def holds(self, key: str) -> bool:
+        """Still ours while its connection lives (a PostgreSQL restart or a lost connection drops it)."""
+        connection = self._held_keys.get(key)
+        if connection is None:
+            return False
+        try:
+            connection.execute("SELECT 1")
+            return True
+        except Exception:  # noqa: BLE001 - any failure: the lock went with the connection
+            self._held_keys.pop(key, None)
+            try:
+                connection.close()
+            except Exception:  # noqa: BLE001
+                pass
+            return False
 
     def close(self) -> None:
         for connection in self._held:

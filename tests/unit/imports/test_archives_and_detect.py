@@ -104,3 +104,14 @@ def test_a_member_larger_than_it_declares_is_refused():
 def test_a_damaged_archive_is_an_archive_error():
     with pytest.raises(ArchiveError, match="cannot read the zip archive"):
         unpack(zipped([("a", b"x")])[:30], "zip")
+
+
+def test_a_tar_with_too_many_entries_is_refused_while_it_is_read(monkeypatch):
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w:gz") as archive:
+        for n in range(50):
+            info = tarfile.TarInfo(f"f{n}")
+            archive.addfile(info, io.BytesIO(b""))
+    monkeypatch.setattr(archives, "MAX_ENTRIES", 10)
+    with pytest.raises(ArchiveError, match="more than 10 files"):
+        unpack(tar.getvalue(), "tar")

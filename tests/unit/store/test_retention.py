@@ -34,3 +34,14 @@ def test_old_finished_routed_tasks_audit_and_import_records_are_pruned(make_stor
     actions = [e["action"] for e in store.audit.entries(limit=10)[1]]
     assert actions == ["retention-pruned", "recent", "task-created"]            # the recent task's line only
     assert store.imports.files("folder")[0] == 0
+
+
+def test_a_held_lock_is_known_to_be_ours_until_its_connection_goes(make_store):
+    store = make_store()
+    assert store.database.hold("import:folder") and store.database.holds("import:folder")
+    assert not store.database.holds("import:other")
+    held = store.database._held_keys
+    if isinstance(held, dict):                       # PostgreSQL: the lock lives on its connection
+        connection = held["import:folder"]
+        connection.close()
+        assert not store.database.holds("import:folder")
