@@ -6,13 +6,13 @@ dataset with a SOP Instance UID from it. The answer says why not, in words for a
 """
 from __future__ import annotations
 
-import hashlib
 import io
 from dataclasses import dataclass
-from typing import Optional
 
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
+
+from courier.store.records import orthanc_id
 
 MAGIC_OFFSET, MAGIC = 128, b"DICM"
 KEYS = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
@@ -32,20 +32,15 @@ class Detected:
     @property
     def instance_id(self) -> str:
         """Orthanc's ID of the instance: SHA-1 of PatientID|StudyUID|SeriesUID|SOPInstanceUID."""
-        return _orthanc_id(self.patient_id, self.study_uid, self.series_uid, self.sop_uid)
+        return orthanc_id(self.patient_id, self.study_uid, self.series_uid, self.sop_uid)
 
     @property
     def study_id(self) -> str:
-        return _orthanc_id(self.patient_id, self.study_uid)
+        return orthanc_id(self.patient_id, self.study_uid)
 
     @property
     def series_id(self) -> str:
-        return _orthanc_id(self.patient_id, self.study_uid, self.series_uid)
-
-
-def _orthanc_id(*uids: str) -> str:
-    digest = hashlib.sha1("|".join(uids).encode()).hexdigest()
-    return "-".join(digest[i:i + 8] for i in range(0, 40, 8))
+        return orthanc_id(self.patient_id, self.study_uid, self.series_uid)
 
 
 def has_magic(data: bytes) -> bool:
@@ -72,6 +67,3 @@ def detect(data: bytes) -> Detected:
     return Detected(True, "", values["PatientID"], values["StudyInstanceUID"], values["SeriesInstanceUID"],
                     values["SOPInstanceUID"], modality)
 
-
-def reason_text(reason: Optional[str]) -> str:
-    return (reason or "").replace("\n", " ")[:500]

@@ -13,7 +13,6 @@ on the ingest path.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections import OrderedDict
@@ -27,7 +26,7 @@ from courier.routing.callers import CallerPolicy
 from courier.routing.completer import Completer
 from courier.routing.rules import tasks_for
 from courier.routing.tags import ResourceTags
-from courier.store.records import Arrival, AuditEvent, NewTask
+from courier.store.records import Arrival, AuditEvent, NewTask, orthanc_id
 from courier.store.store import Store
 
 log = logging.getLogger("courier.ingest")
@@ -54,10 +53,8 @@ def pseudonymized_on_ingest(route: Route, tags: Mapping[str, Any], pseudonymizer
 
 def orthanc_instance_id(tags: Mapping[str, Any]) -> str:
     """Orthanc's identifier of an instance: SHA-1 of PatientID|StudyUID|SeriesUID|SOPInstanceUID."""
-    key = "|".join(str(tags.get(k) or "") for k in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID",
-                                                    "SOPInstanceUID"))
-    digest = hashlib.sha1(key.encode("utf-8")).hexdigest()
-    return "-".join(digest[i:i + 8] for i in range(0, 40, 8))
+    return orthanc_id(*(str(tags.get(k) or "") for k in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID",
+                                                         "SOPInstanceUID")))
 
 
 class ChangeFollower:

@@ -145,7 +145,3 @@ class Imports:
             row = db.execute("UPDATE uploads SET state = ?, action = ?, at = ? WHERE id = ? AND state = 'OPEN'"
                              " RETURNING id", (state, action, now, upload_id)).fetchone()
         return row is not None
-
-    def instances_of(self, source: str) -> list[str]:
-        return [r[0] for r in self.database.read().execute(
-            "SELECT DISTINCT instance_id FROM import_files WHERE source = ? AND instance_id IS NOT NULL", (source,))]

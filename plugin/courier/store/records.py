@@ -10,8 +10,18 @@ and a manifest: the SOP Instance UIDs it must deliver, each acknowledged or not.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
+
+
+def orthanc_id(*uids: str) -> str:
+    """Orthanc's identifier of a resource from its identifying UIDs, joined by "|": (PatientID,
+    StudyInstanceUID) a study, + SeriesInstanceUID a series, + SOPInstanceUID an instance; SHA-1
+    in 5 groups of 8 hex digits."""
+    digest = hashlib.sha1("|".join(uids).encode("utf-8")).hexdigest()
+    return "-".join(digest[i:i + 8] for i in range(0, 40, 8))
+
 
 PENDING, RUNNING, SUCCESS, WARNING, FAILURE, CANCELED = (
     "PENDING", "RUNNING", "SUCCESS", "WARNING", "FAILURE", "CANCELED")

@@ -13,9 +13,8 @@ from typing import Any, Callable
 from courier.config.parse import CourierConfig
 from courier.errors import ApiError, DeliveryError
 from courier.orthanc_rest import OrthancRest
-from courier.store.records import JobTarget
+from courier.store.records import JobTarget, orthanc_id
 from courier.transfer import batch_files as batch
-from courier.transfer.fetch import orthanc_id
 from courier.transfer.remote import find, search_of
 
 QUERY_RESULT_COLUMNS = ["line", "ID", "Found", "PatientID", "PatientName", "PatientBirthDate", "StudyInstanceUID",

@@ -9,7 +9,6 @@ sub-operations, or that silently loses images, shows up as missing UIDs, never a
 """
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from typing import Callable, Optional
@@ -17,16 +16,10 @@ from typing import Callable, Optional
 from courier.config.nodes import Node
 from courier.errors import DeliveryError
 from courier.orthanc_rest import OrthancHttpError, OrthancRest
+from courier.store.records import orthanc_id
 from courier.transfer.remote import open_association
 
 POLL_SECONDS = 0.3
-
-
-def orthanc_id(*uids: str) -> str:
-    """Orthanc's identifier of a study (PatientID, StudyInstanceUID) or a series (+ SeriesInstanceUID):
-    SHA-1 of the values joined by "|", in 5 groups of 8 hex digits."""
-    digest = hashlib.sha1("|".join(uids).encode()).hexdigest()
-    return "-".join(digest[i:i + 8] for i in range(0, 40, 8))
 
 
 def orthanc_study_id(patient_id: str, study_uid: str) -> str:

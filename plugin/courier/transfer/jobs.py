@@ -15,8 +15,7 @@ from courier.config.parse import CourierConfig
 from courier.config.profiles import TRIAL_KEYWORDS
 from courier.errors import ApiError, DeliveryError
 from courier.orthanc_rest import OrthancRest
-from courier.store.records import CANCELED, FAILURE, PENDING, RUNNING, SUCCESS, WARNING, Job, JobTarget
-from courier.transfer.fetch import orthanc_id
+from courier.store.records import CANCELED, FAILURE, PENDING, RUNNING, SUCCESS, WARNING, Job, JobTarget, orthanc_id
 from courier.transfer.query import resolve_dates
 from courier.transfer.remote import find, search_of
 

@@ -16,10 +16,10 @@ from courier.config import windows
 from courier.config.parse import CourierConfig
 from courier.errors import ApiError
 from courier.orthanc_rest import OrthancRest
-from courier.store.records import Found, JobTarget, Subscription
+from courier.store.records import Found, JobTarget, Subscription, orthanc_id
 from courier.store.store import Store
 from courier.transfer import schedule
-from courier.transfer.fetch import expected_uids, orthanc_id
+from courier.transfer.fetch import expected_uids
 from courier.transfer.jobs import check_transfer, present_in_orthanc
 from courier.transfer.query import FILTERS, resolve_dates
 from courier.transfer.query import validate as validate_query
