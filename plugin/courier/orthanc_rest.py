@@ -48,6 +48,9 @@ def _dropped(connection: http.client.HTTPConnection) -> bool:
     return bool(readable)
 
 
+MAX_IDLE_SECONDS = 0.5        # under Orthanc's default KeepAliveTimeout of 1 s
+
+
 class OrthancRest:
     def __init__(self, base_url: str, token: Optional[str] = None, timeout: float = 3600.0) -> None:
         self.base_url, self.token, self.timeout = base_url.rstrip("/"), token, timeout
@@ -62,7 +65,11 @@ class OrthancRest:
 
     def _connection(self) -> http.client.HTTPConnection:
         connection = getattr(self._local, "connection", None)
-        if connection is not None and _dropped(connection):
+        idle = time.monotonic() - getattr(self._local, "used_at", 0.0)
+        # Orthanc closes a kept-alive connection after KeepAliveTimeout (1 s by default): one idle
+        # for nearly that long may be closed while a request is on its way (measured: a POST every
+        # second failed now and then with a broken pipe), so it is opened anew instead.
+        if connection is not None and (idle > MAX_IDLE_SECONDS or _dropped(connection)):
             connection.close()
         if connection is None:
             if self._https:
@@ -91,6 +98,7 @@ class OrthancRest:
                 connection.request(method, target, body=body, headers=headers)
                 response = connection.getresponse()
                 data = response.read()
+                self._local.used_at = time.monotonic()
                 break
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
                 connection.close()

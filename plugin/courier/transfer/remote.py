@@ -13,26 +13,18 @@ MAX_SPLITS = 64
 
 
 def echo(rest: OrthancRest, node_id: str, kind: str) -> tuple[bool, str]:
-    """(reachable?, message) for a DICOM modality (C-ECHO) or a DICOMweb server (a QIDO call). A
-    request that Orthanc itself did not answer (its kept-alive connection closed just as it was
-    sent; measured with echoes every second, Orthanc's KeepAliveTimeout) is sent once more: that
-    is not the node's failure."""
-    for attempt in (1, 2):
-        try:
-            if kind == "dicom":
-                rest.post_json(f"/modalities/{node_id}/echo", {}, timeout=60)
-            elif kind == "dicomweb":
-                # orthanc-dicomweb wants the query string in Arguments, not in Uri
-                rest.post_json(f"/dicom-web/servers/{node_id}/get", {"Uri": "/studies", "Arguments": {"limit": "1"}},
-                               timeout=60)
-            else:
-                rest.get_json(f"/peers/{node_id}/system")
-            return True, "ok"
-        except DeliveryError as exc:
-            if attempt == 1 and getattr(exc, "status", None) == 0:
-                continue
-            return False, str(exc)
-    return False, "no answer"
+    """(reachable?, message) for a DICOM modality (C-ECHO) or a DICOMweb server (a QIDO call)."""
+    try:
+        if kind == "dicom":
+            rest.post_json(f"/modalities/{node_id}/echo", {}, timeout=60)
+        elif kind == "dicomweb":
+            # orthanc-dicomweb wants the query string in Arguments, not in Uri
+            rest.post_json(f"/dicom-web/servers/{node_id}/get", {"Uri": "/studies", "Arguments": {"limit": "1"}}, timeout=60)
+        else:
+            rest.get_json(f"/peers/{node_id}/system")
+        return True, "ok"
+    except DeliveryError as exc:
+        return False, str(exc)
 
 
 def c_find(rest: OrthancRest, node_id: str, level: str, keys: Mapping[str, str]) -> list[dict]:
