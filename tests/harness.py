@@ -20,10 +20,20 @@ REPO = Path(__file__).resolve().parent.parent
 PLUGINS = Path("/usr/share/orthanc/plugins")
 
 
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nobody listens on, never one this process handed out before: the kernel can
+    give the same free port twice before the first taker binds it (an Orthanc got the same port
+    for DICOM and HTTP and stopped)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
