@@ -10,10 +10,8 @@ from typing import Any
 from courier.config.database import DatabaseSettings
 from courier.config.parse import CourierConfig, parse
 from courier.deid.ingest_gate import IngestGate
-from courier.deid.pseudonymizer import Pseudonymizer
-from courier.deid.sources import patient_source
-from courier.delivery.senders import build_senders
 from courier.engine.echoes import EchoMonitor
+from courier.engine.runtime import Built, RuntimeConfig
 from courier.engine.scheduler import Scheduler
 from courier.engine.workers import Engine
 from courier.errors import ConfigError
@@ -24,7 +22,6 @@ from courier.orthanc_rest import OrthancRest
 from courier.routing.admission import Admission
 from courier.routing.callers import CallerPolicy
 from courier.routing.follower import ChangeFollower
-from courier.routing.scripts import load_conditions
 from courier.store.database import Database, SQLiteDatabase
 from courier.store.postgres import PostgresDatabase
 from courier.store.records import AuditEvent
@@ -48,32 +45,57 @@ def open_database(settings: DatabaseSettings) -> Database:
 
 
 class Courier:
-    def __init__(self, host: Host, config: CourierConfig) -> None:
-        self.host, self.config = host, config
-        self.run_script = run_script = load_conditions(config.scripts_directory, config.routes)
-        self.store = Store(open_database(config.database))
-        self.rest = OrthancRest(config.orthanc_url, token=host.rest_token())
+    def __init__(self, host: Host, seed: dict, base_dir: str, hostname: str) -> None:
+        """`seed`: Orthanc's configuration (orthanc.json). Its runtime part (routes, destinations,
+        profiles, nodes) may be overridden by a later version in the store (engine.runtime)."""
+        boot = parse(seed, base_dir, REPO_DIR, hostname=hostname)
+        self.host = host
+        self.store = Store(open_database(boot.database))
+        self.rest = OrthancRest(boot.orthanc_url, token=host.rest_token())
+        self.runtime = RuntimeConfig(seed, base_dir, REPO_DIR, hostname, self.store, self.rest)
+        built = self.runtime.initial()
+        self.config = config = built.config
+        self.run_script, self.pseudonymizers = built.run_script, built.pseudonymizers
         self.callers = CallerPolicy(config.allowed_callers, config.known_callers)
-        senders = build_senders(self.rest, config.destinations, config.folders, config.nodes, config.local_aet,
-                                config.dicom_timeout, config.archives)
-        for name, profile in config.profiles.items():
-            if profile.lookup_rows:
-                self.store.crosswalk.load_lookup(name, profile.lookup_rows)
-        self.pseudonymizers = {name: Pseudonymizer(profile, patient_source(profile, self.store), source_ae=config.local_aet)
-                               for name, profile in config.profiles.items()}
-        self.engine = Engine(config, self.store, self.rest, senders, self.pseudonymizers)
+        self.engine = Engine(config, self.store, self.rest, built.senders, self.pseudonymizers)
         self.scheduler = Scheduler(config, self.store, self.rest, self.engine.incarnation, on_tasks=self.engine.wake)
         self.importer = Importer(self.store, self.rest)
         self.watcher = FolderWatcher(config.imports, config.routes, self.store, self.importer, on_tasks=self.engine.wake)
-        self.follower = ChangeFollower(self.store, self.rest, config.routes, self.callers, run_script,
+        self.follower = ChangeFollower(self.store, self.rest, config.routes, self.callers, self.run_script,
                                        on_tasks=self.engine.wake, pseudonymizers=self.pseudonymizers)
         self.metrics = MetricsPublisher(self.store, host.set_metric, config)
         self.echoes = EchoMonitor(config, self.store, self.rest)
-        self.api = Api(Context(config, self.store, is_healthy=lambda: self.engine.running and self.follower.running,
+        self.context = Context(config, self.store, is_healthy=lambda: self.engine.running and self.follower.running,
                                pseudonymizers=self.pseudonymizers, rest=self.rest, wake_workers=self.engine.wake,
                                wake_follower=self.follower.wake, wake_scheduler=self.scheduler.wake,
                                importer=self.importer, watcher=self.watcher,
-                               run_script=self.run_script))
+                               run_script=self.run_script, runtime=self.runtime)
+        self.api = Api(self.context)
+        self.runtime.apply, self.runtime.check = self._apply, self._check
+        self._ingest = _ingest_routes(config)
+
+    def _check(self, config: CourierConfig) -> None:
+        """What a runtime change may not do: Orthanc takes its ingest callback at start-up only."""
+        if _ingest_routes(config) != self._ingest:
+            index = next((i for i, r in enumerate(config.routes) if r.pseudonymize_on == "Ingest"), 0)
+            raise ConfigError(f"Courier.Routes[{index}].PseudonymizeOn",
+                              "routes that pseudonymize on ingest change only with orthanc.json and a restart",
+                              "Orthanc registers the ingest callback when it starts")
+
+    def _apply(self, built: Built) -> None:
+        """A new configuration version, handed to every running part (engine.runtime calls this)."""
+        config = built.config
+        self.callers.update(config.known_callers)
+        self.follower.reconfigure(config.routes, built.run_script, built.pseudonymizers)
+        self.engine.reconfigure(config, built.senders, built.pseudonymizers)
+        self.scheduler.reconfigure(config)
+        self.watcher.routes = config.routes
+        self.echoes.config = self.metrics.config = config
+        self.context.config, self.context.pseudonymizers, self.context.run_script = (
+            config, built.pseudonymizers, built.run_script)
+        self.config, self.run_script, self.pseudonymizers = config, built.run_script, built.pseudonymizers
+        self.engine.wake()
+        self.follower.wake()
 
     def install(self) -> None:
         ingest_routes = [r for r in self.config.routes if r.pseudonymize_on == "Ingest"]
@@ -94,6 +116,7 @@ class Courier:
 
     def _on_change(self, change: str, resource_id: str) -> None:
         if change == "ORTHANC_STARTED":
+            self.runtime.start()             # Orthanc's node registries set to the version in force
             self.engine.start()
             self.follower.start()
             self.scheduler.start()
@@ -104,7 +127,8 @@ class Courier:
                         len(self.config.routes), self.config.workers, self.config.database.describe())
         elif change == "ORTHANC_STOPPED":      # in parallel: a graceful stop must end within seconds
             stoppers = [threading.Thread(target=part.stop) for part in (self.follower, self.scheduler, self.watcher,
-                                                                   self.engine, self.metrics, self.echoes)]
+                                                                   self.engine, self.metrics, self.echoes,
+                                                                   self.runtime)]
             for thread in stoppers:
                 thread.start()
             for thread in stoppers:
@@ -114,15 +138,19 @@ class Courier:
             self.follower.wake()
 
 
+def _ingest_routes(config: CourierConfig) -> list:
+    return [(r.name, r.pseudonymize, r.match_spec, r.trigger) for r in config.routes if r.pseudonymize_on == "Ingest"]
+
+
 def install(orthanc: Any) -> Courier:
     host = Host(orthanc)
     host.install_logging()
     try:
-        config = parse(host.configuration(), host.configuration_dir(), REPO_DIR, hostname=socket.gethostname())
-        courier = Courier(host, config)
+        courier = Courier(host, host.configuration(), host.configuration_dir(), socket.gethostname())
     except ConfigError as exc:
         log.error("%s", exc)
         raise SystemExit(str(exc)) from None     # Orthanc stops, printing the message
+    config = courier.config
     refusal = courier.store.routers.register(config.router_name, courier.engine.incarnation)
     if refusal:
         log.error("%s", refusal)

@@ -134,6 +134,10 @@ class OrthancRest:
         answer = self._call("POST", path, data, content_type)
         return json.loads(answer) if answer else None
 
+    def put_json(self, path: str, body: Any) -> Any:
+        data = self._call("PUT", path, json.dumps(body).encode("utf-8"), "application/json")
+        return json.loads(data) if data.strip() else None
+
     def delete(self, path: str) -> None:
         self._call("DELETE", path)
 

@@ -15,6 +15,8 @@ KEYS: dict[str, tuple[str, ...]] = {
                 "Folders", "Archives", "Nodes", "Pseudonymization", "Routes", "Users", "DefaultRole", "AnonymousRole",
                 "Imports", "EchoIntervalSeconds", "RetentionDays"),
     "Courier.Database": ("Url", "PasswordFile", "PasswordEnv", "PoolSize"),
+    # a DICOMweb server or Orthanc peer added at runtime names its password (config.runtime)
+    "{registry}.{id}": ("PasswordFile", "PasswordEnv"),
     "Courier.Users.{name}": ("Role", "MayQuery", "MaySendTo"),
     "Courier.Archives.{id}": ("Path", "Layout", "PasswordFile", "PasswordEnv"),
     "Courier.Nodes.{id}": ("Capabilities", "QueryModel", "RetrieveMethod", "MaxResults", "MaxParallelTasks",
@@ -24,7 +26,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "Courier.Folders.{id}": ("Path", "Layout"),
     "Courier.Imports.{id}": ("Path", "Recursive", "Pattern", "After", "MoveTo", "RejectedPath", "CompleteWhen",
                              "QuietSeconds", "Route", "Destinations", "Pseudonymize", "RescanSeconds"),
-    "Courier.Routes[]": ("Name", "Trigger", "Match", "Condition", "Destinations", "DeleteAfterDelivery",
+    "Courier.Routes[]": ("Name", "Enabled", "Trigger", "Match", "Condition", "Destinations", "DeleteAfterDelivery",
                          "Priority", "AllowedCallingAets", "Fallback", "Pseudonymize", "PseudonymizeOn",
                          "StableAfterSeconds", "ForceAfterSeconds", "CompleteWhen"),
     "Courier.Routes[].CompleteWhen": ("SeriesDescriptions", "Modalities"),

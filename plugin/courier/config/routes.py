@@ -145,6 +145,8 @@ def parse_routes(raw: Any, destinations: Mapping[str, str], profiles: Mapping[st
                 if key in section.data:
                     raise ConfigError(f"{path}.{key}", "only for StableSeries and StableStudy routes",
                                       "an Instance route fires for each instance as it arrives")
+        if not section.get("Enabled", bool, True):
+            continue                         # checked like the others, but it fires for nothing
         routes.append(Route(
             name=name, trigger=trigger, match=match, destinations=targets, condition_script=condition,
             delete_after_delivery=section.get("DeleteAfterDelivery", bool, False),

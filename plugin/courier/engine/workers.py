@@ -50,8 +50,16 @@ class Engine:
         self._wake = threading.Condition()
         self._threads: list[threading.Thread] = []
         self.running = False
-        self.retriever = Retriever(config, store, rest, self._stop.is_set)
-        self.deliverer = Deliverer(store, rest, senders, TaskPseudonymizers(store, pseudonymizers))
+        self.reconfigure(config, senders, pseudonymizers)
+
+    def reconfigure(self, config: CourierConfig, senders: Mapping[str, Sender],
+                    pseudonymizers: Mapping[str, Pseudonymizer]) -> None:
+        """A runtime configuration change: batches claimed from now on use the new senders and
+        profiles; a batch in flight ends with those it started with. The number of workers and
+        the router's name stay as started."""
+        self.retriever = Retriever(config, self.store, self.rest, self._stop.is_set)
+        self.deliverer = Deliverer(self.store, self.rest, senders, TaskPseudonymizers(self.store, pseudonymizers))
+        self.config = config
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:

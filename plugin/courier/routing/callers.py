@@ -21,6 +21,10 @@ class CallerPolicy:
     def __init__(self, mode: str, known: Mapping[str, tuple[str, ...]]) -> None:
         self.mode, self.known = mode, dict(known)
 
+    def update(self, known: Mapping[str, tuple[str, ...]]) -> None:
+        """The modalities changed at runtime: one assignment, seen whole by the C-STORE filter."""
+        self.known = dict(known)
+
     def refuse_aet(self, aet: str) -> Optional[str]:
         if self.mode == "Any" or aet in self.known:
             return None

@@ -64,19 +64,26 @@ class ChangeFollower:
                  pseudonymizers: Optional[Mapping[str, Pseudonymizer]] = None) -> None:
         """`pseudonymizers` (by profile) recognise what an Ingest route's profile made; without
         them no Ingest route fires."""
-        self.store, self.rest, self.routes, self.callers = store, rest, tuple(routes), callers
-        self.pseudonymizers = dict(pseudonymizers or {})
+        self.store, self.rest, self.callers, self.on_tasks = store, rest, callers, on_tasks
         self._marks: OrderedDict[str, bytes] = OrderedDict()
-        self.run_script, self.on_tasks = run_script, on_tasks
-        self.instance_routes = tuple(r for r in self.routes if r.trigger == "Instance")
-        self.tracks_arrivals = any(r.trigger != "Instance" for r in self.routes)
-        self.tags = ResourceTags(rest, self.routes)
-        self.completer = Completer(store, self.routes, self.tags, run_script, self._ingested)
+        self._pass = threading.Lock()          # held for one pass; a reconfiguration waits for its end
+        self.reconfigure(routes, run_script, pseudonymizers)
         self._series: OrderedDict[str, dict] = OrderedDict()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.running = False
+
+    def reconfigure(self, routes: Sequence[Route], run_script: Optional[Callable[[Route, Mapping[str, Any]], bool]],
+                    pseudonymizers: Optional[Mapping[str, Pseudonymizer]] = None) -> None:
+        """New routes (a runtime configuration change): taken between two passes, never within one."""
+        with self._pass:
+            self.routes, self.run_script = tuple(routes), run_script
+            self.pseudonymizers = dict(pseudonymizers or {})
+            self.instance_routes = tuple(r for r in self.routes if r.trigger == "Instance")
+            self.tracks_arrivals = any(r.trigger != "Instance" for r in self.routes)
+            self.tags = ResourceTags(self.rest, self.routes)
+            self.completer = Completer(self.store, self.routes, self.tags, run_script, self._ingested)
 
     def start(self) -> None:
         if self.store.tasks.cursor(CURSOR) is None:
@@ -101,8 +108,9 @@ class ChangeFollower:
         while not self._stop.is_set():
             wait = 1.0
             try:
-                done = self.follow_once()
-                created, due_in = self.completer.run()
+                with self._pass:
+                    done = self.follow_once()
+                    created, due_in = self.completer.run()
                 if created:
                     self.on_tasks()
                 if due_in is not None:

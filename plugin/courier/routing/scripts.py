@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
+import types
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from courier.config.routes import Route
 from courier.errors import ConfigError
@@ -31,7 +33,44 @@ class RouteContext:
 MatchFunction = Callable[[Mapping[str, Any], RouteContext], bool]
 
 
-def load_script(directory: str, name: str, config_path: str) -> MatchFunction:
+SCRIPT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\.py$")
+
+
+def compile_script(name: str, source: str, config_path: str) -> MatchFunction:
+    """A condition script from its source: syntax, loading and match() checked, as at start-up."""
+    if not SCRIPT_NAME.match(name):
+        raise ConfigError(config_path, f"script name {name!r} is not a plain file name ending in .py")
+    try:
+        code = compile(source, name, "exec")
+    except SyntaxError as exc:
+        raise ConfigError(config_path, f"script {name!r} line {exc.lineno}: {exc.msg}") from None
+    module = types.ModuleType(f"courier_script_{name[:-3]}")
+    module.__file__ = name
+    try:
+        exec(code, module.__dict__)          # noqa: S102 - the administrator's own condition script
+    except Exception as exc:
+        raise ConfigError(config_path, f"script {name!r} failed to load: {type(exc).__name__}: {exc}") from None
+    function = getattr(module, "match", None)
+    if not callable(function):
+        raise ConfigError(config_path, f"script {name!r} defines no match(tags, context) function")
+    return function
+
+
+def read_scripts(directory: str, routes: Iterable[Route]) -> dict[str, str]:
+    """The source of every script the routes name, from `directory` (those missing are left out:
+    loading them reports it)."""
+    sources = {}
+    for route in routes:
+        name = route.condition_script
+        if name and os.path.isfile(os.path.join(directory, name)):
+            with open(os.path.join(directory, name), encoding="utf-8") as handle:
+                sources[name] = handle.read()
+    return sources
+
+
+def load_script(directory: str, name: str, config_path: str, sources: Mapping[str, str] = {}) -> MatchFunction:
+    if name in sources:
+        return compile_script(name, sources[name], config_path)
     path = os.path.join(directory, name)
     if not os.path.isfile(path):
         raise ConfigError(config_path, f"script {name!r} not found in {directory}", "check Courier.ScriptsDirectory")
@@ -47,9 +86,11 @@ def load_script(directory: str, name: str, config_path: str) -> MatchFunction:
     return function
 
 
-def load_conditions(directory: str, routes: tuple[Route, ...]) -> Callable[[Route, Mapping[str, Any]], bool]:
-    """Load every route's condition script once, at start-up; return the runner rules.evaluate uses."""
-    functions = {route.name: load_script(directory, route.condition_script, f"Courier.Routes[{index}].Condition")
+def load_conditions(directory: str, routes: tuple[Route, ...],
+                    sources: Mapping[str, str] = {}) -> Callable[[Route, Mapping[str, Any]], bool]:
+    """Load every route's condition script once (from `sources` when given there, else from
+    `directory`); return the runner rules.evaluate uses."""
+    functions = {route.name: load_script(directory, route.condition_script, f"Courier.Routes[{index}].Condition", sources)
                  for index, route in enumerate(routes) if route.condition_script}
 
     def run(route: Route, tags: Mapping[str, Any]) -> bool:

@@ -117,9 +117,16 @@ P004_HOURLY = """
     CREATE INDEX tasks_finished ON tasks (finished_at)
 """
 
+P006_CONFIG_VERSIONS = """
+    CREATE TABLE config_versions (
+        version BIGINT PRIMARY KEY, created_at DOUBLE PRECISION NOT NULL, actor TEXT NOT NULL, source TEXT NOT NULL,
+        comment TEXT NOT NULL DEFAULT '', digest TEXT NOT NULL, seed_digest TEXT NOT NULL, document TEXT NOT NULL)
+"""
+
 STEPS: list[tuple[str, str]] = [
     ("p001_schema_as_of_sqlite_m014", P001_SCHEMA),
     ("p002_subscriptions_and_job_lifecycle", P002_SUBSCRIPTIONS),
     ("p003_imports", P003_IMPORTS),
     ("p004_hourly_statistics", P004_HOURLY),
+    ("p006_config_versions", P006_CONFIG_VERSIONS),      # p005 is the traffic log's
 ]

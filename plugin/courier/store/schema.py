@@ -240,3 +240,13 @@ def m017_hourly_statistics(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE stats_hourly (hour INTEGER NOT NULL, name TEXT NOT NULL, value REAL NOT NULL,"
                " PRIMARY KEY (hour, name))")
     db.execute("CREATE INDEX tasks_finished ON tasks (finished_at)")     # the rollup and the dashboard read by it
+
+
+@migrations()
+def m019_config_versions(db: sqlite_utils.Database) -> None:
+    # The runtime configuration (config.runtime): every change a numbered version with who, when
+    # and why; the latest is the one applied. seed_digest: orthanc.json's runtime part when it was
+    # last read, so that an edit of the file becomes a version of its own at the next start.
+    db.execute("CREATE TABLE config_versions (version INTEGER PRIMARY KEY, created_at REAL NOT NULL,"
+               " actor TEXT NOT NULL, source TEXT NOT NULL, comment TEXT NOT NULL DEFAULT '',"
+               " digest TEXT NOT NULL, seed_digest TEXT NOT NULL, document TEXT NOT NULL)")

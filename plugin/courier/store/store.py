@@ -15,6 +15,7 @@ One object per table family, all on one back-end (courier.store.database):
     imports     files of watched folders and uploads, and the instances they became
     stats       the dashboard's hourly time series
     retention   what is older than RetentionDays, pruned
+    config_versions  the runtime configuration, every change a numbered version
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from typing import Callable, Union
 
 from courier.store.audit import AuditLog
 from courier.store.completion import Completions
+from courier.store.config_versions import ConfigVersions
 from courier.store.crosswalk import Crosswalk
 from courier.store.database import Database, SQLiteDatabase
 from courier.store.imports import Imports
@@ -53,3 +55,4 @@ class Store:
         self.imports = Imports(self.database)
         self.stats = Stats(self.database)
         self.retention = Retention(self.database)
+        self.config_versions = ConfigVersions(self.database)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from typing import Any, Mapping, Optional
 
 import pydicom
@@ -12,7 +13,7 @@ from courier.config.match import CONTEXT_KEYS
 from courier.config.routes import TRIGGERS
 from courier.deid.ingest_gate import top_level_tags
 from courier.deid.pseudonymizer import PseudonymizationError
-from courier.errors import ApiError
+from courier.errors import ApiError, ConfigError
 from courier.host import HttpRequest
 from courier.routing.rules import evaluate
 from courier.web.guard import media_type
@@ -44,6 +45,7 @@ def test_routes(ctx: Context, request: HttpRequest, args: dict) -> Any:
         tags = {k: str(v) for k, v in (body.get("Tags") or {}).items()}
         context = {k: str(body[k]) for k in ("CallingAet", "CalledAet", "RemoteIp") if body.get(k)}
         data = None
+        ctx = _draft(ctx, body.get("Draft"))
     tags.update(context)
     fired, refused, errors = [], [], []
     for trigger in TRIGGERS:
@@ -56,6 +58,19 @@ def test_routes(ctx: Context, request: HttpRequest, args: dict) -> Any:
         if route.name in fired and route.pseudonymize and route.pseudonymize not in previews:
             previews[route.pseudonymize] = _preview(ctx, route.pseudonymize, data, tags)
     return {"Fired": fired, "Refused": refused, "Errors": errors, "Pseudonymized": previews}
+
+
+def _draft(ctx: Context, draft: Optional[dict]) -> Context:
+    """The tester's context for a draft configuration (checked as a change would be), or `ctx`."""
+    if draft is None:
+        return ctx
+    if ctx.runtime is None:
+        raise ApiError(503, "the runtime configuration is not available")
+    try:
+        built = ctx.runtime.build(draft)
+    except ConfigError as exc:
+        raise ApiError(400, f"Draft: {exc}") from None
+    return replace(ctx, config=built.config, run_script=built.run_script, pseudonymizers=built.pseudonymizers)
 
 
 def _preview(ctx: Context, profile: str, data: Optional[bytes], tags: Mapping[str, str]) -> dict:

@@ -157,7 +157,21 @@ SEND = Body({"type": "object", "required": ["Study", "Destination"], "additional
 DICOM_FILE = ("application/dicom", 256 * MiB)
 ROUTE_TEST = Body({"type": "object", "additionalProperties": False, "properties": {
     "Tags": {"type": "object", "description": "DICOM keyword -> value (as in Orthanc's simplified tags)"},
+    "Draft": {"type": "object", "description": "a runtime configuration document to test instead of the one in "
+                                               "force (GET /courier/config's Document, edited)"},
     "CallingAet": _string(16), "CalledAet": _string(16), "RemoteIp": _string(64)}}, raw=(DICOM_FILE,))
+
+_CONFIG_BASE = {"type": "integer", "minimum": 1, "description": "the version the change was made from (409 when "
+                                                                "another change came first); none: the latest"}
+CONFIG_DOCUMENT = Body({"type": "object", "required": ["Document"], "additionalProperties": False, "properties": {
+    "Document": {"type": "object", "description": "the runtime configuration: Courier (Routes, Folders, Archives, "
+                                                  "Pseudonymization, Nodes), DicomModalities, DicomWeb.Servers, "
+                                                  "OrthancPeers, Scripts"},
+    "Base": _CONFIG_BASE, "Comment": _string(500, nullable=True)}}, max_bytes=4 * MiB)
+CONFIG_ENTRY = Body({"type": "object", "required": ["Entry"], "additionalProperties": False, "properties": {
+    "Entry": {"description": "the entry as in orthanc.json (a script: its Python source)"},
+    "Base": _CONFIG_BASE, "Comment": _string(500, nullable=True)}}, max_bytes=1 * MiB)
+CONFIG_RESTORE = Body({"type": "object", "additionalProperties": False, "properties": {"Base": _CONFIG_BASE}})
 
 PSEUDONYMIZE = Body(raw=(DICOM_FILE,))
 LOOKUP_CSV = Body(raw=(("text/csv", 16 * MiB),))

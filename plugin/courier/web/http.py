@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping, Optional
 
 from courier.config.parse import CourierConfig
 from courier.deid.pseudonymizer import Pseudonymizer
+from courier.engine.runtime import RuntimeConfig
 from courier.errors import ApiError, DeliveryError
 from courier.host import HttpRequest, HttpResponse
 from courier.imports.importer import Importer
@@ -43,6 +44,7 @@ class Context:
     importer: Optional[Importer] = None     # stores uploaded files
     watcher: Optional[FolderWatcher] = None  # the watched folders, for their status
     run_script: Optional[Callable] = None
+    runtime: Optional[RuntimeConfig] = None     # the runtime configuration and its versions
     csrf_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     started_at: float = field(default_factory=time.time)     # this process's start, for the uptime
 

@@ -22,6 +22,7 @@ from courier.web import (
     api_audit,
     api_batches,
     api_completion,
+    api_config,
     api_dashboard,
     api_deid,
     api_imports,
@@ -201,6 +202,26 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              'route ({} as received, or {"Route"}) | send ({"Destination", "Pseudonymize"?}) | discard',
              role="operator", body=bodies.UPLOAD_ACTION,
              path=(("action", {"type": "string", "enum": list(api_imports.ACTIONS)}),)),
+    Endpoint("GET", "config", api_config.current, "The runtime configuration in force (routes, destinations, "
+             "profiles, nodes, scripts) and its version; node passwords never appear", role="admin"),
+    Endpoint("PUT", "config", api_config.replace, "Replace the whole runtime configuration: checked as orthanc.json "
+             "is, applied without a restart, recorded as a new version", role="admin", body=bodies.CONFIG_DOCUMENT),
+    Endpoint("PUT", "config/{section}/{name}", api_config.put_entry,
+             "Create or replace one entry: routes (by Name), folders, archives, profiles, node-settings, modalities, "
+             "dicomweb, peers, scripts", role="admin", body=bodies.CONFIG_ENTRY,
+             path=(("section", {"type": "string", "enum": list(api_config.SECTIONS)}),)),
+    Endpoint("DELETE", "config/{section}/{name}", api_config.delete_entry, "Delete one entry (a new version)",
+             (("base", "the version the change was made from"), ("comment", "why")), role="admin",
+             path=(("section", {"type": "string", "enum": list(api_config.SECTIONS)}),)),
+    Endpoint("GET", "config/versions", api_config.versions, "The configuration's versions, newest first: who, when, "
+             "why, from where (orthanc.json, api, restore)", _PAGING, role="admin"),
+    Endpoint("GET", "config/versions/{id}", api_config.version, "One version with its document", role="admin"),
+    Endpoint("GET", "config/versions/{id}/diff", api_config.compare, "What changed from version `from` (default: "
+             "the one before) to this one, by JSON path", (("from", "a version number"),), role="admin"),
+    Endpoint("POST", "config/versions/{id}/restore", api_config.restore, "Make this version's document the "
+             "configuration in force again (a new version)", role="admin", body=bodies.CONFIG_RESTORE),
+    Endpoint("GET", "config/export", api_config.export, "The configuration in force as orthanc.json sections",
+             role="admin"),
     Endpoint("GET", "openapi.json", openapi, "This document"),
 )
 
