@@ -1,5 +1,6 @@
 """The web UI in a real headless Chromium (Debian's), driven by Playwright; screenshots go to
 test-output/ui/ for a person to look at."""
+import json
 from pathlib import Path
 
 import pytest
@@ -538,7 +539,7 @@ def test_every_page_passes_axe_core_without_a_serious_violation_in_each_theme(cl
                   json={"Source": "pacs", "Destination": "dest", "Every": "1h", "Name": "ax"})
     task_id = node.get("/courier/tasks", limit=1)["tasks"][0]["id"]
     pages = ["", "explorer", "tasks", f"tasks/{task_id}", "jobs", "subscriptions", "batch", "upload", "routes", "nodes",
-             "audit", "quarantine"] + ([f"jobs/{job.json()['Id']}"] if job.status_code == 200 else [])
+             "audit", "quarantine", "config"] + ([f"jobs/{job.json()['Id']}"] if job.status_code == 200 else [])
     axe = Axe()
     page = page_for(browser, "alice")
     found = {}
@@ -554,3 +555,60 @@ def test_every_page_passes_axe_core_without_a_serious_violation_in_each_theme(cl
             if serious:
                 found[(theme, name)] = serious
     assert not found, found
+
+
+def test_configuration_page_adds_a_node_edits_a_route_tests_it_and_restores_a_version(cluster, tmp_path, browser):
+    node, pacs, dest = courier(cluster, tmp_path, Routes=[{"Name": "r", "Match": {"Modality": "CT"},
+                                                           "Destinations": ["dest"]}])
+    other = cluster.orthanc("other")
+    page = page_for(browser, "alice")
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto(node.url + "/courier/ui/config")
+    assert page.locator("#version").inner_text() == "1"
+    # a DICOM node added in the UI is Orthanc's too, and answers an echo from the Nodes page
+    page.select_option("#editor select[name=section]", "modalities")
+    page.fill("#editor input[name=name]", "other")
+    page.fill("#entry", json.dumps(other.as_modality()))
+    page.click("#editor button[type=submit]")
+    page.wait_for_selector("#section-modalities tr[data-name=other]")
+    assert page.locator("#version").inner_text() == "2"
+    assert "other" in node.get("/modalities")
+    page.goto(node.url + "/courier/ui/nodes")
+    page.click("tr[data-node=other] button")
+    page.wait_for_function("document.querySelector('tr[data-node=other] .echo').textContent === 'ok'", timeout=20000)
+    # the route edited in the UI, tested as a draft first, then saved: the next instance follows it
+    page.goto(node.url + "/courier/ui/config")
+    page.click("button.edit[data-section=routes][data-name=r]")
+    assert json.loads(page.input_value("#entry"))["Destinations"] == ["dest"]
+    page.fill("#entry", json.dumps({"Name": "r", "Match": {"Modality": "MR"}, "Destinations": ["other"]}))
+    page.fill("#tester-tags", "Modality=MR")
+    page.click("#test-draft")
+    page.wait_for_selector("#draft-fired li")
+    assert page.locator("#draft-fired li").all_inner_texts() == ["r"]
+    page.fill("#editor input[name=comment]", "MR to other")
+    page.click("#editor button[type=submit]")
+    page.wait_for_function("document.getElementById('version').textContent === '3'")
+    mr = write_instances(tmp_path / "mr", 1, modality="MR")
+    storescu(node.dicom_port, mr)
+    wait_until(lambda: other.sop_uids() == {mr[0].stem}, 30, what="the MR at the node the edited route names")
+    page.click("button.changes[data-version='3']")
+    page.wait_for_selector("#change-list li")
+    assert any("changed Courier.Routes.r.Destinations" in t for t in page.locator("#change-list li").all_inner_texts())
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "config.png"), full_page=True)
+    # version 2 restored: CT goes to dest again
+    page.click("button.restore[data-version='2']")
+    page.wait_for_function("document.getElementById('version').textContent === '4'")
+    assert page.locator("#versions tr[data-version='4'] td").nth(4).inner_text() == "restored version 2"
+    ct = write_instances(tmp_path / "ct", 1, modality="CT")
+    storescu(node.dicom_port, ct)
+    wait_until(lambda: ct[0].stem in dest.sop_uids(), 30, what="the CT at dest, by the restored route")
+    assert other.sop_uids() == {mr[0].stem}
+    # a bad edit shows the parser's message with its JSON path, and changes nothing
+    page.click("button.edit[data-section=routes][data-name=r]")
+    page.fill("#entry", json.dumps({"Destinations": ["nowhere"]}))
+    page.click("#editor button[type=submit]")
+    page.wait_for_function("document.getElementById('message').textContent.includes('Courier.Routes[0].Destinations[0]')")
+    assert page.locator("#version").inner_text() == "4"
+    # viewers do not see it
+    assert page_for(browser, "carol").goto(node.url + "/courier/ui/config").status == 403

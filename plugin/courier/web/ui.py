@@ -4,6 +4,7 @@ proxy under any sub-path. Pages read the same store the REST API reads; buttons 
 """
 from __future__ import annotations
 
+import json
 import mimetypes
 import os
 import time
@@ -18,14 +19,14 @@ from courier.host import HttpResponse
 from courier.store.records import STATES
 from courier.transfer import jobs
 from courier.transfer.query import FILTERS
-from courier.web import api_completion, api_routes, api_subscriptions
+from courier.web import api_completion, api_config, api_routes, api_subscriptions
 from courier.web.http import Context
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 WEB_DIR = os.path.join(REPO_DIR, "web")
 STATIC = {"courier.css", "job.js", "explorer.js", "actions.js", "send.js", "routes.js", "batch.js", "subscriptions.js",
           "upload.js", "tasks.js",
-          "dashboard.js", "theme.js"}
+          "dashboard.js", "theme.js", "config.js"}
 
 
 class Ui:
@@ -75,6 +76,8 @@ class Ui:
                                 sources=[n for n, node in config.nodes.items() if node.kind in ("dicom", "dicomweb")],
                                 destinations=sorted(config.destinations), profiles=sorted(config.profiles),
                                 can_edit=context["role"] in ("operator", "admin"))
+        if page == "config":
+            return self._config(context)
         if page == "nodes":
             config = self.ctx.config
             return self._render("nodes.html", context, nodes=list(config.nodes.values()), settings=config.node_settings,
@@ -162,6 +165,29 @@ class Ui:
         return self._render("audit.html", context, entries=entries, total=total,
                             export_query=urlencode(export), retention_days=self.ctx.config.retention_days)
 
+    def _config(self, context: dict) -> HttpResponse:
+        if context["role"] != "admin":
+            raise ApiError(403, "the configuration is for admins")
+        live = self.ctx.runtime
+        if live is None or live.current is None:
+            raise ApiError(503, "the runtime configuration is not available")
+        document = live.current.document
+        sections = []
+        for section, path in api_config.SECTIONS.items():
+            found: Any = document
+            for key in path:
+                found = found.get(key, {}) if isinstance(found, dict) else {}
+            if section == "routes":
+                rows = [{"name": r.get("Name", ""), "text": json.dumps(r), "disabled": r.get("Enabled") is False}
+                        for r in (found if isinstance(found, list) else [])]
+            else:
+                rows = [{"name": name, "text": value if section == "scripts" else json.dumps(value), "disabled": False}
+                        for name, value in (found.items() if isinstance(found, dict) else [])]
+            sections.append({"id": section, "title": _TITLES[section], "entries": rows})
+        versions = [dict(v.summary(), When=_when(v.created_at)) for v in self.ctx.store.config_versions.list(50, 0)]
+        return self._render("config.html", context, version=live.version, document=document, sections=sections,
+                            versions=versions)
+
     def _render(self, template: str, context: dict, **values: Any) -> HttpResponse:
         html = self.env.get_template(template).render(**context, **values)
         return HttpResponse(200, html.encode("utf-8"), "text/html; charset=utf-8")
@@ -195,6 +221,12 @@ class Ui:
         _, tasks = self.ctx.store.tasks.list(job_id=job_id, limit=1000)
         can_control = context["role"] == "admin" or (context["role"] == "operator" and job.created_by == context["user"])
         return self._render("job.html", context, job=summary, tasks=tasks, percent=percent, can_control=can_control)
+
+
+_TITLES = {"routes": "Routes", "folders": "Folder destinations", "archives": "Archive destinations",
+           "profiles": "Pseudonymization profiles", "node-settings": "Node settings (Courier.Nodes)",
+           "modalities": "DICOM modalities", "dicomweb": "DICOMweb servers", "peers": "Orthanc peers",
+           "scripts": "Condition scripts"}
 
 
 def _when(at: float) -> str:
