@@ -252,3 +252,22 @@ def test_one_router_watches_a_shared_folder_and_the_other_takes_it_over_when_it_
     wait_until(lambda: dest.sop_uids() == {p.stem for p in files}, 60, 0.5, what="the other router importing")
     assert other.get("/courier/imports")["imports"][0]["Watching"] is True
     assert other.get("/courier/tasks", destination="dest")["total"] == 1
+
+
+def test_a_configuration_change_on_one_router_is_applied_by_the_other(cluster, tmp_path, postgres):
+    import requests
+    first, second = cluster.orthanc("first"), cluster.orthanc("second")
+    modalities = {"first": first.as_modality()}
+    (a, b), _ = two_routers(cluster, postgres, tmp_path, modalities, [{"Name": "r", "Destinations": ["first"]}])
+    assert a.get("/courier/config")["Version"] == b.get("/courier/config")["Version"] == 1   # one seed, not two
+    answer = requests.put(a.url + "/courier/config/modalities/second", json={"Entry": second.as_modality()}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    answer = requests.put(a.url + "/courier/config/routes/r", json={"Entry": {"Destinations": ["second"]}}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    wait_until(lambda: b.get("/courier/config")["Version"] == 3, 10, what="router b on version 3")
+    assert "second" in b.get("/modalities")                  # b's Orthanc knows the node a added
+    files = write_instances(tmp_path / "in", 4)
+    storescu(b.dicom_port, files[:2])
+    storescu(a.dicom_port, files[2:])
+    wait_until(lambda: second.sop_uids() == {f.stem for f in files}, 40, what="all four at second, from either router")
+    assert first.sop_uids() == set()
