@@ -75,12 +75,32 @@ class Courier:
         self._ingest = _ingest_routes(config)
 
     def _check(self, config: CourierConfig) -> None:
-        """What a runtime change may not do: Orthanc takes its ingest callback at start-up only."""
+        """What a runtime change may not do: change the routes that pseudonymize on ingest (Orthanc
+        takes its ingest callback at start-up only), or take away a node, destination or profile
+        that unfinished tasks or a subscription still use."""
         if _ingest_routes(config) != self._ingest:
             index = next((i for i, r in enumerate(config.routes) if r.pseudonymize_on == "Ingest"), 0)
             raise ConfigError(f"Courier.Routes[{index}].PseudonymizeOn",
                               "routes that pseudonymize on ingest change only with orthanc.json and a restart",
                               "Orthanc registers the ingest callback when it starts")
+        old = self.config
+        gone = [(kind, name) for kind, before, after in (
+            ("destination", old.destinations, config.destinations), ("node", old.nodes, config.nodes),
+            ("profile", old.profiles, config.profiles)) for name in before if name not in after]
+        if not gone:
+            return
+        uses = self.store.tasks.unfinished_uses()
+        subscriptions = self.store.subscriptions.list()
+        for kind, name in gone:
+            where = _path_of(old, kind, name)
+            count = sum(uses.get(f"{column}:{name}", 0) for column in (
+                ("profile",) if kind == "profile" else ("destination", "source")))
+            if count:
+                raise ConfigError(where, f"{count} unfinished task(s) still use {name!r}",
+                                  "let them finish, or cancel them on the Tasks page, then remove it")
+            for sub in subscriptions:
+                if name in (sub.spec.get("Source"), sub.spec.get("Destination"), sub.spec.get("Pseudonymize")):
+                    raise ConfigError(where, f"subscription {sub.id} uses {name!r}", "delete the subscription first")
 
     def _apply(self, built: Built) -> None:
         """A new configuration version, handed to every running part (engine.runtime calls this)."""
@@ -136,6 +156,15 @@ class Courier:
             log.warning("Courier stopped: %d task(s) left RUNNING", self.store.tasks.queue_depth()["RUNNING"])
         elif change == "NEW_INSTANCE":
             self.follower.wake()
+
+
+def _path_of(config: CourierConfig, kind: str, name: str) -> str:
+    """Where a node, destination or profile is declared, for an error."""
+    if kind == "profile":
+        return f"Courier.Pseudonymization.{name}"
+    registry = {"dicom": "DicomModalities", "dicomweb": "DicomWeb.Servers", "peer": "OrthancPeers",
+                "folder": "Courier.Folders", "archive": "Courier.Archives"}
+    return f"{registry.get(config.destinations.get(name) or config.nodes[name].kind)}.{name}"
 
 
 def _ingest_routes(config: CourierConfig) -> list:

@@ -136,3 +136,21 @@ def test_a_node_added_at_runtime_is_orthancs_too_and_survives_a_restart(cluster,
     exported = json.loads(export.text)
     assert exported["DicomModalities"]["late"] == late.as_modality() and "b" not in exported["DicomModalities"]
     assert exported["Courier"]["Routes"][0]["Destinations"] == ["late"]
+
+
+def test_a_node_with_unfinished_tasks_cannot_be_removed(cluster, tmp_path):
+    a, b = cluster.orthanc("a"), cluster.orthanc("b")
+    node = router(cluster, a, b)
+    put(node, "/courier/config/modalities/down", {"Entry": {"AET": "DOWN", "Host": "127.0.0.1", "Port": 1}})
+    put(node, "/courier/config/routes/r", {"Entry": {"Destinations": ["down"]}})
+    storescu(node.dicom_port, write_instances(tmp_path / "x", 1, modality="CT"), calling="MODALITY")
+    wait_until(lambda: node.get("/courier/tasks")["tasks"], 20, what="a task to the node that is down")
+    put(node, "/courier/config/routes/r", {"Entry": {"Destinations": ["a"]}})
+    refused = requests.delete(node.url + "/courier/config/modalities/down", timeout=10)
+    assert refused.status_code == 400
+    assert "DicomModalities.down: 1 unfinished task(s) still use 'down'" in refused.json()["error"]
+    assert "down" in node.get("/modalities")
+    task = node.get("/courier/tasks")["tasks"][0]
+    assert node.post(f"/courier/tasks/{task['id']}/cancel").status_code == 200
+    assert requests.delete(node.url + "/courier/config/modalities/down", timeout=10).status_code == 200
+    assert "down" not in node.get("/modalities")

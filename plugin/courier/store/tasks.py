@@ -402,6 +402,18 @@ class Tasks:
                                            (PENDING, now)).fetchone()
         return max(0.0, now - row[0]) if row and row[0] is not None else 0.0
 
+    def unfinished_uses(self) -> dict[str, int]:
+        """Unfinished tasks by every destination, source and profile they name (a node or profile
+        they use may not leave the configuration)."""
+        uses: dict[str, int] = {}
+        marks = ", ".join("?" * len(FINAL_STATES))
+        for column in ("destination", "source", "profile"):
+            for name, count in self.database.read().execute(
+                    f"SELECT {column}, COUNT(*) FROM tasks WHERE state NOT IN ({marks}) AND {column} IS NOT NULL"
+                    f" GROUP BY {column}", FINAL_STATES).fetchall():
+                uses[f"{column}:{name}"] = count
+        return uses
+
     def queue_depth(self) -> dict[str, int]:
         depth = {state: 0 for state in STATES}
         for state, count in self.database.read().execute("SELECT state, COUNT(*) FROM tasks GROUP BY state"):
