@@ -154,3 +154,24 @@ def test_a_node_with_unfinished_tasks_cannot_be_removed(cluster, tmp_path):
     assert node.post(f"/courier/tasks/{task['id']}/cancel").status_code == 200
     assert requests.delete(node.url + "/courier/config/modalities/down", timeout=10).status_code == 200
     assert "down" not in node.get("/modalities")
+
+
+def test_a_dicomweb_server_added_at_runtime_takes_its_password_from_the_environment(cluster, tmp_path, monkeypatch):
+    web = cluster.orthanc("web", dicomweb=True, extra={"AuthenticationEnabled": True, "RegisteredUsers": {"w": "wpass-123"}})
+    monkeypatch.setenv("WEB_PASSWORD", "wpass-123")
+    node = cluster.orthanc("router", dicomweb=True, courier={"Retry": FAST_RETRY, "AllowedCallers": "Any", "Routes": []})
+    entry = {"Url": web.url + "/dicom-web/", "Username": "w", "PasswordEnv": "WEB_PASSWORD"}
+    answer = put(node, "/courier/config/dicomweb/web", {"Entry": entry})
+    assert answer.status_code == 200, answer.text
+    assert "web" in node.get("/dicom-web/servers")
+    answer = put(node, "/courier/config/routes/all", {"Entry": {"Destinations": ["web"]}})
+    assert answer.status_code == 200, answer.text
+    files = write_instances(tmp_path / "in", 2)
+    storescu(node.dicom_port, files)
+    wait_until(lambda: {i["MainDicomTags"]["SOPInstanceUID"] for i in requests.get(
+        web.url + "/instances", params={"expand": ""}, auth=("w", "wpass-123"), timeout=10).json()} == {f.stem for f in files},
+        30, what="the instances at the DICOMweb server, with its password")
+    for path in ("/courier/config", "/courier/config/export", "/courier/config/versions/2", "/courier/audit"):
+        assert "wpass-123" not in requests.get(node.url + path, timeout=10).text, path
+    missing = put(node, "/courier/config/dicomweb/other", {"Entry": {"Url": web.url + "/dicom-web/", "PasswordEnv": "NOPE"}})
+    assert missing.status_code == 400 and "DicomWeb.Servers.other.PasswordEnv" in missing.json()["error"]
