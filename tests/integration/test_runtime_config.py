@@ -175,3 +175,22 @@ def test_a_dicomweb_server_added_at_runtime_takes_its_password_from_the_environm
         assert "wpass-123" not in requests.get(node.url + path, timeout=10).text, path
     missing = put(node, "/courier/config/dicomweb/other", {"Entry": {"Url": web.url + "/dicom-web/", "PasswordEnv": "NOPE"}})
     assert missing.status_code == 400 and "DicomWeb.Servers.other.PasswordEnv" in missing.json()["error"]
+
+
+def test_a_disabled_destination_holds_its_tasks_until_it_is_enabled(cluster, tmp_path):
+    import time
+    a, b = cluster.orthanc("a"), cluster.orthanc("b")
+    node = router(cluster, a, b)
+    assert put(node, "/courier/config/node-settings/a", {"Entry": {"Enabled": False}}).status_code == 200
+    files = write_instances(tmp_path / "ct", 2, modality="CT")
+    storescu(node.dicom_port, files, calling="MODALITY")
+    wait_until(lambda: node.get("/courier/tasks")["tasks"], 20, what="the tasks")
+    time.sleep(2)                                    # time enough to be sent, were it enabled
+    assert a.sop_uids() == set()
+    assert {t["state"] for t in node.get("/courier/tasks")["tasks"]} == {"PENDING"}
+    assert put(node, "/courier/config/node-settings/a", {"Entry": {"Enabled": True}}).status_code == 200
+    wait_until(lambda: a.sop_uids() == {f.stem for f in files}, 30, what="the tasks sent once a is enabled again")
+    disabled_route = put(node, "/courier/config/routes/r", {"Entry": {"Enabled": False, "Destinations": ["a"]}})
+    assert disabled_route.status_code == 200
+    assert node.get("/courier/routes") == []
+    assert node.get("/courier/config")["Document"]["Courier"]["Routes"][0]["Enabled"] is False

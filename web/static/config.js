@@ -50,12 +50,15 @@
       form.elements.entry.focus();
     });
   });
+  // Routes, folders and archives carry Enabled themselves; a node's is in its Courier.Nodes settings.
   document.querySelectorAll("button.toggle").forEach(function (button) {
     button.addEventListener("click", function () {
-      var route = JSON.parse(JSON.stringify(entryOf("routes", button.dataset.name)));
-      route.Enabled = route.Enabled === false;
-      call("PUT", api + "/routes/" + encodeURIComponent(button.dataset.name),
-           {Entry: route, Base: version, Comment: (route.Enabled ? "enabled" : "disabled") + " route " + route.Name}).then(done);
+      var section = button.dataset.section, name = button.dataset.name;
+      var own = ["routes", "folders", "archives"].indexOf(section) >= 0, target = own ? section : "node-settings";
+      var entry = JSON.parse(JSON.stringify((own ? entryOf(section, name) : entryOf("node-settings", name)) || {}));
+      entry.Enabled = entry.Enabled === false;
+      call("PUT", api + "/" + target + "/" + encodeURIComponent(name),
+           {Entry: entry, Base: version, Comment: (entry.Enabled ? "enabled " : "disabled ") + name}).then(done);
     });
   });
   document.querySelectorAll("button.delete").forEach(function (button) {

@@ -17,6 +17,7 @@ class Folder:
     id: str
     path: str
     layout: str
+    enabled: bool = True          # false: its tasks wait
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Archive:
     path: str
     layout: str
     password: Optional[str] = field(default=None, repr=False)   # default password; a job may give its own
+    enabled: bool = True
 
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9]+)\}")
@@ -60,7 +62,7 @@ def parse_folders(raw: Any, base_dir: str, taken: Mapping[str, str]) -> dict[str
         target = section.get("Path", str)
         layout = section.get("Layout", str, DEFAULT_LAYOUT)
         _check_layout(layout, f"{path}.Layout")
-        folders[folder_id] = Folder(folder_id, resolve(target, base_dir), layout)
+        folders[folder_id] = Folder(folder_id, resolve(target, base_dir), layout, section.get("Enabled", bool, True))
     return folders
 
 
@@ -73,5 +75,6 @@ def parse_archives(raw: Any, base_dir: str, taken: Mapping[str, str], environ: M
         if "PasswordFile" in section.data or "PasswordEnv" in section.data:
             password = read_secret(section, path, base_dir, environ, names=("PasswordFile", "PasswordEnv"),
                                    minimum=8).decode()
-        archives[archive_id] = Archive(archive_id, resolve(section.get("Path", str), base_dir), layout, password)
+        archives[archive_id] = Archive(archive_id, resolve(section.get("Path", str), base_dir), layout, password,
+                                       section.get("Enabled", bool, True))
     return archives

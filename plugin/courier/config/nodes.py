@@ -47,6 +47,7 @@ class NodeSettings:
     max_parallel_tasks: int = 2       # job tasks fetching from this node at once
     query_model: str = "StudyRoot"    # or PatientRoot (C-FIND information model)
     timeouts: "Timeouts" = field(default_factory=lambda: Timeouts())
+    enabled: bool = True              # false: nothing is sent to, fetched from or echoed at the node
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ def parse_node_settings(raw: Any, nodes: Mapping[str, Node]) -> dict[str, NodeSe
         if node.kind == "peer" and not method:
             settings[node_id] = NodeSettings(tuple(capabilities), max_results, tuple(parsed), "",
                                              max_parallel_tasks=section.positive("MaxParallelTasks", int, 2),
-                                             timeouts=_timeouts(section))
+                                             timeouts=_timeouts(section), enabled=section.get("Enabled", bool, True))
             continue
         if method not in RETRIEVE_METHODS:
             raise ConfigError(f"{path}.RetrieveMethod", f"unknown method {method!r}", f"one of {', '.join(RETRIEVE_METHODS)}")
@@ -156,5 +157,6 @@ def parse_node_settings(raw: Any, nodes: Mapping[str, Node]) -> dict[str, NodeSe
         if model not in ("StudyRoot", "PatientRoot"):
             raise ConfigError(f"{path}.QueryModel", f"unknown model {model!r}", "StudyRoot or PatientRoot")
         settings[node_id] = NodeSettings(tuple(capabilities), max_results, tuple(parsed), method, direct,
-                                         section.positive("MaxParallelTasks", int, 2), model, _timeouts(section))
+                                         section.positive("MaxParallelTasks", int, 2), model, _timeouts(section),
+                                         section.get("Enabled", bool, True))
     return settings

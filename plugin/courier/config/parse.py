@@ -56,6 +56,13 @@ class CourierConfig:
     echo_interval: float = 60.0                   # seconds between periodic echoes of every node; 0: none
     storage_directory: str = "OrthancStorage"     # Orthanc's, for the free space the dashboard shows
 
+    @property
+    def disabled(self) -> frozenset:
+        """Destinations and nodes set `Enabled: false`: their tasks wait, they are neither echoed nor queried."""
+        return frozenset([f.id for f in self.folders.values() if not f.enabled]
+                         + [a.id for a in self.archives.values() if not a.enabled]
+                         + [n for n, s in self.node_settings.items() if not s.enabled])
+
 
 # --- Orthanc's own registries ------------------------------------------------------------
 

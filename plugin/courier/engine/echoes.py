@@ -35,7 +35,8 @@ class EchoMonitor:
     def echo_all(self) -> None:
         for node in self.config.nodes.values():
             settings = self.config.node_settings.get(node.id)
-            if self._stop.is_set() or (node.kind == "dicom" and settings and "C-ECHO" not in settings.capabilities):
+            if self._stop.is_set() or (settings and not settings.enabled) or (
+                    node.kind == "dicom" and settings and "C-ECHO" not in settings.capabilities):
                 continue
             ok, message = echo(self.rest, node.id, node.kind)
             self.store.nodes.record_echo(node.id, ok, message, "courier", audit=False)

@@ -141,7 +141,7 @@ class Engine:
         """Nodes outside all their time windows right now: their transfers wait."""
         now = datetime.datetime.fromtimestamp(self.clock())
         return [node for node, settings in self.config.node_settings.items()
-                if settings.windows and not windows.is_open(settings.windows, now)]
+                if not settings.enabled or (settings.windows and not windows.is_open(settings.windows, now))]
 
     # -- one claim --------------------------------------------------------------------------
     def run_once(self, owner: str) -> bool:
@@ -149,7 +149,8 @@ class Engine:
         claim = self.store.tasks.claim(owner, self.config.batch_size, self.config.max_workers_per_destination,
                                        self.closed_sources(),
                                        {n: s.max_parallel_tasks for n, s in self.config.node_settings.items()},
-                                       stale_after=self.config.heartbeat_timeout)
+                                       stale_after=self.config.heartbeat_timeout,
+                                       held_destinations=sorted(self.config.disabled))
         if claim is None:
             return False
         try:                        # the destination slot is held until the send has returned

@@ -100,21 +100,21 @@ class Tasks:
 
     def claim(self, owner: str, limit: int, max_workers_per_destination: int = 10**6,
               closed_sources: Sequence[str] = (), source_limits: Mapping[str, int] = {},
-              stale_after: float = 60.0) -> Optional[Claim]:
+              stale_after: float = 60.0, held_destinations: Sequence[str] = ()) -> Optional[Claim]:
         """Atomically take due tasks of one destination, the most urgent first, among destinations
         that fewer than `max_workers_per_destination` workers are busy with (workers still blocked
         in a send count, whatever became of their task), and hold a slot of that destination for
         `owner` until `release_slot`. Routed tasks come up to `limit` at a time (many small
         instances share one association); a job task comes alone, so that a cancel, a pause or
         an urgent job acts before its next study. A source outside its windows or fetching as
-        many studies as its MaxParallelTasks lends nothing."""
+        many studies as its MaxParallelTasks lends nothing; a held (disabled) destination neither."""
         now = self.clock()
         with self.database.transaction() as db:
             self.database.lock(db, "claims")        # counting a destination's slots and taking one: one step
             db.execute("DELETE FROM worker_slots WHERE owner = ?", (owner,))
             busy = [r[0] for r in db.execute(
                 "SELECT destination FROM worker_slots WHERE heartbeat_at >= ? GROUP BY destination HAVING COUNT(*) >= ?",
-                (now - stale_after, max_workers_per_destination))]
+                (now - stale_after, max_workers_per_destination))] + list(held_destinations)
             fetching = dict(db.execute(
                 "SELECT source, COUNT(*) FROM tasks WHERE state = ? AND source IS NOT NULL AND COALESCE(phase, 'fetch') = 'fetch'"
                 " GROUP BY source", (RUNNING,)).fetchall())

@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 
 from courier.config import windows
 from courier.config.parse import CourierConfig
-from courier.errors import ApiError
+from courier.errors import ApiError, DeliveryError
 from courier.orthanc_rest import OrthancRest
 from courier.store.records import Found, JobTarget, Subscription, orthanc_id
 from courier.store.store import Store
@@ -163,6 +163,8 @@ class Runner:
         spec = subscription.spec
         source = spec["Source"]
         settings = self.config.node_settings[source]
+        if not settings.enabled:
+            raise DeliveryError(f"the source {source!r} is disabled in the configuration (Courier.Nodes.{source}.Enabled)")
         now = self.now()
         today = now.date()
         if settings.windows and not windows.is_open(settings.windows, now):

@@ -181,9 +181,13 @@ class Ui:
                 rows = [{"name": r.get("Name", ""), "text": json.dumps(r), "disabled": r.get("Enabled") is False}
                         for r in (found if isinstance(found, list) else [])]
             else:
-                rows = [{"name": name, "text": value if section == "scripts" else json.dumps(value), "disabled": False}
+                settings = (document.get("Courier") or {}).get("Nodes") or {}
+                rows = [{"name": name, "text": value if section == "scripts" else json.dumps(value),
+                         "disabled": (isinstance(value, dict) and value.get("Enabled") is False) if section in (
+                             "folders", "archives") else (settings.get(name) or {}).get("Enabled") is False}
                         for name, value in (found.items() if isinstance(found, dict) else [])]
-            sections.append({"id": section, "title": _TITLES[section], "entries": rows})
+            sections.append({"id": section, "title": _TITLES[section], "entries": rows,
+                             "toggles": section in ("routes", "folders", "archives", "modalities", "dicomweb", "peers")})
         versions = [dict(v.summary(), When=_when(v.created_at)) for v in self.ctx.store.config_versions.list(50, 0)]
         return self._render("config.html", context, version=live.version, document=document, sections=sections,
                             versions=versions)
