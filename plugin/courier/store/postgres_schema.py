@@ -117,9 +117,20 @@ P004_HOURLY = """
     CREATE INDEX tasks_finished ON tasks (finished_at)
 """
 
+P005_TRAFFIC = """
+    CREATE TABLE traffic (
+        id BIGSERIAL PRIMARY KEY, first_at DOUBLE PRECISION NOT NULL, last_at DOUBLE PRECISION NOT NULL,
+        service TEXT NOT NULL, calling_aet TEXT NOT NULL, called_aet TEXT NOT NULL DEFAULT '',
+        remote_ip TEXT NOT NULL DEFAULT '', status TEXT NOT NULL, operations BIGINT NOT NULL DEFAULT 1,
+        instances BIGINT NOT NULL DEFAULT 0, bytes BIGINT NOT NULL DEFAULT 0, detail TEXT NOT NULL DEFAULT '');
+    CREATE INDEX traffic_last ON traffic (last_at);
+    CREATE INDEX traffic_caller ON traffic (calling_aet, service, last_at)
+"""
+
 STEPS: list[tuple[str, str]] = [
     ("p001_schema_as_of_sqlite_m014", P001_SCHEMA),
     ("p002_subscriptions_and_job_lifecycle", P002_SUBSCRIPTIONS),
     ("p003_imports", P003_IMPORTS),
     ("p004_hourly_statistics", P004_HOURLY),
+    ("p005_traffic_log", P005_TRAFFIC),
 ]
