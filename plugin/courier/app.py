@@ -91,7 +91,8 @@ class Courier:
 
     def _record_refused_aet(self, aet: str, reason: str) -> None:
         """A refused C-STORE: audited, and in the traffic log (the filter knows neither IP nor called AE)."""
-        self.store.traffic.record([TrafficEvent("C-STORE", aet or "?", "refused", self.store.clock(), detail=reason)],
+        self.store.traffic.record([TrafficEvent("C-STORE", aet or "?", "refused", self.store.clock(), instances=1,
+                                                detail=reason)],
                                   audit=[AuditEvent("instance-rejected", actor=aet or "?", detail={"reason": reason})])
 
     def _on_change(self, change: str, resource_id: str) -> None:
