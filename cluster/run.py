@@ -70,7 +70,8 @@ def router_config(template: dict, name: str, ports: dict) -> dict:
     config = json.loads(json.dumps(template))
     http, dicom = ports[name]
     config.update(Name=f"Courier {name}", HttpPort=http, DicomPort=dicom, DatabaseServerIdentifier=name,
-                  PythonScript=str(REPO / "plugin" / "courier_entry.py"))
+                  PythonScript=str(REPO / "plugin" / "courier_entry.py"),
+                  LuaScripts=[str(REPO / "plugin" / "courier_traffic.lua")])
     config["PostgreSQL"]["Port"] = ports["postgresql"]
     config["Courier"]["RouterName"] = name
     url = config["Courier"]["Database"]["Url"]

@@ -94,6 +94,7 @@ class Orthanc:
             self.config["DatabaseServerIdentifier"] = name
         if courier is not None:
             self.config["PythonScript"] = str(REPO / "plugin" / "courier_entry.py")
+            self.config["LuaScripts"] = [str(REPO / "plugin" / "courier_traffic.lua")]     # C-FINDs served, for traffic
             self.config["Courier"] = courier
         if extra:
             self.config.update(extra)

@@ -24,7 +24,7 @@ from courier.routing.callers import CallerPolicy
 from courier.routing.follower import ChangeFollower
 from courier.store.database import Database, SQLiteDatabase
 from courier.store.postgres import PostgresDatabase
-from courier.store.records import AuditEvent
+from courier.store.records import AuditEvent, TrafficEvent
 from courier.store.store import Store
 from courier.web.guard import refused_unread
 from courier.web.http import Context
@@ -132,7 +132,10 @@ class Courier:
         self.host.on_change(self._on_change)
 
     def _record_refused_aet(self, aet: str, reason: str) -> None:
-        self.store.audit.record(AuditEvent("instance-rejected", actor=aet or "?", detail={"reason": reason}))
+        """A refused C-STORE: audited, and in the traffic log (the filter knows neither IP nor called AE)."""
+        self.store.traffic.record([TrafficEvent("C-STORE", aet or "?", "refused", self.store.clock(), instances=1,
+                                                detail=reason)],
+                                  audit=[AuditEvent("instance-rejected", actor=aet or "?", detail={"reason": reason})])
 
     def _on_change(self, change: str, resource_id: str) -> None:
         if change == "ORTHANC_STARTED":

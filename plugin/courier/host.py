@@ -196,12 +196,14 @@ class Host:
                 output.SendHttpStatus(response.status, text, len(response.body))
         self.orthanc.RegisterRestCallback(prefix + "(.*)", callback)
 
-    def filter_requests(self, prefix: str, refuse: Callable[[str, Mapping[str, str]], bool]) -> None:
-        """Orthanc's incoming-HTTP filter, for the URIs under `prefix`: `refuse(method, headers)`
+    def filter_requests(self, prefix: str, refuse: Callable[[str, str, Mapping[str, str]], bool]) -> None:
+        """Orthanc's incoming-HTTP filter, for the URIs under `prefix`: `refuse(method, uri, headers)`
         (headers lower-case) True answers 403 Forbidden, with no body, before Orthanc reads the
         request's body. The filter can only allow or forbid: it sees the method, URI, IP, headers
         and (for GET) the arguments, never the body. It runs for every HTTP request Orthanc
         serves (its own REST API, DICOMweb...), with the GIL: anything else is let through at once.
+        It never sees Orthanc's internal calls (Lua's RestApiPost): a route it refuses to everybody is
+        one only those reach.
         With a filter installed, a request whose URI or headers are not UTF-8 gets 500 from
         orthanc-python 4.0 (it cannot make a str of them) on every route, not only Courier's."""
         methods = {getattr(self.orthanc.HttpMethod, name, number): name
@@ -211,7 +213,7 @@ class Host:
             if not uri.startswith(prefix):
                 return True
             try:
-                return not refuse(methods.get(method, "?"), headers or {})
+                return not refuse(methods.get(method, "?"), uri, headers or {})
             except Exception:                   # a bug refuses Courier's request, never Orthanc's
                 logging.getLogger("courier").exception("incoming-HTTP filter on %s", uri)
                 return False

@@ -539,7 +539,7 @@ def test_every_page_passes_axe_core_without_a_serious_violation_in_each_theme(cl
                   json={"Source": "pacs", "Destination": "dest", "Every": "1h", "Name": "ax"})
     task_id = node.get("/courier/tasks", limit=1)["tasks"][0]["id"]
     pages = ["", "explorer", "tasks", f"tasks/{task_id}", "jobs", "subscriptions", "batch", "upload", "routes", "nodes",
-             "audit", "quarantine", "config"] + ([f"jobs/{job.json()['Id']}"] if job.status_code == 200 else [])
+             "audit", "traffic", "quarantine", "config"] + ([f"jobs/{job.json()['Id']}"] if job.status_code == 200 else [])
     axe = Axe()
     page = page_for(browser, "alice")
     found = {}

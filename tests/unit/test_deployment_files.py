@@ -36,3 +36,13 @@ def test_compose_mounts_files_that_exist():
         assert (ROOT / mounted).exists(), mounted
     for named in re.findall(r"/courier/(docker/[\w.-]+\.json)", compose):
         assert (ROOT / named).exists(), named
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_shipped_courier_configuration_loads_the_traffic_lua_script(path):
+    config = json.loads(path.read_text())
+    if "PythonScript" in config:
+        scripts = [s for s in config.get("LuaScripts", []) if s.endswith("plugin/courier_traffic.lua")]
+        assert scripts, f"{path.name}: LuaScripts lacks plugin/courier_traffic.lua (C-FINDs served, for the traffic log)"
+        if not scripts[0].startswith("/courier/"):          # the Docker image's path
+            assert (path.parent / scripts[0]).resolve().is_file()

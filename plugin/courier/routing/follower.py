@@ -10,11 +10,18 @@ transaction commits, so a router killed at any moment re-reads what it had not f
 Orthanc's own StableSeries/StableStudy changes are not used: Orthanc computes them in its process
 memory and loses them on any stop. Orthanc's change callback only wakes this thread up: no work
 on the ingest path.
+
+The new instances of a page are read in one POST /tools/bulk-content (their size, parents and
+metadata: calling AE, called AE, IP, origin, reception time), not one call each; the ones that came
+by C-STORE become the traffic log's C-STORE rows (Bursts), written in the page's transaction.
 """
 from __future__ import annotations
 
+import calendar
+import dataclasses
 import logging
 import threading
+import time
 from collections import OrderedDict
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -26,8 +33,9 @@ from courier.routing.callers import CallerPolicy
 from courier.routing.completer import Completer
 from courier.routing.rules import tasks_for
 from courier.routing.tags import ResourceTags
-from courier.store.records import Arrival, AuditEvent, NewTask, orthanc_id
+from courier.store.records import Arrival, AuditEvent, NewTask, TrafficEvent, orthanc_id
 from courier.store.store import Store
+from courier.store.traffic import GAP_SECONDS
 
 log = logging.getLogger("courier.ingest")
 
@@ -36,6 +44,44 @@ PAGE = 500
 COALESCE_SECONDS = 0.05     # gather the changes of a burst into one /changes read
 SERIES_CACHE = 1000         # parents of recent series: they never change
 MARK_CACHE = 1000           # Courier marks of recent instances, for the routes of one resource
+
+
+def reception_time(metadata: Mapping[str, Any], default: float) -> float:
+    """Orthanc's ReceptionDate metadata ("20240131T235959", UTC) as Unix time; `default` without it."""
+    try:
+        return float(calendar.timegm(time.strptime(str(metadata.get("ReceptionDate", "")), "%Y%m%dT%H%M%S")))
+    except ValueError:
+        return default
+
+
+class Bursts:
+    """The C-STOREs of one page of changes as traffic events: the instances of one calling AE, called
+    AE and IP (and outcome) that arrived less than `gap` seconds apart make one event (the store
+    merges it with that caller's latest row, across pages)."""
+
+    def __init__(self, clock: Callable[[], float], gap: float = GAP_SECONDS) -> None:
+        self.clock, self.gap = clock, gap
+        self.events: list[TrafficEvent] = []
+        self._open: dict[tuple, int] = {}
+
+    def add(self, metadata: Optional[Mapping[str, Any]], size: int, refusal: Optional[str] = None) -> None:
+        if not metadata or metadata.get("Origin") != "DicomProtocol":
+            return                      # REST, plugins, Lua: not DICOM traffic
+        at = reception_time(metadata, self.clock())
+        status = "refused" if refusal else "accepted"
+        key = (metadata.get("RemoteAET", ""), metadata.get("CalledAET", ""), metadata.get("RemoteIP", ""), status,
+               refusal or "")
+        index = self._open.get(key)
+        if index is not None:
+            last = self.events[index]
+            if last.at - self.gap <= at <= last.last_at + self.gap:
+                self.events[index] = dataclasses.replace(
+                    last, at=min(last.at, at), last_at=max(last.last_at, at), operations=last.operations + 1,
+                    instances=last.instances + 1, bytes=last.bytes + size)
+                return
+        self._open[key] = len(self.events)
+        self.events.append(TrafficEvent("C-STORE", key[0], status, at, at, called_aet=key[1], remote_ip=key[2],
+                                        instances=1, bytes=size, detail=key[4]))
 
 
 def claims_ingest(route: Route, tags: Mapping[str, Any]) -> bool:
@@ -132,30 +178,43 @@ class ChangeFollower:
         audit: list[AuditEvent] = []
         arrivals: list[Arrival] = []
         fetching = self.store.tasks.job_study_ids() if changes else set()
-        imported = {i for i in self.store.imports.held([c["ID"] for c in changes if c["ChangeType"] == "NewInstance"])
-                    if self._came_by_rest(i)}
+        new = [c["ID"] for c in changes if c["ChangeType"] == "NewInstance"]
+        known = self._bulk(new)
+        bursts = Bursts(self.store.clock)
+        imported = {i for i in self.store.imports.held(new) if self._came_by_rest(i, known.get(i))}
         for change in changes:
             if change["ChangeType"] != "NewInstance" or change["ID"] in imported:
                 continue                # an import (watched folder, upload) routes what it stored itself
             try:
-                self._new_instance(change["ID"], change["Seq"], fetching, tasks, audit, arrivals)
+                self._new_instance(change["ID"], change["Seq"], fetching, tasks, audit, arrivals,
+                                   known.get(change["ID"]), bursts)
             except OrthancHttpError as exc:
                 if exc.status != 404:
                     raise   # Orthanc unavailable: leave the cursor, read again later
                 # deleted before we looked at it: nothing left to route
         last = max((c["Seq"] for c in changes), default=since)
         if changes:
-            received = sum(1 for c in changes if c["ChangeType"] == "NewInstance")
             if self.store.tasks.enqueue(tasks, audit, cursor=(CURSOR, last), arrivals=arrivals, expect=since,
-                                        received=received) is None:
+                                        received=len(new), traffic=bursts.events) is None:
                 return False            # another router on this database took these changes first: read on
             if tasks:
                 self.on_tasks()
         return bool(page.get("Done", True))
 
-    def _came_by_rest(self, instance_id: str) -> bool:
+    def _bulk(self, instance_ids: Sequence[str]) -> dict[str, dict]:
+        """Each instance's /instances/{id} answer with its "Metadata", by ID, in one call per PAGE
+        (Orthanc leaves out the instances already deleted)."""
+        if not instance_ids:
+            return {}
+        answer = self.rest.post_json("/tools/bulk-content", {"Resources": list(instance_ids), "Level": "Instance",
+                                                             "Metadata": True})
+        return {entry["ID"]: entry for entry in answer or () if entry.get("Type") == "Instance"}
+
+    def _came_by_rest(self, instance_id: str, known: Optional[dict] = None) -> bool:
         """An import stores through the REST API; the same UIDs received again later by C-STORE (after
         Orthanc deleted the imported copy) are a new arrival, for the routes."""
+        if known is not None and "Origin" in known.get("Metadata", {}):
+            return known["Metadata"]["Origin"] != "DicomProtocol"
         try:
             return self.rest.get_bytes(f"/instances/{instance_id}/metadata/Origin").decode() != "DicomProtocol"
         except OrthancHttpError as exc:
@@ -172,24 +231,30 @@ class ChangeFollower:
         return series
 
     def _new_instance(self, instance_id: str, seq: int, fetching: set, tasks: list[NewTask], audit: list[AuditEvent],
-                      arrivals: list[Arrival]) -> None:
-        info = None
+                      arrivals: list[Arrival], known: Optional[dict] = None, bursts: Optional[Bursts] = None) -> None:
+        """`known`: the instance's bulk-content entry (with its Metadata), which saves reading it here."""
+        bursts = bursts or Bursts(self.store.clock)
+        info = known
+        metadata = known.get("Metadata") if known is not None else None
         if self.tracks_arrivals or fetching:
-            info = self.rest.get_json(f"/instances/{instance_id}")
+            info = info or self.rest.get_json(f"/instances/{instance_id}")
             series = self._series_of(info["ParentSeries"])
             if series["ParentStudy"] in fetching:
+                bursts.add(metadata, info.get("FileSize", 0))
                 return                  # fetched by a transfer job: the job delivers it, not the routes
-        metadata = None
         if self.callers.mode != "Any":
-            metadata = self.rest.get_json(f"/instances/{instance_id}/metadata", expand="")
+            if metadata is None:
+                metadata = self.rest.get_json(f"/instances/{instance_id}/metadata", expand="")
             if metadata.get("Origin") == "DicomProtocol":
                 reason = self.callers.refuse_ip(metadata.get("RemoteAET", ""), metadata.get("RemoteIP", ""))
                 if reason:
+                    bursts.add(metadata, (info or {}).get("FileSize", 0), reason)
                     self.rest.delete(f"/instances/{instance_id}")
                     audit.append(AuditEvent("instance-rejected", actor=metadata.get("RemoteAET", "?"),
                                             resource_id=instance_id, detail={"reason": reason,
                                                                              "remote_ip": metadata.get("RemoteIP")}))
                     return
+        bursts.add(metadata, (info or {}).get("FileSize", 0))
         if self.instance_routes:
             tags = self.tags.of("Instance", instance_id, metadata)
             fired, notes = tasks_for(self.routes, "Instance", "Instance", instance_id, tags, self.run_script,

@@ -117,6 +117,16 @@ P004_HOURLY = """
     CREATE INDEX tasks_finished ON tasks (finished_at)
 """
 
+P005_TRAFFIC = """
+    CREATE TABLE traffic (
+        id BIGSERIAL PRIMARY KEY, first_at DOUBLE PRECISION NOT NULL, last_at DOUBLE PRECISION NOT NULL,
+        service TEXT NOT NULL, calling_aet TEXT NOT NULL, called_aet TEXT NOT NULL DEFAULT '',
+        remote_ip TEXT NOT NULL DEFAULT '', status TEXT NOT NULL, operations BIGINT NOT NULL DEFAULT 1,
+        instances BIGINT NOT NULL DEFAULT 0, bytes BIGINT NOT NULL DEFAULT 0, detail TEXT NOT NULL DEFAULT '');
+    CREATE INDEX traffic_last ON traffic (last_at);
+    CREATE INDEX traffic_caller ON traffic (calling_aet, service, last_at)
+"""
+
 P006_CONFIG_VERSIONS = """
     CREATE TABLE config_versions (
         version BIGINT PRIMARY KEY, created_at DOUBLE PRECISION NOT NULL, actor TEXT NOT NULL, source TEXT NOT NULL,
@@ -128,5 +138,6 @@ STEPS: list[tuple[str, str]] = [
     ("p002_subscriptions_and_job_lifecycle", P002_SUBSCRIPTIONS),
     ("p003_imports", P003_IMPORTS),
     ("p004_hourly_statistics", P004_HOURLY),
-    ("p006_config_versions", P006_CONFIG_VERSIONS),      # p005 is the traffic log's
+    ("p005_traffic_log", P005_TRAFFIC),
+    ("p006_config_versions", P006_CONFIG_VERSIONS),
 ]

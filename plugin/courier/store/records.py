@@ -67,6 +67,28 @@ class AuditEvent:
     detail: Any = None
 
 
+@dataclass(frozen=True)
+class TrafficEvent:
+    """One or more DICOM operations of one caller, for the traffic log (store.traffic): a C-STORE
+    burst, C-STORE refusals, C-FINDs served. `at` and `last_at` are Unix times; `detail` is a
+    refusal's reason or a C-FIND's query level, never a patient's name or ID."""
+    service: str                     # C-STORE | C-FIND (TRAFFIC_SERVICES)
+    calling_aet: str
+    status: str                      # accepted | refused
+    at: float
+    last_at: Optional[float] = None  # the last operation's time (default: at)
+    called_aet: str = ""
+    remote_ip: str = ""
+    operations: int = 1              # C-STOREs received or refused, C-FINDs served
+    instances: int = 0
+    bytes: int = 0
+    detail: str = ""
+
+
+TRAFFIC_SERVICES = ("C-STORE", "C-FIND", "C-ECHO", "C-MOVE", "C-GET")
+TRAFFIC_STATUSES = ("accepted", "refused")
+
+
 OUTCOME_ACTIONS = {SUCCESS: "task-delivered", WARNING: "task-incomplete", FAILURE: "task-failed",
                    PENDING: "task-retry-scheduled"}
 

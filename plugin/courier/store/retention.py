@@ -1,7 +1,7 @@
 """Retention (Courier.RetentionDays): what is older is pruned, a batch at a time so that no
 transaction holds the database long: finished routed tasks and their manifests (a job's tasks
 stay with their job until it is deleted), audit rows, imported files' records once done or
-rejected, closed uploads. The counts are audited, in a row that itself stays RetentionDays."""
+rejected, closed uploads, the traffic log's rows. The counts are audited, in a row that itself stays RetentionDays."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -54,6 +54,8 @@ class Retention:
                 "", "DELETE FROM import_files WHERE id IN ({})", (cutoff, *keep_sources)),
             "uploads": self._in_batches("SELECT id FROM uploads WHERE state <> 'OPEN' AND at < ?", "",
                                         "DELETE FROM uploads WHERE id IN ({})", (cutoff,)),
+            "traffic": self._in_batches("SELECT id FROM traffic WHERE last_at < ?", "",
+                                        "DELETE FROM traffic WHERE id IN ({})", (cutoff,)),
         }
         if any(counts.values()):
             with self.database.transaction() as db:

@@ -242,6 +242,25 @@ def m017_hourly_statistics(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX tasks_finished ON tasks (finished_at)")     # the rollup and the dashboard read by it
 
 
+TRAFFIC = """
+    CREATE TABLE traffic (
+        id INTEGER PRIMARY KEY, first_at REAL NOT NULL, last_at REAL NOT NULL, service TEXT NOT NULL,
+        calling_aet TEXT NOT NULL, called_aet TEXT NOT NULL DEFAULT '', remote_ip TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL, operations INTEGER NOT NULL DEFAULT 1, instances INTEGER NOT NULL DEFAULT 0,
+        bytes INTEGER NOT NULL DEFAULT 0, detail TEXT NOT NULL DEFAULT '');
+    CREATE INDEX traffic_last ON traffic (last_at);
+    CREATE INDEX traffic_caller ON traffic (calling_aet, service, last_at)
+"""
+
+
+@migrations()
+def m018_traffic_log(db: sqlite_utils.Database) -> None:
+    # The DICOM traffic log: one row per burst of operations of one caller (C-STOREs received or
+    # refused, C-FINDs served), with counts and bytes; no patient identifiers. Pruned by RetentionDays.
+    for statement in filter(str.strip, TRAFFIC.split(";")):
+        db.execute(statement)
+
+
 @migrations()
 def m019_config_versions(db: sqlite_utils.Database) -> None:
     # The runtime configuration (config.runtime): every change a numbered version with who, when

@@ -14,6 +14,7 @@ One object per table family, all on one back-end (courier.store.database):
     subscriptions  scheduled queries of a source, and what each transferred per study
     imports     files of watched folders and uploads, and the instances they became
     stats       the dashboard's hourly time series
+    traffic     the DICOM traffic log: C-STOREs received or refused, C-FINDs served, per caller
     retention   what is older than RetentionDays, pruned
     config_versions  the runtime configuration, every change a numbered version
 """
@@ -36,6 +37,7 @@ from courier.store.routers import Routers
 from courier.store.stats import Stats
 from courier.store.subscriptions import Subscriptions
 from courier.store.tasks import Tasks
+from courier.store.traffic import Traffic
 
 
 class Store:
@@ -54,5 +56,6 @@ class Store:
         self.subscriptions = Subscriptions(self.database)
         self.imports = Imports(self.database)
         self.stats = Stats(self.database)
+        self.traffic = Traffic(self.database)
         self.retention = Retention(self.database)
         self.config_versions = ConfigVersions(self.database)

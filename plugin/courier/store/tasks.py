@@ -30,7 +30,9 @@ from courier.store.records import (
     ManifestItem,
     NewTask,
     Task,
+    TrafficEvent,
 )
+from courier.store.traffic import write as write_traffic
 
 COLUMNS = ", ".join(Task.COLUMNS)
 
@@ -75,11 +77,12 @@ class Tasks:
 
     def enqueue(self, tasks: Sequence[NewTask], audit: Sequence[AuditEvent] = (),
                 cursor: Optional[tuple[str, int]] = None, arrivals: Sequence[Arrival] = (),
-                expect: Optional[int] = None, received: int = 0) -> Optional[list[int]]:
-        """Persist new tasks, their audit lines, the arrivals and the change cursor in one transaction
-        (and `received` more instances in this hour's count). With `expect`, only if the cursor still
-        is at that value (its row locked meanwhile): another router that followed the same changes
-        first makes this return None, writing nothing."""
+                expect: Optional[int] = None, received: int = 0,
+                traffic: Sequence[TrafficEvent] = ()) -> Optional[list[int]]:
+        """Persist new tasks, their audit lines, the arrivals, the C-STOREs of the traffic log and the
+        change cursor in one transaction (and `received` more instances in this hour's count). With
+        `expect`, only if the cursor still is at that value (its row locked meanwhile): another
+        router that followed the same changes first makes this return None, writing nothing."""
         now = self.clock()
         with self.database.transaction() as db:
             if cursor is not None and expect is not None:
@@ -90,6 +93,7 @@ class Tasks:
             ids = insert_tasks(db, now, tasks)
             write_audit(db, now, audit)
             record_arrivals(db, now, arrivals)
+            write_traffic(db, self.database, traffic)
             if cursor is not None:
                 db.execute("INSERT INTO cursors (name, value) VALUES (?, ?) ON CONFLICT(name)"
                            " DO UPDATE SET value = excluded.value", cursor)

@@ -198,3 +198,9 @@ def request_body(body: Body) -> dict:
     if body.schema is not None:
         limits.append("a Content-Type a cross-site form cannot send is required, so {} when there is nothing to say")
     return {"required": True, "content": content, "description": "; ".join(limits)}
+
+TRAFFIC_EVENT = Body({"type": "object", "additionalProperties": False,
+                      "description": "one C-FIND Orthanc served, as Courier's Lua script posts it (no query keys)",
+                      "properties": {name: _string(64) for name in ("Service", "CallingAet", "CalledAet", "RemoteIp",
+                                                                    "Level")}},
+                     max_bytes=4 * KiB)

@@ -6,15 +6,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 from typing import Mapping, Optional, Union
+from urllib.parse import unquote
 
 from courier.config.users import UserRights
 from courier.errors import ApiError
 from courier.host import HttpRequest
 from courier.store.records import Job, Subscription
 from courier.web import access
-from courier.web.http import Context, actor_of, user_of
+from courier.web.http import PREFIX, Context, actor_of, user_of
 
 FORM_TYPES = ("", "application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
+INTERNAL_ROUTES = ("traffic/events",)       # role "internal" in the route table: Orthanc's internal calls only
 
 
 def media_type(request: HttpRequest) -> str:
@@ -22,13 +24,24 @@ def media_type(request: HttpRequest) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-def refused_unread(method: str, headers: Mapping[str, str]) -> bool:
+def internal_only(uri: str) -> bool:
+    """Is this URI (as sent: percent-encoded, doubled or trailing slashes, any case) one of the
+    routes only Orthanc's internal calls may reach (INTERNAL_ROUTES: Courier's Lua script posts
+    the C-FINDs Orthanc serves to traffic/events)?"""
+    parts = [p for p in unquote(unquote(uri)).split("/") if p]
+    return "/".join(parts).lower() in {PREFIX.strip("/") + "/" + route for route in INTERNAL_ROUTES}
+
+
+def refused_unread(method: str, uri: str, headers: Mapping[str, str]) -> bool:
     """For Orthanc's incoming-HTTP filter (courier.host.Host.filter_requests), on every request
-    under /courier/, before Orthanc reads the body: a multipart/form-data POST. Orthanc 1.10.1
+    under /courier/, before Orthanc reads the body: a route only Orthanc's internal calls may use
+    (internal_only: the filter never sees those), and a multipart/form-data POST. Orthanc 1.10.1
     would not give it to Courier: it splits it into parts, hands each part to Courier as a POST of
     its own, with the part's Content-Type (a part typed application/json gets past the CSRF rule
     below, and is acted on), throws Courier's answers away and tells the sender 200. Refused
     here, the sender gets 403 Forbidden with an empty body (a filter can only allow or forbid)."""
+    if internal_only(uri):
+        return True
     return method == "POST" and headers.get("content-type", "")[:19].lower() == "multipart/form-data"
 
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 from courier import VERSION
 from courier.errors import ApiError
 from courier.host import HttpRequest, HttpResponse
-from courier.store.records import STATES
+from courier.store.records import STATES, TRAFFIC_SERVICES, TRAFFIC_STATUSES
 from courier.web import (
     api_audit,
     api_batches,
@@ -33,6 +33,7 @@ from courier.web import (
     api_status,
     api_subscriptions,
     api_tasks,
+    api_traffic,
     bodies,
 )
 from courier.web.bodies import Body
@@ -53,7 +54,8 @@ class Endpoint:
     handler: Handler
     summary: str
     query: tuple[tuple[str, str], ...] = ()   # (name, description)
-    role: str = "viewer"                       # the least role that may call it (courier.web.access)
+    role: str = "viewer"                       # the least role that may call it (courier.web.access), or "internal":
+                                               # Orthanc's internal calls only (courier.web.guard.INTERNAL_ROUTES)
     body: Optional[Body] = None                # what a POST reads (courier.web.bodies), checked before the handler
     path: tuple[tuple[str, dict], ...] = ()    # path parameters whose schema is not PATH_SCHEMAS' (OpenAPI)
 
@@ -73,7 +75,14 @@ QUERY_SCHEMAS = {"limit": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}
                  "offset": {"type": "integer", "minimum": 0, "maximum": MAX_ID},
                  "task": {"type": "integer", "minimum": 0, "maximum": MAX_ID},
                  "since": {"type": "number"}, "until": {"type": "number"},
-                 "state": {"type": "string", "enum": list(STATES)}}
+                 "state": {"type": "string", "enum": list(STATES)},
+                 "service": {"type": "string", "enum": list(TRAFFIC_SERVICES)},
+                 "status": {"type": "string", "enum": list(TRAFFIC_STATUSES)},
+                 "from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"}}
+_TRAFFIC_FILTERS = (("service", "C-STORE or C-FIND (C-ECHO, C-MOVE, C-GET: not seen by Courier on Orthanc 1.10.1)"),
+                    ("caller", "calling AE title"), ("status", "accepted or refused"),
+                    ("since", "Unix time"), ("until", "Unix time"), ("from", "first day, YYYY-MM-DD"),
+                    ("to", "last day, YYYY-MM-DD (included)"))
 _ORTHANC_ID = {"type": "string", "pattern": bodies.ORTHANC_ID, "description": "the Orthanc ID of a series or study"}
 
 ENDPOINTS: tuple[Endpoint, ...] = (
@@ -222,6 +231,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "configuration in force again (a new version)", role="admin", body=bodies.CONFIG_RESTORE),
     Endpoint("GET", "config/export", api_config.export, "The configuration in force as orthanc.json sections",
              role="admin"),
+    Endpoint("GET", "traffic", api_traffic.traffic, "The DICOM traffic log, latest first: per burst of one caller, "
+             "the service, calling and called AE, IP, status, operations, instances and bytes; no patient identifiers",
+             _TRAFFIC_FILTERS + _PAGING),
+    Endpoint("GET", "traffic.csv", api_traffic.traffic_csv, "The traffic log as CSV, with the filters of /courier/traffic",
+             _TRAFFIC_FILTERS),
+    Endpoint("POST", "traffic/events", api_traffic.record_event,
+             'One C-FIND Orthanc served, from Courier\'s Lua script: {"Service": "C-FIND", "CallingAet", "CalledAet", '
+             '"RemoteIp", "Level"}; Orthanc\'s internal calls only (refused to every HTTP client)', role="internal",
+             body=bodies.TRAFFIC_EVENT),
     Endpoint("GET", "openapi.json", openapi, "This document"),
 )
 
@@ -295,7 +313,8 @@ class Api:
             found = endpoint.regex.match(path)
             if found:
                 if endpoint.method == request.method:
-                    authorize(self.ctx, request, endpoint.method, endpoint.pattern, endpoint.role)
+                    if endpoint.role != "internal":     # internal: Orthanc's HTTP filter let no client through
+                        authorize(self.ctx, request, endpoint.method, endpoint.pattern, endpoint.role)
                     check_body(endpoint, request)
                     answer = endpoint.handler(self.ctx, request, found.groupdict())
                     return answer if isinstance(answer, HttpResponse) else json_response(200, answer)

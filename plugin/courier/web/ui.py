@@ -16,17 +16,18 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from courier import VERSION
 from courier.errors import ApiError
 from courier.host import HttpResponse
-from courier.store.records import STATES
+from courier.store.records import STATES, TRAFFIC_SERVICES, TRAFFIC_STATUSES
 from courier.transfer import jobs
 from courier.transfer.query import FILTERS
-from courier.web import api_completion, api_config, api_routes, api_subscriptions
-from courier.web.http import Context
+from courier.web import api_completion, api_config, api_routes, api_subscriptions, api_traffic
+from courier.web.http import Context, int_param
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 WEB_DIR = os.path.join(REPO_DIR, "web")
 STATIC = {"courier.css", "job.js", "explorer.js", "actions.js", "send.js", "routes.js", "batch.js", "subscriptions.js",
           "upload.js", "tasks.js",
           "dashboard.js", "theme.js", "config.js"}
+TRAFFIC_PAGE = 100          # rows per page of the Traffic page
 
 
 class Ui:
@@ -95,6 +96,8 @@ class Ui:
             return self._send(context)
         if page == "audit":
             return self._audit(context)
+        if page == "traffic":
+            return self._traffic(context)
         if page == "quarantine":
             _, entries = self.ctx.store.quarantine.list(200, 0)
             for entry in entries:
@@ -191,6 +194,23 @@ class Ui:
         versions = [dict(v.summary(), When=_when(v.created_at)) for v in self.ctx.store.config_versions.list(50, 0)]
         return self._render("config.html", context, version=live.version, document=document, sections=sections,
                             versions=versions)
+
+    def _traffic(self, context: dict) -> HttpResponse:
+        query = context["query"]
+        chosen = api_traffic.filters(query)
+        limit = TRAFFIC_PAGE
+        offset = int_param(query.get("offset"), "offset", 0)
+        total, rows = self.ctx.store.traffic.entries(**chosen, limit=limit, offset=offset)
+        for row in rows:
+            row["first"], row["last"] = _when(row["first_at"]), _when(row["last_at"])
+        shown = {k: query[k] for k in ("service", "caller", "status", "from", "to") if query.get(k)}
+        page_link = lambda at: "traffic?" + urlencode({**shown, "offset": at})  # noqa: E731
+        return self._render("traffic.html", context, rows=rows, total=total, offset=offset,
+                            services=TRAFFIC_SERVICES, statuses=TRAFFIC_STATUSES, filters=shown,
+                            export_query=urlencode(shown),
+                            previous=page_link(max(0, offset - limit)) if offset > 0 else None,
+                            next=page_link(offset + limit) if offset + limit < total else None,
+                            retention_days=self.ctx.config.retention_days)
 
     def _render(self, template: str, context: dict, **values: Any) -> HttpResponse:
         html = self.env.get_template(template).render(**context, **values)

@@ -81,7 +81,7 @@ def test_the_filter_refuses_multipart_posts_under_courier_only():
 
 def test_a_filter_that_fails_refuses_only_courier_requests():
     orthanc = FakeOrthanc()
-    Host(orthanc).filter_requests("/courier/", lambda method, headers: 1 / 0)
+    Host(orthanc).filter_requests("/courier/", lambda method, uri, headers: 1 / 0)
     assert orthanc.filter("/courier/jobs", method=2, headers={}) is False
     assert orthanc.filter("/patients", method=2, headers={}) is True
 
@@ -143,3 +143,15 @@ def test_the_runner_gives_back_results_and_exceptions_and_grows_to_its_limit():
 def test_an_http_request_is_a_plain_record():
     request = HttpRequest("POST", "/courier/jobs", body=b"{}")
     assert request.parsed is None and request.query == {} and request.headers == {}
+
+
+def test_the_filter_refuses_the_internal_traffic_route_to_every_client_however_it_is_written():
+    orthanc = FakeOrthanc()
+    Host(orthanc).filter_requests("/courier/", refused_unread)
+    json_type = {"content-type": "application/json"}
+    for uri in ("/courier/traffic/events", "/courier//traffic/events", "/courier/traffic/events/",
+                "/courier/traffic%2Fevents", "/courier/%74raffic/events", "/courier/Traffic/Events",
+                "/courier/traffic%252Fevents"):
+        assert orthanc.filter(uri, method=2, ip="127.0.0.1", headers=json_type) is False, uri
+    assert orthanc.filter("/courier/traffic", method=1, ip="127.0.0.1", headers={}, get={}) is True
+    assert orthanc.filter("/courier/traffic.csv", method=1, ip="127.0.0.1", headers={}, get={}) is True
