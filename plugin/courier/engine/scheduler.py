@@ -28,15 +28,15 @@ class Scheduler:
         self.config, self.store, self.rest = config, store, rest
         self.owner, self.on_tasks = f"{incarnation}:scheduler", on_tasks
         self.runner = Runner(config, store, rest)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = None
+        self.running = False
 
     def reconfigure(self, config: CourierConfig) -> None:
         """New nodes and their settings, from the next tick."""
         self.runner = Runner(config, self.store, self.rest)
         self.config = config
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread = None
-        self.running = False
 
     def start(self) -> None:
         self.store.subscriptions.release_leases(f"{self.config.router_name}:")
