@@ -191,10 +191,10 @@ class Orthanc:
 
 
 def storescu(port: int, files, calling: str = "STORESCU", called: str = "ANY-SCP", check: bool = True,
-             associations: int = 1) -> subprocess.CompletedProcess:
-    """DCMTK's storescu, as a modality would send."""
+             associations: int = 1, options: tuple = ()) -> subprocess.CompletedProcess:
+    """DCMTK's storescu, as a modality would send (`options`: more of its flags)."""
     files = [str(f) for f in files]
-    result = subprocess.run(["storescu", "-aet", calling, "-aec", called, "127.0.0.1", str(port), *files],
+    result = subprocess.run(["storescu", *options, "-aet", calling, "-aec", called, "127.0.0.1", str(port), *files],
                             capture_output=True, text=True, timeout=300)
     if check and result.returncode != 0:
         raise AssertionError(f"storescu failed ({result.returncode}): {result.stderr[-2000:]}")

@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 from courier.config.database import DatabaseSettings
+from courier.config.nodes import REGISTRY_OF_KIND
 from courier.config.parse import CourierConfig, parse
 from courier.deid.ingest_gate import IngestGate
 from courier.engine.echoes import EchoMonitor
@@ -124,7 +125,8 @@ class Courier:
                               self.config.quarantine_directory)
             self.host.on_received_instance(gate.decide)
         # on Orthanc's DICOM thread: unknown callers, and what Orthanc 1.10.1 could not render
-        self.host.on_incoming_cstore(Admission(self.callers).refuse, self._record_refused_aet)
+        self.host.on_incoming_cstore(Admission(self.callers, accepted_sop_classes=self.config.accepted_sop_classes).refuse,
+                                     self._record_refused_aet)
         self.host.serve("/courier/", self.api.handle)
         self.host.filter_requests("/courier/", refused_unread)
         with open(os.path.join(REPO_DIR, "web", "static", "orthanc-explorer.js")) as script:
@@ -165,13 +167,15 @@ def _path_of(config: CourierConfig, kind: str, name: str) -> str:
     """Where a node, destination or profile is declared, for an error."""
     if kind == "profile":
         return f"Courier.Pseudonymization.{name}"
-    registry = {"dicom": "DicomModalities", "dicomweb": "DicomWeb.Servers", "peer": "OrthancPeers",
-                "folder": "Courier.Folders", "archive": "Courier.Archives"}
-    return f"{registry.get(config.destinations.get(name) or config.nodes[name].kind)}.{name}"
+    kind = config.destinations.get(name) or config.nodes[name].kind
+    section = {"folder": "Courier.Folders", "archive": "Courier.Archives"}.get(kind) or REGISTRY_OF_KIND[kind].name
+    return f"{section}.{name}"
 
 
 def _ingest_routes(config: CourierConfig) -> list:
-    return [(r.name, r.pseudonymize, r.match_spec, r.trigger) for r in config.routes if r.pseudonymize_on == "Ingest"]
+    """The routes that pseudonymize on ingest, with their profiles (the ingest gate keeps both)."""
+    return [(r.name, r.match_spec, r.trigger, config.profiles.get(r.pseudonymize or ""))
+            for r in config.routes if r.pseudonymize_on == "Ingest"]
 
 
 def install(orthanc: Any) -> Courier:

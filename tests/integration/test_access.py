@@ -41,7 +41,10 @@ def test_every_route_needs_a_login_and_viewers_cannot_change_anything(cluster, t
         for method, spec in methods.items():
             assert call(node, method.upper(), concrete).status_code == 401, (method, path)
             answer = call(node, method.upper(), concrete, "carol")
-            if spec["x-courier-role"] == "viewer":
+            if spec["x-courier-role"] == "internal":        # Orthanc's own calls only: refused unread to every client
+                assert answer.status_code == 403 and answer.text == "", (method, path)
+                assert call(node, method.upper(), concrete, "alice").status_code == 403
+            elif spec["x-courier-role"] == "viewer":
                 assert answer.status_code != 403, (method, path)
             else:
                 assert answer.status_code == 403 and "needs the" in answer.json()["error"], (method, path, answer.text)
@@ -104,3 +107,15 @@ def test_an_upload_is_added_to_and_ended_by_its_owner_or_an_admin_within_their_r
     denied = call(node, "POST", f"/courier/uploads/{mine}/send", "bob", json={"Destination": "other"})
     assert denied.status_code == 403 and "may not send to 'other'" in denied.json()["error"]
     assert call(node, "POST", f"/courier/uploads/{mine}/send", "bob", json={"Destination": "dest"}).status_code == 200
+
+
+def test_only_admins_test_a_draft_configuration(cluster, tmp_path):
+    node, _ = secured(cluster, tmp_path)
+    draft = call(node, "GET", "/courier/config", "alice").json()["Document"]
+    draft["Scripts"]["x.py"] = "import os\nos.system('touch /tmp/courier-operator-ran-this')\ndef match(t, c): return True\n"
+    body = {"Tags": {"Modality": "CT"}, "Draft": draft}
+    refused = call(node, "POST", "/courier/routes/test", "bob", json=body)
+    assert refused.status_code == 403 and "admin" in refused.json()["error"]
+    assert call(node, "POST", "/courier/routes/test", "bob", json={"Tags": {"Modality": "CT"}}).status_code == 200
+    draft["Scripts"]["x.py"] = "def match(t, c): return True\n"
+    assert call(node, "POST", "/courier/routes/test", "alice", json=body | {"Draft": draft}).status_code == 200

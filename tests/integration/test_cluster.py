@@ -271,3 +271,15 @@ def test_a_configuration_change_on_one_router_is_applied_by_the_other(cluster, t
     storescu(a.dicom_port, files[2:])
     wait_until(lambda: second.sop_uids() == {f.stem for f in files}, 40, what="all four at second, from either router")
     assert first.sop_uids() == set()
+
+
+def test_edits_on_two_routers_without_a_base_both_stay(cluster, tmp_path, postgres):
+    import requests
+    first, second = cluster.orthanc("first"), cluster.orthanc("second")
+    (a, b), _ = two_routers(cluster, postgres, tmp_path, {"first": first.as_modality()},
+                            [{"Name": "r", "Destinations": ["first"]}])
+    one = requests.put(a.url + "/courier/config/modalities/second", json={"Entry": second.as_modality()}, timeout=30)
+    two = requests.put(b.url + "/courier/config/folders/f", json={"Entry": {"Path": str(tmp_path / "f")}}, timeout=30)
+    assert one.status_code == two.status_code == 200, (one.text, two.text)       # b had not polled version 2 yet
+    document = a.get("/courier/config/versions/3")["Document"]
+    assert "second" in document["DicomModalities"] and "f" in document["Courier"]["Folders"]

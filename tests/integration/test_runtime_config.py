@@ -39,7 +39,7 @@ def test_a_route_changed_at_runtime_restored_and_kept_across_restarts(cluster, t
     assert a.sop_uids() == set()
 
     versions = node.get("/courier/config/versions")["Versions"]
-    assert [(v["Version"], v["Source"], v["Comment"]) for v in versions][:2] == [
+    assert [(v["Version"], v["Source"], v["Comment"].split(" by router")[0]) for v in versions][:2] == [
         (2, "api", "CT now goes to b"), (1, "orthanc.json", "read from orthanc.json")]
     assert node.get("/courier/config/versions/2/diff")["Changes"][0]["Path"] == "Courier.Routes.r.Destinations"
     audit = node.get("/courier/audit", action="config-changed")
@@ -194,3 +194,24 @@ def test_a_disabled_destination_holds_its_tasks_until_it_is_enabled(cluster, tmp
     assert disabled_route.status_code == 200
     assert node.get("/courier/routes") == []
     assert node.get("/courier/config")["Document"]["Courier"]["Routes"][0]["Enabled"] is False
+
+
+def test_a_node_orthanc_refuses_changes_nothing_and_list_forms_are_kept(cluster):
+    a, b = cluster.orthanc("a"), cluster.orthanc("b")
+    node = router(cluster, a, b)
+    before = node.get("/modalities")
+    refused = put(node, "/courier/config/modalities/odd", {"Entry": {"AET": "ODD", "Host": "127.0.0.1", "Port": 104,
+                                                                      "Manufacturer": "NoSuchVendor"}})
+    assert refused.status_code == 400
+    assert "DicomModalities.odd: Orthanc refused to set the node" in refused.json()["error"], refused.text
+    assert node.get("/modalities") == before and node.get("/courier/config")["Version"] == 1
+    listed = put(node, "/courier/config/modalities/listed", {"Entry": ["LISTED", "127.0.0.1", a.dicom_port]})
+    assert listed.status_code == 200, listed.text
+    assert node.get("/courier/config")["Document"]["DicomModalities"]["listed"] == ["LISTED", "127.0.0.1", a.dicom_port]
+    assert node.get("/modalities/listed/configuration")["Port"] == a.dicom_port
+    port = put(node, "/courier/config/modalities/p", {"Entry": {"AET": "P", "Host": "h", "Port": "p"}})
+    assert port.status_code == 400 and "DicomModalities.p.Port: expected a port number" in port.json()["error"]
+    typo = put(node, "/courier/config", {"Document": {**node.get("/courier/config")["Document"], "DicomWeb": {"Server": {}}}})
+    assert typo.status_code == 400 and "DicomWeb.Server: only DicomWeb.Servers changes at runtime" in typo.json()["error"]
+    bad_id = put(node, "/courier/config/modalities/a..b%2Fc", {"Entry": ["X", "127.0.0.1", 104]})
+    assert bad_id.status_code in (400, 404)

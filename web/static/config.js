@@ -6,10 +6,7 @@
   var doc = JSON.parse(document.getElementById("document").textContent);
   var version = parseInt(document.getElementById("version").textContent, 10);
   var form = document.getElementById("editor"), message = document.getElementById("message");
-  var paths = {routes: ["Courier", "Routes"], folders: ["Courier", "Folders"], archives: ["Courier", "Archives"],
-               profiles: ["Courier", "Pseudonymization"], "node-settings": ["Courier", "Nodes"],
-               modalities: ["DicomModalities"], dicomweb: ["DicomWeb", "Servers"], peers: ["OrthancPeers"],
-               scripts: ["Scripts"]};
+  var paths = JSON.parse(document.getElementById("sections").textContent);   // section -> keys in the document
   function add(parent, tag, text) { var e = document.createElement(tag); e.textContent = text; parent.appendChild(e); return e; }
   function entries(d, section, create) {
     var where = d, path = paths[section];

@@ -4,6 +4,7 @@ limits)."""
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
@@ -25,6 +26,33 @@ class Node:
     password: Optional[str] = field(default=None, repr=False)
     local_aet: str = ""           # DicomModalities' LocalAet: the calling AET Orthanc uses for this node
     tls: bool = False             # DicomModalities' UseDicomTls: only Orthanc's own client sends to it
+
+
+@dataclass(frozen=True)
+class Registry:
+    """One of Orthanc's node registries: where orthanc.json keeps it, the kind of its nodes, and
+    Orthanc's REST resource that reads and sets it at runtime."""
+    name: str                     # as in JSON paths: "DicomWeb.Servers"
+    path: tuple[str, ...]         # its keys in orthanc.json
+    kind: str                     # dicom | dicomweb | peer
+    endpoint: str                 # /modalities | /dicom-web/servers | /peers
+
+
+REGISTRIES = (Registry("DicomModalities", ("DicomModalities",), "dicom", "/modalities"),
+              Registry("DicomWeb.Servers", ("DicomWeb", "Servers"), "dicomweb", "/dicom-web/servers"),
+              Registry("OrthancPeers", ("OrthancPeers",), "peer", "/peers"))
+REGISTRY_OF_KIND = {registry.kind: registry for registry in REGISTRIES}
+NODE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+
+def registry_section(orthanc: Mapping[str, Any], registry: Registry) -> Any:
+    """The registry's object in a configuration ({} when absent)."""
+    value: Any = orthanc
+    for key in registry.path:
+        value = value.get(key) if isinstance(value, Mapping) else None
+        if value is None:
+            return {}
+    return value
 
 
 RETRIEVE_METHODS = ("C-MOVE", "C-GET", "WADO")
@@ -69,12 +97,20 @@ def _timeouts(section: Section) -> Timeouts:
                     section.positive("OfflineRetrieveTimeoutSeconds", float, 300.0))
 
 
+def _port(value: Any, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit() \
+            or not 0 < int(value) < 65536:
+        raise ConfigError(path, f"expected a port number (1-65535), got {value!r}")
+    return int(value)
+
+
 def _node(node_id: str, kind: str, entry: Any, path: str) -> Node:
     if kind == "dicom":
         if isinstance(entry, list) and len(entry) >= 3:
-            return Node(node_id, kind, aet=str(entry[0]), host=str(entry[1]), port=int(entry[2]))
+            return Node(node_id, kind, aet=str(entry[0]), host=str(entry[1]), port=_port(entry[2], f"{path}[2]"))
         if isinstance(entry, dict) and {"AET", "Host", "Port"} <= set(entry):
-            return Node(node_id, kind, aet=str(entry["AET"]), host=str(entry["Host"]), port=int(entry["Port"]),
+            return Node(node_id, kind, aet=str(entry["AET"]), host=str(entry["Host"]),
+                        port=_port(entry["Port"], f"{path}.Port"),
                         local_aet=str(entry.get("LocalAet") or ""), tls=bool(entry.get("UseDicomTls")))
         raise ConfigError(path, "a modality is [AET, Host, Port] or an object with AET, Host and Port")
     if isinstance(entry, str):
@@ -93,13 +129,16 @@ def node_registry(orthanc: Mapping[str, Any]) -> tuple[dict[str, str], dict[str,
     kinds: dict[str, str] = {}
     callers: dict[str, tuple[str, ...]] = {}
     nodes: dict[str, Node] = {}
-    sources = [("DicomModalities", orthanc.get("DicomModalities") or {}, "dicom"),
-               ("DicomWeb.Servers", (orthanc.get("DicomWeb") or {}).get("Servers") or {}, "dicomweb"),
-               ("OrthancPeers", orthanc.get("OrthancPeers") or {}, "peer")]
-    for section, entries, kind in sources:
+    if not isinstance(orthanc.get("DicomWeb", {}), dict):
+        raise ConfigError("DicomWeb", f"expected an object, got {type_name(orthanc['DicomWeb'])}")
+    for registry in REGISTRIES:
+        section, kind = registry.name, registry.kind
+        entries = registry_section(orthanc, registry)
         if not isinstance(entries, dict):
             raise ConfigError(section, f"expected an object, got {type_name(entries)}")
         for node_id, entry in entries.items():
+            if not NODE_ID.match(node_id):
+                raise ConfigError(f"{section}.{node_id}", "a node id is letters, digits, '_', '.' and '-' (at most 64)")
             if node_id in kinds:
                 raise ConfigError(f"{section}.{node_id}", f"the id is also used by a {kinds[node_id]} node",
                                   "destination ids must be unique across registries")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from courier.config.database import DatabaseSettings, parse_database
 from courier.config.destinations import Archive, Folder, parse_archives, parse_folders
@@ -19,6 +19,7 @@ from courier.config.profiles import Profile, parse_profiles
 from courier.config.reader import Section, resolve
 from courier.config.retry import RetryPolicy, parse_retry
 from courier.config.routes import Route, parse_routes
+from courier.config.sop_classes import parse_sop_classes
 from courier.config.users import AccessPolicy, parse_users
 from courier.errors import ConfigError
 
@@ -55,10 +56,12 @@ class CourierConfig:
     retention_days: float = 90.0                  # finished routed tasks, audit, import records older: pruned; 0: kept
     echo_interval: float = 60.0                   # seconds between periodic echoes of every node; 0: none
     storage_directory: str = "OrthancStorage"     # Orthanc's, for the free space the dashboard shows
+    accepted_sop_classes: Optional[frozenset] = None   # SOP Class UIDs the C-STORE filter lets in; None: all
 
     @property
     def disabled(self) -> frozenset:
-        """Destinations and nodes set `Enabled: false`: their tasks wait, they are neither echoed nor queried."""
+        """Destinations and nodes set `Enabled: false`: their tasks wait, they are not echoed
+        periodically and their subscriptions do not run (an Echo by hand still works)."""
         return frozenset([f.id for f in self.folders.values() if not f.enabled]
                          + [a.id for a in self.archives.values() if not a.enabled]
                          + [n for n, s in self.node_settings.items() if not s.enabled])
@@ -138,6 +141,7 @@ def parse(orthanc: Mapping[str, Any], base_dir: str, repo_dir: str,
         local_aet=str(orthanc.get("DicomAet", "ORTHANC")),
         dicom_timeout=float(orthanc.get("DicomScuTimeout", 10) or 10),
         destinations=destinations, folders=folders, known_callers=callers, allowed_callers=mode,
+        accepted_sop_classes=parse_sop_classes(section.get("AcceptedSopClasses", list, None)),
         retry=parse_retry(section.get("Retry", dict, {})),
         workers=_workers(section, orthanc),
         max_workers_per_destination=section.positive("MaxWorkersPerDestination", int, 2),

@@ -13,7 +13,7 @@ KEYS: dict[str, tuple[str, ...]] = {
                 "HeartbeatTimeoutSeconds", "AllowedCallers", "RouterName", "ScriptsDirectory", "OrthancUrl",
                 "QuarantineDirectory", "Retry",
                 "Folders", "Archives", "Nodes", "Pseudonymization", "Routes", "Users", "DefaultRole", "AnonymousRole",
-                "Imports", "EchoIntervalSeconds", "RetentionDays"),
+                "Imports", "EchoIntervalSeconds", "RetentionDays", "AcceptedSopClasses"),
     "Courier.Database": ("Url", "PasswordFile", "PasswordEnv", "PoolSize"),
     # a DICOMweb server or Orthanc peer added at runtime names its password (config.runtime)
     "{registry}.{id}": ("PasswordFile", "PasswordEnv"),

@@ -11,99 +11,142 @@ messages and JSON paths, and an export can be pasted back into orthanc.json:
 `Scripts` holds the source of the condition scripts the routes name (read from ScriptsDirectory
 when the document is seeded from orthanc.json).
 
-Secrets never enter the document. A node password written in orthanc.json stays there: the
-document holds the marker IN_ORTHANC_JSON instead, resolved from orthanc.json when the document is
-applied. A node added or edited at runtime names its password with PasswordFile or PasswordEnv
-(kept by Orthanc as user properties of the entry, read by Courier); a literal password is refused.
+Secrets never enter the document. In a DICOMweb server or Orthanc peer, orthanc.json's secrets
+(Password, CertificateKeyPassword, the values of HttpHeaders, a Url with credentials) stay in
+orthanc.json: the document holds the marker IN_ORTHANC_JSON in their place, resolved from
+orthanc.json when the document is applied, and only for the same node id, Url and Username. A
+node added or changed at runtime names its password with PasswordFile or PasswordEnv (Courier
+reads it and gives it to Orthanc); any other literal secret is refused.
 """
 from __future__ import annotations
 
 import copy
 import hashlib
 import json
+import re
 from typing import Any, Iterator, Mapping
 
+from courier.config.nodes import REGISTRIES, Registry, registry_section
 from courier.errors import ConfigError
 
 COURIER_KEYS = ("Routes", "Folders", "Archives", "Pseudonymization", "Nodes")
-REGISTRIES = (("DicomModalities",), ("DicomWeb", "Servers"), ("OrthancPeers",))
+SECTIONS = ("Courier", "DicomModalities", "DicomWeb", "OrthancPeers", "Scripts")
 IN_ORTHANC_JSON = "(kept in orthanc.json)"
 PASSWORD_KEYS = ("PasswordFile", "PasswordEnv")
-EMPTY = {"Courier": {"Routes": []}, "DicomModalities": {}, "DicomWeb": {"Servers": {}}, "OrthancPeers": {}, "Scripts": {}}
+SECRET_KEYS = ("Password", "CertificateKeyPassword")
+_CREDENTIALS = re.compile(r"^[a-z]+://[^/@]*:[^/@]*@", re.IGNORECASE)
 
 
-def _registry(config: Mapping[str, Any], path: tuple[str, ...]) -> Any:
-    value: Any = config
-    for key in path:
-        value = value.get(key) if isinstance(value, Mapping) else None
-    return value if value is not None else {}
-
-
-def _set_registry(config: dict, path: tuple[str, ...], value: Any) -> None:
-    for key in path[:-1]:
+def _set_registry(config: dict, registry: Registry, value: Any) -> None:
+    for key in registry.path[:-1]:
         inner = config.get(key)
         config[key] = inner = dict(inner) if isinstance(inner, Mapping) else {}
         config = inner
-    config[path[-1]] = value
+    config[registry.path[-1]] = value
 
 
-def registry_entries(document: Mapping[str, Any]) -> Iterator[tuple[str, str, Any]]:
-    """(registry path as written, node id, entry) of every node in the document."""
-    for path in REGISTRIES:
-        entries = _registry(document, path)
+def registry_entries(document: Mapping[str, Any]) -> Iterator[tuple[Registry, str, Any]]:
+    """(registry, node id, entry) of every node in the document."""
+    for registry in REGISTRIES:
+        entries = registry_section(document, registry)
         if isinstance(entries, Mapping):
             for node_id, entry in entries.items():
-                yield ".".join(path), node_id, entry
+                yield registry, node_id, entry
+
+
+# -- secrets of the DICOMweb servers and peers -----------------------------------------------
+def _secrets(entry: Any) -> Iterator[tuple[str, Any]]:
+    """(place, value) of each secret a web registry entry holds; place: "[2]", ".Password",
+    ".HttpHeaders.<name>", ".Url"."""
+    if isinstance(entry, list):
+        if len(entry) > 2 and entry[2]:
+            yield "[2]", entry[2]
+        if entry and isinstance(entry[0], str) and (entry[0] == IN_ORTHANC_JSON or _CREDENTIALS.match(entry[0])):
+            yield "[0]", entry[0]
+    elif isinstance(entry, dict):
+        for key in SECRET_KEYS:
+            if entry.get(key):
+                yield f".{key}", entry[key]
+        headers = entry.get("HttpHeaders")
+        if isinstance(headers, dict):
+            for name, value in headers.items():
+                yield f".HttpHeaders.{name}", value
+        url = entry.get("Url")
+        if isinstance(url, str) and (url == IN_ORTHANC_JSON or _CREDENTIALS.match(url)):
+            yield ".Url", url
+
+
+def _get(entry: Any, place: str) -> Any:
+    if place.startswith("["):
+        index = int(place[1:-1])
+        return entry[index] if isinstance(entry, list) and len(entry) > index else None
+    if not isinstance(entry, dict):
+        return None
+    parts = place[1:].split(".", 1)
+    if len(parts) == 2:
+        inner = entry.get(parts[0])
+        return inner.get(parts[1]) if isinstance(inner, dict) else None
+    return entry.get(parts[0])
+
+
+def _put(entry: Any, place: str, value: Any) -> None:
+    if place.startswith("["):
+        entry[int(place[1:-1])] = value
+        return
+    parts = place[1:].split(".", 1)
+    if len(parts) == 2:
+        entry[parts[0]][parts[1]] = value
+    else:
+        entry[parts[0]] = value
+
+
+def _address(entry: Any) -> tuple:
+    """What a secret kept in orthanc.json belongs to: the Url (without credentials) and Username."""
+    if isinstance(entry, list):
+        return (entry[0] if entry else None, entry[1] if len(entry) > 1 else None)
+    if isinstance(entry, dict):
+        return (entry.get("Url"), entry.get("Username"))
+    return (entry, None)
 
 
 def extract(orthanc: Mapping[str, Any], scripts: Mapping[str, str]) -> dict:
-    """The runtime document of an Orthanc configuration, its literal passwords replaced by the marker."""
+    """The runtime document of an Orthanc configuration, its secrets replaced by the marker."""
     courier = orthanc.get("Courier") if isinstance(orthanc.get("Courier"), Mapping) else {}
     document: dict = {"Courier": {key: copy.deepcopy(courier[key]) for key in COURIER_KEYS if key in courier}}
-    for path in REGISTRIES:
-        _set_registry(document, path, _without_passwords(copy.deepcopy(_registry(orthanc, path))))
+    for registry in REGISTRIES:
+        entries = copy.deepcopy(registry_section(orthanc, registry))
+        if registry.kind != "dicom" and isinstance(entries, dict):
+            for entry in entries.values():
+                for place, _ in list(_secrets(entry)):
+                    _put(entry, place, IN_ORTHANC_JSON)
+        _set_registry(document, registry, entries)
     document["Scripts"] = dict(sorted(scripts.items()))
     return document
 
 
-def _without_passwords(entries: Any) -> Any:
-    if not isinstance(entries, dict):
-        return entries
-    for entry in entries.values():
-        if isinstance(entry, list) and len(entry) > 2 and entry[2]:
-            entry[2] = IN_ORTHANC_JSON
-        elif isinstance(entry, dict) and entry.get("Password"):
-            entry["Password"] = IN_ORTHANC_JSON
-    return entries
-
-
 def check_secrets(document: Mapping[str, Any], seed: Mapping[str, Any]) -> None:
-    """Refuse a literal password, or the marker for a node orthanc.json does not give one."""
+    """Refuse a literal secret, or a marker orthanc.json cannot resolve for that node and address."""
     for registry, node_id, entry in registry_entries(document):
-        password = entry[2] if isinstance(entry, list) and len(entry) > 2 else (
-            entry.get("Password") if isinstance(entry, dict) else None)
-        if not password:
+        if registry.kind == "dicom":
             continue
-        where = f"{registry}.{node_id}" + ("[2]" if isinstance(entry, list) else ".Password")
-        if password != IN_ORTHANC_JSON:
-            raise ConfigError(where, "a password is not kept in Courier's configuration versions",
-                              "name it with PasswordFile or PasswordEnv, or declare the node in orthanc.json")
-        if _password_of(seed, registry, node_id) is None:
-            raise ConfigError(where, "orthanc.json gives no password for this node",
-                              "name it with PasswordFile or PasswordEnv")
+        kept = registry_section(seed, registry).get(node_id)
+        for place, value in _secrets(entry):
+            where = f"{registry.name}.{node_id}{place}"
+            if value != IN_ORTHANC_JSON:
+                raise ConfigError(where, "a secret is not kept in Courier's configuration versions",
+                                  "name a password with PasswordFile or PasswordEnv, or declare the node in orthanc.json")
+            if kept is None or _get(kept, place) in (None, ""):
+                raise ConfigError(where, "orthanc.json gives no such secret for this node",
+                                  "name the password with PasswordFile or PasswordEnv")
+            url_kept = _get(entry, "[0]" if isinstance(entry, list) else ".Url") == IN_ORTHANC_JSON
+            if place not in ("[0]", ".Url") and not url_kept and _address(entry) != _address(kept):
+                raise ConfigError(where, "orthanc.json's secret belongs to its Url and Username, which this entry changes",
+                                  "name the password with PasswordFile or PasswordEnv")
 
 
-def _password_of(orthanc: Mapping[str, Any], registry: str, node_id: str) -> Any:
-    entry = _registry(orthanc, tuple(registry.split("."))).get(node_id)
-    if isinstance(entry, list) and len(entry) > 2:
-        return entry[2] or None
-    return entry.get("Password") if isinstance(entry, dict) else None
-
-
-def overlay(orthanc: Mapping[str, Any], document: Mapping[str, Any],
-            read_password: Any = None) -> dict:
+def overlay(orthanc: Mapping[str, Any], document: Mapping[str, Any], read_password: Any = None) -> dict:
     """orthanc.json with its runtime sections replaced by the document's: what Courier parses and
-    what Orthanc's registries are set to. Markers get orthanc.json's passwords back; PasswordFile /
+    what Orthanc's registries are set to. Markers get orthanc.json's secrets back; PasswordFile /
     PasswordEnv are resolved by `read_password(path, entry) -> str` (config.secrets' rules)."""
     check_secrets(document, orthanc)
     full = copy.deepcopy(dict(orthanc))
@@ -113,20 +156,42 @@ def overlay(orthanc: Mapping[str, Any], document: Mapping[str, Any],
         if key in (document.get("Courier") or {}):
             courier[key] = copy.deepcopy(document["Courier"][key])
     full["Courier"] = courier
-    for path in REGISTRIES:
-        entries = copy.deepcopy(_registry(document, path))
-        registry = ".".join(path)
-        if isinstance(entries, dict):
+    for registry in REGISTRIES:
+        entries = copy.deepcopy(registry_section(document, registry))
+        if registry.kind != "dicom" and isinstance(entries, dict):
             for node_id, entry in entries.items():
-                if isinstance(entry, list) and len(entry) > 2 and entry[2] == IN_ORTHANC_JSON:
-                    entry[2] = _password_of(orthanc, registry, node_id)
-                elif isinstance(entry, dict):
-                    if entry.get("Password") == IN_ORTHANC_JSON:
-                        entry["Password"] = _password_of(orthanc, registry, node_id)
-                    elif any(k in entry for k in PASSWORD_KEYS) and read_password is not None:
-                        entry["Password"] = read_password(f"{registry}.{node_id}", entry)
-        _set_registry(full, path, entries)
+                kept = registry_section(orthanc, registry).get(node_id)
+                for place, value in list(_secrets(entry)):
+                    if value == IN_ORTHANC_JSON:
+                        _put(entry, place, _get(kept, place))
+                if isinstance(entry, dict) and any(k in entry for k in PASSWORD_KEYS) and read_password is not None:
+                    entry["Password"] = read_password(f"{registry.name}.{node_id}", entry)
+        _set_registry(full, registry, entries)
     return full
+
+
+def check_shape(document: Any) -> None:
+    """The document's sections are the runtime ones, each of the right type (a typo or a list
+    must not read as "no nodes", which would delete every node from Orthanc)."""
+    if not isinstance(document, dict):
+        raise ConfigError("(configuration)", "expected an object with Courier, DicomModalities, ... sections")
+    for key, value in document.items():
+        if key not in SECTIONS:
+            raise ConfigError(key, "not a section of the runtime configuration",
+                              "Courier (Routes, Folders, Archives, Pseudonymization, Nodes), DicomModalities, "
+                              "DicomWeb.Servers, OrthancPeers, Scripts")
+        if not isinstance(value, dict):
+            raise ConfigError(key, "expected an object")
+    for key in document.get("Courier", {}):
+        if key not in COURIER_KEYS:
+            raise ConfigError(f"Courier.{key}", "is set in orthanc.json only (a restart applies it)",
+                              f"at runtime: {', '.join(COURIER_KEYS)}")
+    for key in document.get("DicomWeb", {}):
+        if key != "Servers":
+            raise ConfigError(f"DicomWeb.{key}", "only DicomWeb.Servers changes at runtime")
+    scripts = document.get("Scripts", {})
+    if not all(isinstance(v, str) for v in scripts.values()):
+        raise ConfigError("Scripts", "expected an object of file name -> Python source")
 
 
 def canonical(document: Mapping[str, Any]) -> str:
@@ -138,8 +203,9 @@ def digest(document: Mapping[str, Any]) -> str:
 
 
 def export(document: Mapping[str, Any]) -> dict:
-    """The document as orthanc.json sections (the scripts are files of ScriptsDirectory)."""
-    return {key: copy.deepcopy(value) for key, value in document.items() if key != "Scripts"}
+    """The document as orthanc.json sections; `Scripts` (which Orthanc ignores) lists the files to
+    put in ScriptsDirectory."""
+    return copy.deepcopy(dict(document))
 
 
 def diff(old: Any, new: Any, path: str = "") -> list[dict]:

@@ -1,16 +1,21 @@
 """Runtime configuration: routes, destinations, profiles and nodes changed without a restart.
 
 The latest version in the store (store.config_versions) is the configuration in force. At start,
-orthanc.json's runtime part (config.runtime.extract) becomes a new version when it changed since
-it was last read, so an edit of the file still works; otherwise the latest version is applied.
-A change is checked by the same parser as orthanc.json (config.parse on orthanc.json overlaid
-with the document), Orthanc's own registries are set to its nodes (PUT/DELETE /modalities,
-/peers, /dicom-web/servers, so Orthanc and Courier agree), then it is recorded and handed to the
+this router's orthanc.json runtime part (config.runtime.extract) becomes a new version when it
+changed since this router last read it, so an edit of the file still works; otherwise the latest
+version is applied (a latest version this machine cannot apply stops it with the reason, rather
+than replacing the configuration of every router).
+
+A change is made on the latest version's document, checked by the same parser as orthanc.json
+(config.parse on orthanc.json overlaid with the document), Orthanc's own registries are set to
+its nodes (PUT, then DELETE, on /modalities, /peers, /dicom-web/servers, so Orthanc and Courier
+agree; undone as far as possible when Orthanc refuses one), then it is recorded and handed to the
 running parts (`apply`). Every router polls the latest version number and applies a version made
-by another router within POLL_SECONDS.
+by another router within POLL_SECONDS; registries it could not set are set again at each poll.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import threading
@@ -18,8 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
 from courier.config import runtime
+from courier.config.nodes import REGISTRIES
 from courier.config.parse import CourierConfig, parse
-from courier.config.reader import Section
+from courier.config.reader import Section, resolve
 from courier.config.secrets import read_secret
 from courier.deid.pseudonymizer import Pseudonymizer
 from courier.deid.sources import patient_source
@@ -33,8 +39,6 @@ from courier.store.store import Store
 log = logging.getLogger("courier.config")
 
 POLL_SECONDS = 2.0
-ENDPOINTS = {"DicomModalities": "/modalities", "DicomWeb.Servers": "/dicom-web/servers", "OrthancPeers": "/peers"}
-NODE_PASSWORD_KEYS = ("PasswordFile", "PasswordEnv")
 
 
 @dataclass(frozen=True)
@@ -56,42 +60,56 @@ class RuntimeConfig:
         self.apply: Callable[[Built], None] = lambda built: None
         self.check: Callable[[CourierConfig], None] = lambda config: None    # raises ConfigError
         self.current: Optional[Built] = None
-        self.version = 0
+        self.version = 0                         # the version in force here
+        self.failed_version = 0                  # a later version this router could not apply (logged)
+        self._registries_due = False             # Orthanc's registries still to be set to `current`
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
     # -- building -----------------------------------------------------------------------------
-    def seed_document(self) -> dict:
+    def seed_document(self) -> tuple[dict, str]:
+        """(orthanc.json's runtime document, this router's name)."""
         config = parse(self.seed, self.base_dir, self.repo_dir, self.environ, self.hostname)
-        return runtime.extract(self.seed, read_scripts(config.scripts_directory, config.routes))
+        return runtime.extract(self.seed, read_scripts(config.scripts_directory, config.routes)), config.router_name
 
-    def _password(self, path: str, entry: Mapping[str, Any]) -> str:
-        section = Section({k: entry[k] for k in NODE_PASSWORD_KEYS if k in entry}, path, "{registry}.{id}")
-        return read_secret(section, path, self.base_dir, self.environ, NODE_PASSWORD_KEYS, minimum=1).decode("utf-8")
+    def _protected(self, document: Mapping[str, Any]) -> tuple[set, set]:
+        """Files and variables that hold the other secrets of the configuration: a node's
+        PasswordFile/PasswordEnv may not name them (the key of a profile sent to a new Url)."""
+        files, variables = set(), set()
+        courier = {**(self.seed.get("Courier") or {}), **(document.get("Courier") or {})}
+        sections = [*((courier.get("Pseudonymization") or {}).values()), *((courier.get("Archives") or {}).values()),
+                    courier.get("Database") or {}]
+        for section in sections:
+            if isinstance(section, dict):
+                for key in ("SecretFile", "PasswordFile", "LookupFile"):
+                    if isinstance(section.get(key), str):
+                        files.add(resolve(section[key], self.base_dir))
+                for key in ("SecretEnv", "PasswordEnv"):
+                    if isinstance(section.get(key), str):
+                        variables.add(section[key])
+        return files, variables
+
+    def _password_reader(self, document: Mapping[str, Any]) -> Callable[[str, Mapping[str, Any]], str]:
+        files, variables = self._protected(document)
+
+        def read(path: str, entry: Mapping[str, Any]) -> str:
+            section = Section({k: entry[k] for k in runtime.PASSWORD_KEYS if k in entry}, path, "{registry}.{id}")
+            named = section.get("PasswordFile", str, None)
+            if named is not None and resolve(named, self.base_dir) in files:
+                raise ConfigError(f"{path}.PasswordFile", "names a file that holds another secret of the configuration")
+            if section.get("PasswordEnv", str, None) in variables:
+                raise ConfigError(f"{path}.PasswordEnv", "names a variable that holds another secret of the configuration")
+            return read_secret(section, path, self.base_dir, self.environ, runtime.PASSWORD_KEYS, minimum=1).decode("utf-8")
+        return read
 
     def build(self, document: Any) -> Built:
         """Check a document as orthanc.json is checked; ConfigError names the JSON path."""
-        if not isinstance(document, dict):
-            raise ConfigError("(configuration)", "expected an object with Courier, DicomModalities, ... sections")
-        unknown = [k for k in document if k not in ("Courier", "DicomModalities", "DicomWeb", "OrthancPeers", "Scripts")]
-        if unknown:
-            raise ConfigError(unknown[0], "not a section of the runtime configuration",
-                              "Courier (Routes, Folders, Archives, Pseudonymization, Nodes), DicomModalities, "
-                              "DicomWeb.Servers, OrthancPeers, Scripts")
-        courier = document.get("Courier", {})
-        if not isinstance(courier, dict):
-            raise ConfigError("Courier", "expected an object")
-        for key in courier:
-            if key not in runtime.COURIER_KEYS:
-                raise ConfigError(f"Courier.{key}", "is set in orthanc.json only (a restart applies it)",
-                                  f"at runtime: {', '.join(runtime.COURIER_KEYS)}")
+        runtime.check_shape(document)
         scripts = document.get("Scripts", {})
-        if not isinstance(scripts, dict) or not all(isinstance(v, str) for v in scripts.values()):
-            raise ConfigError("Scripts", "expected an object of file name -> Python source")
         for name, source in scripts.items():
             compile_script(name, source, f"Scripts.{name}")
-        full = runtime.overlay(self.seed, document, self._password)
+        full = runtime.overlay(self.seed, document, self._password_reader(document))
         config = parse(full, self.base_dir, self.repo_dir, self.environ, self.hostname)
         run_script = load_conditions(config.scripts_directory, config.routes, scripts)
         senders = build_senders(self.rest, config.destinations, config.folders, config.nodes, config.local_aet,
@@ -102,36 +120,32 @@ class RuntimeConfig:
 
     # -- start ----------------------------------------------------------------------------------
     def initial(self) -> Built:
-        """What applies at start: orthanc.json when it changed since last read, else the latest version."""
-        seed_document = self.seed_document()
+        """What applies at start: this router's orthanc.json when it changed since it last read
+        it, else the latest version."""
+        seed_document, router = self.seed_document()
         seed_digest = runtime.digest(seed_document)
         latest = self.store.config_versions.latest()
-        if latest is None or latest.seed_digest != seed_digest:
+        if latest is None or self.store.config_versions.seed_of(router) != seed_digest:
             built = self.build(seed_document)
-            latest = self.store.config_versions.add(seed_document, "orthanc.json", "orthanc.json",
-                                                    "read from orthanc.json", seed_digest=seed_digest,
-                                                    changes=runtime.diff(latest.document if latest else {}, seed_document))
+            latest = self.store.config_versions.add(
+                seed_document, "orthanc.json", "orthanc.json", f"read from orthanc.json by router {router}",
+                changes=runtime.diff(latest.document if latest else {}, seed_document), seed=(router, seed_digest))
         else:
             try:
                 built = self.build(latest.document)
             except ConfigError as exc:
-                log.error("configuration version %d cannot be applied (%s): using orthanc.json's", latest.version, exc)
-                built = self.build(seed_document)
-                latest = self.store.config_versions.add(seed_document, "orthanc.json", "orthanc.json",
-                                                        f"version {latest.version} could not be applied: {exc}",
-                                                        seed_digest=seed_digest)
+                raise ConfigError(exc.path, f"configuration version {latest.version} (the latest) cannot be applied "
+                                            f"on this router: {exc.problem}",
+                                  "provide what it names on this machine, or change orthanc.json: it then becomes "
+                                  "the next version") from None
         self._load_lookups(built)
         self.current, self.version = built, latest.version
         return built
 
     def start(self) -> None:
         """Set Orthanc's registries to the version in force, then follow the versions of other routers."""
-        if self.current is not None:
-            try:
-                self._sync_registries(None, self.current.full)
-            except ConfigError as exc:
-                log.error("Orthanc's node registries could not be set to configuration version %d: %s",
-                          self.version, exc)
+        self._registries_due = True
+        self._set_registries_due()
         self._thread = threading.Thread(target=self._loop, name="courier-config", daemon=True)
         self._thread.start()
 
@@ -141,6 +155,17 @@ class RuntimeConfig:
             self._thread.join(5)
 
     # -- changes --------------------------------------------------------------------------------
+    def edit(self, change: Callable[[dict], None], actor: str, comment: str, base: Optional[int] = None,
+             source: str = "api") -> tuple[ConfigVersion, list]:
+        """`change(document)` edits a copy of the latest version's document, never a stale one;
+        without `base` the edit is made on whatever the latest version is."""
+        with self._lock:
+            latest = self.store.config_versions.latest()
+            document = copy.deepcopy(latest.document) if latest else {}
+            change(document)
+            return self.change(document, actor, comment, base=latest.version if base is None and latest else base,
+                               source=source)
+
     def change(self, document: Any, actor: str, comment: str = "", base: Optional[int] = None,
                source: str = "api") -> tuple[ConfigVersion, list]:
         """Check, set Orthanc's registries, record, apply. ConfigError (nothing changed) or
@@ -148,17 +173,18 @@ class RuntimeConfig:
         with self._lock:
             built = self.build(document)
             self.check(built.config)
+            latest = self.store.config_versions.latest()
+            if base is not None and base != (latest.version if latest else 0):
+                raise ConfigConflict(latest.version if latest else 0)
             previous = self.current
-            changes = runtime.diff(previous.document if previous else {}, built.document)
-            if base is not None and base != self.store.config_versions.latest_number():
-                raise ConfigConflict(self.store.config_versions.latest_number())
-            self._sync_registries(previous.full if previous else None, built.full)
+            changes = runtime.diff(latest.document if latest else {}, built.document)
             try:
+                self._sync_registries(previous.full if previous else None, built.full)
                 version = self.store.config_versions.add(built.document, actor, source, comment, base=base,
                                                          changes=changes)
             except Exception:
                 if previous is not None:
-                    self._sync_registries(built.full, previous.full)
+                    self._undo_registries(built.full, previous.full)
                 raise
             self._take(built, version.version)
             return version, changes
@@ -185,56 +211,91 @@ class RuntimeConfig:
         while not self._stop.wait(POLL_SECONDS):
             try:
                 self.follow()
+                self._set_registries_due()
             except Exception:                    # noqa: BLE001 - logged; tried again at the next poll
                 log.exception("applying the latest configuration version failed")
 
     def follow(self) -> bool:
         """Apply a version another router recorded; True when one was applied."""
-        if self.store.config_versions.latest_number() == self.version:
+        if self.store.config_versions.latest_number() in (self.version, self.failed_version):
             return False
         with self._lock:
             latest = self.store.config_versions.latest()
-            if latest is None or latest.version == self.version:
+            if latest is None or latest.version in (self.version, self.failed_version):
                 return False
             try:
                 built = self.build(latest.document)
             except ConfigError as exc:
-                log.error("configuration version %d cannot be applied on this router: %s", latest.version, exc)
-                self.version = latest.version            # not retried at every poll; the error is logged
+                log.error("configuration version %d cannot be applied on this router, which stays on version %d: %s",
+                          latest.version, self.version, exc)
+                self.failed_version = latest.version
                 return False
-            self._sync_registries(self.current.full if self.current else None, built.full)
+            previous = self.current
             self._take(built, latest.version)
+            try:
+                self._sync_registries(previous.full if previous else None, built.full)
+            except ConfigError as exc:
+                log.error("Orthanc's node registries could not be set to configuration version %d (tried again "
+                          "every %g s): %s", latest.version, POLL_SECONDS, exc)
+                self._registries_due = True
             return True
 
     # -- Orthanc's registries ---------------------------------------------------------------------
+    def _set_registries_due(self) -> None:
+        if not self._registries_due or self.current is None:
+            return
+        with self._lock:
+            try:
+                self._sync_registries(None, self.current.full)
+                self._registries_due = False
+            except ConfigError as exc:
+                log.error("Orthanc's node registries could not be set to configuration version %d (tried again "
+                          "every %g s): %s", self.version, POLL_SECONDS, exc)
+
     def _sync_registries(self, before: Optional[Mapping[str, Any]], after: Mapping[str, Any]) -> None:
-        """PUT the nodes that are new or changed, DELETE those gone, in Orthanc's own registries."""
+        """PUT the nodes that are new or changed, then DELETE those gone, in Orthanc's own
+        registries; `before` None: every node is PUT. ConfigError names the node Orthanc refused."""
         if self.rest is None:
             return
-        old = {(registry, node_id): entry for registry, node_id, entry in runtime.registry_entries(before or {})}
-        new = {(registry, node_id): entry for registry, node_id, entry in runtime.registry_entries(after)}
-        for registry, endpoint in ENDPOINTS.items():
-            wanted = {node_id: entry for (r, node_id), entry in new.items() if r == registry}
+        old = {(r.name, node_id): entry for r, node_id, entry in runtime.registry_entries(before or {})}
+        for registry in REGISTRIES:
+            wanted = {node_id: entry for r, node_id, entry in runtime.registry_entries(after) if r is registry}
             try:
-                present = set(self.rest.get_json(endpoint))
+                present = set(self.rest.get_json(registry.endpoint))
             except OrthancHttpError as exc:
                 if exc.status == 404 and not wanted:          # the DICOMweb plugin is not loaded
                     continue
-                raise ConfigError(registry, f"Orthanc's registry cannot be read: {exc}") from None
-            for node_id in sorted(present - set(wanted)):
-                self.rest.delete(f"{endpoint}/{node_id}")
+                raise ConfigError(registry.name, f"Orthanc's registry cannot be read: {exc}") from None
             for node_id, entry in wanted.items():
-                if node_id not in present or before is None or old.get((registry, node_id)) != entry:
-                    try:
-                        self.rest.put_json(f"{endpoint}/{node_id}", orthanc_entry(registry, entry))
-                    except OrthancHttpError as exc:
-                        raise ConfigError(f"{registry}.{node_id}", f"Orthanc refused the node: {exc}") from None
+                if node_id not in present or before is None or old.get((registry.name, node_id)) != entry:
+                    self._call(registry.name, node_id, "PUT", registry.endpoint, orthanc_entry(registry.kind, entry))
+            for node_id in sorted(present - set(wanted)):
+                self._call(registry.name, node_id, "DELETE", registry.endpoint)
+
+    def _undo_registries(self, tried: Mapping[str, Any], previous: Mapping[str, Any]) -> None:
+        """Best effort, after a refused change: Orthanc's registries as the version in force says."""
+        try:
+            self._sync_registries(tried, previous)
+        except ConfigError as exc:
+            log.error("Orthanc's node registries could not be set back to version %d: %s", self.version, exc)
+            self._registries_due = True
+
+    def _call(self, registry: str, node_id: str, method: str, endpoint: str, body: Any = None) -> None:
+        try:
+            if method == "PUT":
+                self.rest.put_json(f"{endpoint}/{node_id}", body)
+            else:
+                self.rest.delete(f"{endpoint}/{node_id}")
+        except OrthancHttpError as exc:
+            raise ConfigError(f"{registry}.{node_id}", f"Orthanc refused to {'set' if method == 'PUT' else 'delete'} "
+                                                       f"the node: {exc}") from None
 
 
-def orthanc_entry(registry: str, entry: Any) -> dict:
-    """A registry entry as the object Orthanc's PUT takes (the list forms spelt out)."""
+def orthanc_entry(kind: str, entry: Any) -> dict:
+    """A registry entry as the object Orthanc's PUT takes (the list forms spelt out; Courier's
+    PasswordFile/PasswordEnv left out: the password was read into Password)."""
     if isinstance(entry, list):
-        if registry == "DicomModalities":
+        if kind == "dicom":
             body = {"AET": entry[0], "Host": entry[1], "Port": entry[2]}
             if len(entry) > 3:
                 body["Manufacturer"] = entry[3]
@@ -245,4 +306,4 @@ def orthanc_entry(registry: str, entry: Any) -> dict:
         return body
     if isinstance(entry, str):
         return {"Url": entry}
-    return {k: v for k, v in entry.items() if k not in NODE_PASSWORD_KEYS}
+    return {k: v for k, v in entry.items() if k not in runtime.PASSWORD_KEYS}

@@ -150,17 +150,37 @@ class Engine:
                                        self.closed_sources(),
                                        {n: s.max_parallel_tasks for n, s in self.config.node_settings.items()},
                                        stale_after=self.config.heartbeat_timeout,
-                                       held_destinations=sorted(self.config.disabled))
+                                       held_destinations=sorted(self.config.disabled),
+                                       known=self._known())
         if claim is None:
             return False
         try:                        # the destination slot is held until the send has returned
-            if claim.tasks and claim.tasks[0].source:
+            gone = self._not_configured(claim.tasks)
+            if gone:                # claimed just before a configuration change took it away
+                self.store.tasks.release(owner, [t.id for t in claim.tasks], f"{gone} is no longer configured")
+            elif claim.tasks and claim.tasks[0].source:
                 self._run_job_task(owner, claim.tasks[0])
             elif claim.tasks:
                 self._run_routed(owner, self._topped_up(owner, claim.destination, list(claim.tasks)))
         finally:
             self.store.tasks.release_slot(owner)
         return True
+
+    def _known(self) -> dict[str, list[str]]:
+        """What tasks may name to be claimed: the configuration's destinations, nodes, profiles."""
+        return {"destination": sorted(self.config.destinations), "source": sorted(self.config.nodes),
+                "profile": sorted(self.config.profiles)}
+
+    def _not_configured(self, tasks: Sequence[Task]) -> Optional[str]:
+        config = self.config
+        for task in tasks:
+            if task.destination not in config.destinations or task.destination not in self.deliverer.senders:
+                return f"destination {task.destination!r}"
+            if task.source and task.source not in config.nodes:
+                return f"source {task.source!r}"
+            if task.profile and task.profile not in config.profiles:
+                return f"profile {task.profile!r}"
+        return None
 
     def _topped_up(self, owner: str, destination: str, tasks: list[Task]) -> list[Task]:
         """A short batch of first attempts at Instance tasks, while instances are arriving: wait
@@ -172,7 +192,7 @@ class Engine:
             return tasks
         if self._stop.wait(linger):
             return tasks
-        more = self.store.tasks.claim_more(owner, destination, self.config.batch_size - len(tasks))
+        more = self.store.tasks.claim_more(owner, destination, self.config.batch_size - len(tasks), self._known())
         return sorted(tasks + more, key=lambda t: (-t.priority, t.id))
 
     def _run_routed(self, owner: str, tasks: Sequence[Task]) -> None:

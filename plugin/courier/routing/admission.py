@@ -17,11 +17,13 @@ from typing import Callable, Optional
 
 from pydicom.datadict import dictionary_VR
 
+from courier.config.sop_classes import sop_class_name
 from courier.routing.callers import CallerPolicy
 
 MAX_DEPTH = 16
 REFUSED_NOT_AUTHORIZED = 0x0124
 REFUSED_CANNOT_UNDERSTAND = 0xC000
+REFUSED_SOP_CLASS = 0x0122            # Refused: SOP Class not supported
 
 ITEM, ITEM_END, SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 UNDEFINED = 0xFFFFFFFF
@@ -31,9 +33,16 @@ IMPLICIT_LE, EXPLICIT_BE = "1.2.840.10008.1.2", "1.2.840.10008.1.2.2"
 
 def _transfer_syntax(data: bytes) -> tuple[Optional[str], int]:
     """(transfer syntax UID, offset of the data set) of a Part 10 file; (None, 0) without a preamble."""
+    meta, offset = file_meta(data)
+    return meta.get(0x0010), offset
+
+
+def file_meta(data: bytes) -> tuple[dict[int, str], int]:
+    """The text elements of a Part 10 file's meta group by element number (0x0002: the SOP class,
+    0x0010: the transfer syntax) and the offset of the data set; ({}, 0) without a preamble."""
     if data[128:132] != b"DICM":
-        return None, 0
-    offset, syntax = 132, None
+        return {}, 0
+    offset, meta = 132, {}
     while offset + 8 <= len(data):
         group, element = struct.unpack_from("<HH", data, offset)
         if group != 0x0002:
@@ -43,10 +52,10 @@ def _transfer_syntax(data: bytes) -> tuple[Optional[str], int]:
             length, header = struct.unpack_from("<I", data, offset + 8)[0], 12
         else:
             length, header = struct.unpack_from("<H", data, offset + 6)[0], 8
-        if element == 0x0010:
-            syntax = data[offset + header:offset + header + length].rstrip(b"\x00 ").decode("ascii", "replace")
+        if vr == b"UI":
+            meta[element] = data[offset + header:offset + header + length].rstrip(b"\x00 ").decode("ascii", "replace")
         offset += header + length
-    return syntax, offset
+    return meta, offset
 
 
 def nesting_depth(data: bytes, limit: int = 10_000) -> int:
@@ -108,15 +117,22 @@ def nesting_depth(data: bytes, limit: int = 10_000) -> int:
 
 
 class Admission:
-    def __init__(self, callers: CallerPolicy, max_depth: int = MAX_DEPTH) -> None:
-        self.callers, self.max_depth = callers, max_depth
+    def __init__(self, callers: CallerPolicy, max_depth: int = MAX_DEPTH,
+                 accepted_sop_classes: Optional[frozenset] = None) -> None:
+        self.callers, self.max_depth, self.accepted = callers, max_depth, accepted_sop_classes
 
     def refuse(self, calling_aet: str, data: Callable[[], bytes]) -> Optional[tuple[int, str]]:
         """(DIMSE status, reason) to refuse a C-STORE, or None to let Orthanc store it."""
         reason = self.callers.refuse_aet(calling_aet)
         if reason is not None:
             return REFUSED_NOT_AUTHORIZED, reason
-        depth = nesting_depth(data(), limit=self.max_depth + 1)
+        content = data()
+        if self.accepted is not None:
+            sop_class = file_meta(content)[0].get(0x0002, "")
+            if sop_class not in self.accepted:
+                name = sop_class_name(sop_class) or "(none)"
+                return REFUSED_SOP_CLASS, f"SOP class {name} is not in Courier.AcceptedSopClasses"
+        depth = nesting_depth(content, limit=self.max_depth + 1)
         if depth > self.max_depth:
             return REFUSED_CANNOT_UNDERSTAND, (f"sequences nested {depth} deep or more (at most {self.max_depth}): "
                                                "Orthanc 1.10.1 crashes rendering such an instance")

@@ -10,7 +10,6 @@ An exception is recorded in the audit trail (action "condition-error") and count
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import types
@@ -36,16 +35,16 @@ MatchFunction = Callable[[Mapping[str, Any], RouteContext], bool]
 SCRIPT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\.py$")
 
 
-def compile_script(name: str, source: str, config_path: str) -> MatchFunction:
+def compile_script(name: str, source: str, config_path: str, file: str = "") -> MatchFunction:
     """A condition script from its source: syntax, loading and match() checked, as at start-up."""
     if not SCRIPT_NAME.match(name):
         raise ConfigError(config_path, f"script name {name!r} is not a plain file name ending in .py")
     try:
-        code = compile(source, name, "exec")
+        code = compile(source, file or name, "exec")
     except SyntaxError as exc:
         raise ConfigError(config_path, f"script {name!r} line {exc.lineno}: {exc.msg}") from None
     module = types.ModuleType(f"courier_script_{name[:-3]}")
-    module.__file__ = name
+    module.__file__ = file or name
     try:
         exec(code, module.__dict__)          # noqa: S102 - the administrator's own condition script
     except Exception as exc:
@@ -69,21 +68,14 @@ def read_scripts(directory: str, routes: Iterable[Route]) -> dict[str, str]:
 
 
 def load_script(directory: str, name: str, config_path: str, sources: Mapping[str, str] = {}) -> MatchFunction:
+    """A route's script: its source from `sources` (the runtime configuration), else its file."""
     if name in sources:
         return compile_script(name, sources[name], config_path)
     path = os.path.join(directory, name)
     if not os.path.isfile(path):
         raise ConfigError(config_path, f"script {name!r} not found in {directory}", "check Courier.ScriptsDirectory")
-    spec = importlib.util.spec_from_file_location(f"courier_script_{name[:-3]}", path)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        raise ConfigError(config_path, f"script {name!r} failed to load: {type(exc).__name__}: {exc}") from None
-    function = getattr(module, "match", None)
-    if not callable(function):
-        raise ConfigError(config_path, f"script {name!r} defines no match(tags, context) function")
-    return function
+    with open(path, encoding="utf-8") as handle:
+        return compile_script(name, handle.read(), config_path, file=path)
 
 
 def load_conditions(directory: str, routes: tuple[Route, ...],

@@ -2,7 +2,8 @@
 
 The latest version is the configuration every router applies. A change names the version it was
 made from (`base`); when another change came first, ConfigConflict is raised instead of silently
-overwriting it. Versions are never edited or deleted: a restore is a new version.
+overwriting it. Versions are never edited or deleted: a restore is a new version. Beside them,
+per router, the digest of the orthanc.json runtime part it last read (its seed).
 """
 from __future__ import annotations
 
@@ -34,7 +35,6 @@ class ConfigVersion:
     source: str                  # orthanc.json | api | restore
     comment: str
     digest: str
-    seed_digest: str
     document: dict
 
     def summary(self) -> dict:
@@ -44,7 +44,7 @@ class ConfigVersion:
 
 def _version(row: Any) -> ConfigVersion:
     return ConfigVersion(row["version"], row["created_at"], row["actor"], row["source"], row["comment"],
-                         row["digest"], row["seed_digest"], json.loads(row["document"]))
+                         row["digest"], json.loads(row["document"]))
 
 
 class ConfigVersions:
@@ -69,11 +69,17 @@ class ConfigVersions:
             "SELECT * FROM config_versions ORDER BY version DESC LIMIT ? OFFSET ?", (limit, offset)).fetchall()
         return [_version(row) for row in rows]
 
-    def add(self, document: dict, actor: str, source: str, comment: str = "", seed_digest: str = "",
-            base: Optional[int] = None, changes: Optional[list] = None) -> ConfigVersion:
+    def seed_of(self, router: str) -> Optional[str]:
+        """The digest of the orthanc.json runtime part `router` read last (None: never)."""
+        row = self.database.read().execute("SELECT digest FROM config_seeds WHERE router = ?", (router,)).fetchone()
+        return row[0] if row else None
+
+    def add(self, document: dict, actor: str, source: str, comment: str = "", base: Optional[int] = None,
+            changes: Optional[list] = None, seed: Optional[tuple[str, str]] = None) -> ConfigVersion:
         """Record `document` as the next version (audited with its changes). `base`: the version the
         change was made from; ConfigConflict when it is no longer the latest. An unchanged document
-        is not a new version: the latest is returned."""
+        is not a new version: the latest is returned. `seed`: (router, digest) of the orthanc.json
+        it read, recorded in the same transaction."""
         assert source in SOURCES, source
         now = self.clock()
         digest = digest_of(document)
@@ -84,16 +90,18 @@ class ConfigVersions:
             number = latest.version if latest else 0
             if base is not None and base != number:
                 raise ConfigConflict(number)
-            seed = seed_digest or (latest.seed_digest if latest else "")
-            if latest and latest.digest == digest and latest.seed_digest == seed:
+            if seed is not None:
+                db.execute("INSERT INTO config_seeds (router, digest, at) VALUES (?, ?, ?) ON CONFLICT (router)"
+                           " DO UPDATE SET digest = excluded.digest, at = excluded.at", (*seed, now))
+            if latest and latest.digest == digest:
                 return latest
-            db.execute("INSERT INTO config_versions (version, created_at, actor, source, comment, digest, seed_digest,"
-                       " document) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       (number + 1, now, actor, source, comment, digest, seed, json.dumps(document)))
+            db.execute("INSERT INTO config_versions (version, created_at, actor, source, comment, digest, document)"
+                       " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (number + 1, now, actor, source, comment, digest, json.dumps(document)))
             write_audit(db, now, [AuditEvent("config-changed", actor=actor,
                                              detail={"version": number + 1, "source": source, "comment": comment,
                                                      "changes": _paths(changes)})])
-        return ConfigVersion(number + 1, now, actor, source, comment, digest, seed, document)
+        return ConfigVersion(number + 1, now, actor, source, comment, digest, document)
 
 
 def _paths(changes: Optional[list]) -> list[str]:

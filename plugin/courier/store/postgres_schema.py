@@ -130,7 +130,8 @@ P005_TRAFFIC = """
 P006_CONFIG_VERSIONS = """
     CREATE TABLE config_versions (
         version BIGINT PRIMARY KEY, created_at DOUBLE PRECISION NOT NULL, actor TEXT NOT NULL, source TEXT NOT NULL,
-        comment TEXT NOT NULL DEFAULT '', digest TEXT NOT NULL, seed_digest TEXT NOT NULL, document TEXT NOT NULL)
+        comment TEXT NOT NULL DEFAULT '', digest TEXT NOT NULL, document TEXT NOT NULL);
+    CREATE TABLE config_seeds (router TEXT PRIMARY KEY, digest TEXT NOT NULL, at DOUBLE PRECISION NOT NULL)
 """
 
 STEPS: list[tuple[str, str]] = [

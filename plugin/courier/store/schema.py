@@ -264,8 +264,10 @@ def m018_traffic_log(db: sqlite_utils.Database) -> None:
 @migrations()
 def m019_config_versions(db: sqlite_utils.Database) -> None:
     # The runtime configuration (config.runtime): every change a numbered version with who, when
-    # and why; the latest is the one applied. seed_digest: orthanc.json's runtime part when it was
-    # last read, so that an edit of the file becomes a version of its own at the next start.
+    # and why; the latest is the one applied. config_seeds: per router, the digest of its
+    # orthanc.json's runtime part when last read, so that an edit of a router's file becomes a
+    # version at its next start (and routers with different files do not undo each other).
     db.execute("CREATE TABLE config_versions (version INTEGER PRIMARY KEY, created_at REAL NOT NULL,"
                " actor TEXT NOT NULL, source TEXT NOT NULL, comment TEXT NOT NULL DEFAULT '',"
-               " digest TEXT NOT NULL, seed_digest TEXT NOT NULL, document TEXT NOT NULL)")
+               " digest TEXT NOT NULL, document TEXT NOT NULL)")
+    db.execute("CREATE TABLE config_seeds (router TEXT PRIMARY KEY, digest TEXT NOT NULL, at REAL NOT NULL)")

@@ -67,6 +67,18 @@ def _where(state: Optional[str], route: Optional[str], destination: Optional[str
     return (f" WHERE {' AND '.join(where)}" if where else ""), args
 
 
+
+def _known_filter(known: Optional[Mapping[str, Sequence[str]]]) -> tuple[str, list]:
+    """SQL (and its values) keeping the tasks whose destination, source and profile are among the
+    configuration's (`known`; None: any)."""
+    clause, values = "", []
+    for column, names in (known or {}).items():
+        assert column in ("destination", "source", "profile"), column
+        inside = f"{column} IN ({', '.join('?' * len(names))})" if names else "0 = 1"
+        clause += f" AND ({inside})" if column == "destination" else f" AND ({column} IS NULL OR {inside})"
+        values += list(names)
+    return clause, values
+
 class Tasks:
     def __init__(self, database: SQLiteDatabase) -> None:
         self.database, self.clock = database, database.clock
@@ -104,14 +116,17 @@ class Tasks:
 
     def claim(self, owner: str, limit: int, max_workers_per_destination: int = 10**6,
               closed_sources: Sequence[str] = (), source_limits: Mapping[str, int] = {},
-              stale_after: float = 60.0, held_destinations: Sequence[str] = ()) -> Optional[Claim]:
+              stale_after: float = 60.0, held_destinations: Sequence[str] = (),
+              known: Optional[Mapping[str, Sequence[str]]] = None) -> Optional[Claim]:
         """Atomically take due tasks of one destination, the most urgent first, among destinations
         that fewer than `max_workers_per_destination` workers are busy with (workers still blocked
         in a send count, whatever became of their task), and hold a slot of that destination for
         `owner` until `release_slot`. Routed tasks come up to `limit` at a time (many small
         instances share one association); a job task comes alone, so that a cancel, a pause or
         an urgent job acts before its next study. A source outside its windows or fetching as
-        many studies as its MaxParallelTasks lends nothing; a held (disabled) destination neither."""
+        many studies as its MaxParallelTasks lends nothing; a held (disabled) destination neither.
+        `known` ({"destination": [...], "source": [...], "profile": [...]}, the configuration's):
+        tasks naming anything else wait, PENDING, for a configuration that has it again."""
         now = self.clock()
         with self.database.transaction() as db:
             self.database.lock(db, "claims")        # counting a destination's slots and taking one: one step
@@ -127,9 +142,12 @@ class Tasks:
                      " AND (job_id IS NULL OR job_id NOT IN (SELECT id FROM jobs WHERE paused = 1))"
                      + (f" AND destination NOT IN ({', '.join('?' * len(busy))})" if busy else "")
                      + (f" AND (source IS NULL OR source NOT IN ({', '.join('?' * len(held))}))" if held else ""))
+            clause, known_values = _known_filter(known)
+            where += clause
+            values: list = [PENDING, now, *busy, *held, *known_values]
             head = db.execute(f"SELECT id, destination, source FROM tasks WHERE{where}"
                               f" ORDER BY priority DESC, next_attempt_at, id LIMIT 1{self.database.SKIP_LOCKED}",
-                              (PENDING, now, *busy, *held)).fetchone()
+                              values).fetchone()
             if head is None:
                 return None
             take = "UPDATE tasks SET state = ?, owner = ?, heartbeat_at = ?, updated_at = ?, phase = ?"
@@ -137,27 +155,30 @@ class Tasks:
                 rows = db.execute(f"{take} WHERE id = ? RETURNING {COLUMNS}",
                                   (RUNNING, owner, now, now, "fetch", head["id"])).fetchall()
             else:
-                rows = self._take_routed(db, owner, head["destination"], limit, now)
+                rows = self._take_routed(db, owner, head["destination"], limit, now, known)
             db.execute("INSERT INTO worker_slots (owner, destination, since, heartbeat_at) VALUES (?, ?, ?, ?)",
                        (owner, head["destination"], now, now))
         tasks = sorted((Task.from_row(r) for r in rows), key=lambda t: (-t.priority, t.id))
         return Claim(owner, head["destination"], tuple(tasks))
 
-    def _take_routed(self, db: Any, owner: str, destination: str, limit: int, now: float) -> list:
+    def _take_routed(self, db: Any, owner: str, destination: str, limit: int, now: float,
+                     known: Optional[Mapping[str, Sequence[str]]] = None) -> list:
+        clause, values = _known_filter(known)
         return db.execute(
             f"UPDATE tasks SET state = ?, owner = ?, heartbeat_at = ?, updated_at = ?, phase = ?"
             f" WHERE id IN (SELECT id FROM tasks WHERE state = ? AND next_attempt_at <= ? AND destination = ?"
-            f"  AND source IS NULL ORDER BY priority DESC, next_attempt_at, id LIMIT ?{self.database.SKIP_LOCKED})"
+            f"  AND source IS NULL{clause} ORDER BY priority DESC, next_attempt_at, id LIMIT ?{self.database.SKIP_LOCKED})"
             f" RETURNING {COLUMNS}",
-            (RUNNING, owner, now, now, None, PENDING, now, destination, limit)).fetchall()
+            (RUNNING, owner, now, now, None, PENDING, now, destination, *values, limit)).fetchall()
 
-    def claim_more(self, owner: str, destination: str, limit: int) -> list[Task]:
+    def claim_more(self, owner: str, destination: str, limit: int,
+                   known: Optional[Mapping[str, Sequence[str]]] = None) -> list[Task]:
         """More due routed tasks of the destination `owner` already holds a slot of (a short batch
         topped up after BatchLingerSeconds)."""
         if limit <= 0:
             return []
         with self.database.transaction() as db:
-            rows = self._take_routed(db, owner, destination, limit, self.clock())
+            rows = self._take_routed(db, owner, destination, limit, self.clock(), known)
         return sorted((Task.from_row(r) for r in rows), key=lambda t: (-t.priority, t.id))
 
     def release_slot(self, owner: str) -> None:

@@ -7,10 +7,8 @@ A change names the version it was made from (`Base`); a 409 says another change 
 """
 from __future__ import annotations
 
-import copy
 import json
-from typing import Any, Optional
-from urllib.parse import unquote
+from typing import Any, Callable
 
 from courier.config import runtime
 from courier.errors import ApiError, ConfigError
@@ -32,26 +30,31 @@ def _runtime(ctx: Context):
 
 
 def current(ctx: Context, request: HttpRequest, args: dict) -> Any:
+    """The version in force on this router (and a later one it could not apply, if any)."""
     live = _runtime(ctx)
     return {"Version": live.version, "Document": live.current.document,
+            "NotApplied": live.failed_version if live.failed_version > live.version else None,
             "Sections": {name: ".".join(path) for name, path in SECTIONS.items()}}
 
 
-def _change(ctx: Context, request: HttpRequest, document: Any, comment: str, base: Optional[int]) -> Any:
+def _run(ctx: Context, action: Callable[[Any], Any]) -> Any:
+    """Run a change on the runtime configuration; its errors as the API's."""
     live = _runtime(ctx)
     try:
-        version, changes = live.change(document, actor_of(request), comment, base=base)
+        version, changes = action(live)
     except ConfigError as exc:
         raise ApiError(400, str(exc)) from None
     except ConfigConflict as exc:
-        raise ApiError(409, f"{exc}: reload it and make the change again (you sent Base {base})") from None
+        raise ApiError(409, f"{exc}: reload it and make the change again") from None
     ctx.wake_workers()
     return {"Version": version.version, "Changes": changes}
 
 
 def replace(ctx: Context, request: HttpRequest, args: dict) -> Any:
+    """The whole document; without Base it replaces whatever the latest version is."""
     body = json_body(request)
-    return _change(ctx, request, body["Document"], body.get("Comment") or "", body.get("Base"))
+    return _run(ctx, lambda live: live.change(body["Document"], actor_of(request), body.get("Comment") or "",
+                                              base=body.get("Base")))
 
 
 def _entries(document: dict, section: str, create: bool) -> Any:
@@ -77,46 +80,47 @@ def _section(args: dict) -> str:
 
 
 def put_entry(ctx: Context, request: HttpRequest, args: dict) -> Any:
-    """Create or replace one route (by Name), destination, profile, node or script."""
-    section, name = _section(args), unquote(args["name"])
+    """Create or replace one route (by Name), destination, profile, node or script, in the latest version."""
+    section, name = _section(args), args["name"]
     body = json_body(request)
     entry = body["Entry"]
-    document = copy.deepcopy(_runtime(ctx).current.document)
-    entries = _entries(document, section, create=True)
-    if section == "routes":
-        if not isinstance(entry, dict):
-            raise ApiError(400, "field 'Entry': a route is an object")
-        entry = {"Name": name, **{k: v for k, v in entry.items() if k != "Name"}}
-        at = next((i for i, r in enumerate(entries) if isinstance(r, dict) and r.get("Name") == name), None)
-        if at is None:
-            entries.append(entry)
+    if section == "routes" and not isinstance(entry, dict):
+        raise ApiError(400, "field 'Entry': a route is an object")
+    if section == "scripts" and not isinstance(entry, str):
+        raise ApiError(400, "field 'Entry': a script is its Python source, a string")
+
+    def change(document: dict) -> None:
+        entries = _entries(document, section, create=True)
+        if section == "routes":
+            route = {"Name": name, **{k: v for k, v in entry.items() if k != "Name"}}
+            at = next((i for i, r in enumerate(entries) if isinstance(r, dict) and r.get("Name") == name), None)
+            if at is None:
+                entries.append(route)
+            else:
+                entries[at] = route
         else:
-            entries[at] = entry
-    elif section == "scripts":
-        if not isinstance(entry, str):
-            raise ApiError(400, "field 'Entry': a script is its Python source, a string")
-        entries[name] = entry
-    else:
-        entries[name] = entry
-    verb = "set" if section != "routes" else "saved route"
-    return _change(ctx, request, document, body.get("Comment") or f"{verb} {section} {name}", body.get("Base"))
+            entries[name] = entry
+    return _run(ctx, lambda live: live.edit(change, actor_of(request), body.get("Comment") or f"set {section} {name}",
+                                            base=body.get("Base")))
 
 
 def delete_entry(ctx: Context, request: HttpRequest, args: dict) -> Any:
-    section, name = _section(args), unquote(args["name"])
-    document = copy.deepcopy(_runtime(ctx).current.document)
-    entries = _entries(document, section, create=False)
-    if section == "routes" and isinstance(entries, list):
-        kept = [r for r in entries if not (isinstance(r, dict) and r.get("Name") == name)]
-        found = len(kept) != len(entries)
-        entries[:] = kept
-    else:
-        found = isinstance(entries, dict) and entries.pop(name, None) is not None
-    if not found:
-        raise ApiError(404, f"no {section} entry named {name!r} in configuration version {ctx.runtime.version}")
+    section, name = _section(args), args["name"]
     base = request.query.get("base")
-    return _change(ctx, request, document, request.query.get("comment") or f"deleted {section} {name}",
-                   None if base in (None, "") else int_param(base, "base", 0, 1))
+
+    def change(document: dict) -> None:
+        entries = _entries(document, section, create=False)
+        if section == "routes" and isinstance(entries, list):
+            kept = [r for r in entries if not (isinstance(r, dict) and r.get("Name") == name)]
+            found = len(kept) != len(entries)
+            entries[:] = kept
+        else:
+            found = isinstance(entries, dict) and entries.pop(name, None) is not None
+        if not found:
+            raise ApiError(404, f"no {section} entry named {name!r} in the latest configuration version")
+    return _run(ctx, lambda live: live.edit(change, actor_of(request),
+                                            request.query.get("comment") or f"deleted {section} {name}",
+                                            base=None if base in (None, "") else int_param(base, "base", 0, 1)))
 
 
 def versions(ctx: Context, request: HttpRequest, args: dict) -> Any:
@@ -152,18 +156,12 @@ def restore(ctx: Context, request: HttpRequest, args: dict) -> Any:
     number = int_param(args["id"], "id", 0, 1, where="path parameter")
     _stored(ctx, number)
     body = json_body(request) if request.body else {}
-    try:
-        version_made, changes = _runtime(ctx).restore(number, actor_of(request), base=body.get("Base"))
-    except ConfigError as exc:
-        raise ApiError(400, f"version {number} cannot be applied now: {exc}") from None
-    except ConfigConflict as exc:
-        raise ApiError(409, str(exc)) from None
-    ctx.wake_workers()
-    return {"Version": version_made.version, "Changes": changes}
+    return _run(ctx, lambda live: live.restore(number, actor_of(request), base=body.get("Base")))
 
 
 def export(ctx: Context, request: HttpRequest, args: dict) -> HttpResponse:
-    """The configuration in force as orthanc.json sections (node passwords stay where they are)."""
+    """The configuration in force as orthanc.json sections, with the scripts to write in
+    ScriptsDirectory (node passwords stay where they are)."""
     live = _runtime(ctx)
     text = json.dumps(runtime.export(live.current.document), indent=2, ensure_ascii=False)
     return HttpResponse(200, text.encode("utf-8"), "application/json", {

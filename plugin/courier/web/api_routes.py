@@ -16,7 +16,7 @@ from courier.deid.pseudonymizer import PseudonymizationError
 from courier.errors import ApiError, ConfigError
 from courier.host import HttpRequest
 from courier.routing.rules import evaluate
-from courier.web.guard import media_type
+from courier.web.guard import media_type, rights_of
 from courier.web.http import Context, json_body
 
 
@@ -45,7 +45,7 @@ def test_routes(ctx: Context, request: HttpRequest, args: dict) -> Any:
         tags = {k: str(v) for k, v in (body.get("Tags") or {}).items()}
         context = {k: str(body[k]) for k in ("CallingAet", "CalledAet", "RemoteIp") if body.get(k)}
         data = None
-        ctx = _draft(ctx, body.get("Draft"))
+        ctx = _draft(ctx, request, body.get("Draft"))
     tags.update(context)
     fired, refused, errors = [], [], []
     for trigger in TRIGGERS:
@@ -60,10 +60,14 @@ def test_routes(ctx: Context, request: HttpRequest, args: dict) -> Any:
     return {"Fired": fired, "Refused": refused, "Errors": errors, "Pseudonymized": previews}
 
 
-def _draft(ctx: Context, draft: Optional[dict]) -> Context:
-    """The tester's context for a draft configuration (checked as a change would be), or `ctx`."""
+def _draft(ctx: Context, request: HttpRequest, draft: Optional[dict]) -> Context:
+    """The tester's context for a draft configuration (checked as a change would be), or `ctx`.
+    Admins only: a draft runs its scripts and reads the secrets it names, as a change would."""
     if draft is None:
         return ctx
+    rights = rights_of(ctx, request)
+    if rights is None or rights.role != "admin":
+        raise ApiError(403, "testing a draft configuration needs the admin role (its scripts run)")
     if ctx.runtime is None:
         raise ApiError(503, "the runtime configuration is not available")
     try:

@@ -10,12 +10,12 @@ from typing import Any, Optional
 from courier.errors import ApiError
 from courier.host import HttpRequest, HttpResponse
 from courier.store.records import TRAFFIC_SERVICES, TRAFFIC_STATUSES, TrafficEvent
+from courier.store.traffic import COLUMNS
 from courier.transfer import batch_files
 from courier.web.http import Context, json_body, paging
 
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE", "WORKLIST")
-CSV_COLUMNS = ["id", "first_at", "last_at", "service", "calling_aet", "called_aet", "remote_ip", "status", "operations",
-               "instances", "bytes", "detail"]
+CSV_COLUMNS = list(COLUMNS)           # the store's, in its order
 
 
 def _time(value: Optional[str], name: str) -> Optional[float]:

@@ -193,7 +193,8 @@ class Ui:
                              "toggles": section in ("routes", "folders", "archives", "modalities", "dicomweb", "peers")})
         versions = [dict(v.summary(), When=_when(v.created_at)) for v in self.ctx.store.config_versions.list(50, 0)]
         return self._render("config.html", context, version=live.version, document=document, sections=sections,
-                            versions=versions)
+                            versions=versions, section_paths={k: list(v) for k, v in api_config.SECTIONS.items()},
+                            not_applied=live.failed_version if live.failed_version > live.version else None)
 
     def _traffic(self, context: dict) -> HttpResponse:
         query = context["query"]

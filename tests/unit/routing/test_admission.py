@@ -48,3 +48,27 @@ def test_the_filter_refuses_unknown_callers_and_deep_instances():
     status, reason = admission.refuse("CT1", lambda: nested(MAX_DEPTH + 1))
     assert status == 0xC000 and "nested 17 deep" in reason
     assert Admission(CallerPolicy("Any", {})).refuse("anyone", lambda: nested(2)) is None
+
+
+def test_accepted_sop_classes_refuse_the_others_by_name_in_the_reason():
+    from courier.config.sop_classes import parse_sop_classes
+    accepted = parse_sop_classes(["CT Image Storage", "1.2.840.10008.5.1.4.1.1.88.22"])
+    admission = Admission(CallerPolicy("Any", {}), accepted_sop_classes=accepted)
+    ct = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm"))
+    mr = open(pydicom.data.get_testdata_file("MR_small.dcm"), "rb").read()
+    out = io.BytesIO()
+    ct.save_as(out, enforce_file_format=True)
+    assert admission.refuse("CT1", lambda: out.getvalue()) is None
+    status, reason = admission.refuse("CT1", lambda: mr)
+    assert status == 0x0122 and reason == "SOP class MR Image Storage is not in Courier.AcceptedSopClasses"
+
+
+def test_accepted_sop_classes_are_checked_naming_the_entry():
+    from courier.config.sop_classes import parse_sop_classes
+    from courier.errors import ConfigError
+    assert parse_sop_classes(None) is None
+    assert parse_sop_classes(["CTImageStorage"]) == {"1.2.840.10008.5.1.4.1.1.2"}
+    with pytest.raises(ConfigError, match=r"AcceptedSopClasses\[1\]: unknown SOP class 'CT Imag Storage'.*CT Image Storage"):
+        parse_sop_classes(["MR Image Storage", "CT Imag Storage"])
+    with pytest.raises(ConfigError, match=r"AcceptedSopClasses: expected a non-empty list"):
+        parse_sop_classes([])

@@ -39,7 +39,7 @@ def test_missing_or_broken_scripts_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match=r"Courier.Routes\[0\].Condition: script 'nope.py' not found"):
         load_conditions(str(tmp_path), (Route("r", "Instance", (), ("d",), condition_script="nope.py"),))
     (tmp_path / "broken.py").write_text("def match(:\n")
-    with pytest.raises(ConfigError, match="failed to load: SyntaxError"):
+    with pytest.raises(ConfigError, match="script .broken.py. line 1: invalid syntax"):
         load_script(str(tmp_path), "broken.py", "Courier.Routes[0].Condition")
     (tmp_path / "nomatch.py").write_text("x = 1\n")
     with pytest.raises(ConfigError, match="defines no match"):

@@ -215,3 +215,16 @@ def test_a_live_router_name_is_refused_and_free_again_once_its_process_is_gone(m
     first.database.close()                            # what the kernel does when a process dies, kill -9 included
     assert twin.routers.register("r1", "r1:300:c") is None
     assert {r["Name"]: r["Incarnation"] for r in twin.routers.all()} == {"r1": "r1:300:c", "r2": "r2:200:b"}
+
+
+def test_tasks_naming_what_the_configuration_no_longer_has_wait(make_store):
+    store = make_store()
+    store.tasks.enqueue([NewTask("r", "gone", "Instance", "i1"), NewTask("r", "d", "Instance", "i2", profile="old"),
+                         NewTask("r", "d", "Instance", "i3", priority=-1)])
+    known = {"destination": ["d"], "source": [], "profile": ["p"]}
+    claim = store.tasks.claim("w1", 10, known=known)
+    assert [t.resource_id for t in claim.tasks] == ["i3"]        # not the one to "gone", nor the one of profile "old"
+    store.tasks.release_slot("w1")
+    assert store.tasks.claim("w2", 10, known=known) is None
+    assert {t.resource_id for t in store.tasks.list(state="PENDING")[1]} == {"i1", "i2"}
+    assert store.tasks.unfinished_uses() == {"destination:gone": 1, "destination:d": 2, "profile:old": 1}
