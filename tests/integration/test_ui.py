@@ -519,6 +519,7 @@ def test_the_dashboard_refreshes_itself_while_instances_flow_and_the_toggle_is_r
     assert re.fullmatch(r"[0-9.]+ (B|KB|MB|GB|TB)", page.locator("#storage-used").inner_text())     # readable units
     assert re.fullmatch(r"[0-9.]+ (KB|MB|GB|TB)", page.locator("#storage-free").inner_text())
     assert page.locator("#topology .node[data-node='dest']").count() >= 1
+    assert page.locator("#active-sending").inner_text().isdigit() and page.locator("#active-callers").inner_text() != "…"
     page.screenshot(path=str(SHOTS / "dashboard-live.png"), full_page=True)
     page.uncheck("#live")
     page.reload()

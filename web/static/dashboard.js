@@ -63,6 +63,9 @@
     document.getElementById("uptime").textContent = duration(d.UptimeSeconds);
     document.getElementById("received-today").textContent = count(d.ReceivedToday) + " instances";
     document.getElementById("queue-wait").textContent = duration(d.QueueWaitSeconds);
+    document.getElementById("active-sending").textContent = count(d.Active.Sending);
+    document.getElementById("active-callers").textContent = d.Active.Callers.length ?
+      d.Active.Callers.map(function (c) { return c.CallingAet + " (" + c.Service + ")"; }).join(", ") : "none";
     document.getElementById("storage-used").textContent = bytes(d.Storage.UsedBytes);
     document.getElementById("storage-free").textContent = bytes(d.Storage.FreeBytes);
     Object.keys(d.Queue).forEach(function (state) {

@@ -1,5 +1,6 @@
 """The live dashboard's numbers, as JSON (the page refreshes itself from it): uptime, queue and
-queue wait, instances received today, Orthanc's storage used and the disk's free space, each
+queue wait, associations active (sends in progress, callers sending now), instances received
+today, Orthanc's storage used and the disk's free space, each
 node's state from its last echo, the routes between sources and destinations, and the hourly
 (24 h) and daily (30 days) series of received, delivered, failed, bytes and latency."""
 from __future__ import annotations
@@ -46,6 +47,9 @@ def dashboard(ctx: Context, request: HttpRequest, args: dict) -> Any:
     return {"Version": VERSION, "Router": config.router_name, "Healthy": ctx.is_healthy(),
             "UptimeSeconds": round(now - ctx.started_at), "Queue": store.tasks.queue_depth(),
             "QueueWaitSeconds": round(store.tasks.queue_wait(), 1),
+            # associations now: Courier's own sends (a worker slot each), and callers whose traffic
+            # grew in the last seconds (the traffic log; Orthanc 1.10.1 shows no association itself)
+            "Active": {"Sending": sum(store.tasks.busy_slots().values()), "Callers": store.traffic.active(now)},
             "ReceivedToday": int(sum(h["received"] for h in hours if h["Hour"] + 3600 > midnight)),
             "Storage": {"UsedBytes": int(statistics.get("TotalDiskSize") or 0) or None, "FreeBytes": free,
                         "Instances": statistics.get("CountInstances")},

@@ -75,3 +75,11 @@ def test_c_stores_go_with_the_change_cursor_exactly_once(make_store):
     reopened = make_store(Clock(50_000.0))
     total, rows = reopened.traffic.entries()
     assert total == 1 and rows[0]["instances"] == 1
+
+
+def test_active_callers_are_those_whose_traffic_just_grew(make_store):
+    store = make_store(Clock(20_000.0))
+    store.traffic.record([store_event(19_990, aet="OLD"), store_event(19_998, aet="CT1"),
+                          store_event(19_999, aet="BAD", status="refused", detail="no")])
+    assert store.traffic.active(20_000.0) == [{"Service": "C-STORE", "CallingAet": "CT1", "Bursts": 1}]
+    assert store.traffic.active(20_010.0) == []
