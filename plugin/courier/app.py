@@ -58,7 +58,7 @@ class Courier:
         self.config = config = built.config
         self.run_script, self.pseudonymizers = built.run_script, built.pseudonymizers
         self.callers = CallerPolicy(config.allowed_callers, config.known_callers)
-        self.engine = Engine(config, self.store, self.rest, built.senders, self.pseudonymizers)
+        self.engine = Engine(config, self.store, self.rest, built.senders, self.pseudonymizers, hooks=built.hooks)
         self.scheduler = Scheduler(config, self.store, self.rest, self.engine.incarnation, on_tasks=self.engine.wake)
         self.importer = Importer(self.store, self.rest)
         self.watcher = FolderWatcher(config.imports, config.routes, self.store, self.importer, on_tasks=self.engine.wake)
@@ -70,7 +70,7 @@ class Courier:
                                pseudonymizers=self.pseudonymizers, rest=self.rest, wake_workers=self.engine.wake,
                                wake_follower=self.follower.wake, wake_scheduler=self.scheduler.wake,
                                importer=self.importer, watcher=self.watcher,
-                               run_script=self.run_script, runtime=self.runtime)
+                               run_script=self.run_script, runtime=self.runtime, hooks=built.hooks)
         self.api = Api(self.context)
         self.runtime.apply, self.runtime.check = self._apply, self._check
         self._ingest = _ingest_routes(config)
@@ -108,12 +108,12 @@ class Courier:
         config = built.config
         self.callers.update(config.known_callers)
         self.follower.reconfigure(config.routes, built.run_script, built.pseudonymizers)
-        self.engine.reconfigure(config, built.senders, built.pseudonymizers)
+        self.engine.reconfigure(config, built.senders, built.pseudonymizers, built.hooks)
         self.scheduler.reconfigure(config)
         self.watcher.routes = config.routes
         self.echoes.config = self.metrics.config = config
-        self.context.config, self.context.pseudonymizers, self.context.run_script = (
-            config, built.pseudonymizers, built.run_script)
+        self.context.config, self.context.pseudonymizers, self.context.run_script, self.context.hooks = (
+            config, built.pseudonymizers, built.run_script, built.hooks)
         self.config, self.run_script, self.pseudonymizers = config, built.run_script, built.pseudonymizers
         self.engine.wake()
         self.follower.wake()

@@ -12,6 +12,12 @@
     (answer.Fired.length ? answer.Fired : ["none"]).forEach(function (name) { add(fired, "li", name); });
     answer.Refused.forEach(function (r) { add(result, "p", "refused by " + r.Route + ": " + r.Reason); });
     answer.Errors.forEach(function (r) { add(result, "p", "script error in " + r.Route + ": " + r.Error); });
+    Object.keys(answer.Modified || {}).forEach(function (route) {
+      add(result, "h3", "Sent by " + route + " (Modify" + ")");
+      var table = add(result, "table", ""), tags = answer.Modified[route];
+      table.className = "modified";
+      Object.keys(tags).forEach(function (k) { var row = add(table, "tr", ""); add(row, "th", k); add(row, "td", tags[k]); });
+    });
     Object.keys(answer.Pseudonymized).forEach(function (profile) {
       add(result, "h3", "Pseudonymized with " + profile);
       var table = add(result, "table", ""), tags = answer.Pseudonymized[profile];

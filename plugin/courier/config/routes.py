@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 from courier.config.match import CONTEXT_KEYS, Condition, MatchSyntaxError, compile_condition
+from courier.config.modify import Modification, parse_modify
 from courier.config.profiles import Profile
 from courier.config.reader import Section, type_name
 from courier.errors import ConfigError
@@ -47,6 +48,7 @@ class Route:
     stable_after: float = 60.0                    # StableSeries/StableStudy: seconds of quiet that complete a resource
     force_after: Optional[float] = None           # complete anyway this long after its first instance
     complete_when: CompleteWhen = CompleteWhen()
+    modify: Modification = Modification()        # tag changes on what is sent (config.modify)
 
     @property
     def level(self) -> str:
@@ -130,6 +132,9 @@ def parse_routes(raw: Any, destinations: Mapping[str, str], profiles: Mapping[st
         stage = section.get("PseudonymizeOn", str, "Send")
         if stage not in ("Send", "Ingest"):
             raise ConfigError(f"{path}.PseudonymizeOn", f"unknown value {stage!r}", "Send or Ingest")
+        if stage == "Ingest" and "Modify" in section.data:
+            raise ConfigError(f"{path}.Modify", "not with PseudonymizeOn Ingest: Orthanc stores, and sends, the "
+                                                "pseudonymized instance as it is", "use PseudonymizeOn Send")
         if stage == "Ingest":
             _check_ingest_route(section, path, profile, match_spec, routes)
         stable_after = float(section.positive("StableAfterSeconds", float, stable_age))
@@ -155,7 +160,8 @@ def parse_routes(raw: Any, destinations: Mapping[str, str], profiles: Mapping[st
             fallback=section.get("Fallback", bool, False), match_spec=match_spec, pseudonymize=profile,
             pseudonymize_on=stage, stable_after=stable_after,
             force_after=None if force_after is None else float(force_after),
-            complete_when=CompleteWhen() if complete_when is None else _complete_when(complete_when, f"{path}.CompleteWhen")))
+            complete_when=CompleteWhen() if complete_when is None else _complete_when(complete_when, f"{path}.CompleteWhen"),
+            modify=parse_modify(section.get("Modify", dict, None), f"{path}.Modify")))
     return tuple(routes)
 
 

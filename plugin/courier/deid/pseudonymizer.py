@@ -141,11 +141,13 @@ class Pseudonymizer:
         return marker.verify(source, self.profile.secret, self.profile.name)
 
     # -- entry points ------------------------------------------------------------------------
-    def pseudonymize_bytes(self, data: bytes) -> tuple[bytes, Result]:
+    def pseudonymize_bytes(self, data: bytes, before: Optional[Callable[[Dataset], None]] = None) -> tuple[bytes, Result]:
         """A DICOM file's bytes -> its pseudonymized file's bytes. The Pixel Data is set aside
         while the attributes are rewritten and appended as it came (deid.pixel_tail); the
-        Result's dataset then has no Pixel Data."""
+        Result's dataset then has no Pixel Data. `before(ds)` changes the instance first (a Modify)."""
         ds, pixels = _readable(lambda: read_split(data))
+        if before is not None:
+            before(ds)
         out, result = self.pseudonymize_to_bytes(ds)
         return (b"".join((out, pixels)) if pixels else out), result
 

@@ -12,10 +12,13 @@ import logging
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Optional, Sequence
 
+from courier.deid.file_meta import write_file
 from courier.deid.for_tasks import TaskPseudonymizers
+from courier.deid.pixel_tail import read_split
 from courier.deid.pseudonymizer import PseudonymizationError
 from courier.delivery import dcmtk_store
 from courier.delivery.archive import ArchiveSender
+from courier.delivery.modify import Modifier, ModifyContext, ModifyError
 from courier.delivery.sender import Check, Failed, Report, Sender, failure, never
 from courier.errors import DeliveryError
 from courier.orthanc_rest import OrthancRest
@@ -54,8 +57,11 @@ class Delivery:
 
 class Deliverer:
     def __init__(self, store: Store, rest: OrthancRest, senders: Mapping[str, Sender],
-                 pseudonymizers: TaskPseudonymizers) -> None:
+                 pseudonymizers: TaskPseudonymizers,
+                 modifier_of: Callable[[Task], Optional[Modifier]] = lambda task: None) -> None:
+        """`modifier_of(task)`: the Modify of the task's route or job, if it has one."""
         self.store, self.rest, self.senders, self.pseudonymizers = store, rest, senders, pseudonymizers
+        self.modifier_of = modifier_of
 
     def deliver(self, tasks: Sequence[Task], manifests: Mapping[int, list[ManifestItem]],
                 cancelled: Check = never, progress: Progress = lambda done: None) -> list[Delivery]:
@@ -63,14 +69,19 @@ class Deliverer:
         association each). `cancelled()` is asked between instances and while a chunk is in
         flight; `progress({task id: Orthanc IDs})` hears what each chunk delivered, so that
         progress is counted per instance as it is acknowledged, not at the end of the task."""
-        groups: dict[Optional[str], list[Task]] = {}
+        groups: dict[tuple, list[Task]] = {}
+        modifiers: dict[tuple, Optional[Modifier]] = {}
         for task in tasks:
-            groups.setdefault(task.profile, []).append(task)
-        return [d for profile, group in groups.items()
-                for d in self._deliver_group(group, manifests, profile, cancelled, progress)]
+            modifier = self.modifier_of(task)
+            key = (task.profile, None if modifier is None else (task.route, task.job_id))
+            groups.setdefault(key, []).append(task)
+            modifiers[key] = modifier
+        return [d for key, group in groups.items()
+                for d in self._deliver_group(group, manifests, key[0], modifiers[key], cancelled, progress)]
 
     def _deliver_group(self, tasks: Sequence[Task], manifests: Mapping[int, list[ManifestItem]],
-                       profile: Optional[str], cancelled: Check, progress: Progress) -> list[Delivery]:
+                       profile: Optional[str], modifier: Optional[Modifier], cancelled: Check,
+                       progress: Progress) -> list[Delivery]:
         todo: dict[str, tuple[ManifestItem, Task]] = {}
         report: Report = {}
         for task in tasks:
@@ -83,20 +94,20 @@ class Deliverer:
                     todo.setdefault(item.instance_id, (item, task))
         sender = self.senders[tasks[0].destination]
         if isinstance(sender, ArchiveSender):             # one archive per study: not in chunks
-            report.update(self._archive(sender, tasks, todo, profile, cancelled))
+            report.update(self._archive(sender, tasks, todo, profile, modifier, cancelled))
         else:
             stop: Optional[Failed] = None
-            smallest = 10 if profile is None else dcmtk_store.SMALLEST
+            smallest = 10 if profile is None and modifier is None else dcmtk_store.SMALLEST
             for chunk in chunks(list(todo.items()), one_task=len(tasks) == 1, smallest=smallest):
                 if stop is None and cancelled():
                     stop = Failed("not sent: cancelled", interrupted=True)
                 if stop is not None:
                     report.update({instance_id: stop for instance_id, _ in chunk})
                     continue
-                if profile is None:
+                if profile is None and modifier is None:
                     sent = sender.send([item for _, (item, _) in chunk], cancelled)
                 else:
-                    files, sent = self._pseudonymize(profile, dict(chunk))
+                    files, sent = self._transform(profile, modifier, dict(chunk))
                     if files:
                         sent.update(sender.send_files(files, cancelled))
                 report.update(sent)
@@ -124,17 +135,17 @@ class Deliverer:
         return deliveries
 
     def _archive(self, sender: ArchiveSender, tasks: Sequence[Task], todo: Todo, profile: Optional[str],
-                 cancelled: Check) -> Report:
+                 modifier: Optional[Modifier], cancelled: Check) -> Report:
         """Archives are written per task (study), with the job's password when it gave one."""
         report: Report = {}
         for task in tasks:
             mine = {i: entry for i, entry in todo.items() if entry[1] is task}
-            if profile is None:
+            if profile is None and modifier is None:
                 files = self._originals(mine)
                 read = {item.instance_id for item, _ in files}
                 failures = {i: Failed("could not be read from Orthanc") for i in mine if i not in read}
             else:
-                files, failures = self._pseudonymize(profile, mine)
+                files, failures = self._transform(profile, modifier, mine)
             report.update(failures)
             if files:
                 password = self.store.jobs.archive_password(task.job_id) if task.job_id else None
@@ -151,8 +162,9 @@ class Deliverer:
                 pass
         return files
 
-    def _pseudonymize(self, profile: str, todo: Todo) -> tuple[list, Report]:
-        """Read each original from Orthanc and pseudonymize it; what cannot be is quarantined."""
+    def _transform(self, profile: Optional[str], modifier: Optional[Modifier], todo: Todo) -> tuple[list, Report]:
+        """Read each original from Orthanc, apply the Modify, then pseudonymize it; what cannot be
+        is quarantined with the reason, never sent half-done."""
         files: list = []
         report: Report = {}
         patients, uids = set(), {}
@@ -162,8 +174,18 @@ class Deliverer:
             except DeliveryError as exc:
                 report[instance_id] = failure(exc)
                 continue
+            before = None if modifier is None else (
+                lambda ds, task=task: modifier.apply(ds, ModifyContext(task.route, task.destination, task.job_id)))
             try:
-                out, result = self.pseudonymizers.for_task(profile, task).pseudonymize_bytes(data)
+                if profile is None:
+                    out, result = modified_bytes(data, before), None
+                else:
+                    out, result = self.pseudonymizers.for_task(profile, task).pseudonymize_bytes(data, before)
+            except ModifyError as exc:
+                report[instance_id] = Failed(f"modify-error: {exc}", permanent=True)
+                self.store.quarantine.add(str(exc), "modify-error", profile, task.route, task.id, instance_id,
+                                          item.sop_instance_uid)
+                continue
             except PseudonymizationError as exc:
                 retry = exc.disposition == "retry"          # a broker outage is retried, not quarantined
                 report[instance_id] = Failed(f"{exc.disposition}: {exc.reason}", permanent=not retry)
@@ -171,12 +193,28 @@ class Deliverer:
                     self.store.quarantine.add(exc.reason, exc.disposition, profile, task.route, task.id,
                                               instance_id, item.sop_instance_uid)
                 continue
+            files.append((item, out))
+            if result is None:
+                continue
             if result.dates_removed:
                 log.warning("task %s: %d malformed date(s) removed from instance %s", task.id,
                             result.dates_removed, instance_id)
-            files.append((item, out))
             patients.add(result.patient_id)
             uids.update(result.uids)
         if patients or uids:
             self.store.crosswalk.record(profile, patients, uids)
         return files, report
+
+
+def modified_bytes(data: bytes, before: Callable) -> bytes:
+    """A DICOM file changed by `before(ds)` (a Modify), its Pixel Data set aside and appended as it came."""
+    try:
+        ds, pixels = read_split(data)
+    except Exception as exc:                                  # noqa: BLE001 - any unreadable file
+        raise ModifyError(f"not a readable DICOM file: {type(exc).__name__}") from None
+    before(ds)
+    try:
+        out = write_file(ds)
+    except Exception as exc:                                  # noqa: BLE001 - a value that does not fit its VR
+        raise ModifyError(f"the modified instance cannot be written: {type(exc).__name__}: {exc}") from None
+    return b"".join((out, pixels)) if pixels else out

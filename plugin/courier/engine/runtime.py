@@ -32,7 +32,7 @@ from courier.deid.sources import patient_source
 from courier.delivery.senders import build_senders
 from courier.errors import ConfigError
 from courier.orthanc_rest import OrthancHttpError, OrthancRest
-from courier.routing.scripts import compile_script, load_conditions, read_scripts
+from courier.routing.scripts import compile_script, load_conditions, load_modify_hooks, read_scripts
 from courier.store.config_versions import ConfigConflict, ConfigVersion
 from courier.store.store import Store
 
@@ -50,6 +50,7 @@ class Built:
     senders: dict
     pseudonymizers: dict
     full: dict = field(repr=False)           # orthanc.json overlaid, with the nodes' passwords
+    hooks: dict = field(default_factory=dict)    # route -> its Modify hook, modify(ds, context)
 
 
 class RuntimeConfig:
@@ -108,15 +109,16 @@ class RuntimeConfig:
         runtime.check_shape(document)
         scripts = document.get("Scripts", {})
         for name, source in scripts.items():
-            compile_script(name, source, f"Scripts.{name}")
+            compile_script(name, source, f"Scripts.{name}", function_name=None)    # each route checks its function
         full = runtime.overlay(self.seed, document, self._password_reader(document))
         config = parse(full, self.base_dir, self.repo_dir, self.environ, self.hostname)
         run_script = load_conditions(config.scripts_directory, config.routes, scripts)
+        hooks = load_modify_hooks(config.scripts_directory, config.routes, scripts)
         senders = build_senders(self.rest, config.destinations, config.folders, config.nodes, config.local_aet,
                                 config.dicom_timeout, config.archives)
         pseudonymizers = {name: Pseudonymizer(profile, patient_source(profile, self.store), source_ae=config.local_aet)
                           for name, profile in config.profiles.items()}
-        return Built(document, config, run_script, senders, pseudonymizers, full)
+        return Built(document, config, run_script, senders, pseudonymizers, full, hooks)
 
     # -- start ----------------------------------------------------------------------------------
     def initial(self) -> Built:

@@ -20,11 +20,13 @@ import uuid
 from typing import Callable, Mapping, Optional, Sequence
 
 from courier.config import windows
+from courier.config.modify import parse_modify
 from courier.config.parse import CourierConfig
 from courier.deid.for_tasks import TaskPseudonymizers
 from courier.deid.pseudonymizer import Pseudonymizer
 from courier.delivery.deliver import Deliverer, Delivery
 from courier.delivery.manifest import LEVEL_PATHS, manifests_of
+from courier.delivery.modify import Modifier
 from courier.delivery.sender import Sender
 from courier.engine.policy import decide
 from courier.errors import DeliveryError
@@ -40,9 +42,24 @@ PRECHECK_RETRY_SECONDS = 30.0
 PRUNE_SECONDS = 3600.0
 
 
+class JobModifiers:
+    """The Modify of each job, read from the store once (a job's Modify never changes)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._known: dict[int, Optional[Modifier]] = {}
+
+    def of(self, job_id: int) -> Optional[Modifier]:
+        if job_id not in self._known:
+            spec = self.store.jobs.modify_of(job_id)
+            self._known[job_id] = Modifier(parse_modify(spec, "Modify")) if spec else None
+        return self._known[job_id]
+
+
 class Engine:
     def __init__(self, config: CourierConfig, store: Store, rest: OrthancRest, senders: Mapping[str, Sender],
-                 pseudonymizers: Mapping[str, Pseudonymizer] = {}, clock: Callable[[], float] = time.time) -> None:
+                 pseudonymizers: Mapping[str, Pseudonymizer] = {}, clock: Callable[[], float] = time.time,
+                 hooks: Mapping[str, Callable] = {}) -> None:
         self.config, self.store, self.rest, self.clock = config, store, rest, clock
         self.node = f"{config.router_name}:"
         self.incarnation = f"{self.node}{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -50,15 +67,18 @@ class Engine:
         self._wake = threading.Condition()
         self._threads: list[threading.Thread] = []
         self.running = False
-        self.reconfigure(config, senders, pseudonymizers)
+        self.reconfigure(config, senders, pseudonymizers, hooks)
 
     def reconfigure(self, config: CourierConfig, senders: Mapping[str, Sender],
-                    pseudonymizers: Mapping[str, Pseudonymizer]) -> None:
-        """A runtime configuration change: batches claimed from now on use the new senders and
-        profiles; a batch in flight ends with those it started with. The number of workers and
-        the router's name stay as started."""
+                    pseudonymizers: Mapping[str, Pseudonymizer], hooks: Mapping[str, Callable] = {}) -> None:
+        """A runtime configuration change: batches claimed from now on use the new senders,
+        profiles and Modify; a batch in flight ends with those it started with. The number of
+        workers and the router's name stay as started. `hooks`: each route's Modify script."""
         self.retriever = Retriever(config, self.store, self.rest, self._stop.is_set)
-        self.deliverer = Deliverer(self.store, self.rest, senders, TaskPseudonymizers(self.store, pseudonymizers))
+        routes = {r.name: Modifier(r.modify, hooks.get(r.name)) for r in config.routes if r.modify}
+        jobs = JobModifiers(self.store)
+        self.deliverer = Deliverer(self.store, self.rest, senders, TaskPseudonymizers(self.store, pseudonymizers),
+                                   lambda task: jobs.of(task.job_id) if task.job_id else routes.get(task.route))
         self.config = config
 
     # -- lifecycle --------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import os
 import re
 import types
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from courier.config.routes import Route
 from courier.errors import ConfigError
@@ -35,8 +35,10 @@ MatchFunction = Callable[[Mapping[str, Any], RouteContext], bool]
 SCRIPT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\.py$")
 
 
-def compile_script(name: str, source: str, config_path: str, file: str = "") -> MatchFunction:
-    """A condition script from its source: syntax, loading and match() checked, as at start-up."""
+def compile_script(name: str, source: str, config_path: str, file: str = "",
+                   function_name: Optional[str] = "match") -> Optional[Callable]:
+    """A script from its source: syntax, loading and its function (a condition's match(tags,
+    context), a Modify hook's modify(ds, context); None: not looked for) checked, as at start-up."""
     if not SCRIPT_NAME.match(name):
         raise ConfigError(config_path, f"script name {name!r} is not a plain file name ending in .py")
     try:
@@ -49,10 +51,15 @@ def compile_script(name: str, source: str, config_path: str, file: str = "") -> 
         exec(code, module.__dict__)          # noqa: S102 - the administrator's own condition script
     except Exception as exc:
         raise ConfigError(config_path, f"script {name!r} failed to load: {type(exc).__name__}: {exc}") from None
-    function = getattr(module, "match", None)
+    if function_name is None:
+        return None
+    function = getattr(module, function_name, None)
     if not callable(function):
-        raise ConfigError(config_path, f"script {name!r} defines no match(tags, context) function")
+        raise ConfigError(config_path, f"script {name!r} defines no {function_name}({ARGUMENTS[function_name]}) function")
     return function
+
+
+ARGUMENTS = {"match": "tags, context", "modify": "ds, context"}
 
 
 def read_scripts(directory: str, routes: Iterable[Route]) -> dict[str, str]:
@@ -60,22 +67,30 @@ def read_scripts(directory: str, routes: Iterable[Route]) -> dict[str, str]:
     loading them reports it)."""
     sources = {}
     for route in routes:
-        name = route.condition_script
-        if name and os.path.isfile(os.path.join(directory, name)):
-            with open(os.path.join(directory, name), encoding="utf-8") as handle:
-                sources[name] = handle.read()
+        for name in (route.condition_script, route.modify.script):
+            if name and os.path.isfile(os.path.join(directory, name)):
+                with open(os.path.join(directory, name), encoding="utf-8") as handle:
+                    sources[name] = handle.read()
     return sources
 
 
-def load_script(directory: str, name: str, config_path: str, sources: Mapping[str, str] = {}) -> MatchFunction:
+def load_script(directory: str, name: str, config_path: str, sources: Mapping[str, str] = {},
+                function_name: str = "match") -> Callable:
     """A route's script: its source from `sources` (the runtime configuration), else its file."""
     if name in sources:
-        return compile_script(name, sources[name], config_path)
+        return compile_script(name, sources[name], config_path, function_name=function_name)
     path = os.path.join(directory, name)
     if not os.path.isfile(path):
         raise ConfigError(config_path, f"script {name!r} not found in {directory}", "check Courier.ScriptsDirectory")
     with open(path, encoding="utf-8") as handle:
-        return compile_script(name, handle.read(), config_path, file=path)
+        return compile_script(name, handle.read(), config_path, file=path, function_name=function_name)
+
+
+def load_modify_hooks(directory: str, routes: tuple[Route, ...], sources: Mapping[str, str] = {}) -> dict[str, Callable]:
+    """Each route's Modify hook (`def modify(ds, context)`), loaded once and checked like conditions."""
+    return {route.name: load_script(directory, route.modify.script, f"Courier.Routes[{index}].Modify.Script", sources,
+                                    function_name="modify")
+            for index, route in enumerate(routes) if route.modify.script}
 
 
 def load_conditions(directory: str, routes: tuple[Route, ...],

@@ -52,7 +52,8 @@ class Jobs:
 
     def create(self, actor: str, source: str, destination: str, profile: Optional[str], urgent: bool,
                targets: Sequence[JobTarget], archive_password: Optional[str] = None,
-               trial: Optional[Mapping[str, str]] = None, items: Sequence[dict] = (), start: bool = True) -> int:
+               trial: Optional[Mapping[str, str]] = None, items: Sequence[dict] = (), start: bool = True,
+               modify: Optional[Mapping[str, Any]] = None) -> int:
         """A job and one task per study or series; or, with `items` (resolved in the background,
         see `resolve_next`), a job in phase QUERYING that has its tasks once they are resolved."""
         now = self.clock()
@@ -62,11 +63,17 @@ class Jobs:
             insert_job_tasks(db, now, job_id, destination, profile, urgent, targets)
             db.executemany("INSERT INTO job_items (job_id, idx, item) VALUES (?, ?, ?)",
                            [(job_id, index, json.dumps(item)) for index, item in enumerate(items)])
-            db.execute("UPDATE jobs SET start_when_ready = ? WHERE id = ?", (int(start), job_id))
+            db.execute("UPDATE jobs SET start_when_ready = ?, modify = ? WHERE id = ?",
+                       (int(start), json.dumps(modify) if modify else None, job_id))
             write_audit(db, now, [AuditEvent("job-created", actor=actor, route=f"job-{job_id}", destination=destination,
                                         detail={"job": job_id, "source": source, "tasks": len(targets),
                                                 "items": len(items)})])
         return job_id
+
+    def modify_of(self, job_id: int) -> Optional[dict]:
+        """The job's Modify as it was given (config.modify), or None."""
+        row = self.database.read().execute("SELECT modify FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
 
     # -- items resolved in the background (phase QUERYING -> READY -> started) ------------------
     def querying(self) -> list[int]:

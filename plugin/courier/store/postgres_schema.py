@@ -141,4 +141,5 @@ STEPS: list[tuple[str, str]] = [
     ("p004_hourly_statistics", P004_HOURLY),
     ("p005_traffic_log", P005_TRAFFIC),
     ("p006_config_versions", P006_CONFIG_VERSIONS),
+    ("p007_job_modify", "ALTER TABLE jobs ADD COLUMN modify TEXT"),
 ]

@@ -271,3 +271,8 @@ def m019_config_versions(db: sqlite_utils.Database) -> None:
                " actor TEXT NOT NULL, source TEXT NOT NULL, comment TEXT NOT NULL DEFAULT '',"
                " digest TEXT NOT NULL, document TEXT NOT NULL)")
     db.execute("CREATE TABLE config_seeds (router TEXT PRIMARY KEY, digest TEXT NOT NULL, at REAL NOT NULL)")
+
+
+@migrations()
+def m020_job_modify(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE jobs ADD COLUMN modify TEXT")     # a job's Modify (config.modify), as JSON

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 from courier.config import windows
+from courier.config.modify import parse_modify
 from courier.config.parse import CourierConfig
 from courier.config.profiles import TRIAL_KEYWORDS
-from courier.errors import ApiError, DeliveryError
+from courier.errors import ApiError, ConfigError, DeliveryError
 from courier.orthanc_rest import OrthancRest
 from courier.store.records import CANCELED, FAILURE, PENDING, RUNNING, SUCCESS, WARNING, Job, JobTarget, orthanc_id
 from courier.transfer.query import resolve_dates
@@ -39,6 +40,7 @@ class JobRequest:
     archive_password: Optional[str] = field(default=None, repr=False)
     trial: Mapping[str, str] = field(default_factory=dict)    # DICOM keyword -> value
     start: str = "now"                                          # or "manual": READY until started
+    modify: Optional[dict] = None                               # a Modify (config.modify), as given
 
     @property
     def in_background(self) -> bool:
@@ -82,7 +84,8 @@ def check_transfer(body: dict, config: CourierConfig) -> JobRequest:
 def validate(body: Any, config: CourierConfig, today: Optional[datetime.date] = None) -> JobRequest:
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object with Source, Destination and Items")
-    fields = ("Source", "Destination", "Pseudonymize", "Urgent", "ArchivePassword", "Trial", "Items", "Start", "Transfer")
+    fields = ("Source", "Destination", "Pseudonymize", "Urgent", "ArchivePassword", "Trial", "Items", "Start", "Transfer",
+              "Modify")
     unknown = [k for k in body if k not in fields]
     if unknown:
         raise ApiError(400, f"{unknown[0]}: unknown field; use {', '.join(fields)}")
@@ -95,7 +98,20 @@ def validate(body: Any, config: CourierConfig, today: Optional[datetime.date] = 
         raise ApiError(400, f"Transfer: one of {', '.join(TRANSFERS)}, got {default!r}")
     items = [item if "Transfer" in item or default == "Study" else dict(item, Transfer=default)
              for item in check_items(body.get("Items"), today)]
-    return dataclasses.replace(transfer, items=items, start=start)
+    return dataclasses.replace(transfer, items=items, start=start, modify=check_modify(body.get("Modify")))
+
+
+def check_modify(raw: Any) -> Optional[dict]:
+    """A job's Modify: as a route's, but without a Script (scripts are the configuration's)."""
+    if raw is None:
+        return None
+    try:
+        modification = parse_modify(raw, "Modify")
+    except ConfigError as exc:
+        raise ApiError(400, f"{exc.path}: {exc.problem}") from None
+    if modification.script:
+        raise ApiError(400, "Modify.Script: a job's Modify takes no script; name it on a route instead")
+    return raw if modification else None
 
 
 def check_items(items: Any, today: Optional[datetime.date] = None) -> list[dict]:

@@ -28,7 +28,8 @@ def create_job(ctx: Context, request: HttpRequest, args: dict) -> Any:
     studies = [] if background else jobs.resolve(ctx.rest, ctx.config, wanted.source, wanted.items)
     job_id = ctx.store.jobs.create(actor_of(request), wanted.source, wanted.destination, wanted.profile,
                                    wanted.urgent, studies, wanted.archive_password, wanted.trial,
-                                   items=wanted.items if background else (), start=wanted.start == "now")
+                                   items=wanted.items if background else (), start=wanted.start == "now",
+                                   modify=wanted.modify)
     ctx.wake_scheduler() if background else ctx.wake_workers()
     return jobs.summary(ctx.store.jobs.get(job_id), time.time(), ctx.config)
 

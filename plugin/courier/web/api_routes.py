@@ -13,6 +13,7 @@ from courier.config.match import CONTEXT_KEYS
 from courier.config.routes import TRIGGERS
 from courier.deid.ingest_gate import top_level_tags
 from courier.deid.pseudonymizer import PseudonymizationError
+from courier.delivery.modify import Modifier, ModifyContext, ModifyError
 from courier.errors import ApiError, ConfigError
 from courier.host import HttpRequest
 from courier.routing.rules import evaluate
@@ -53,11 +54,15 @@ def test_routes(ctx: Context, request: HttpRequest, args: dict) -> Any:
         fired += [r.name for r in result.fired]
         refused += [{"Route": r.name, "Reason": reason} for r, reason in result.refused]
         errors += [{"Route": r.name, "Error": error} for r, error in result.errors]
-    previews = {}
+    previews, modified = {}, {}
     for route in ctx.config.routes:
-        if route.name in fired and route.pseudonymize and route.pseudonymize not in previews:
+        if route.name in fired and route.modify:
+            modifier = Modifier(route.modify, ctx.hooks.get(route.name))
+            modified[route.name] = _preview(ctx, route.pseudonymize, data, tags, modifier,
+                                            ModifyContext(route.name, route.destinations[0]))
+        elif route.name in fired and route.pseudonymize and route.pseudonymize not in previews:
             previews[route.pseudonymize] = _preview(ctx, route.pseudonymize, data, tags)
-    return {"Fired": fired, "Refused": refused, "Errors": errors, "Pseudonymized": previews}
+    return {"Fired": fired, "Refused": refused, "Errors": errors, "Pseudonymized": previews, "Modified": modified}
 
 
 def _draft(ctx: Context, request: HttpRequest, draft: Optional[dict]) -> Context:
@@ -74,15 +79,18 @@ def _draft(ctx: Context, request: HttpRequest, draft: Optional[dict]) -> Context
         built = ctx.runtime.build(draft)
     except ConfigError as exc:
         raise ApiError(400, f"Draft: {exc}") from None
-    return replace(ctx, config=built.config, run_script=built.run_script, pseudonymizers=built.pseudonymizers)
+    return replace(ctx, config=built.config, run_script=built.run_script, pseudonymizers=built.pseudonymizers,
+                   hooks=built.hooks)
 
 
-def _preview(ctx: Context, profile: str, data: Optional[bytes], tags: Mapping[str, str]) -> dict:
+def _preview(ctx: Context, profile: Optional[str], data: Optional[bytes], tags: Mapping[str, str],
+             modifier: Optional[Modifier] = None, context: Optional[ModifyContext] = None) -> dict:
+    """What a route would send, as tags: the file or the typed tags, modified (a route's Modify),
+    then pseudonymized with `profile`; {"Refused": why} when either refuses."""
     from pydicom.dataset import Dataset
     try:
         if data is not None:
-            out, _ = ctx.pseudonymizers[profile].pseudonymize_bytes(data)
-            dataset = pydicom.dcmread(io.BytesIO(out), stop_before_pixels=True)
+            dataset = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
         else:
             dataset = Dataset()
             for keyword, value in tags.items():
@@ -93,9 +101,14 @@ def _preview(ctx: Context, profile: str, data: Optional[bytes], tags: Mapping[st
                         setattr(dataset, keyword, value)
                     except (ValueError, TypeError):
                         raise ApiError(400, f"Tags.{keyword}: not a DICOM keyword or not a valid value") from None
+        if modifier is not None:
+            modifier.apply(dataset, context)
+        if profile is not None:
             dataset = ctx.pseudonymizers[profile].pseudonymize(dataset).dataset
     except PseudonymizationError as exc:
         return {"Refused": f"{exc.disposition}: {exc.reason}"}
+    except ModifyError as exc:
+        return {"Refused": f"modify-error: {exc}"}
     return {e.keyword: _text(e.value) for e in dataset if e.keyword and e.VR not in ("SQ", "OB", "OW", "UN")}
 
 

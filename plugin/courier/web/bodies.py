@@ -98,6 +98,8 @@ _ITEMS = {"type": "array", "maxItems": jobs.MAX_STUDIES,
 JOB = Body({"type": "object", "required": ["Source", "Destination", "Items"], "properties": {
     "Source": ID, "Destination": ID, "Pseudonymize": PROFILE, "Urgent": BOOLEAN, "ArchivePassword": PASSWORD,
     "Trial": TRIAL, "Items": _ITEMS,
+    "Modify": {"type": "object", "description": "tag changes on what is sent, before any pseudonymization: Copy, "
+                                                "Replace, Set, Remove (as a route's Modify, without Script)"},
     "Transfer": {"type": "string", "enum": list(jobs.TRANSFERS),
                  "description": "Study (default): whole studies; SearchedModalities: of an item with ModalitiesInStudy, "
                                 "only the series of those modalities (an item's own Transfer wins)"},

@@ -45,6 +45,7 @@ class Context:
     watcher: Optional[FolderWatcher] = None  # the watched folders, for their status
     run_script: Optional[Callable] = None
     runtime: Optional[RuntimeConfig] = None     # the runtime configuration and its versions
+    hooks: Mapping[str, Callable] = field(default_factory=dict)     # route -> its Modify script
     csrf_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     started_at: float = field(default_factory=time.time)     # this process's start, for the uptime
 
