@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 from courier.config.reader import Section, type_name
+from courier.config.tls import DicomTls
 from courier.config.windows import parse as parse_window
 from courier.errors import ConfigError
 
@@ -25,7 +26,8 @@ class Node:
     username: Optional[str] = None
     password: Optional[str] = field(default=None, repr=False)
     local_aet: str = ""           # DicomModalities' LocalAet: the calling AET Orthanc uses for this node
-    tls: bool = False             # DicomModalities' UseDicomTls: only Orthanc's own client sends to it
+    tls: bool = False             # DicomModalities' UseDicomTls
+    tls_settings: Optional["DicomTls"] = None     # Orthanc's DICOM TLS files, for Courier's own associations
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ declared key is documented in the README, so the documentation cannot drift from
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
@@ -20,6 +21,7 @@ from courier.config.reader import Section, resolve
 from courier.config.retry import RetryPolicy, parse_retry
 from courier.config.routes import Route, parse_routes
 from courier.config.sop_classes import parse_sop_classes
+from courier.config.tls import DicomTls, parse_dicom_tls
 from courier.config.users import AccessPolicy, parse_users
 from courier.errors import ConfigError
 
@@ -68,6 +70,17 @@ class CourierConfig:
 
 
 # --- Orthanc's own registries ------------------------------------------------------------
+
+
+def _with_tls(nodes: dict[str, Node], tls: Optional[DicomTls]) -> dict[str, Node]:
+    """Nodes with UseDicomTls get Orthanc's DICOM TLS files, which they then need."""
+    for node_id, node in nodes.items():
+        if node.tls:
+            if tls is None:
+                raise ConfigError(f"DicomModalities.{node_id}.UseDicomTls", "DICOM TLS needs orthanc.json's "
+                                  "DicomTlsCertificate, DicomTlsPrivateKey and DicomTlsTrustedCertificates")
+            nodes[node_id] = dataclasses.replace(node, tls_settings=tls)
+    return nodes
 
 
 def _linger(section: Section) -> float:
@@ -119,6 +132,7 @@ def parse(orthanc: Mapping[str, Any], base_dir: str, repo_dir: str,
     """
     section = Section(orthanc.get("Courier", {}), "Courier", "Courier")
     kinds, callers, nodes = node_registry(orthanc)
+    nodes = _with_tls(nodes, parse_dicom_tls(orthanc, base_dir))
     folders = parse_folders(section.get("Folders", dict, {}), base_dir, kinds)
     archives = parse_archives(section.get("Archives", dict, {}), base_dir, {**kinds, **{f: "folder" for f in folders}}, environ)
     destinations = {**kinds, **{folder_id: "folder" for folder_id in folders}, **{a: "archive" for a in archives}}

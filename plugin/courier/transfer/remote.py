@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import datetime
+import socket
+import ssl
 from typing import Any, Callable, Mapping, Optional
 
 from courier.errors import DeliveryError
@@ -72,12 +74,42 @@ def qido_search(rest: OrthancRest, node_id: str, level: str, keys: Mapping[str, 
     return results
 
 
+def tls_context(settings) -> ssl.SSLContext:
+    """A client context as Orthanc's SCU makes one (config.tls): Orthanc's certificate presented,
+    the node's checked against the trusted certificates, no host name check (DCMTK makes none)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_REQUIRED
+    versions = {2: ssl.TLSVersion.TLSv1, 3: ssl.TLSVersion.TLSv1_1, 4: ssl.TLSVersion.TLSv1_2, 5: ssl.TLSVersion.TLSv1_3}
+    if settings.minimum_version in versions:
+        context.minimum_version = versions[settings.minimum_version]
+    try:
+        context.load_verify_locations(settings.trusted)
+        context.load_cert_chain(settings.certificate, settings.private_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise DeliveryError(f"DICOM TLS: cannot load Orthanc's certificate, key or trusted certificates: {exc}",
+                            retriable=False) from None
+    return context
+
+
+def _tls_failure(node, context: ssl.SSLContext, timeout: float) -> Optional[str]:
+    """Why a TLS handshake with the node fails (pynetdicom only says the association failed)."""
+    try:
+        with socket.create_connection((node.host, node.port), timeout=timeout) as raw:
+            with context.wrap_socket(raw) as wrapped:
+                wrapped.do_handshake()
+    except ssl.SSLError as exc:
+        return exc.reason or str(exc)
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
 def open_association(node, local_aet: str, contexts, dimse_timeout: float, what: str, connect_timeout: float = 30.0,
                      **associate: Any):
-    """A pynetdicom association from Courier's AE title to a DICOM node, TCP_NODELAY set;
-    `connect_timeout` (the node's ConnectTimeoutSeconds) bounds the association and each read."""
-    import socket
-
+    """A pynetdicom association from Courier's AE title to a DICOM node, TCP_NODELAY set, over
+    DICOM TLS when the node has UseDicomTls; `connect_timeout` (the node's ConnectTimeoutSeconds)
+    bounds the association and each read."""
     from pynetdicom import AE
 
     ae = AE(ae_title=local_aet)
@@ -85,8 +117,14 @@ def open_association(node, local_aet: str, contexts, dimse_timeout: float, what:
     ae.dimse_timeout = dimse_timeout
     for context in contexts:
         ae.add_requested_context(context)
+    tls = tls_context(node.tls_settings) if getattr(node, "tls", False) else None
+    if tls is not None:
+        associate["tls_args"] = (tls, None)
     assoc = ae.associate(node.host, node.port, ae_title=node.aet, **associate)
     if not assoc.is_established:
+        reason = _tls_failure(node, tls, connect_timeout) if tls is not None else None
+        if reason:
+            raise DeliveryError(f"{what}: DICOM TLS with {node.aet}@{node.host}:{node.port} failed: {reason}")
         raise DeliveryError(f"{what}: association with {node.aet}@{node.host}:{node.port} failed")
     try:
         assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
