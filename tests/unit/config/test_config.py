@@ -172,10 +172,17 @@ def test_database_errors_name_the_path(database, extra, words):
 
 
 def test_a_modality_object_keeps_its_local_aet_and_tls_for_courier_own_sends():
+    tls = {"DicomTlsCertificate": "c.crt", "DicomTlsPrivateKey": "c.key", "DicomTlsTrustedCertificates": "/t.crt"}
     config = parsed(DicomModalities__ct={"AET": "CT1", "Host": "ct.local", "Port": 104, "LocalAet": "ROUTER2",
-                                         "UseDicomTls": True})
+                                         "UseDicomTls": True}, **tls, DicomTlsMinimumProtocolVersion=4)
     assert (config.nodes["ct"].local_aet, config.nodes["ct"].tls) == ("ROUTER2", True)
-    assert (config.nodes["pacs"].local_aet, config.nodes["pacs"].tls) == ("", False)
+    settings = config.nodes["ct"].tls_settings
+    assert (settings.certificate, settings.trusted, settings.minimum_version) == ("/etc/courier/c.crt", "/t.crt", 4)
+    assert (config.nodes["pacs"].local_aet, config.nodes["pacs"].tls, config.nodes["pacs"].tls_settings) == ("", False, None)
+    with pytest.raises(ConfigError, match=r"DicomModalities.ct.UseDicomTls: DICOM TLS needs"):
+        parsed(DicomModalities__ct={"AET": "CT1", "Host": "ct.local", "Port": 104, "UseDicomTls": True})
+    with pytest.raises(ConfigError, match=r"DicomTlsPrivateKey: expected a file name"):
+        parsed(DicomTlsCertificate="c.crt")
 
 
 def test_batch_linger_is_off_by_default_and_bounded():
