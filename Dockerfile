@@ -3,7 +3,7 @@ FROM debian:bookworm-slim
 
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      orthanc orthanc-python orthanc-dicomweb orthanc-postgresql dcmtk python3-venv make ca-certificates \
+      orthanc orthanc-python orthanc-dicomweb orthanc-postgresql dcmtk dcm2niix python3-venv make ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /courier

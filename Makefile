@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CONFIG ?= orthanc.json
-DEB_PACKAGES := orthanc orthanc-python orthanc-dicomweb dcmtk python3-venv
+DEB_PACKAGES := orthanc orthanc-python orthanc-dicomweb dcmtk dcm2niix python3-venv
 # libatomic1: the Node.js that Playwright bundles needs it, and a minimal Debian lacks it.
 # postgresql, orthanc-postgresql, haproxy: the tests of several routers on one PostgreSQL.
 TEST_DEB_PACKAGES := chromium libatomic1 postgresql orthanc-postgresql haproxy

@@ -10,6 +10,7 @@ from courier.config.secrets import read_secret
 from courier.errors import ConfigError
 
 DEFAULT_LAYOUT = "{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm"
+NIFTI_LAYOUT = "{StudyInstanceUID}/{SeriesInstanceUID}"      # of a series; dcm2niix's extensions are added
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class Folder:
     path: str
     layout: str
     enabled: bool = True          # false: its tasks wait
+    convert: Optional[str] = None     # "NIfTI": each series written as .nii.gz + BIDS .json by dcm2niix
 
 
 @dataclass(frozen=True)
@@ -60,9 +62,13 @@ def parse_folders(raw: Any, base_dir: str, taken: Mapping[str, str]) -> dict[str
     folders = {}
     for folder_id, path, section in _destination_sections(raw, "Folders", taken):
         target = section.get("Path", str)
-        layout = section.get("Layout", str, DEFAULT_LAYOUT)
+        convert = section.get("Convert", str, None)
+        if convert is not None and convert != "NIfTI":
+            raise ConfigError(f"{path}.Convert", f"unknown conversion {convert!r}", "NIfTI, or leave it out for DICOM files")
+        layout = section.get("Layout", str, NIFTI_LAYOUT if convert else DEFAULT_LAYOUT)
         _check_layout(layout, f"{path}.Layout")
-        folders[folder_id] = Folder(folder_id, resolve(target, base_dir), layout, section.get("Enabled", bool, True))
+        folders[folder_id] = Folder(folder_id, resolve(target, base_dir), layout, section.get("Enabled", bool, True),
+                                    convert)
     return folders
 
 

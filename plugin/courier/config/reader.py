@@ -23,7 +23,7 @@ KEYS: dict[str, tuple[str, ...]] = {
                            "Windows", "DirectMoveTo", "ConnectTimeoutSeconds", "RetrieveTimeoutSeconds",
                            "OfflineRetrieveTimeoutSeconds"),
     "Courier.Retry": ("MaxAttempts", "InitialDelaySeconds", "Multiplier", "MaxDelaySeconds"),
-    "Courier.Folders.{id}": ("Path", "Layout", "Enabled"),
+    "Courier.Folders.{id}": ("Path", "Layout", "Enabled", "Convert"),
     "Courier.Imports.{id}": ("Path", "Recursive", "Pattern", "After", "MoveTo", "RejectedPath", "CompleteWhen",
                              "QuietSeconds", "Route", "Destinations", "Pseudonymize", "RescanSeconds"),
     "Courier.Routes[]": ("Name", "Enabled", "Trigger", "Match", "Condition", "Destinations", "DeleteAfterDelivery",

@@ -17,6 +17,8 @@ class ArchiveSender:
     study and batch, under <Path>/<subfolder>/<StudyInstanceUID>[-N].7z, written to a temporary
     file and renamed, so a reader never sees half an archive. Needs the bytes (send_files)."""
 
+    per_task = True               # the Deliverer gives it a whole task (a study) at a time
+
     def __init__(self, archive: Archive) -> None:
         self.archive = archive
 

@@ -17,7 +17,6 @@ from courier.deid.for_tasks import TaskPseudonymizers
 from courier.deid.pixel_tail import read_split
 from courier.deid.pseudonymizer import PseudonymizationError
 from courier.delivery import dcmtk_store
-from courier.delivery.archive import ArchiveSender
 from courier.delivery.modify import Modifier, ModifyContext, ModifyError
 from courier.delivery.sender import Check, Failed, Report, Sender, failure, never
 from courier.errors import DeliveryError
@@ -93,8 +92,8 @@ class Deliverer:
                 else:
                     todo.setdefault(item.instance_id, (item, task))
         sender = self.senders[tasks[0].destination]
-        if isinstance(sender, ArchiveSender):             # one archive per study: not in chunks
-            report.update(self._archive(sender, tasks, todo, profile, modifier, cancelled))
+        if getattr(sender, "per_task", False):           # one archive per study, a NIfTI per series: not in chunks
+            report.update(self._per_task(sender, tasks, todo, profile, modifier, cancelled))
         else:
             stop: Optional[Failed] = None
             smallest = 10 if profile is None and modifier is None else dcmtk_store.SMALLEST
@@ -134,9 +133,10 @@ class Deliverer:
                                        interrupted=any(f.interrupted for f in failures)))
         return deliveries
 
-    def _archive(self, sender: ArchiveSender, tasks: Sequence[Task], todo: Todo, profile: Optional[str],
-                 modifier: Optional[Modifier], cancelled: Check) -> Report:
-        """Archives are written per task (study), with the job's password when it gave one."""
+    def _per_task(self, sender: Sender, tasks: Sequence[Task], todo: Todo, profile: Optional[str],
+                  modifier: Optional[Modifier], cancelled: Check) -> Report:
+        """Archives and NIfTI conversions are made per task (a study, a series), an archive with
+        the job's password when it gave one."""
         report: Report = {}
         for task in tasks:
             mine = {i: entry for i, entry in todo.items() if entry[1] is task}

@@ -9,6 +9,7 @@ from courier.config.nodes import Node
 from courier.delivery import dcmtk_store
 from courier.delivery.archive import ArchiveSender
 from courier.delivery.folder import FolderSender
+from courier.delivery.nifti import NiftiSender
 from courier.delivery.orthanc_senders import OrthancRouteSender
 from courier.delivery.sender import Sender
 from courier.orthanc_rest import OrthancRest
@@ -21,7 +22,8 @@ def build_senders(rest: OrthancRest, destinations: Mapping[str, str], folders: M
     dcmtk_store.remove_leftovers()
     for node_id, kind in destinations.items():
         if kind == "folder":
-            senders[node_id] = FolderSender(rest, folders[node_id])
+            folder = folders[node_id]
+            senders[node_id] = NiftiSender(folder) if folder.convert == "NIfTI" else FolderSender(rest, folder)
         elif kind == "archive":
             senders[node_id] = ArchiveSender(archives[node_id])
         else:
