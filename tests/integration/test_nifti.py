@@ -69,3 +69,23 @@ def test_a_ct_series_becomes_one_pseudonymized_nifti_and_an_unconvertible_series
                         what="the unconvertible series reported")
     assert "dcm2niix could not convert series" in failed[0]["last_error"], failed[0]
     assert failed[0]["attempts"] == 1                                       # permanent: not retried
+
+
+def test_an_archive_with_convert_nifti_holds_the_series_as_nifti(cluster, tmp_path):
+    import py7zr
+    (tmp_path / "password").write_text("zip-secret-123")
+    node = cluster.orthanc("router", courier={
+        "Retry": FAST_RETRY, "AllowedCallers": "Any",
+        "Archives": {"zipped": {"Path": str(tmp_path / "zips"), "PasswordFile": str(tmp_path / "password"),
+                                "Convert": "NIfTI"}},
+        "Routes": [{"Name": "zip", "Trigger": "StableSeries", "StableAfterSeconds": 1, "Destinations": ["zipped"]}]})
+    series, files = ct_series(tmp_path / "ct", count=4)
+    storescu(node.dicom_port, files)
+    wait_until(lambda: [t for t in node.get("/courier/tasks")["tasks"] if t["state"] == "SUCCESS"], 40,
+               what="the archive written")
+    [archive] = [p for p in (tmp_path / "zips").rglob("*.7z") if not p.name.startswith(".")]
+    with py7zr.SevenZipFile(archive, "r", password="zip-secret-123") as opened:
+        names = sorted(opened.getnames())
+        opened.extractall(path=tmp_path / "opened")
+    assert [n.rsplit("/", 1)[-1] for n in names if "." in n.rsplit("/", 1)[-1]] == [f"{series}.json", f"{series}.nii.gz"]
+    assert nifti_dims(next((tmp_path / "opened").rglob("*.nii.gz")))[1:4] == (32, 32, 4)

@@ -30,6 +30,7 @@ class Archive:
     layout: str
     password: Optional[str] = field(default=None, repr=False)   # default password; a job may give its own
     enabled: bool = True
+    convert: Optional[str] = None     # "NIfTI": the archive holds each series as .nii.gz + .json
 
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9]+)\}")
@@ -58,13 +59,18 @@ def _destination_sections(raw: Any, name: str, taken: Mapping[str, str]):
         yield entry_id, path, Section(spec, path, f"Courier.{name}.{{id}}")
 
 
+def _convert(section: Section, path: str) -> Optional[str]:
+    convert = section.get("Convert", str, None)
+    if convert is not None and convert != "NIfTI":
+        raise ConfigError(f"{path}.Convert", f"unknown conversion {convert!r}", "NIfTI, or leave it out for DICOM files")
+    return convert
+
+
 def parse_folders(raw: Any, base_dir: str, taken: Mapping[str, str]) -> dict[str, Folder]:
     folders = {}
     for folder_id, path, section in _destination_sections(raw, "Folders", taken):
         target = section.get("Path", str)
-        convert = section.get("Convert", str, None)
-        if convert is not None and convert != "NIfTI":
-            raise ConfigError(f"{path}.Convert", f"unknown conversion {convert!r}", "NIfTI, or leave it out for DICOM files")
+        convert = _convert(section, path)
         layout = section.get("Layout", str, NIFTI_LAYOUT if convert else DEFAULT_LAYOUT)
         _check_layout(layout, f"{path}.Layout")
         folders[folder_id] = Folder(folder_id, resolve(target, base_dir), layout, section.get("Enabled", bool, True),
@@ -75,12 +81,13 @@ def parse_folders(raw: Any, base_dir: str, taken: Mapping[str, str]) -> dict[str
 def parse_archives(raw: Any, base_dir: str, taken: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, Archive]:
     archives = {}
     for archive_id, path, section in _destination_sections(raw, "Archives", taken):
-        layout = section.get("Layout", str, DEFAULT_LAYOUT)
+        convert = _convert(section, path)
+        layout = section.get("Layout", str, NIFTI_LAYOUT if convert else DEFAULT_LAYOUT)
         _check_layout(layout, f"{path}.Layout")
         password = None
         if "PasswordFile" in section.data or "PasswordEnv" in section.data:
             password = read_secret(section, path, base_dir, environ, names=("PasswordFile", "PasswordEnv"),
                                    minimum=8).decode()
         archives[archive_id] = Archive(archive_id, resolve(section.get("Path", str), base_dir), layout, password,
-                                       section.get("Enabled", bool, True))
+                                       section.get("Enabled", bool, True), convert)
     return archives

@@ -18,7 +18,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     # a DICOMweb server or Orthanc peer added at runtime names its password (config.runtime)
     "{registry}.{id}": ("PasswordFile", "PasswordEnv"),
     "Courier.Users.{name}": ("Role", "MayQuery", "MaySendTo"),
-    "Courier.Archives.{id}": ("Path", "Layout", "PasswordFile", "PasswordEnv", "Enabled"),
+    "Courier.Archives.{id}": ("Path", "Layout", "PasswordFile", "PasswordEnv", "Enabled", "Convert"),
     "Courier.Nodes.{id}": ("Enabled", "Capabilities", "QueryModel", "RetrieveMethod", "MaxResults", "MaxParallelTasks",
                            "Windows", "DirectMoveTo", "ConnectTimeoutSeconds", "RetrieveTimeoutSeconds",
                            "OfflineRetrieveTimeoutSeconds"),

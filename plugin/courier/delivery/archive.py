@@ -8,6 +8,7 @@ from typing import Optional, Sequence
 
 from courier.config.destinations import Archive
 from courier.delivery.layout import relative_path, safe_component
+from courier.delivery.nifti import Converter, by_series
 from courier.delivery.sender import Check, Failed, FileItem, Report, never
 from courier.store.records import ManifestItem
 
@@ -21,6 +22,7 @@ class ArchiveSender:
 
     def __init__(self, archive: Archive) -> None:
         self.archive = archive
+        self.converter = Converter(f"Courier.Archives.{archive.id}") if archive.convert == "NIfTI" else None
 
     def send(self, items: Sequence[ManifestItem], cancelled: Check = never) -> Report:
         return {item.instance_id: Failed("an archive needs the instances' bytes", permanent=True) for item in items}
@@ -36,12 +38,23 @@ class ArchiveSender:
                                              " (set PasswordFile/PasswordEnv or the job's ArchivePassword)", permanent=True)
                     for item, _ in files}
         studies: dict[str, list[tuple[ManifestItem, bytes, str]]] = {}
-        for item, data in files:
-            ds = dcmread(io.BytesIO(data), stop_before_pixels=True)
-            tags = {e.keyword: str(e.value) for e in ds if e.keyword and e.VR != "SQ"}
-            studies.setdefault(tags.get("StudyInstanceUID", "unknown"), []).append(
-                (item, data, relative_path(self.archive.layout, tags)))
         report: Report = {}
+        if self.converter is not None:                # each series as what dcm2niix made of it
+            for uid, members in by_series(files).items():
+                converted = self.converter.convert(uid, [data for _, data, _ in members])
+                if isinstance(converted, Failed):
+                    report.update({item.instance_id: converted for item, _, _ in members})
+                    continue
+                name = relative_path(self.archive.layout, members[0][2])
+                entries = [(item, b"", "") for item, _, _ in members[1:]]      # acknowledged with the series
+                entries += [(members[0][0], data, name + suffix) for suffix, data in converted.items()]
+                studies.setdefault(members[0][2].get("StudyInstanceUID", "unknown"), []).extend(entries)
+        else:
+            for item, data in files:
+                ds = dcmread(io.BytesIO(data), stop_before_pixels=True)
+                tags = {e.keyword: str(e.value) for e in ds if e.keyword and e.VR != "SQ"}
+                studies.setdefault(tags.get("StudyInstanceUID", "unknown"), []).append(
+                    (item, data, relative_path(self.archive.layout, tags)))
         for study, members in studies.items():
             if cancelled():
                 report.update({item.instance_id: Failed("not written: cancelled", interrupted=True) for item, _, _ in members})
@@ -58,7 +71,8 @@ class ArchiveSender:
                 os.close(handle)
                 with py7zr.SevenZipFile(temporary, "w", password=password, header_encryption=True) as archive:
                     for _, data, name in members:
-                        archive.writestr(data, name)
+                        if name:
+                            archive.writestr(data, name)
                 os.replace(temporary, target)
                 report.update({item.instance_id: None for item, _, _ in members})
             except (OSError, ValueError) as exc:

@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 from courier.config.destinations import Folder
 from courier.delivery.layout import contained_path, relative_path
@@ -22,52 +22,23 @@ from courier.store.records import ManifestItem
 TIMEOUT = 600.0
 
 
-class NiftiSender:
-    """One call per task (as archives): a series is converted whole, never cut in chunks."""
+class Converter:
+    """Runs dcm2niix on the instances of one series, in a temporary folder under `work_parent`."""
 
-    per_task = True
-
-    def __init__(self, folder: Folder) -> None:
-        self.folder = folder
+    def __init__(self, path: str) -> None:
         self.program = shutil.which("dcm2niix")
         if self.program is None:
-            raise ConfigError(f"Courier.Folders.{folder.id}.Convert", "dcm2niix is not installed",
+            raise ConfigError(f"{path}.Convert", "dcm2niix is not installed",
                               "install Debian's dcm2niix package (make install does)")
 
-    def send(self, items: Sequence[ManifestItem], cancelled: Check = never) -> Report:
-        return {item.instance_id: Failed("a NIfTI conversion needs the instances' bytes", permanent=True) for item in items}
-
-    def send_files(self, files: Sequence[FileItem], cancelled: Check = never, subfolder: str = "",
-                   password: Optional[str] = None) -> Report:
-        from pydicom import dcmread
-
-        series: dict[str, list[tuple[ManifestItem, bytes, dict]]] = {}
-        for item, data in files:
-            ds = dcmread(io.BytesIO(data), stop_before_pixels=True)
-            tags = {e.keyword: str(e.value) for e in ds if e.keyword and e.VR != "SQ"}
-            series.setdefault(tags.get("SeriesInstanceUID", ""), []).append((item, data, tags))
-        report: Report = {}
-        for uid, members in series.items():
-            if cancelled():
-                report.update({item.instance_id: Failed("not converted: cancelled", interrupted=True)
-                               for item, _, _ in members})
-                continue
-            outcome = self._convert(uid, members)
-            report.update({item.instance_id: outcome for item, _, _ in members})
-        return report
-
-    def _convert(self, uid: str, members: list) -> Optional[Failed]:
+    def convert(self, uid: str, datas: Sequence[bytes], work_parent: Optional[str] = None) -> Union[dict, Failed]:
+        """{suffix: bytes} (".nii.gz", ".json", "_e2.nii.gz"...), or Failed with dcm2niix's reason."""
         try:
-            base = contained_path(self.folder.path, relative_path(self.folder.layout, members[0][2]))
-        except ValueError as exc:
-            return Failed(str(exc), permanent=True)
-        try:
-            os.makedirs(os.path.dirname(base), exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=os.path.dirname(base), prefix=".courier-nifti-") as work:
+            with tempfile.TemporaryDirectory(dir=work_parent, prefix=".courier-nifti-") as work:
                 source, output = os.path.join(work, "dicom"), os.path.join(work, "out")
                 os.mkdir(source)
                 os.mkdir(output)
-                for index, (_, data, _) in enumerate(members):
+                for index, data in enumerate(datas):
                     with open(os.path.join(source, f"{index:06d}.dcm"), "wb") as handle:
                         handle.write(data)
                 try:
@@ -78,8 +49,66 @@ class NiftiSender:
                 made = sorted(os.listdir(output))
                 if ran.returncode != 0 or not any(name.endswith((".nii", ".nii.gz")) for name in made):
                     return Failed(f"dcm2niix could not convert series {uid}: {_reason(ran)}", permanent=True)
+                converted = {}
                 for name in made:                      # series.nii.gz, series.json, series_e2.nii.gz ...
-                    os.replace(os.path.join(output, name), base + name[len("series"):])
+                    with open(os.path.join(output, name), "rb") as handle:
+                        converted[name[len("series"):]] = handle.read()
+                return converted
+        except OSError as exc:
+            return Failed(f"cannot convert series {uid}: {exc.strerror}")
+
+
+def by_series(files: Sequence[FileItem]) -> dict[str, list[tuple[ManifestItem, bytes, dict]]]:
+    """The files of a task by SeriesInstanceUID, each with its top-level tags (for the layout)."""
+    from pydicom import dcmread
+
+    series: dict[str, list[tuple[ManifestItem, bytes, dict]]] = {}
+    for item, data in files:
+        ds = dcmread(io.BytesIO(data), stop_before_pixels=True)
+        tags = {e.keyword: str(e.value) for e in ds if e.keyword and e.VR != "SQ"}
+        series.setdefault(tags.get("SeriesInstanceUID", ""), []).append((item, data, tags))
+    return series
+
+
+class NiftiSender:
+    """One call per task (as archives): a series is converted whole, never cut in chunks."""
+
+    per_task = True
+
+    def __init__(self, folder: Folder) -> None:
+        self.folder = folder
+        self.converter = Converter(f"Courier.Folders.{folder.id}")
+
+    def send(self, items: Sequence[ManifestItem], cancelled: Check = never) -> Report:
+        return {item.instance_id: Failed("a NIfTI conversion needs the instances' bytes", permanent=True) for item in items}
+
+    def send_files(self, files: Sequence[FileItem], cancelled: Check = never, subfolder: str = "",
+                   password: Optional[str] = None) -> Report:
+        report: Report = {}
+        for uid, members in by_series(files).items():
+            if cancelled():
+                report.update({item.instance_id: Failed("not converted: cancelled", interrupted=True)
+                               for item, _, _ in members})
+                continue
+            outcome = self._write(uid, members)
+            report.update({item.instance_id: outcome for item, _, _ in members})
+        return report
+
+    def _write(self, uid: str, members: list) -> Optional[Failed]:
+        try:
+            base = contained_path(self.folder.path, relative_path(self.folder.layout, members[0][2]))
+        except ValueError as exc:
+            return Failed(str(exc), permanent=True)
+        try:
+            os.makedirs(os.path.dirname(base), exist_ok=True)
+            converted = self.converter.convert(uid, [data for _, data, _ in members], os.path.dirname(base))
+            if isinstance(converted, Failed):
+                return converted
+            for suffix, data in converted.items():      # each written aside, then renamed
+                handle, temporary = tempfile.mkstemp(dir=os.path.dirname(base), prefix=".courier-")
+                with os.fdopen(handle, "wb") as out:
+                    out.write(data)
+                os.replace(temporary, base + suffix)
         except OSError as exc:
             return Failed(f"cannot write to folder {self.folder.id!r}: {exc.strerror}")
         return None
