@@ -5,6 +5,7 @@ the router STOWs, QIDOs and WADOs through it, keeps working once the tokens expi
 import json
 
 import pydicom
+import requests
 
 from factory import write_instances
 from harness import storescu, wait_until
@@ -116,3 +117,36 @@ def test_qido_pages_through_a_server_that_caps_its_answers(cluster, tmp_path):
         assert pages[-3:] == [(["0"], ["2"]), (["2"], ["2"]), (["4"], ["2"])]
     finally:
         proxy.close()
+
+
+def test_a_runtime_change_of_the_server_keeps_the_token_and_pseudonymized_sends_carry_it(cluster, tmp_path):
+    tokens = TokenServer("courier", SECRET, expires_in=3600)         # no renewal during the test
+    web = cluster.orthanc("web", dicomweb=True)
+    proxy = AuthProxy(web.url, tokens.valid)
+    try:
+        (tmp_path / "client-secret").write_text(SECRET)
+        (tmp_path / "key").write_text("pseudonymization-key-0123456789")
+        dest = cluster.orthanc("dest")
+        node = cluster.orthanc("router", dicomweb=True, courier={
+            "Retry": FAST_RETRY, "Pseudonymization": {"p": {"SecretFile": str(tmp_path / "key")}},
+            "Nodes": {"web": {"Authorization": {"TokenUrl": tokens.token_url, "ClientId": "courier",
+                                                "ClientSecretFile": str(tmp_path / "client-secret")}}},
+            "Routes": [{"Name": "pseudo", "Destinations": ["web"], "Pseudonymize": "p"}]},
+            extra={"DicomModalities": {"modality": MODALITY, "dest": dest.as_modality()},
+                   "DicomWeb": {"Enable": True, "Root": "/dicom-web/",
+                                "Servers": {"web": {"Url": proxy.url + "/dicom-web/", "HttpHeaders": {"X-Site": "a"}}}}})
+        files = write_instances(tmp_path / "in", 2, patient_id="REAL")
+        storescu(node.dicom_port, files, calling="MODALITY")
+        wait_until(lambda: len(web.sop_uids()) == 2, 40, what="pseudonymized instances at the server (Courier's STOW)")
+        assert not web.sop_uids() & {p.stem for p in files}             # new UIDs: Courier's own bytes
+        before = tokens.granted
+        entry = {"Url": proxy.url + "/dicom-web/", "HttpHeaders": {"X-Site": "(kept in orthanc.json)"}, "Timeout": 30}
+        changed = requests.put(node.url + "/courier/config/dicomweb/web", json={"Entry": entry}, timeout=30)
+        assert changed.status_code == 200, changed.text
+        assert node.get("/dicom-web/servers", expand="")["web"]["Timeout"] == 30
+        found = node.post("/courier/query", {"Node": "web", "Level": "STUDY", "Filters": {}})
+        assert found.status_code == 200 and found.json()["Count"] >= 1, found.text
+        assert tokens.granted == before                                  # the same token, kept by the registry sync
+    finally:
+        proxy.close()
+        tokens.close()
