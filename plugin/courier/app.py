@@ -27,6 +27,7 @@ from courier.store.database import Database, SQLiteDatabase
 from courier.store.postgres import PostgresDatabase
 from courier.store.records import AuditEvent, TrafficEvent
 from courier.store.store import Store
+from courier.tokens import Tokens
 from courier.web.guard import refused_unread
 from courier.web.http import Context
 from courier.web.metrics import MetricsPublisher
@@ -54,6 +55,9 @@ class Courier:
         self.store = Store(open_database(boot.database))
         self.rest = OrthancRest(boot.orthanc_url, token=host.rest_token())
         self.runtime = RuntimeConfig(seed, base_dir, REPO_DIR, hostname, self.store, self.rest)
+        # DICOMweb servers' bearer tokens, kept current in Orthanc's registry (HttpHeaders)
+        self.tokens = Tokens({}, on_refresh=self.runtime.set_node_headers)
+        self.runtime.tokens, self.runtime.extra_headers = self.tokens, self.tokens.registry_headers
         built = self.runtime.initial()
         self.config = config = built.config
         self.run_script, self.pseudonymizers = built.run_script, built.pseudonymizers
@@ -142,6 +146,7 @@ class Courier:
     def _on_change(self, change: str, resource_id: str) -> None:
         if change == "ORTHANC_STARTED":
             self.runtime.start()             # Orthanc's node registries set to the version in force
+            self.tokens.start()              # then kept with valid bearer tokens
             self.engine.start()
             self.follower.start()
             self.scheduler.start()
@@ -153,7 +158,7 @@ class Courier:
         elif change == "ORTHANC_STOPPED":      # in parallel: a graceful stop must end within seconds
             stoppers = [threading.Thread(target=part.stop) for part in (self.follower, self.scheduler, self.watcher,
                                                                    self.engine, self.metrics, self.echoes,
-                                                                   self.runtime)]
+                                                                   self.runtime, self.tokens)]
             for thread in stoppers:
                 thread.start()
             for thread in stoppers:

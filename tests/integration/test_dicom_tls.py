@@ -53,10 +53,11 @@ def test_c_move_and_c_get_jobs_with_an_orthanc_over_dicom_tls(cluster, tmp_path)
     for files in (moved, got):
         subprocess.run(["storescu", "+tls", str(router_key), str(router_crt), "+cf", str(trusted), "-aet", node.aet,
                         "127.0.0.1", str(pacs.dicom_port), *map(str, files)], check=True, capture_output=True)
-    for source, patient, files in (("pacs", "TLS-MOVE", moved), ("pacsget", "TLS-GET", got)):
+    for source, patient in (("pacs", "TLS-MOVE"), ("pacsget", "TLS-GET")):
         job = node.post("/courier/jobs", {"Source": source, "Destination": "dest", "Items": [{"PatientID": patient}]})
         assert job.status_code == 200, job.text
-        done = wait_until(lambda j=job.json()["Id"]: (s := node.get(f"/courier/jobs/{j}"))["Status"] not in (
+        job_id = job.json()["Id"]
+        done = wait_until(lambda j=job_id: (s := node.get(f"/courier/jobs/{j}"))["Status"] not in (
             "PENDING", "RUNNING", "QUERYING", "READY") and s, 60, what=f"the {source} job")
         assert done["Status"] == "SUCCESS", done
     assert dest.sop_uids() == {f.stem for f in moved + got}     # fetched over TLS, sent on

@@ -4,11 +4,13 @@ limits)."""
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
-from courier.config.reader import Section, type_name
+from courier.config.reader import Section, resolve, type_name
+from courier.config.secrets import read_secret
 from courier.config.tls import DicomTls
 from courier.config.windows import parse as parse_window
 from courier.errors import ConfigError
@@ -78,6 +80,56 @@ class NodeSettings:
     query_model: str = "StudyRoot"    # or PatientRoot (C-FIND information model)
     timeouts: "Timeouts" = field(default_factory=lambda: Timeouts())
     enabled: bool = True              # false: nothing is sent to, fetched from or echoed at the node
+    authorization: Optional["Authorization"] = None   # DICOMweb: a bearer token or OAuth2 client credentials
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """How Courier authenticates to a DICOMweb server (`Courier.Nodes.{id}.Authorization`): a
+    static bearer token, or OAuth2 client credentials at TokenUrl. The secret itself is read from
+    a file or a variable (repr=False); only its names are in the configuration (`source`)."""
+    kind: str                                  # "bearer" | "oauth2"
+    source: str                                # where the secret comes from: "BearerTokenFile x", ...
+    secret: str = field(default="", repr=False)   # the bearer token, or the client secret
+    token_url: str = ""
+    client_id: str = ""
+    scope: str = ""
+    refresh_before: float = 60.0               # seconds before expiry a token is renewed
+    files: tuple[str, ...] = ()                # the file named (resolved), for the protected-files check
+    variables: tuple[str, ...] = ()            # the variable named
+
+
+AUTH_BEARER = ("BearerTokenFile", "BearerTokenEnv")
+AUTH_CLIENT_SECRET = ("ClientSecretFile", "ClientSecretEnv")
+
+
+def parse_authorization(raw: Any, path: str, base_dir: str, environ: Mapping[str, str]) -> Authorization:
+    """`{"BearerTokenFile" | "BearerTokenEnv"}` or `{"TokenUrl", "ClientId", "ClientSecretFile" |
+    "ClientSecretEnv", "Scope"?, "RefreshBeforeSeconds"?}`; secrets through config.secrets."""
+    section = Section(raw, path, "Courier.Nodes.{id}.Authorization")
+    bearer = any(k in raw for k in AUTH_BEARER)
+    oauth = any(k in raw for k in ("TokenUrl", "ClientId", "Scope", "RefreshBeforeSeconds", *AUTH_CLIENT_SECRET))
+    if bearer == oauth:
+        raise ConfigError(path, "give either BearerTokenFile or BearerTokenEnv (a static token), or TokenUrl, ClientId "
+                                "and ClientSecretFile or ClientSecretEnv (OAuth2 client credentials)")
+    names = AUTH_BEARER if bearer else AUTH_CLIENT_SECRET
+    secret = read_secret(section, path, base_dir, environ, names, minimum=1).decode("utf-8", "replace")
+    file_name, variable = section.get(names[0], str, None), section.get(names[1], str, None)
+    files = (resolve(file_name, base_dir),) if file_name else ()
+    source = f"{names[0]} {file_name}" if file_name else f"{names[1]} {variable}"
+    if bearer:
+        if any(c in secret for c in "\r\n"):
+            raise ConfigError(f"{path}.{names[0] if file_name else names[1]}", "the token holds a line break")
+        return Authorization("bearer", source, secret, files=files, variables=(variable,) if variable else ())
+    url = section.get("TokenUrl", str)
+    if not url.lower().startswith(("http://", "https://")):
+        raise ConfigError(f"{path}.TokenUrl", f"expected an http(s) URL, got {url!r}")
+    client_id = section.get("ClientId", str)
+    if not client_id:
+        raise ConfigError(f"{path}.ClientId", "is empty")
+    return Authorization("oauth2", source, secret, url, client_id, section.get("Scope", str, ""),
+                         float(section.positive("RefreshBeforeSeconds", float, 60.0)), files,
+                         (variable,) if variable else ())
 
 
 @dataclass(frozen=True)
@@ -151,7 +203,8 @@ def node_registry(orthanc: Mapping[str, Any]) -> tuple[dict[str, str], dict[str,
     return kinds, callers, nodes
 
 
-def parse_node_settings(raw: Any, nodes: Mapping[str, Node]) -> dict[str, NodeSettings]:
+def parse_node_settings(raw: Any, nodes: Mapping[str, Node], base_dir: str = ".",
+                        environ: Mapping[str, str] = os.environ) -> dict[str, NodeSettings]:
     if not isinstance(raw, dict):
         raise ConfigError("Courier.Nodes", f"expected an object, got {type_name(raw)}")
     for node_id in raw:
@@ -168,6 +221,13 @@ def parse_node_settings(raw: Any, nodes: Mapping[str, Node]) -> dict[str, NodeSe
             if capability not in CAPABILITIES:
                 raise ConfigError(f"{path}.Capabilities[{index}]", f"unknown capability {capability!r}",
                                   f"one of {', '.join(CAPABILITIES)}")
+        authorization = None
+        if "Authorization" in section.data:
+            if node.kind != "dicomweb":
+                raise ConfigError(f"{path}.Authorization", "only a DICOMweb server (DicomWeb.Servers) takes an Authorization",
+                                  "a peer's credentials are its Username and Password")
+            authorization = parse_authorization(section.get("Authorization", dict), f"{path}.Authorization", base_dir,
+                                                environ)
         max_results = section.get("MaxResults", int, 0)
         if max_results < 0:
             raise ConfigError(f"{path}.MaxResults", "must be 0 (no cap) or more")
@@ -199,5 +259,5 @@ def parse_node_settings(raw: Any, nodes: Mapping[str, Node]) -> dict[str, NodeSe
             raise ConfigError(f"{path}.QueryModel", f"unknown model {model!r}", "StudyRoot or PatientRoot")
         settings[node_id] = NodeSettings(tuple(capabilities), max_results, tuple(parsed), method, direct,
                                          section.positive("MaxParallelTasks", int, 2), model, _timeouts(section),
-                                         section.get("Enabled", bool, True))
+                                         section.get("Enabled", bool, True), authorization)
     return settings

@@ -148,7 +148,7 @@ def parse(orthanc: Mapping[str, Any], base_dir: str, repo_dir: str,
     return CourierConfig(
         routes=routes, imports=parse_imports(section.get("Imports", dict, {}), base_dir, routes, destinations, profiles),
         nodes=nodes, profiles=profiles,
-        node_settings=parse_node_settings(section.get("Nodes", dict, {}), nodes), archives=archives,
+        node_settings=parse_node_settings(section.get("Nodes", dict, {}), nodes, base_dir, environ), archives=archives,
         access=parse_users(section, orthanc, nodes, destinations),
         quarantine_directory=resolve(section.get("QuarantineDirectory", str, os.path.join(storage, "courier-quarantine")),
                                      base_dir),

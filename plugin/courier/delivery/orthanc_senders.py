@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import io
 import uuid
-from typing import Sequence
+from typing import Optional, Sequence
 
 import requests
 
@@ -28,6 +28,7 @@ from courier.delivery.sender import Check, Failed, FileItem, Report, never, send
 from courier.errors import DeliveryError, Refused, store_failure
 from courier.orthanc_rest import JobFailed, OrthancHttpError, OrthancRest
 from courier.store.records import ManifestItem
+from courier.tokens import Tokens, unauthorized
 
 
 class OrthancRouteSender:
@@ -36,8 +37,9 @@ class OrthancRouteSender:
 
     PATHS = {"dicom": "/modalities/{}/store", "dicomweb": "/dicom-web/servers/{}/stow", "peer": "/peers/{}/store"}
 
-    def __init__(self, rest: OrthancRest, node: Node, local_aet: str, timeout: float) -> None:
-        self.rest, self.node, self.local_aet, self.timeout = rest, node, local_aet, timeout
+    def __init__(self, rest: OrthancRest, node: Node, local_aet: str, timeout: float,
+                 tokens: Optional[Tokens] = None) -> None:
+        self.rest, self.node, self.local_aet, self.timeout, self.tokens = rest, node, local_aet, timeout, tokens
         self.path = self.PATHS[node.kind].format(node.id)
         self.batches = node.kind == "dicom" and not node.tls and dcmtk_store.available()
 
@@ -45,11 +47,28 @@ class OrthancRouteSender:
         try:
             self.rest.run_job(self.path, {"Resources": list(ids)}, cancelled)
         except JobFailed as exc:
+            if self.node.kind == "dicomweb" and self._refuses_credentials():
+                raise DeliveryError(unauthorized(self.node.id)) from None
             raise store_failure(self.node.kind, exc.details) from None
         except OrthancHttpError as exc:
             if exc.status == 404:
                 raise Refused(f"{exc}: the instance is no longer in Orthanc", retriable=False) from None
             raise
+
+    def _refuses_credentials(self) -> bool:
+        """After a failed STOW job (orthanc-dicomweb gives no reason): does the server answer 401?
+        Then a token from an endpoint is renewed at once."""
+        try:
+            self.rest.post_json(f"/dicom-web/servers/{self.node.id}/get",
+                                {"Uri": "/studies", "Arguments": {"limit": "1"}}, timeout=60)
+        except OrthancHttpError as exc:
+            if exc.status == 401:
+                if self.tokens is not None:
+                    self.tokens.refused(self.node.id)
+                return True
+        except DeliveryError:
+            pass
+        return False
 
     def send(self, items: Sequence[ManifestItem], cancelled: Check = never) -> Report:
         return send_bisecting([i.instance_id for i in items], lambda ids: self._send_batch(ids, cancelled), cancelled)
@@ -69,7 +88,14 @@ class OrthancRouteSender:
                                                              "application/dicom"), cancelled)
         if cancelled():
             return {item.instance_id: Failed("not sent: cancelled", interrupted=True) for item, _ in files}
-        return stow_files(self.node, files, self.timeout)
+        try:
+            headers = self.tokens.headers(self.node.id) if self.tokens is not None else {}
+        except DeliveryError as exc:
+            return {item.instance_id: Failed(str(exc), down=True) for item, _ in files}
+        report = stow_files(self.node, files, self.timeout, headers)
+        if self.tokens is not None and any(f is not None and "HTTP 401" in f.reason for f in report.values()):
+            self.tokens.refused(self.node.id)
+        return report
 
     def _store_straight(self, data: bytes) -> None:
         try:
@@ -91,8 +117,9 @@ class OrthancRouteSender:
         return response
 
 
-def stow_files(node: Node, files: Sequence[FileItem], timeout: float) -> Report:
-    """One STOW-RS request; instances listed in FailedSOPSequence (0008,1198) failed."""
+def stow_files(node: Node, files: Sequence[FileItem], timeout: float, headers: Optional[dict] = None) -> Report:
+    """One STOW-RS request (with `headers`: the server's Authorization); instances listed in
+    FailedSOPSequence (0008,1198) failed."""
     from pydicom import dcmread
 
     boundary = uuid.uuid4().hex
@@ -104,9 +131,11 @@ def stow_files(node: Node, files: Sequence[FileItem], timeout: float) -> Report:
     try:
         response = requests.post(node.url.rstrip("/") + "/studies", data=body, auth=auth, timeout=timeout,
                                  headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
-                                          "Accept": "application/dicom+json"})
+                                          "Accept": "application/dicom+json", **(headers or {})})
     except requests.RequestException as exc:
         return {item.instance_id: Failed(f"{node.id}: {type(exc).__name__}") for item, _ in files}
+    if response.status_code == 401:
+        return {item.instance_id: Failed(unauthorized(node.id), down=True) for item, _ in files}
     if response.status_code not in (200, 202):
         return {item.instance_id: Failed(f"{node.id}: STOW-RS HTTP {response.status_code}") for item, _ in files}
     report: Report = {item.instance_id: None for item, _ in files}

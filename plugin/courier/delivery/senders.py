@@ -2,7 +2,7 @@
 (folder), encrypted 7-Zip archives (archive)."""
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Optional
 
 from courier.config.destinations import Archive, Folder
 from courier.config.nodes import Node
@@ -13,11 +13,12 @@ from courier.delivery.nifti import NiftiSender
 from courier.delivery.orthanc_senders import OrthancRouteSender
 from courier.delivery.sender import Sender
 from courier.orthanc_rest import OrthancRest
+from courier.tokens import Tokens
 
 
 def build_senders(rest: OrthancRest, destinations: Mapping[str, str], folders: Mapping[str, Folder],
                   nodes: Mapping[str, Node], local_aet: str, timeout: float,
-                  archives: Mapping[str, Archive] = {}) -> dict[str, Sender]:
+                  archives: Mapping[str, Archive] = {}, tokens: Optional[Tokens] = None) -> dict[str, Sender]:
     senders: dict[str, Sender] = {}
     dcmtk_store.remove_leftovers()
     for node_id, kind in destinations.items():
@@ -27,5 +28,5 @@ def build_senders(rest: OrthancRest, destinations: Mapping[str, str], folders: M
         elif kind == "archive":
             senders[node_id] = ArchiveSender(archives[node_id])
         else:
-            senders[node_id] = OrthancRouteSender(rest, nodes[node_id], local_aet, timeout)
+            senders[node_id] = OrthancRouteSender(rest, nodes[node_id], local_aet, timeout, tokens)
     return senders

@@ -35,6 +35,7 @@ from courier.orthanc_rest import OrthancHttpError, OrthancRest
 from courier.routing.scripts import compile_script, load_conditions, load_modify_hooks, read_scripts
 from courier.store.config_versions import ConfigConflict, ConfigVersion
 from courier.store.store import Store
+from courier.tokens import Tokens
 
 log = logging.getLogger("courier.config")
 
@@ -59,6 +60,10 @@ class RuntimeConfig:
         self.seed, self.base_dir, self.repo_dir, self.hostname = seed, base_dir, repo_dir, hostname
         self.store, self.rest, self.environ = store, rest, environ
         self.apply: Callable[[Built], None] = lambda built: None
+        # node id -> HTTP headers Orthanc's registry entry of a DICOMweb server gets besides its
+        # own HttpHeaders (the bearer token of courier.tokens); never part of a version
+        self.extra_headers: Callable[[str], Mapping[str, str]] = lambda node_id: {}
+        self.tokens: Optional[Tokens] = None     # configured with each version in force (app wires it)
         self.check: Callable[[CourierConfig], None] = lambda config: None    # raises ConfigError
         self.current: Optional[Built] = None
         self.version = 0                         # the version in force here
@@ -104,6 +109,18 @@ class RuntimeConfig:
             return read_secret(section, path, self.base_dir, self.environ, runtime.PASSWORD_KEYS, minimum=1).decode("utf-8")
         return read
 
+    def _check_authorizations(self, config: CourierConfig, document: Mapping[str, Any]) -> None:
+        """A DICOMweb server's token or client secret may not be the file or variable of another
+        secret (a profile's key would be sent to the server or its token endpoint)."""
+        files, variables = self._protected(document)
+        for node_id, settings in config.node_settings.items():
+            auth = settings.authorization
+            if auth is None:
+                continue
+            if set(auth.files) & files or set(auth.variables) & variables:
+                raise ConfigError(f"Courier.Nodes.{node_id}.Authorization",
+                                  "names a file or variable that holds another secret of the configuration")
+
     def build(self, document: Any) -> Built:
         """Check a document as orthanc.json is checked; ConfigError names the JSON path."""
         runtime.check_shape(document)
@@ -112,10 +129,11 @@ class RuntimeConfig:
             compile_script(name, source, f"Scripts.{name}", function_name=None)    # each route checks its function
         full = runtime.overlay(self.seed, document, self._password_reader(document))
         config = parse(full, self.base_dir, self.repo_dir, self.environ, self.hostname)
+        self._check_authorizations(config, document)
         run_script = load_conditions(config.scripts_directory, config.routes, scripts)
         hooks = load_modify_hooks(config.scripts_directory, config.routes, scripts)
         senders = build_senders(self.rest, config.destinations, config.folders, config.nodes, config.local_aet,
-                                config.dicom_timeout, config.archives)
+                                config.dicom_timeout, config.archives, self.tokens)
         pseudonymizers = {name: Pseudonymizer(profile, patient_source(profile, self.store), source_ae=config.local_aet)
                           for name, profile in config.profiles.items()}
         return Built(document, config, run_script, senders, pseudonymizers, full, hooks)
@@ -141,6 +159,7 @@ class RuntimeConfig:
                                   "provide what it names on this machine, or change orthanc.json: it then becomes "
                                   "the next version") from None
         self._load_lookups(built)
+        self._configure_tokens(built)
         self.current, self.version = built, latest.version
         return built
 
@@ -197,8 +216,13 @@ class RuntimeConfig:
             raise KeyError(number)
         return self.change(old.document, actor, f"restored version {number}", base=base, source="restore")
 
+    def _configure_tokens(self, built: Built) -> None:
+        if self.tokens is not None:
+            self.tokens.configure(built.config.node_settings)
+
     def _take(self, built: Built, version: int) -> None:
         self._load_lookups(built)
+        self._configure_tokens(built)
         self.current, self.version = built, version
         self.apply(built)
         log.warning("configuration version %d applied: %d route(s), %d destination(s)", version,
@@ -270,9 +294,31 @@ class RuntimeConfig:
                 raise ConfigError(registry.name, f"Orthanc's registry cannot be read: {exc}") from None
             for node_id, entry in wanted.items():
                 if node_id not in present or before is None or old.get((registry.name, node_id)) != entry:
-                    self._call(registry.name, node_id, "PUT", registry.endpoint, orthanc_entry(registry.kind, entry))
+                    self._call(registry.name, node_id, "PUT", registry.endpoint, self._body(registry.kind, node_id, entry))
             for node_id in sorted(present - set(wanted)):
                 self._call(registry.name, node_id, "DELETE", registry.endpoint)
+
+    def _body(self, kind: str, node_id: str, entry: Any) -> dict:
+        """orthanc_entry's body, with the extra headers of a DICOMweb server merged into its HttpHeaders."""
+        body = orthanc_entry(kind, entry)
+        extra = self.extra_headers(node_id) if kind == "dicomweb" else {}
+        if extra:
+            body["HttpHeaders"] = {**(body.get("HttpHeaders") or {}), **extra}
+        return body
+
+    def set_node_headers(self, node_id: str) -> bool:
+        """PUT a DICOMweb server's entry again (its renewed token); False when the version in
+        force has no such server."""
+        if self.rest is None:
+            return False
+        with self._lock:
+            if self.current is None:
+                return False
+            for registry, found, entry in runtime.registry_entries(self.current.full):
+                if found == node_id and registry.kind == "dicomweb":
+                    self._call(registry.name, node_id, "PUT", registry.endpoint, self._body(registry.kind, node_id, entry))
+                    return True
+        return False
 
     def _undo_registries(self, tried: Mapping[str, Any], previous: Mapping[str, Any]) -> None:
         """Best effort, after a refused change: Orthanc's registries as the version in force says."""

@@ -1,17 +1,27 @@
-"""Talking to other nodes through Orthanc's REST API: C-ECHO, C-FIND (and QIDO later)."""
+"""Talking to other nodes through Orthanc's REST API: C-ECHO, C-FIND, QIDO-RS (in pages)."""
 from __future__ import annotations
 
 import datetime
+import functools
+import json
 import socket
 import ssl
 from typing import Any, Callable, Mapping, Optional
 
 from courier.errors import DeliveryError
-from courier.orthanc_rest import OrthancRest
+from courier.orthanc_rest import OrthancHttpError, OrthancRest
+from courier.tokens import unauthorized
 from courier.transfer.query import RETURNED, matches, split_range, unanswered
 
 ORTHANC_LEVEL = {"PATIENT": "Patient", "STUDY": "Study", "SERIES": "Series", "IMAGE": "Instance"}
 MAX_SPLITS = 64
+QIDO_PAGE_SIZE = 1000        # answers asked per QIDO request (limit) of a server without a known cap
+MAX_PAGES = 1000
+
+
+class Paged(list):
+    """The answers of a search that paged through all of them (QIDO limit/offset): a node's cap
+    does not apply to it, so find() does not split its date range."""
 
 
 def echo(rest: OrthancRest, node_id: str, kind: str) -> tuple[bool, str]:
@@ -21,7 +31,13 @@ def echo(rest: OrthancRest, node_id: str, kind: str) -> tuple[bool, str]:
             rest.post_json(f"/modalities/{node_id}/echo", {}, timeout=60)
         elif kind == "dicomweb":
             # orthanc-dicomweb wants the query string in Arguments, not in Uri
-            rest.post_json(f"/dicom-web/servers/{node_id}/get", {"Uri": "/studies", "Arguments": {"limit": "1"}}, timeout=60)
+            try:
+                rest.post_json(f"/dicom-web/servers/{node_id}/get", {"Uri": "/studies", "Arguments": {"limit": "1"}},
+                               timeout=60)
+            except OrthancHttpError as exc:
+                if exc.status == 401:
+                    raise DeliveryError(unauthorized(node_id)) from None
+                raise
         else:
             rest.get_json(f"/peers/{node_id}/system")
         return True, "ok"
@@ -42,9 +58,51 @@ def c_find(rest: OrthancRest, node_id: str, level: str, keys: Mapping[str, str])
             pass
 
 
-def qido_search(rest: OrthancRest, node_id: str, level: str, keys: Mapping[str, str]) -> list[dict]:
-    """The same question as c_find, asked of a DICOMweb server (QIDO-RS through orthanc-dicomweb).
-    QIDO has no patient level: patients are read from their studies."""
+class OffsetIgnored(Exception):
+    """A full page that brought nothing new: the server does not honour `offset`."""
+
+
+def paginate(fetch_page: Callable[[int, int], list], page_size: int, max_pages: int = MAX_PAGES) -> list:
+    """Every answer of a paged search (pure): `fetch_page(offset, limit)` is asked from offset 0
+    until a page has fewer than `page_size` answers, each new page at the offset of the answers
+    received so far. Answers given twice are kept once; a full page of answers all seen already
+    raises OffsetIgnored, more than `max_pages` pages DeliveryError."""
+    answers: list = []
+    seen: set[str] = set()
+    offset = 0
+    for _ in range(max_pages):
+        page = list(fetch_page(offset, page_size))
+        fresh = []
+        for answer in page:
+            key = json.dumps(answer, sort_keys=True)
+            if key not in seen:
+                seen.add(key)
+                fresh.append(answer)
+        if len(page) >= page_size and not fresh:
+            raise OffsetIgnored()
+        answers += fresh
+        if len(page) < page_size:
+            return answers
+        offset += len(page)
+    raise DeliveryError(f"more than {max_pages} pages of {page_size} answers; narrow the filters", retriable=False)
+
+
+def _qido_get(rest: OrthancRest, node_id: str, uri: str, arguments: Mapping[str, str]) -> list:
+    try:
+        return rest.post_json(f"/dicom-web/servers/{node_id}/get", {"Uri": uri, "Arguments": dict(arguments)},
+                              timeout=600) or []
+    except OrthancHttpError as exc:
+        if exc.status == 401:
+            raise DeliveryError(unauthorized(node_id)) from None
+        raise
+
+
+def qido_search(rest: OrthancRest, node_id: str, level: str, keys: Mapping[str, str],
+                page_size: int = QIDO_PAGE_SIZE) -> list[dict]:
+    """The same question as c_find, asked of a DICOMweb server (QIDO-RS through orthanc-dicomweb),
+    in pages of `page_size` (limit, offset) until one comes back short (servers cap their
+    answers). A server that ignores offset gives its first page, which find() treats as a capped
+    answer. QIDO has no patient level: patients are read from their studies."""
     from pydicom.datadict import keyword_for_tag, tag_for_keyword
 
     if level == "IMAGE":
@@ -59,8 +117,13 @@ def qido_search(rest: OrthancRest, node_id: str, level: str, keys: Mapping[str, 
         wanted = [f"{tag_for_keyword(k):08X}" for k, v in keys.items() if not v and tag_for_keyword(k) is not None]
         if wanted:
             arguments["includefield"] = ",".join(wanted)
-    answers = rest.post_json(f"/dicom-web/servers/{node_id}/get", {"Uri": uri, "Arguments": arguments}, timeout=600) or []
-    results = []
+    def page(offset: int, limit: int) -> list:
+        return _qido_get(rest, node_id, uri, {**arguments, "limit": str(limit), "offset": str(offset)})
+    try:
+        answers: list = Paged(paginate(page, page_size))
+    except OffsetIgnored:
+        answers = page(0, page_size)
+    results = Paged() if isinstance(answers, Paged) else []
     for answer in answers:
         row = {}
         for tag, element in answer.items():
@@ -169,7 +232,8 @@ def search_for(kind: str, node=None, settings=None, local_aet: str = "COURIER") 
     """QIDO-RS for DICOMweb servers; C-FIND for DICOM nodes, through Orthanc (Study Root) or, for
     a node configured with QueryModel PatientRoot, with pynetdicom."""
     if kind == "dicomweb":
-        return qido_search
+        cap = settings.max_results if settings is not None else 0
+        return functools.partial(qido_search, page_size=min(cap, QIDO_PAGE_SIZE) if cap else QIDO_PAGE_SIZE)
     if settings is not None and settings.query_model == "PatientRoot":
         return patient_root_search(node, local_aet, connect_timeout=settings.timeouts.connect)
     return c_find
@@ -194,7 +258,7 @@ def find(rest: OrthancRest, node_id: str, level: str, filters: Mapping[str, str]
     while pending:
         current = pending.pop()
         found = search(rest, node_id, level, current)
-        capped = max_results and len(found) >= max_results
+        capped = max_results and len(found) >= max_results and not isinstance(found, Paged)
         if capped and level != "PATIENT" and splits < MAX_SPLITS:
             halves = split_range(current.get("StudyDate", ""), today)
             if halves:

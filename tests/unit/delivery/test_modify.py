@@ -5,7 +5,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from courier.config.modify import parse_modify
-from courier.delivery.modify import ModifyContext, ModifyError, Modifier
+from courier.delivery.modify import Modifier, ModifyContext, ModifyError
 from courier.errors import ConfigError
 from factory import make_instance
 
