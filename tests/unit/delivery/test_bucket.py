@@ -125,7 +125,8 @@ def test_the_head_must_answer_the_size_and_the_checksum():
 
 
 @pytest.mark.parametrize("status, code, kind, retriable", [
-    (None, "", DeliveryError, True), (503, "ServiceUnavailable", DeliveryError, True), (500, "InternalError", DeliveryError, True),
+    (None, "", DeliveryError, True), (503, "ServiceUnavailable", DeliveryError, True),
+    (500, "InternalError", DeliveryError, True),
     (503, "SlowDown", DeliveryError, True), (403, "AccessDenied", DeliveryError, False),
     (403, "InvalidAccessKeyId", DeliveryError, False), (404, "NoSuchBucket", DeliveryError, False),
     (400, "BadDigest", Refused, True), (400, "EntityTooLarge", Refused, False),
