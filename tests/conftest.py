@@ -24,3 +24,21 @@ def pg_url(postgres):
     url = postgres.create_database()
     yield url
     postgres.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """moto's S3 server on loopback, with authentication on, for the whole session, started on first use."""
+    from s3 import S3Server
+    server = S3Server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3, request):
+    """A fresh bucket of that server for one test."""
+    import re
+    name = "t-" + re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-") + f"-{id(request) % 10000}"
+    s3.create_bucket(name)
+    return name

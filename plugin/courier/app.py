@@ -173,7 +173,8 @@ def _path_of(config: CourierConfig, kind: str, name: str) -> str:
     if kind == "profile":
         return f"Courier.Pseudonymization.{name}"
     kind = config.destinations.get(name) or config.nodes[name].kind
-    section = {"folder": "Courier.Folders", "archive": "Courier.Archives"}.get(kind) or REGISTRY_OF_KIND[kind].name
+    section = ({"folder": "Courier.Folders", "archive": "Courier.Archives", "bucket": "Courier.Buckets"}.get(kind)
+               or REGISTRY_OF_KIND[kind].name)
     return f"{section}.{name}"
 
 

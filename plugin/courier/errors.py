@@ -13,7 +13,8 @@
     0xA7xx "out of resources" status, False for a permanent refusal or a resource gone from
     Orthanc. Only it decides whether a failed task is tried again; senders never decide.
 
-`store_failure()` is the one place that reads Orthanc's error text to tell these apart.
+`store_failure()` is the one place that reads Orthanc's error text to tell these apart;
+`bucket_failure()` the one that reads an S3 store's answer.
 """
 from __future__ import annotations
 
@@ -79,3 +80,32 @@ def store_failure(kind: str, details: str) -> DeliveryError:
             return Refused(f"{text} (the destination accepts no presentation context for this instance)",
                            retriable=False)
     return DeliveryError(text)
+
+
+# S3 error codes that say the bucket cannot take anything with this configuration: nothing more is
+# sent there now, and trying again cannot help until the configuration (or the store) changes.
+BUCKET_UNUSABLE = ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket",
+                   "AllAccessDisabled", "AccountProblem", "InvalidBucketName", "PermanentRedirect",
+                   "AuthorizationHeaderMalformed", "InvalidToken", "ExpiredToken")
+# What the store found wrong with these bytes on the way: sending them again can help.
+BUCKET_RESEND = ("BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "IncompleteBody", "RequestTimeout",
+                 "InvalidPart", "NoSuchUpload")
+
+
+def bucket_failure(status: int | None, code: str, message: str) -> DeliveryError:
+    """What a failed request to an S3-compatible store means (AWS S3's codes, which MinIO, Ceph and
+    GCS's interoperability answer too):
+
+        no answer (connection refused, timeout, reset)   -> down, retried
+        5xx, 429, SlowDown, RequestTimeout               -> down, retried
+        AccessDenied, InvalidAccessKeyId, NoSuchBucket... -> down, permanent (wrong configuration)
+        BadDigest and the like                            -> refused, retried (the bytes were damaged)
+        any other 4xx (EntityTooLarge, InvalidRequest...) -> refused, permanent
+    """
+    text = f"{code}: {message}" if code and message else (code or message or "unknown error")
+    if status is None or status >= 500 or status == 429 or code in ("SlowDown", "ServiceUnavailable",
+                                                                    "InternalError"):
+        return DeliveryError(text)
+    if code in BUCKET_UNUSABLE or status in (401, 403) or (status == 404 and code in ("", "NoSuchBucket")):
+        return DeliveryError(text, retriable=False)
+    return Refused(text, retriable=code in BUCKET_RESEND)

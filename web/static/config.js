@@ -47,11 +47,11 @@
       form.elements.entry.focus();
     });
   });
-  // Routes, folders and archives carry Enabled themselves; a node's is in its Courier.Nodes settings.
+  // Routes, folders, archives and buckets carry Enabled themselves; a node's is in its Courier.Nodes settings.
   document.querySelectorAll("button.toggle").forEach(function (button) {
     button.addEventListener("click", function () {
       var section = button.dataset.section, name = button.dataset.name;
-      var own = ["routes", "folders", "archives"].indexOf(section) >= 0, target = own ? section : "node-settings";
+      var own = ["routes", "folders", "archives", "buckets"].indexOf(section) >= 0, target = own ? section : "node-settings";
       var entry = JSON.parse(JSON.stringify((own ? entryOf(section, name) : entryOf("node-settings", name)) || {}));
       entry.Enabled = entry.Enabled === false;
       call("PUT", api + "/" + target + "/" + encodeURIComponent(name),

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 from courier.config.database import DatabaseSettings, parse_database
-from courier.config.destinations import Archive, Folder, parse_archives, parse_folders
+from courier.config.destinations import Archive, Bucket, Folder, parse_archives, parse_buckets, parse_folders
 from courier.config.imports import ImportFolder, parse_imports
 from courier.config.nodes import Node, NodeSettings, node_registry, parse_node_settings
 from courier.config.profiles import Profile, parse_profiles
@@ -31,7 +31,7 @@ CALLER_MODES = ("KnownModalities", "Any")
 @dataclass(frozen=True)
 class CourierConfig:
     routes: tuple[Route, ...]
-    destinations: Mapping[str, str]               # id -> "dicom" | "dicomweb" | "peer" | "folder"
+    destinations: Mapping[str, str]               # id -> "dicom" | "dicomweb" | "peer" | "folder" | "archive" | "bucket"
     folders: Mapping[str, Folder]
     known_callers: Mapping[str, tuple[str, ...]]  # calling AET -> hosts allowed for it
     allowed_callers: str = "KnownModalities"
@@ -53,6 +53,7 @@ class CourierConfig:
     dicom_timeout: float = 10.0
     node_settings: Mapping[str, NodeSettings] = field(default_factory=dict)
     archives: Mapping[str, Archive] = field(default_factory=dict)
+    buckets: Mapping[str, Bucket] = field(default_factory=dict)
     access: AccessPolicy = field(default_factory=lambda: AccessPolicy({}, authentication=False))
     imports: Mapping[str, ImportFolder] = field(default_factory=dict)
     retention_days: float = 90.0                  # finished routed tasks, audit, import records older: pruned; 0: kept
@@ -66,6 +67,7 @@ class CourierConfig:
         periodically and their subscriptions do not run (an Echo by hand still works)."""
         return frozenset([f.id for f in self.folders.values() if not f.enabled]
                          + [a.id for a in self.archives.values() if not a.enabled]
+                         + [b.id for b in self.buckets.values() if not b.enabled]
                          + [n for n, s in self.node_settings.items() if not s.enabled])
 
 
@@ -135,7 +137,10 @@ def parse(orthanc: Mapping[str, Any], base_dir: str, repo_dir: str,
     nodes = _with_tls(nodes, parse_dicom_tls(orthanc, base_dir))
     folders = parse_folders(section.get("Folders", dict, {}), base_dir, kinds)
     archives = parse_archives(section.get("Archives", dict, {}), base_dir, {**kinds, **{f: "folder" for f in folders}}, environ)
-    destinations = {**kinds, **{folder_id: "folder" for folder_id in folders}, **{a: "archive" for a in archives}}
+    buckets = parse_buckets(section.get("Buckets", dict, {}), base_dir,
+                            {**kinds, **{f: "folder" for f in folders}, **{a: "archive" for a in archives}}, environ)
+    destinations = {**kinds, **{folder_id: "folder" for folder_id in folders}, **{a: "archive" for a in archives},
+                    **{b: "bucket" for b in buckets}}
     storage = orthanc.get("StorageDirectory", "OrthancStorage")
     scheme = "https" if orthanc.get("SslEnabled") else "http"
     mode = section.get("AllowedCallers", str, "KnownModalities")
@@ -149,6 +154,7 @@ def parse(orthanc: Mapping[str, Any], base_dir: str, repo_dir: str,
         routes=routes, imports=parse_imports(section.get("Imports", dict, {}), base_dir, routes, destinations, profiles),
         nodes=nodes, profiles=profiles,
         node_settings=parse_node_settings(section.get("Nodes", dict, {}), nodes, base_dir, environ), archives=archives,
+        buckets=buckets,
         access=parse_users(section, orthanc, nodes, destinations),
         quarantine_directory=resolve(section.get("QuarantineDirectory", str, os.path.join(storage, "courier-quarantine")),
                                      base_dir),

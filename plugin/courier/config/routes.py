@@ -117,7 +117,8 @@ def parse_routes(raw: Any, destinations: Mapping[str, str], profiles: Mapping[st
             if target not in destinations:
                 close = difflib.get_close_matches(target, list(destinations), n=1)
                 hint = (f"did you mean '{close[0]}'?" if close else
-                        "declare it in DicomModalities, DicomWeb.Servers, OrthancPeers or Courier.Folders")
+                        "declare it in DicomModalities, DicomWeb.Servers, OrthancPeers, Courier.Folders, "
+                        "Courier.Archives or Courier.Buckets")
                 raise ConfigError(f"{path}.Destinations[{position}]", f"no destination named {target!r}", hint)
         condition = section.get("Condition", str, None)
         if condition is not None and not re.fullmatch(r"[A-Za-z0-9_\-]+\.py", condition):

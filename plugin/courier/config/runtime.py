@@ -3,8 +3,8 @@
 The document has the shape of orthanc.json, so that the same parser checks it with the same
 messages and JSON paths, and an export can be pasted back into orthanc.json:
 
-    {"Courier": {"Routes": [...], "Folders": {...}, "Archives": {...}, "Pseudonymization": {...},
-                 "Nodes": {...}},
+    {"Courier": {"Routes": [...], "Folders": {...}, "Archives": {...}, "Buckets": {...},
+                 "Pseudonymization": {...}, "Nodes": {...}},
      "DicomModalities": {...}, "DicomWeb": {"Servers": {...}}, "OrthancPeers": {...},
      "Scripts": {"name.py": "def match(tags, context): ..."}}
 
@@ -29,7 +29,7 @@ from typing import Any, Iterator, Mapping
 from courier.config.nodes import REGISTRIES, Registry, registry_section
 from courier.errors import ConfigError
 
-COURIER_KEYS = ("Routes", "Folders", "Archives", "Pseudonymization", "Nodes")
+COURIER_KEYS = ("Routes", "Folders", "Archives", "Buckets", "Pseudonymization", "Nodes")
 SECTIONS = ("Courier", "DicomModalities", "DicomWeb", "OrthancPeers", "Scripts")
 IN_ORTHANC_JSON = "(kept in orthanc.json)"
 PASSWORD_KEYS = ("PasswordFile", "PasswordEnv")
@@ -178,7 +178,7 @@ def check_shape(document: Any) -> None:
     for key, value in document.items():
         if key not in SECTIONS:
             raise ConfigError(key, "not a section of the runtime configuration",
-                              "Courier (Routes, Folders, Archives, Pseudonymization, Nodes), DicomModalities, "
+                              "Courier (Routes, Folders, Archives, Buckets, Pseudonymization, Nodes), DicomModalities, "
                               "DicomWeb.Servers, OrthancPeers, Scripts")
         if not isinstance(value, dict):
             raise ConfigError(key, "expected an object")

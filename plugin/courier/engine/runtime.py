@@ -79,22 +79,33 @@ class RuntimeConfig:
         config = parse(self.seed, self.base_dir, self.repo_dir, self.environ, self.hostname)
         return runtime.extract(self.seed, read_scripts(config.scripts_directory, config.routes)), config.router_name
 
-    def _protected(self, document: Mapping[str, Any]) -> tuple[set, set]:
+    def _protected(self, document: Mapping[str, Any], buckets: bool = True) -> tuple[set, set]:
         """Files and variables that hold the other secrets of the configuration: a node's
-        PasswordFile/PasswordEnv may not name them (the key of a profile sent to a new Url)."""
+        PasswordFile/PasswordEnv, or a bucket's keys, may not name them (the key of a profile sent
+        to a new Url, or as the access key id to a new Endpoint)."""
         files, variables = set(), set()
         courier = {**(self.seed.get("Courier") or {}), **(document.get("Courier") or {})}
         sections = [*((courier.get("Pseudonymization") or {}).values()), *((courier.get("Archives") or {}).values()),
                     courier.get("Database") or {}]
+        if buckets:
+            sections += list((courier.get("Buckets") or {}).values())
         for section in sections:
             if isinstance(section, dict):
-                for key in ("SecretFile", "PasswordFile", "LookupFile"):
+                for key in ("SecretFile", "PasswordFile", "LookupFile", "AccessKeyFile", "SecretKeyFile"):
                     if isinstance(section.get(key), str):
                         files.add(resolve(section[key], self.base_dir))
-                for key in ("SecretEnv", "PasswordEnv"):
+                for key in ("SecretEnv", "PasswordEnv", "AccessKeyEnv", "SecretKeyEnv"):
                     if isinstance(section.get(key), str):
                         variables.add(section[key])
         return files, variables
+
+    def _check_bucket_keys(self, document: Mapping[str, Any], config: CourierConfig) -> None:
+        files, variables = self._protected(document, buckets=False)
+        for bucket in config.buckets.values():
+            for source in bucket.credential_sources:
+                if source in files or source in variables:
+                    raise ConfigError(f"Courier.Buckets.{bucket.id}",
+                                      "a key names a file or variable that holds another secret of the configuration")
 
     def _password_reader(self, document: Mapping[str, Any]) -> Callable[[str, Mapping[str, Any]], str]:
         files, variables = self._protected(document)
@@ -130,10 +141,11 @@ class RuntimeConfig:
         full = runtime.overlay(self.seed, document, self._password_reader(document))
         config = parse(full, self.base_dir, self.repo_dir, self.environ, self.hostname)
         self._check_authorizations(config, document)
+        self._check_bucket_keys(document, config)
         run_script = load_conditions(config.scripts_directory, config.routes, scripts)
         hooks = load_modify_hooks(config.scripts_directory, config.routes, scripts)
         senders = build_senders(self.rest, config.destinations, config.folders, config.nodes, config.local_aet,
-                                config.dicom_timeout, config.archives, self.tokens)
+                                config.dicom_timeout, config.archives, self.tokens, config.buckets)
         pseudonymizers = {name: Pseudonymizer(profile, patient_source(profile, self.store), source_ae=config.local_aet)
                           for name, profile in config.profiles.items()}
         return Built(document, config, run_script, senders, pseudonymizers, full, hooks)

@@ -18,7 +18,8 @@ from courier.web.http import Context, actor_of, int_param, json_body, paging
 
 # {section} of /courier/config/{section}/{name} -> where its entries live in the document
 SECTIONS = {"routes": ("Courier", "Routes"), "folders": ("Courier", "Folders"), "archives": ("Courier", "Archives"),
-            "profiles": ("Courier", "Pseudonymization"), "node-settings": ("Courier", "Nodes"),
+            "buckets": ("Courier", "Buckets"), "profiles": ("Courier", "Pseudonymization"),
+            "node-settings": ("Courier", "Nodes"),
             "modalities": ("DicomModalities",), "dicomweb": ("DicomWeb", "Servers"), "peers": ("OrthancPeers",),
             "scripts": ("Scripts",)}
 

@@ -166,7 +166,7 @@ ROUTE_TEST = Body({"type": "object", "additionalProperties": False, "properties"
 _CONFIG_BASE = {"type": "integer", "minimum": 1, "description": "the version the change was made from (409 when "
                                                                 "another change came first); none: the latest"}
 CONFIG_DOCUMENT = Body({"type": "object", "required": ["Document"], "additionalProperties": False, "properties": {
-    "Document": {"type": "object", "description": "the runtime configuration: Courier (Routes, Folders, Archives, "
+    "Document": {"type": "object", "description": "the runtime configuration: Courier (Routes, Folders, Archives, Buckets, "
                                                   "Pseudonymization, Nodes), DicomModalities, DicomWeb.Servers, "
                                                   "OrthancPeers, Scripts"},
     "Base": _CONFIG_BASE, "Comment": _string(500, nullable=True)}}, max_bytes=4 * MiB)

@@ -187,10 +187,11 @@ class Ui:
                 settings = (document.get("Courier") or {}).get("Nodes") or {}
                 rows = [{"name": name, "text": value if section == "scripts" else json.dumps(value),
                          "disabled": (isinstance(value, dict) and value.get("Enabled") is False) if section in (
-                             "folders", "archives") else (settings.get(name) or {}).get("Enabled") is False}
+                             "folders", "archives", "buckets") else (settings.get(name) or {}).get("Enabled") is False}
                         for name, value in (found.items() if isinstance(found, dict) else [])]
             sections.append({"id": section, "title": _TITLES[section], "entries": rows,
-                             "toggles": section in ("routes", "folders", "archives", "modalities", "dicomweb", "peers")})
+                             "toggles": section in ("routes", "folders", "archives", "buckets", "modalities", "dicomweb",
+                                                        "peers")})
         versions = [dict(v.summary(), When=_when(v.created_at)) for v in self.ctx.store.config_versions.list(50, 0)]
         return self._render("config.html", context, version=live.version, document=document, sections=sections,
                             versions=versions, section_paths={k: list(v) for k, v in api_config.SECTIONS.items()},
@@ -249,7 +250,8 @@ class Ui:
 
 
 _TITLES = {"routes": "Routes", "folders": "Folder destinations", "archives": "Archive destinations",
-           "profiles": "Pseudonymization profiles", "node-settings": "Node settings (Courier.Nodes)",
+           "buckets": "Bucket destinations (S3)", "profiles": "Pseudonymization profiles",
+           "node-settings": "Node settings (Courier.Nodes)",
            "modalities": "DICOM modalities", "dicomweb": "DICOMweb servers", "peers": "Orthanc peers",
            "scripts": "Condition scripts"}
 

@@ -1,0 +1,36 @@
+"""A bucket's keys may not name another secret of the configuration (it would go to the bucket's
+Endpoint as the access key id), and a node's password may not name a bucket's key."""
+import pytest
+
+from courier.engine.runtime import RuntimeConfig
+from courier.errors import ConfigError
+
+ENV = {"ARCHIVE_PASSWORD": "archive-password", "S3_ACCESS": "AKIAEXAMPLE", "S3_SECRET": "secret-example"}
+
+
+def runtime(tmp_path):
+    seed = {"Courier": {"Archives": {"zip": {"Path": str(tmp_path / "zip"), "PasswordEnv": "ARCHIVE_PASSWORD"}}}}
+    return RuntimeConfig(seed, str(tmp_path), str(tmp_path), "test", store=None, rest=None, environ=ENV)
+
+
+def document(access_env):
+    return {"Courier": {"Buckets": {"s3": {"Endpoint": "http://127.0.0.1:9", "Bucket": "dicom",
+                                           "AccessKeyEnv": access_env, "SecretKeyEnv": "S3_SECRET"}},
+                        "Routes": [{"Name": "r", "Destinations": ["s3"]}]}}
+
+
+def test_a_bucket_with_keys_of_its_own_is_built(tmp_path):
+    built = runtime(tmp_path).build(document("S3_ACCESS"))
+    assert built.config.destinations["s3"] == "bucket" and "s3" in built.senders
+
+
+def test_a_bucket_key_naming_another_secret_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="Courier.Buckets.s3: a key names a file or variable that holds another secret"):
+        runtime(tmp_path).build(document("ARCHIVE_PASSWORD"))
+
+
+def test_a_node_password_naming_a_bucket_key_is_refused(tmp_path):
+    doc = document("S3_ACCESS")
+    doc["OrthancPeers"] = {"p": {"Url": "http://127.0.0.1:9/", "Username": "u", "PasswordEnv": "S3_SECRET"}}
+    with pytest.raises(ConfigError, match="OrthancPeers.p.PasswordEnv: names a variable that holds another secret"):
+        runtime(tmp_path).build(doc)
