@@ -89,3 +89,23 @@ def test_an_archive_with_convert_nifti_holds_the_series_as_nifti(cluster, tmp_pa
         opened.extractall(path=tmp_path / "opened")
     assert [n.rsplit("/", 1)[-1] for n in names if "." in n.rsplit("/", 1)[-1]] == [f"{series}.json", f"{series}.nii.gz"]
     assert nifti_dims(next((tmp_path / "opened").rglob("*.nii.gz")))[1:4] == (32, 32, 4)
+
+
+def test_a_bucket_with_convert_nifti_gets_the_series_as_nifti_objects(cluster, tmp_path, s3, s3_bucket):
+    import gzip as gz
+    access, secret = s3.write_keys(tmp_path / "keys")
+    node = cluster.orthanc("router", courier={
+        "Retry": FAST_RETRY, "AllowedCallers": "Any",
+        "Buckets": {"s3": {"Endpoint": s3.url, "Bucket": s3_bucket, "Prefix": "nifti", "Convert": "NIfTI",
+                           "AccessKeyFile": access, "SecretKeyFile": secret}},
+        "Routes": [{"Name": "up", "Trigger": "StableSeries", "StableAfterSeconds": 1, "Destinations": ["s3"]}]})
+    series, files = ct_series(tmp_path / "ct", count=3)
+    storescu(node.dicom_port, files)
+    wait_until(lambda: [t for t in node.get("/courier/tasks")["tasks"] if t["state"] == "SUCCESS"], 40,
+               what="the series uploaded")
+    objects = s3.objects(s3_bucket)
+    study = next(iter(objects)).split("/")[1]
+    assert set(objects) == {f"nifti/{study}/{series}.nii.gz", f"nifti/{study}/{series}.json"}
+    header = gz.decompress(objects[f"nifti/{study}/{series}.nii.gz"])[:348]
+    assert struct.unpack_from("<8h", header, 40)[1:4] == (32, 32, 3)
+    assert json.loads(objects[f"nifti/{study}/{series}.json"])["Modality"] == "CT"

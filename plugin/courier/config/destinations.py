@@ -50,6 +50,7 @@ class Bucket:
     multipart_threshold: int = 8 * 1024 * 1024   # bytes; at or above: multipart upload
     enabled: bool = True
     credential_sources: tuple[str, ...] = ()     # files and variables the keys come from
+    convert: Optional[str] = None                # "NIfTI": each series as .nii.gz + .json objects
 
 
 MULTIPART_MINIMUM_MB = 5          # S3's smallest part (but the last)
@@ -160,7 +161,8 @@ def parse_buckets(raw: Any, base_dir: str, taken: Mapping[str, str], environ: Ma
         region = section.get("Region", str, None)
         if endpoint is None and region is None:
             raise ConfigError(path, "set Endpoint (any S3-compatible store) or Region (AWS S3)")
-        layout = section.get("Layout", str, DEFAULT_LAYOUT)
+        convert = _convert(section, path)
+        layout = section.get("Layout", str, NIFTI_LAYOUT if convert else DEFAULT_LAYOUT)
         _check_layout(layout, f"{path}.Layout")
         threshold = section.get("MultipartThresholdMB", float, 8)
         if threshold < MULTIPART_MINIMUM_MB:
@@ -169,5 +171,5 @@ def parse_buckets(raw: Any, base_dir: str, taken: Mapping[str, str], environ: Ma
         access, secret, sources = _bucket_credentials(section, path, base_dir, environ)
         buckets[bucket_id] = Bucket(bucket_id, name, layout, endpoint.rstrip("/") if endpoint else None, region,
                                     _bucket_prefix(section.get("Prefix", str, ""), f"{path}.Prefix"), access, secret,
-                                    int(threshold * 1024 * 1024), section.get("Enabled", bool, True), sources)
+                                    int(threshold * 1024 * 1024), section.get("Enabled", bool, True), sources, convert)
     return buckets

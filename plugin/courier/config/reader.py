@@ -20,7 +20,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "Courier.Users.{name}": ("Role", "MayQuery", "MaySendTo"),
     "Courier.Archives.{id}": ("Path", "Layout", "PasswordFile", "PasswordEnv", "Enabled", "Convert"),
     "Courier.Buckets.{id}": ("Endpoint", "Region", "Bucket", "Prefix", "Layout", "AccessKeyFile", "AccessKeyEnv",
-                             "SecretKeyFile", "SecretKeyEnv", "MultipartThresholdMB", "Enabled"),
+                             "SecretKeyFile", "SecretKeyEnv", "MultipartThresholdMB", "Enabled", "Convert"),
     "Courier.Nodes.{id}": ("Enabled", "Capabilities", "QueryModel", "RetrieveMethod", "MaxResults", "MaxParallelTasks",
                            "Windows", "DirectMoveTo", "ConnectTimeoutSeconds", "RetrieveTimeoutSeconds",
                            "OfflineRetrieveTimeoutSeconds", "Authorization"),

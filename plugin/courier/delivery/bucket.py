@@ -26,6 +26,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from courier.config.destinations import Bucket
 from courier.delivery.layout import relative_path
+from courier.delivery.nifti import Converter, by_series
 from courier.delivery.sender import Check, Failed, FileItem, Report, failure, never
 from courier.errors import Cancelled, DeliveryError, Refused, bucket_failure
 from courier.orthanc_rest import OrthancRest
@@ -95,6 +96,7 @@ class BucketSender:
         self._lock = threading.Lock()
 
     # -- the store ------------------------------------------------------------------------------
+        self.converter = Converter(f"Courier.Buckets.{bucket.id}") if bucket.convert == "NIfTI" else None
     def _new_client(self) -> Any:
         import boto3
         from botocore.config import Config
@@ -147,15 +149,17 @@ class BucketSender:
         text = self._redact(f"bucket {self.bucket.id}: {result} ({where})")
         return kind(text, retriable=result.retriable) if kind is not Cancelled else result
 
-    def upload(self, data: bytes) -> str:
-        """Upload one instance and check it; its key. Raises DeliveryError (Refused: this one only)."""
-        try:
-            key = object_key(self.bucket, data)
-        except Exception as exc:               # not DICOM: nothing to name it with
-            raise Refused(f"bucket {self.bucket.id}: cannot read the instance's tags: {exc}", retriable=False) from None
+    def upload(self, data: bytes, key: Optional[str] = None, content_type: str = "application/dicom") -> str:
+        """Upload one instance (or, with `key`, one file of a NIfTI conversion) and check it; its
+        key. Raises DeliveryError (Refused: this one only)."""
+        if key is None:
+            try:
+                key = object_key(self.bucket, data)
+            except Exception as exc:               # not DICOM: nothing to name it with
+                raise Refused(f"bucket {self.bucket.id}: cannot read the instance's tags: {exc}", retriable=False) from None
         where = f"s3://{self.bucket.bucket}/{key}"
         threshold = self.bucket.multipart_threshold
-        extra = {"ContentType": "application/dicom", "ChecksumAlgorithm": "SHA256"}
+        extra = {"ContentType": content_type, "ChecksumAlgorithm": "SHA256"}
         try:
             client = self.client()
             if len(data) < threshold:
@@ -187,8 +191,38 @@ class BucketSender:
             return self.rest.get_bytes(f"/instances/{item.instance_id}/file")
         return self._send([(item, read) for item in items], cancelled)
 
-    def send_files(self, files: Sequence[FileItem], cancelled: Check = never) -> Report:
+    def send_files(self, files: Sequence[FileItem], cancelled: Check = never, subfolder: str = "",
+                   password: Optional[str] = None) -> Report:
+        if self.converter is not None:
+            return self._send_converted(files, cancelled)
         return self._send([(item, lambda _item, data=data: data) for item, data in files], cancelled)
+
+    @property
+    def per_task(self) -> bool:
+        """With Convert NIfTI the Deliverer gives it a whole task: a series is converted whole."""
+        return self.converter is not None
+
+    def _send_converted(self, files: Sequence[FileItem], cancelled: Check) -> Report:
+        """Each series as dcm2niix made it, at <Prefix><Layout><suffix> (.nii.gz, .json...)."""
+        report: Report = {}
+        for uid, members in by_series(files).items():
+            if cancelled():
+                report.update({item.instance_id: Failed("not sent: cancelled", interrupted=True) for item, _, _ in members})
+                continue
+            converted = self.converter.convert(uid, [data for _, data, _ in members])
+            if not isinstance(converted, Failed):
+                base = self.bucket.prefix + relative_path(self.bucket.layout, members[0][2])
+                try:
+                    for suffix, data in converted.items():
+                        self.upload(data, base + suffix, "application/json" if suffix.endswith(".json") else
+                                    "application/gzip" if suffix.endswith(".gz") else "application/octet-stream")
+                except Refused as exc:
+                    converted = failure(exc)
+                except DeliveryError as exc:
+                    converted = Failed(str(exc), permanent=not exc.retriable, down=True)
+            report.update({item.instance_id: converted if isinstance(converted, Failed) else None
+                           for item, _, _ in members})
+        return report
 
     def _send(self, entries: Sequence[tuple[ManifestItem, Callable[[ManifestItem], bytes]]], cancelled: Check) -> Report:
         """A refusal fails that instance only; a store that is down (or refuses this configuration)
