@@ -115,3 +115,18 @@ def test_a_bucket_added_at_runtime_receives_a_routed_instance(cluster, tmp_path,
     document = node.get("/courier/config")["Document"]
     assert document["Courier"]["Buckets"]["late"]["SecretKeyFile"] == entry["SecretKeyFile"]
     assert s3.secret_key not in json.dumps(node.get("/courier/config/versions/3"))
+
+
+def test_a_modified_and_pseudonymized_route_uploads_what_it_changed(cluster, tmp_path, s3, s3_bucket):
+    import io
+
+    import pydicom
+    (tmp_path / "key").write_text("bucket-key-0123456789abcdef")
+    node = router(cluster, {"s3": bucket_entry(s3, s3_bucket, tmp_path, Layout="{SOPInstanceUID}.dcm")},
+                  [{"Name": "m", "Destinations": ["s3"], "Pseudonymize": "p",
+                    "Modify": {"Set": {"InstitutionName": "Bucket site"}, "Remove": ["StudyDescription"]}}],
+                  Pseudonymization={"p": {"SecretFile": str(tmp_path / "key"), "Keep": ["InstitutionName"]}})
+    storescu(node.dicom_port, write_instances(tmp_path / "in", 1, patient_id="BUCKET-PID"), calling="MODALITY")
+    objects = wait_until(lambda: s3.objects(s3_bucket) or None, 30, what="the object")
+    ds = pydicom.dcmread(io.BytesIO(next(iter(objects.values()))))
+    assert ds.InstitutionName == "Bucket site" and "StudyDescription" not in ds and ds.PatientID != "BUCKET-PID"
