@@ -91,7 +91,9 @@ class Courier:
         old = self.config
         gone = [(kind, name) for kind, before, after in (
             ("destination", old.destinations, config.destinations), ("node", old.nodes, config.nodes),
-            ("profile", old.profiles, config.profiles)) for name in before if name not in after]
+            ("profile", old.profiles, config.profiles),
+            ("route", {r.name: r for r in old.routes}, {r.name: r for r in config.routes}))
+            for name in before if name not in after]
         if not gone:
             return
         uses = self.store.tasks.unfinished_uses()
@@ -99,7 +101,7 @@ class Courier:
         for kind, name in gone:
             where = _path_of(old, kind, name)
             count = sum(uses.get(f"{column}:{name}", 0) for column in (
-                ("profile",) if kind == "profile" else ("destination", "source")))
+                (kind,) if kind in ("profile", "route") else ("destination", "source")))
             if count:
                 raise ConfigError(where, f"{count} unfinished task(s) still use {name!r}",
                                   "let them finish, or cancel them on the Tasks page, then remove it")
@@ -172,6 +174,8 @@ def _path_of(config: CourierConfig, kind: str, name: str) -> str:
     """Where a node, destination or profile is declared, for an error."""
     if kind == "profile":
         return f"Courier.Pseudonymization.{name}"
+    if kind == "route":
+        return f"Courier.Routes.{name}"
     kind = config.destinations.get(name) or config.nodes[name].kind
     section = ({"folder": "Courier.Folders", "archive": "Courier.Archives", "bucket": "Courier.Buckets"}.get(kind)
                or REGISTRY_OF_KIND[kind].name)

@@ -82,6 +82,7 @@ class TokenProvider:
         self._token: Optional[Token] = None
         self._retry_at = 0.0
         self.failure = ""                      # the last renewal's error, "" once one succeeded
+        self.renewed: Callable[[str], None] = lambda node_id: None     # a renewal made on demand, by token()
         self._lock = threading.Lock()
 
     @property
@@ -97,11 +98,13 @@ class TokenProvider:
             if token is not None and now < token.renew_at:
                 return token.value
             try:
-                return self._renew(now).value
+                value = self._renew(now).value
             except DeliveryError:
                 if token is not None and now < token.expires_at:
                     return token.value         # still valid: used while the endpoint is down
                 raise
+        self.renewed(self.node_id)             # Orthanc's registry must get it too (outside the lock)
+        return value
 
     def header(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token()}"}
@@ -175,6 +178,7 @@ class Tokens:
                  clock: Callable[[], float] = time.monotonic, post: Callable = requests.post) -> None:
         self.on_refresh, self.clock, self.post = on_refresh, clock, post
         self.providers: dict[str, TokenProvider] = {}
+        self._pending: set[str] = set()        # renewed on demand: their registry entries to set
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -191,7 +195,15 @@ class Tokens:
                 kept = self.providers.get(node_id)
                 providers[node_id] = kept if kept is not None and kept.authorization == settings.authorization \
                     else TokenProvider(node_id, settings.authorization, self.clock, self.post)
+                providers[node_id].renewed = self._renewed_on_demand
             self.providers = providers
+        self._wake.set()
+
+    def _renewed_on_demand(self, node_id: str) -> None:
+        """A token renewed by a caller (a STOW after a 401, say): the thread sets it in Orthanc's
+        registry, as it does for its own renewals."""
+        with self._lock:
+            self._pending.add(node_id)
         self._wake.set()
 
     def provider(self, node_id: str) -> Optional[TokenProvider]:
@@ -236,6 +248,12 @@ class Tokens:
         """Renew every token that is due; the seconds until the next one is."""
         with self._lock:
             providers = list(self.providers.values())
+            pending, self._pending = self._pending, set()
+        for node_id in sorted(pending):
+            try:
+                self.on_refresh(node_id)
+            except Exception:                  # noqa: BLE001 - logged; the next renewal sets it again
+                log.exception("%s: the renewed token could not be set in Orthanc's registry", node_id)
         now = self.clock()
         wait = 30.0
         for provider in providers:

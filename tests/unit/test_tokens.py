@@ -128,3 +128,15 @@ def test_the_thread_step_renews_what_is_due_and_sets_it_in_orthanc():
     tokens.configure({"web": NodeSettings(("QIDO",), authorization=Authorization(
         "oauth2", "ClientSecretEnv T", "other-secret", "http://idp/token", "courier"))})
     assert tokens.registry_headers("web") == {}      # no token to be had: the entry goes without
+
+
+def test_a_token_renewed_on_demand_is_set_in_orthancs_registry_by_the_thread():
+    clock, endpoint, refreshed = Clock(), Endpoint(expires_in=10), []
+    tokens = Tokens({"web": NodeSettings(("QIDO",), authorization=OAUTH)}, refreshed.append, clock, endpoint)
+    tokens.renew_due()
+    assert refreshed == ["web"]
+    tokens.providers["web"].invalidate()              # a STOW got 401 and renews at once, by itself
+    assert tokens.headers("web") == {"Authorization": "Bearer tok-2"}
+    assert refreshed == ["web"]                       # not yet in Orthanc's registry...
+    tokens.renew_due()
+    assert refreshed == ["web", "web"]                # ...until the thread's next step

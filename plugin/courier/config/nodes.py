@@ -226,6 +226,9 @@ def parse_node_settings(raw: Any, nodes: Mapping[str, Node], base_dir: str = "."
             if node.kind != "dicomweb":
                 raise ConfigError(f"{path}.Authorization", "only a DICOMweb server (DicomWeb.Servers) takes an Authorization",
                                   "a peer's credentials are its Username and Password")
+            if node.username:
+                raise ConfigError(f"{path}.Authorization", "the server also has a Username: its Basic credentials "
+                                  "would replace the token", f"remove Username and Password from DicomWeb.Servers.{node_id}")
             authorization = parse_authorization(section.get("Authorization", dict), f"{path}.Authorization", base_dir,
                                                 environ)
         max_results = section.get("MaxResults", int, 0)

@@ -105,6 +105,9 @@ def parse_routes(raw: Any, destinations: Mapping[str, str], profiles: Mapping[st
         name = section.get("Name", str)
         if not name or name in names:
             raise ConfigError(f"{path}.Name", f"route names must be unique and not empty, got {name!r}")
+        if ":" in name:
+            raise ConfigError(f"{path}.Name", f"a route name has no ':', got {name!r}",
+                              "manual:, release:, import: and upload: name the tasks made outside routes")
         names.add(name)
         trigger = section.get("Trigger", str, "Instance")
         if trigger not in TRIGGERS:

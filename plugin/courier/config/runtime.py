@@ -27,6 +27,7 @@ import re
 from typing import Any, Iterator, Mapping
 
 from courier.config.nodes import REGISTRIES, Registry, registry_section
+from courier.config.reader import resolve
 from courier.errors import ConfigError
 
 COURIER_KEYS = ("Routes", "Folders", "Archives", "Buckets", "Pseudonymization", "Nodes")
@@ -168,6 +169,56 @@ def overlay(orthanc: Mapping[str, Any], document: Mapping[str, Any], read_passwo
                     entry["Password"] = read_password(f"{registry.name}.{node_id}", entry)
         _set_registry(full, registry, entries)
     return full
+
+
+def _sources(section: Any, path: str, files: tuple, variables: tuple, base_dir: str) -> Iterator[tuple[str, str]]:
+    if isinstance(section, Mapping):
+        for key in files:
+            if isinstance(section.get(key), str):
+                yield f"{path}.{key}", "file " + resolve(section[key], base_dir)
+        for key in variables:
+            if isinstance(section.get(key), str):
+                yield f"{path}.{key}", "variable " + section[key]
+
+
+def secret_sources(full: Mapping[str, Any], base_dir: str) -> tuple[list, list]:
+    """(secrets that are sent to a server, secrets that never leave) of a whole configuration, as
+    (JSON path, "file <path>" | "variable <name>")."""
+    courier = full.get("Courier") if isinstance(full.get("Courier"), Mapping) else {}
+    sent: list = []
+    kept: list = [("DicomTlsPrivateKey", "file " + resolve(full["DicomTlsPrivateKey"], base_dir))] \
+        if isinstance(full.get("DicomTlsPrivateKey"), str) else []
+    for name, section in (courier.get("Pseudonymization") or {}).items():
+        kept += _sources(section, f"Courier.Pseudonymization.{name}", ("SecretFile", "LookupFile"), ("SecretEnv",), base_dir)
+    for name, section in (courier.get("Archives") or {}).items():
+        kept += _sources(section, f"Courier.Archives.{name}", ("PasswordFile",), ("PasswordEnv",), base_dir)
+    kept += _sources(courier.get("Database"), "Courier.Database", ("PasswordFile",), ("PasswordEnv",), base_dir)
+    for name, section in (courier.get("Buckets") or {}).items():
+        sent += _sources(section, f"Courier.Buckets.{name}", ("AccessKeyFile", "SecretKeyFile"),
+                         ("AccessKeyEnv", "SecretKeyEnv"), base_dir)
+    for name, section in (courier.get("Nodes") or {}).items():
+        if isinstance(section, Mapping):
+            sent += _sources(section.get("Authorization"), f"Courier.Nodes.{name}.Authorization",
+                             ("BearerTokenFile", "ClientSecretFile"), ("BearerTokenEnv", "ClientSecretEnv"), base_dir)
+    for registry, node_id, entry in registry_entries(full):
+        sent += _sources(entry, f"{registry.name}.{node_id}", ("PasswordFile",), ("PasswordEnv",), base_dir)
+    return sent, kept
+
+
+def check_secret_reuse(full: Mapping[str, Any], base_dir: str, seed: Mapping[str, Any] = {}) -> None:
+    """A secret Courier sends to a server (a node's password, a bucket's key, a token or client
+    secret) may not come from the file or variable of another secret, of this configuration or of
+    orthanc.json (`seed`): a profile's key must never reach an address an admin typed."""
+    sent, kept = secret_sources(full, base_dir)
+    seed_sent, seed_kept = secret_sources(seed, base_dir)
+    owners: dict[str, str] = {}
+    for path, source in kept + seed_kept + seed_sent + sent:
+        owners.setdefault(source, path)
+    for path, source in sent:
+        owner = owners[source]
+        if owner != path and owner.rsplit(".", 1)[0] != path.rsplit(".", 1)[0]:
+            raise ConfigError(path, f"names the {source.split(' ')[0]} that holds the secret of {owner}",
+                              "give each secret a file or variable of its own")
 
 
 def check_shape(document: Any) -> None:

@@ -19,7 +19,7 @@ class DicomTls:
     certificate: str
     private_key: str
     trusted: str
-    remote_certificate_required: bool = True
+    remote_certificate_required: bool = True   # for Orthanc's SCP; a server always presents one to Courier
     minimum_version: int = 0          # Orthanc's: 0 default, 1 SSLv3, 2 TLS 1.0, 3 TLS 1.1, 4 TLS 1.2, 5 TLS 1.3
 
 

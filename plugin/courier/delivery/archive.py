@@ -1,13 +1,12 @@
 """Encrypted 7-Zip archive destinations (py7zr: AES-256 with encrypted headers)."""
 from __future__ import annotations
 
-import io
 import os
 import tempfile
 from typing import Optional, Sequence
 
 from courier.config.destinations import Archive
-from courier.delivery.layout import relative_path, safe_component
+from courier.delivery.layout import layout_tags, relative_path, safe_component
 from courier.delivery.nifti import Converter, by_series
 from courier.delivery.sender import Check, Failed, FileItem, Report, never
 from courier.store.records import ManifestItem
@@ -30,7 +29,6 @@ class ArchiveSender:
     def send_files(self, files: Sequence[FileItem], cancelled: Check = never, subfolder: str = "routes",
                    password: Optional[str] = None) -> Report:
         import py7zr
-        from pydicom import dcmread
 
         password = password or self.archive.password
         if not password:
@@ -51,8 +49,7 @@ class ArchiveSender:
                 studies.setdefault(members[0][2].get("StudyInstanceUID", "unknown"), []).extend(entries)
         else:
             for item, data in files:
-                ds = dcmread(io.BytesIO(data), stop_before_pixels=True)
-                tags = {e.keyword: str(e.value) for e in ds if e.keyword and e.VR != "SQ"}
+                tags = layout_tags(data)
                 studies.setdefault(tags.get("StudyInstanceUID", "unknown"), []).append(
                     (item, data, relative_path(self.archive.layout, tags)))
         for study, members in studies.items():

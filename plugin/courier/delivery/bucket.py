@@ -25,7 +25,7 @@ import threading
 from typing import Any, Callable, Optional, Sequence
 
 from courier.config.destinations import Bucket
-from courier.delivery.layout import relative_path
+from courier.delivery.layout import layout_tags, relative_path
 from courier.delivery.nifti import Converter, by_series
 from courier.delivery.sender import Check, Failed, FileItem, Report, failure, never
 from courier.errors import Cancelled, DeliveryError, Refused, bucket_failure
@@ -40,11 +40,7 @@ _MD5 = re.compile(r"^[0-9a-f]{32}(-\d+)?$")
 
 def object_key(bucket: Bucket, data: bytes) -> str:
     """<Prefix><Layout filled with the instance's tags>: the same components as a folder's path."""
-    import pydicom
-
-    dataset = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
-    tags = {element.keyword: str(element.value) for element in dataset if element.keyword and element.VR != "SQ"}
-    return bucket.prefix + relative_path(bucket.layout, tags)
+    return bucket.prefix + relative_path(bucket.layout, layout_tags(data))
 
 
 def part_size(threshold: int, size: int) -> int:

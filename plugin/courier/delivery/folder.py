@@ -1,13 +1,12 @@
 """Folder destinations: each instance written under the folder at the path its layout gives, atomically."""
 from __future__ import annotations
 
-import io
 import os
 import tempfile
 from typing import Optional, Sequence
 
 from courier.config.destinations import Folder
-from courier.delivery.layout import contained_path, relative_path
+from courier.delivery.layout import contained_path, layout_tags, relative_path
 from courier.delivery.sender import Check, Failed, FileItem, Report, failure, never
 from courier.errors import DeliveryError
 from courier.orthanc_rest import OrthancRest
@@ -21,12 +20,10 @@ class FolderSender:
         self.rest, self.folder = rest, folder
 
     def _write(self, item: ManifestItem, data: Optional[bytes] = None) -> None:
-        import pydicom
 
         if data is None:
             data = self.rest.get_bytes(f"/instances/{item.instance_id}/file")
-        dataset = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
-        tags = {element.keyword: str(element.value) for element in dataset if element.keyword and element.VR != "SQ"}
+        tags = layout_tags(data)
         try:
             target = contained_path(self.folder.path, relative_path(self.folder.layout, tags))
         except ValueError as exc:

@@ -16,6 +16,16 @@ def safe_component(value: Any) -> str:
     return text[:128]
 
 
+def layout_tags(data: bytes) -> dict[str, str]:
+    """The top-level tags of a DICOM file, as text, that layouts name (its header only is read)."""
+    import io
+
+    import pydicom
+
+    dataset = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+    return {element.keyword: str(element.value) for element in dataset if element.keyword and element.VR != "SQ"}
+
+
 def relative_path(layout: str, tags: Mapping[str, Any]) -> str:
     """Fill `layout` with tag values; each placeholder yields exactly one safe component."""
     def fill(match: re.Match) -> str:

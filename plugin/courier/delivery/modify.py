@@ -3,13 +3,15 @@ pydicom Dataset): Copy, Replace, Set, Remove, then the hook script. Any error ra
 and the instance is quarantined by the caller, never sent half-modified."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
-from courier.config.modify import Modification, Path
+from courier.config.modify import FORBIDDEN, IDENTIFYING, Modification, Path
 
 
 class ModifyError(Exception):
@@ -30,30 +32,31 @@ class Modifier:
     hook: Optional[Callable[[Dataset, ModifyContext], Any]] = None
 
     def apply(self, ds: Dataset, context: ModifyContext) -> None:
-        """Change `ds` in place; ModifyError says what failed (and `ds` must then be thrown away)."""
+        """Change `ds` in place; ModifyError says what failed (and `ds` must then be thrown away).
+        The reason names the step and the exception's type, never a value (values may be PHI)."""
         where = "Copy"
+        before = {tag: ds.get(tag).value if tag in ds else None for tag in IDENTIFYING}
+        had_pixels = any(tag in ds for tag in FORBIDDEN)
         try:
             m = self.modification
             for source, target in m.copy:
                 for parent in _parents(ds, source):
                     if source.last.tag in parent and parent[source.last.tag].value not in (None, ""):
                         for into in _parents(ds, target):
-                            _set(into, target.last.tag, _copied(parent[source.last.tag].value))
+                            _set(into, target.last.tag, copy.deepcopy(parent[source.last.tag].value))
             where = "Replace"
             for path, pattern, replacement in m.replace:
                 for parent in _parents(ds, path):
                     if path.last.tag in parent:
                         element = parent[path.last.tag]
-                        values = element.value if isinstance(element.value, (list, tuple)) or (
-                            hasattr(element.value, "__iter__") and not isinstance(element.value, (str, bytes))) else None
-                        if values is not None:
-                            element.value = [pattern.sub(replacement, str(v)) for v in values]
+                        if isinstance(element.value, (MultiValue, list, tuple)):
+                            element.value = [pattern.sub(replacement, str(v)) for v in element.value]
                         elif element.value is not None:
                             element.value = pattern.sub(replacement, str(element.value))
             where = "Set"
             for path, value in m.set:
                 for parent in _parents(ds, path):
-                    _set(parent, path.last.tag, value)
+                    _set(parent, path.last.tag, copy.deepcopy(value))
             where = "Remove"
             for path in m.remove:
                 for parent in _parents(ds, path):
@@ -69,14 +72,25 @@ class Modifier:
             if self.hook is not None:
                 where = f"script {m.script}"
                 self.hook(ds, context)
-        except ModifyError:
-            raise
         except Exception as exc:                      # noqa: BLE001 - a hook may raise anything
-            raise ModifyError(f"Modify {where} failed: {type(exc).__name__}: {exc}") from None
+            raise ModifyError(f"Modify {where} failed: {type(exc).__name__}{_line_in(exc, m.script)}") from None
+        changed = [name for tag, name in IDENTIFYING.items() if (ds.get(tag).value if tag in ds else None) != before[tag]]
+        if changed:
+            raise ModifyError(f"Modify script {m.script} changed {', '.join(changed)}, which only "
+                              "pseudonymization may remap")
+        if not had_pixels and any(tag in ds for tag in FORBIDDEN):
+            raise ModifyError(f"Modify script {m.script} set Pixel Data, which Modify may not change")
 
 
-def _copied(value: Any) -> Any:
-    return list(value) if hasattr(value, "__iter__") and not isinstance(value, (str, bytes)) else value
+def _line_in(exc: Exception, script: Optional[str]) -> str:
+    """Where in the hook it raised (its own message may quote the instance's values)."""
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:
+        if script and tb.tb_frame.f_code.co_filename.endswith(script):
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return f" at line {line} of {script}" if line else ""
 
 
 def _set(parent: Dataset, tag: int, value: Any) -> None:

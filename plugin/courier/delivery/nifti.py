@@ -6,7 +6,6 @@ job says so). A series dcm2niix cannot convert is a permanent failure of its ins
 dcm2niix's reason, on the task: never dropped silently."""
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import subprocess
@@ -14,7 +13,8 @@ import tempfile
 from typing import Optional, Sequence, Union
 
 from courier.config.destinations import Folder
-from courier.delivery.layout import contained_path, relative_path
+from courier.delivery.dcmtk_store import PREFIX, scratch_root
+from courier.delivery.layout import contained_path, layout_tags, relative_path
 from courier.delivery.sender import Check, Failed, FileItem, Report, never
 from courier.errors import ConfigError
 from courier.store.records import ManifestItem
@@ -23,7 +23,9 @@ TIMEOUT = 600.0
 
 
 class Converter:
-    """Runs dcm2niix on the instances of one series, in a temporary folder under `work_parent`."""
+    """Runs dcm2niix on the instances of one series, in a temporary folder of the scratch space
+    (RAM when there is /dev/shm; a folder a router killed meanwhile left is removed at start-up,
+    with storescu's: dcmtk_store.remove_leftovers), never beside the destination's files."""
 
     def __init__(self, path: str) -> None:
         self.program = shutil.which("dcm2niix")
@@ -31,10 +33,10 @@ class Converter:
             raise ConfigError(f"{path}.Convert", "dcm2niix is not installed",
                               "install Debian's dcm2niix package (make install does)")
 
-    def convert(self, uid: str, datas: Sequence[bytes], work_parent: Optional[str] = None) -> Union[dict, Failed]:
+    def convert(self, uid: str, datas: Sequence[bytes]) -> Union[dict, Failed]:
         """{suffix: bytes} (".nii.gz", ".json", "_e2.nii.gz"...), or Failed with dcm2niix's reason."""
         try:
-            with tempfile.TemporaryDirectory(dir=work_parent, prefix=".courier-nifti-") as work:
+            with tempfile.TemporaryDirectory(dir=scratch_root(), prefix=f"{PREFIX}{os.getpid()}-nifti-") as work:
                 source, output = os.path.join(work, "dicom"), os.path.join(work, "out")
                 os.mkdir(source)
                 os.mkdir(output)
@@ -60,12 +62,10 @@ class Converter:
 
 def by_series(files: Sequence[FileItem]) -> dict[str, list[tuple[ManifestItem, bytes, dict]]]:
     """The files of a task by SeriesInstanceUID, each with its top-level tags (for the layout)."""
-    from pydicom import dcmread
 
     series: dict[str, list[tuple[ManifestItem, bytes, dict]]] = {}
     for item, data in files:
-        ds = dcmread(io.BytesIO(data), stop_before_pixels=True)
-        tags = {e.keyword: str(e.value) for e in ds if e.keyword and e.VR != "SQ"}
+        tags = layout_tags(data)
         series.setdefault(tags.get("SeriesInstanceUID", ""), []).append((item, data, tags))
     return series
 
@@ -101,14 +101,19 @@ class NiftiSender:
             return Failed(str(exc), permanent=True)
         try:
             os.makedirs(os.path.dirname(base), exist_ok=True)
-            converted = self.converter.convert(uid, [data for _, data, _ in members], os.path.dirname(base))
+            converted = self.converter.convert(uid, [data for _, data, _ in members])
             if isinstance(converted, Failed):
                 return converted
             for suffix, data in converted.items():      # each written aside, then renamed
                 handle, temporary = tempfile.mkstemp(dir=os.path.dirname(base), prefix=".courier-")
-                with os.fdopen(handle, "wb") as out:
-                    out.write(data)
-                os.replace(temporary, base + suffix)
+                try:
+                    with os.fdopen(handle, "wb") as out:
+                        out.write(data)
+                    os.replace(temporary, base + suffix)
+                except OSError:
+                    if os.path.exists(temporary):
+                        os.unlink(temporary)
+                    raise
         except OSError as exc:
             return Failed(f"cannot write to folder {self.folder.id!r}: {exc.strerror}")
         return None

@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping, Optional
 from courier.config import runtime
 from courier.config.nodes import REGISTRIES
 from courier.config.parse import CourierConfig, parse
-from courier.config.reader import Section, resolve
+from courier.config.reader import Section
 from courier.config.secrets import read_secret
 from courier.deid.pseudonymizer import Pseudonymizer
 from courier.deid.sources import patient_source
@@ -79,58 +79,9 @@ class RuntimeConfig:
         config = parse(self.seed, self.base_dir, self.repo_dir, self.environ, self.hostname)
         return runtime.extract(self.seed, read_scripts(config.scripts_directory, config.routes)), config.router_name
 
-    def _protected(self, document: Mapping[str, Any], buckets: bool = True) -> tuple[set, set]:
-        """Files and variables that hold the other secrets of the configuration: a node's
-        PasswordFile/PasswordEnv, or a bucket's keys, may not name them (the key of a profile sent
-        to a new Url, or as the access key id to a new Endpoint)."""
-        files, variables = set(), set()
-        courier = {**(self.seed.get("Courier") or {}), **(document.get("Courier") or {})}
-        sections = [*((courier.get("Pseudonymization") or {}).values()), *((courier.get("Archives") or {}).values()),
-                    courier.get("Database") or {}]
-        if buckets:
-            sections += list((courier.get("Buckets") or {}).values())
-        for section in sections:
-            if isinstance(section, dict):
-                for key in ("SecretFile", "PasswordFile", "LookupFile", "AccessKeyFile", "SecretKeyFile"):
-                    if isinstance(section.get(key), str):
-                        files.add(resolve(section[key], self.base_dir))
-                for key in ("SecretEnv", "PasswordEnv", "AccessKeyEnv", "SecretKeyEnv"):
-                    if isinstance(section.get(key), str):
-                        variables.add(section[key])
-        return files, variables
-
-    def _check_bucket_keys(self, document: Mapping[str, Any], config: CourierConfig) -> None:
-        files, variables = self._protected(document, buckets=False)
-        for bucket in config.buckets.values():
-            for source in bucket.credential_sources:
-                if source in files or source in variables:
-                    raise ConfigError(f"Courier.Buckets.{bucket.id}",
-                                      "a key names a file or variable that holds another secret of the configuration")
-
-    def _password_reader(self, document: Mapping[str, Any]) -> Callable[[str, Mapping[str, Any]], str]:
-        files, variables = self._protected(document)
-
-        def read(path: str, entry: Mapping[str, Any]) -> str:
-            section = Section({k: entry[k] for k in runtime.PASSWORD_KEYS if k in entry}, path, "{registry}.{id}")
-            named = section.get("PasswordFile", str, None)
-            if named is not None and resolve(named, self.base_dir) in files:
-                raise ConfigError(f"{path}.PasswordFile", "names a file that holds another secret of the configuration")
-            if section.get("PasswordEnv", str, None) in variables:
-                raise ConfigError(f"{path}.PasswordEnv", "names a variable that holds another secret of the configuration")
-            return read_secret(section, path, self.base_dir, self.environ, runtime.PASSWORD_KEYS, minimum=1).decode("utf-8")
-        return read
-
-    def _check_authorizations(self, config: CourierConfig, document: Mapping[str, Any]) -> None:
-        """A DICOMweb server's token or client secret may not be the file or variable of another
-        secret (a profile's key would be sent to the server or its token endpoint)."""
-        files, variables = self._protected(document)
-        for node_id, settings in config.node_settings.items():
-            auth = settings.authorization
-            if auth is None:
-                continue
-            if set(auth.files) & files or set(auth.variables) & variables:
-                raise ConfigError(f"Courier.Nodes.{node_id}.Authorization",
-                                  "names a file or variable that holds another secret of the configuration")
+    def _password(self, path: str, entry: Mapping[str, Any]) -> str:
+        section = Section({k: entry[k] for k in runtime.PASSWORD_KEYS if k in entry}, path, "{registry}.{id}")
+        return read_secret(section, path, self.base_dir, self.environ, runtime.PASSWORD_KEYS, minimum=1).decode("utf-8")
 
     def build(self, document: Any) -> Built:
         """Check a document as orthanc.json is checked; ConfigError names the JSON path."""
@@ -138,10 +89,9 @@ class RuntimeConfig:
         scripts = document.get("Scripts", {})
         for name, source in scripts.items():
             compile_script(name, source, f"Scripts.{name}", function_name=None)    # each route checks its function
-        full = runtime.overlay(self.seed, document, self._password_reader(document))
+        full = runtime.overlay(self.seed, document, self._password)
+        runtime.check_secret_reuse(full, self.base_dir, self.seed)
         config = parse(full, self.base_dir, self.repo_dir, self.environ, self.hostname)
-        self._check_authorizations(config, document)
-        self._check_bucket_keys(document, config)
         run_script = load_conditions(config.scripts_directory, config.routes, scripts)
         hooks = load_modify_hooks(config.scripts_directory, config.routes, scripts)
         senders = build_senders(self.rest, config.destinations, config.folders, config.nodes, config.local_aet,

@@ -43,17 +43,15 @@ PRUNE_SECONDS = 3600.0
 
 
 class JobModifiers:
-    """The Modify of each job, read from the store once (a job's Modify never changes)."""
+    """The Modify of a job, read with each delivery of one of its studies (a job task comes alone,
+    so this is one small query a study; never cached: a deleted job's id may be given again)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._known: dict[int, Optional[Modifier]] = {}
 
     def of(self, job_id: int) -> Optional[Modifier]:
-        if job_id not in self._known:
-            spec = self.store.jobs.modify_of(job_id)
-            self._known[job_id] = Modifier(parse_modify(spec, "Modify")) if spec else None
-        return self._known[job_id]
+        spec = self.store.jobs.modify_of(job_id)
+        return Modifier(parse_modify(spec, "Modify")) if spec else None
 
 
 class Engine:
@@ -189,7 +187,7 @@ class Engine:
     def _known(self) -> dict[str, list[str]]:
         """What tasks may name to be claimed: the configuration's destinations, nodes, profiles."""
         return {"destination": sorted(self.config.destinations), "source": sorted(self.config.nodes),
-                "profile": sorted(self.config.profiles)}
+                "profile": sorted(self.config.profiles), "route": [r.name for r in self.config.routes]}
 
     def _not_configured(self, tasks: Sequence[Task]) -> Optional[str]:
         config = self.config
@@ -200,6 +198,8 @@ class Engine:
                 return f"source {task.source!r}"
             if task.profile and task.profile not in config.profiles:
                 return f"profile {task.profile!r}"
+            if task.job_id is None and ":" not in task.route and task.route not in {r.name for r in config.routes}:
+                return f"route {task.route!r}"
         return None
 
     def _topped_up(self, owner: str, destination: str, tasks: list[Task]) -> list[Task]:

@@ -23,8 +23,9 @@ class Quarantine:
                                   " reason, disposition, file) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                                   (now, profile, route, task_id, instance_id, sop_instance_uid, reason,
                                    disposition, file)).fetchone()[0]
-            write_audit(db, now, [AuditEvent("instance-quarantined" if disposition == "quarantine" else "instance-refused",
-                                             route=route, resource_id=instance_id, task_id=task_id,
+            kept = disposition in ("quarantine", "modify-error")       # the original is kept, to release
+            write_audit(db, now, [AuditEvent("instance-quarantined" if kept else "instance-refused", route=route,
+                                             resource_id=instance_id, task_id=task_id,
                                              detail={"reason": reason, "quarantine_id": entry_id})])
         return entry_id
 

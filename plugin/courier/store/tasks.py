@@ -73,9 +73,14 @@ def _known_filter(known: Optional[Mapping[str, Sequence[str]]]) -> tuple[str, li
     configuration's (`known`; None: any)."""
     clause, values = "", []
     for column, names in (known or {}).items():
-        assert column in ("destination", "source", "profile"), column
+        assert column in ("destination", "source", "profile", "route"), column
         inside = f"{column} IN ({', '.join('?' * len(names))})" if names else "0 = 1"
-        clause += f" AND ({inside})" if column == "destination" else f" AND ({column} IS NULL OR {inside})"
+        if column == "destination":
+            clause += f" AND ({inside})"
+        elif column == "route":     # a routed task's route (its Modify); manual:, release:, import:, upload: are not routes
+            clause += f" AND (job_id IS NOT NULL OR route LIKE '%:%' OR {inside})"
+        else:
+            clause += f" AND ({column} IS NULL OR {inside})"
         values += list(names)
     return clause, values
 
@@ -125,8 +130,9 @@ class Tasks:
         instances share one association); a job task comes alone, so that a cancel, a pause or
         an urgent job acts before its next study. A source outside its windows or fetching as
         many studies as its MaxParallelTasks lends nothing; a held (disabled) destination neither.
-        `known` ({"destination": [...], "source": [...], "profile": [...]}, the configuration's):
-        tasks naming anything else wait, PENDING, for a configuration that has it again."""
+        `known` ({"destination": [...], "source": [...], "profile": [...], "route": [...]}, the
+        configuration's): tasks naming anything else wait, PENDING, for a configuration that has it
+        again (a routed task of a route gone would be sent without that route's Modify)."""
         now = self.clock()
         with self.database.transaction() as db:
             self.database.lock(db, "claims")        # counting a destination's slots and taking one: one step
@@ -428,13 +434,13 @@ class Tasks:
         return max(0.0, now - row[0]) if row and row[0] is not None else 0.0
 
     def unfinished_uses(self) -> dict[str, int]:
-        """Unfinished tasks by every destination, source and profile they name (a node or profile
-        they use may not leave the configuration)."""
+        """Unfinished tasks by every destination, source, profile and route (routed tasks) they
+        name: what they use may not leave the configuration."""
         uses: dict[str, int] = {}
         marks = ", ".join("?" * len(FINAL_STATES))
-        for column in ("destination", "source", "profile"):
+        for column, only in (("destination", ""), ("source", ""), ("profile", ""), ("route", " AND job_id IS NULL")):
             for name, count in self.database.read().execute(
-                    f"SELECT {column}, COUNT(*) FROM tasks WHERE state NOT IN ({marks}) AND {column} IS NOT NULL"
+                    f"SELECT {column}, COUNT(*) FROM tasks WHERE state NOT IN ({marks}) AND {column} IS NOT NULL{only}"
                     f" GROUP BY {column}", FINAL_STATES).fetchall():
                 uses[f"{column}:{name}"] = count
         return uses

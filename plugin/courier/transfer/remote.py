@@ -101,8 +101,9 @@ def qido_search(rest: OrthancRest, node_id: str, level: str, keys: Mapping[str, 
                 page_size: int = QIDO_PAGE_SIZE) -> list[dict]:
     """The same question as c_find, asked of a DICOMweb server (QIDO-RS through orthanc-dicomweb),
     in pages of `page_size` (limit, offset) until one comes back short (servers cap their
-    answers). A server that ignores offset gives its first page, which find() treats as a capped
-    answer. QIDO has no patient level: patients are read from their studies."""
+    answers). A server that ignores offset is asked once more without limit and offset (what it
+    answers then, find() treats as it would any answer). QIDO has no patient level: patients are
+    read from their studies."""
     from pydicom.datadict import keyword_for_tag, tag_for_keyword
 
     if level == "IMAGE":
@@ -121,8 +122,8 @@ def qido_search(rest: OrthancRest, node_id: str, level: str, keys: Mapping[str, 
         return _qido_get(rest, node_id, uri, {**arguments, "limit": str(limit), "offset": str(offset)})
     try:
         answers: list = Paged(paginate(page, page_size))
-    except OffsetIgnored:
-        answers = page(0, page_size)
+    except OffsetIgnored:             # a server that cannot page: asked as before paging, all at once
+        answers = _qido_get(rest, node_id, uri, arguments)
     results = Paged() if isinstance(answers, Paged) else []
     for answer in answers:
         row = {}

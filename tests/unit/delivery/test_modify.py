@@ -82,3 +82,34 @@ def test_the_hook_runs_last_and_its_error_is_a_modify_error():
 def test_a_bad_modify_names_its_json_path(spec, message):
     with pytest.raises(ConfigError, match=message):
         parse_modify(spec, "M")
+
+
+def test_person_names_stay_names_and_values_are_checked_against_their_vr():
+    ds = instance()
+    Modifier(parse_modify({"Replace": {"PatientName": {"Pattern": "Doe", "With": "Roe"}},
+                           "Copy": {"PatientName": "OtherPatientNames"}}, "M")).apply(ds, CONTEXT)
+    assert str(ds.PatientName) == "Roe^Jane" and str(ds.OtherPatientNames) == "Doe^Jane"
+    assert parse_modify({"Set": {"StudyID": 5, "SliceThickness": 1.5}}, "M").set[0][1] == "5"
+    for spec, message in [({"Set": {"Rows": "256"}}, r"M.Set.Rows: does not fit Rows \(US\)"),
+                          ({"Set": {"StudyID": "x" * 17}}, r"M.Set.StudyID: does not fit StudyID \(SH\)"),
+                          ({"Replace": {"Rows": {"Pattern": "1"}}}, r"M.Replace.Rows: Replace works on text, and Rows is US"),
+                          ({"Copy": {"Rows": "StudyID"}}, r"Rows \(US\) cannot be copied into StudyID \(SH\)"),
+                          ({"Set": {"SOPInstanceUID": "1.2.3"}}, r"SOPInstanceUID cannot be changed by Modify"),
+                          ({"Remove": ["StudyInstanceUID"]}, r"StudyInstanceUID cannot be changed by Modify"),
+                          ({"Replace": {"StudyDescription": {"Pattern": "(a)", "With": "\\2"}}},
+                           r"M.Replace.StudyDescription.With: refers to group 2, and the pattern has 1")]:
+        with pytest.raises(ConfigError, match=message):
+            parse_modify(spec, "M")
+
+
+def test_a_hook_may_not_change_the_identifying_uids_and_its_reason_quotes_no_value():
+    def renames(ds, context):
+        ds.SOPInstanceUID = "1.2.3.4"
+    with pytest.raises(ModifyError, match=r"changed SOPInstanceUID, which only pseudonymization may remap"):
+        Modifier(parse_modify({"Script": "m.py"}, "M"), renames).apply(instance(), CONTEXT)
+
+    def tells(ds, context):
+        raise ValueError(f"no rule for {ds.PatientName}")
+    with pytest.raises(ModifyError) as raised:
+        Modifier(parse_modify({"Script": "m.py"}, "M"), tells).apply(instance(), CONTEXT)
+    assert "Doe" not in str(raised.value) and "ValueError" in str(raised.value)

@@ -25,12 +25,30 @@ def test_a_bucket_with_keys_of_its_own_is_built(tmp_path):
 
 
 def test_a_bucket_key_naming_another_secret_is_refused(tmp_path):
-    with pytest.raises(ConfigError, match="Courier.Buckets.s3: a key names a file or variable that holds another secret"):
+    with pytest.raises(ConfigError, match="Courier.Buckets.s3.AccessKeyEnv: names the variable that holds the secret "
+                                          "of Courier.Archives.zip.PasswordEnv"):
         runtime(tmp_path).build(document("ARCHIVE_PASSWORD"))
 
 
 def test_a_node_password_naming_a_bucket_key_is_refused(tmp_path):
     doc = document("S3_ACCESS")
     doc["OrthancPeers"] = {"p": {"Url": "http://127.0.0.1:9/", "Username": "u", "PasswordEnv": "S3_SECRET"}}
-    with pytest.raises(ConfigError, match="OrthancPeers.p.PasswordEnv: names a variable that holds another secret"):
+    with pytest.raises(ConfigError, match="OrthancPeers.p.PasswordEnv: names the variable that holds the secret of "
+                                          "Courier.Buckets.s3.SecretKeyEnv"):
         runtime(tmp_path).build(doc)
+
+
+def test_a_token_or_client_secret_may_not_be_the_tls_key_or_another_nodes(tmp_path):
+    from courier.config.runtime import check_secret_reuse
+    base = {"DicomTlsPrivateKey": "tls.key",
+            "Courier": {"Nodes": {"a": {"Authorization": {"TokenUrl": "http://idp/", "ClientId": "c",
+                                                          "ClientSecretFile": "a.secret"}}}}}
+    check_secret_reuse(base, str(tmp_path))
+    stolen = {**base, "Courier": {"Nodes": {**base["Courier"]["Nodes"],
+                                            "b": {"Authorization": {"BearerTokenFile": "a.secret"}}}}}
+    with pytest.raises(ConfigError, match="Courier.Nodes.b.Authorization.BearerTokenFile: names the file that holds "
+                                          "the secret of Courier.Nodes.a.Authorization.ClientSecretFile"):
+        check_secret_reuse(stolen, str(tmp_path))
+    with pytest.raises(ConfigError, match="OrthancPeers.p.PasswordFile: names the file that holds the secret of "
+                                          "DicomTlsPrivateKey"):
+        check_secret_reuse({**base, "OrthancPeers": {"p": {"Url": "http://x/", "PasswordFile": "tls.key"}}}, str(tmp_path))

@@ -220,11 +220,13 @@ def test_a_live_router_name_is_refused_and_free_again_once_its_process_is_gone(m
 def test_tasks_naming_what_the_configuration_no_longer_has_wait(make_store):
     store = make_store()
     store.tasks.enqueue([NewTask("r", "gone", "Instance", "i1"), NewTask("r", "d", "Instance", "i2", profile="old"),
-                         NewTask("r", "d", "Instance", "i3", priority=-1)])
-    known = {"destination": ["d"], "source": [], "profile": ["p"]}
+                         NewTask("r", "d", "Instance", "i3", priority=-1), NewTask("renamed", "d", "Instance", "i4"),
+                         NewTask("manual:alice", "d", "Study", "s5", priority=-2)])
+    known = {"destination": ["d"], "source": [], "profile": ["p"], "route": ["r"]}
     claim = store.tasks.claim("w1", 10, known=known)
-    assert [t.resource_id for t in claim.tasks] == ["i3"]        # not the one to "gone", nor the one of profile "old"
+    assert [t.resource_id for t in claim.tasks] == ["i3", "s5"]   # not to "gone", of profile "old" or route "renamed"
     store.tasks.release_slot("w1")
     assert store.tasks.claim("w2", 10, known=known) is None
-    assert {t.resource_id for t in store.tasks.list(state="PENDING")[1]} == {"i1", "i2"}
-    assert store.tasks.unfinished_uses() == {"destination:gone": 1, "destination:d": 2, "profile:old": 1}
+    assert {t.resource_id for t in store.tasks.list(state="PENDING")[1]} == {"i1", "i2", "i4"}
+    assert store.tasks.unfinished_uses() == {"destination:gone": 1, "destination:d": 4, "profile:old": 1,
+                                             "route:r": 3, "route:renamed": 1, "route:manual:alice": 1}
