@@ -171,22 +171,23 @@ def overlay(orthanc: Mapping[str, Any], document: Mapping[str, Any], read_passwo
     return full
 
 
-def _sources(section: Any, path: str, files: tuple, variables: tuple, base_dir: str) -> Iterator[tuple[str, str]]:
+def _sources(section: Any, path: str, files: tuple, variables: tuple, base_dir: str,
+             address: Any = None) -> Iterator[tuple[str, str, Any]]:
     if isinstance(section, Mapping):
         for key in files:
             if isinstance(section.get(key), str):
-                yield f"{path}.{key}", "file " + resolve(section[key], base_dir)
+                yield f"{path}.{key}", "file " + resolve(section[key], base_dir), (key, address)
         for key in variables:
             if isinstance(section.get(key), str):
-                yield f"{path}.{key}", "variable " + section[key]
+                yield f"{path}.{key}", "variable " + section[key], (key, address)
 
 
 def secret_sources(full: Mapping[str, Any], base_dir: str) -> tuple[list, list]:
     """(secrets that are sent to a server, secrets that never leave) of a whole configuration, as
-    (JSON path, "file <path>" | "variable <name>")."""
+    (JSON path, "file <path>" | "variable <name>", (key, the address a sent one goes to))."""
     courier = full.get("Courier") if isinstance(full.get("Courier"), Mapping) else {}
     sent: list = []
-    kept: list = [("DicomTlsPrivateKey", "file " + resolve(full["DicomTlsPrivateKey"], base_dir))] \
+    kept: list = [("DicomTlsPrivateKey", "file " + resolve(full["DicomTlsPrivateKey"], base_dir), None)] \
         if isinstance(full.get("DicomTlsPrivateKey"), str) else []
     for name, section in (courier.get("Pseudonymization") or {}).items():
         kept += _sources(section, f"Courier.Pseudonymization.{name}", ("SecretFile", "LookupFile"), ("SecretEnv",), base_dir)
@@ -194,29 +195,36 @@ def secret_sources(full: Mapping[str, Any], base_dir: str) -> tuple[list, list]:
         kept += _sources(section, f"Courier.Archives.{name}", ("PasswordFile",), ("PasswordEnv",), base_dir)
     kept += _sources(courier.get("Database"), "Courier.Database", ("PasswordFile",), ("PasswordEnv",), base_dir)
     for name, section in (courier.get("Buckets") or {}).items():
-        sent += _sources(section, f"Courier.Buckets.{name}", ("AccessKeyFile", "SecretKeyFile"),
-                         ("AccessKeyEnv", "SecretKeyEnv"), base_dir)
-    for name, section in (courier.get("Nodes") or {}).items():
         if isinstance(section, Mapping):
-            sent += _sources(section.get("Authorization"), f"Courier.Nodes.{name}.Authorization",
-                             ("BearerTokenFile", "ClientSecretFile"), ("BearerTokenEnv", "ClientSecretEnv"), base_dir)
+            sent += _sources(section, f"Courier.Buckets.{name}", ("AccessKeyFile", "SecretKeyFile"),
+                             ("AccessKeyEnv", "SecretKeyEnv"), base_dir, (section.get("Endpoint"), section.get("Region")))
+    urls = {node_id: entry.get("Url") if isinstance(entry, Mapping) else entry[0] if isinstance(entry, list) and entry
+            else entry for registry, node_id, entry in registry_entries(full)}
+    for name, section in (courier.get("Nodes") or {}).items():
+        if isinstance(section, Mapping) and isinstance(section.get("Authorization"), Mapping):
+            auth = section["Authorization"]
+            sent += _sources(auth, f"Courier.Nodes.{name}.Authorization", ("BearerTokenFile", "ClientSecretFile"),
+                             ("BearerTokenEnv", "ClientSecretEnv"), base_dir, auth.get("TokenUrl") or urls.get(name))
     for registry, node_id, entry in registry_entries(full):
-        sent += _sources(entry, f"{registry.name}.{node_id}", ("PasswordFile",), ("PasswordEnv",), base_dir)
+        sent += _sources(entry, f"{registry.name}.{node_id}", ("PasswordFile",), ("PasswordEnv",), base_dir,
+                         urls.get(node_id))
     return sent, kept
 
 
 def check_secret_reuse(full: Mapping[str, Any], base_dir: str, seed: Mapping[str, Any] = {}) -> None:
     """A secret Courier sends to a server (a node's password, a bucket's key, a token or client
-    secret) may not come from the file or variable of another secret, of this configuration or of
-    orthanc.json (`seed`): a profile's key must never reach an address an admin typed."""
+    secret) may come only from a file or variable of its own, or one that another entry sends as
+    the same key to the same address (two buckets of one account): never from another secret of
+    this configuration or of orthanc.json (`seed`). A profile's key must not reach an address an
+    admin typed, nor a bucket's keys a new endpoint."""
     sent, kept = secret_sources(full, base_dir)
     seed_sent, seed_kept = secret_sources(seed, base_dir)
-    owners: dict[str, str] = {}
-    for path, source in kept + seed_kept + seed_sent + sent:
-        owners.setdefault(source, path)
-    for path, source in sent:
-        owner = owners[source]
-        if owner != path and owner.rsplit(".", 1)[0] != path.rsplit(".", 1)[0]:
+    owners: dict[str, tuple[str, Any]] = {}
+    for path, source, use in kept + seed_kept + seed_sent + sent:
+        owners.setdefault(source, (path, use))
+    for path, source, use in sent:
+        owner, owner_use = owners[source]
+        if owner != path and owner_use != use and owner.rsplit(".", 1)[0] != path.rsplit(".", 1)[0]:
             raise ConfigError(path, f"names the {source.split(' ')[0]} that holds the secret of {owner}",
                               "give each secret a file or variable of its own")
 

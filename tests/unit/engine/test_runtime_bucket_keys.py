@@ -52,3 +52,16 @@ def test_a_token_or_client_secret_may_not_be_the_tls_key_or_another_nodes(tmp_pa
     with pytest.raises(ConfigError, match="OrthancPeers.p.PasswordFile: names the file that holds the secret of "
                                           "DicomTlsPrivateKey"):
         check_secret_reuse({**base, "OrthancPeers": {"p": {"Url": "http://x/", "PasswordFile": "tls.key"}}}, str(tmp_path))
+
+
+def test_two_buckets_of_one_store_may_share_keys_but_a_new_endpoint_may_not_take_them(tmp_path):
+    from courier.config.runtime import check_secret_reuse
+
+    def bucket(endpoint):
+        return {"Endpoint": endpoint, "Bucket": "b", "AccessKeyFile": "k.access", "SecretKeyFile": "k.secret"}
+    check_secret_reuse({"Courier": {"Buckets": {"a": bucket("http://s3.local"), "b": bucket("http://s3.local")}}},
+                       str(tmp_path))
+    with pytest.raises(ConfigError, match="Courier.Buckets.evil.AccessKeyFile: names the file that holds the secret "
+                                          "of Courier.Buckets.a.AccessKeyFile"):
+        check_secret_reuse({"Courier": {"Buckets": {"a": bucket("http://s3.local"), "evil": bucket("http://evil")}}},
+                           str(tmp_path))
