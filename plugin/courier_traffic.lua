@@ -17,3 +17,22 @@ function IncomingFindRequestFilter(query, origin)
   }, true))
   return query
 end
+
+-- A C-MOVE Orthanc serves is a job of its own when orthanc.json sets "SynchronousCMove": false
+-- (type DicomModalityStore, description "C-MOVE"); when one ends, Courier is told the job's id and
+-- reads the rest (originator, destination, counts) itself. Courier's own sends end as jobs too:
+-- they are told apart here, with one call to Orthanc's REST API, and not posted.
+local function CourierJobEnded(jobId)
+  local job = ParseJson(RestApiGet('/jobs/' .. jobId))
+  if job and job['Type'] == 'DicomModalityStore' and job['Content'] and job['Content']['Description'] == 'C-MOVE' then
+    RestApiPost('/courier/traffic/events', DumpJson({ Service = 'C-MOVE', Job = jobId }, true))
+  end
+end
+
+function OnJobSuccess(jobId)
+  CourierJobEnded(jobId)
+end
+
+function OnJobFailure(jobId)
+  CourierJobEnded(jobId)
+end

@@ -2,6 +2,7 @@
 instance count and bytes, counted once through a kill -9; a refused caller; a C-FIND served (through
 Courier's Lua script, whose query goes on unchanged); the internal route refused to HTTP clients; the
 CSV; and the Traffic page in Chromium."""
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -125,3 +126,23 @@ def test_the_traffic_page_shows_a_refused_caller_and_a_c_find_served(cluster, tm
     csv = page.request.get(page.url.rsplit("/ui/", 1)[0] + "/traffic.csv?status=refused")
     assert csv.status == 200 and "INTRUDER" in csv.text()
     Path(SHOTS / "traffic.csv").write_text(csv.text())
+
+
+def test_a_c_move_served_is_in_the_traffic_log_when_orthanc_runs_it_as_a_job(cluster, tmp_path):
+    dest = cluster.orthanc("dest")
+    node = Orthanc(tmp_path, "router", courier={"AllowedCallers": "Any"},
+                   extra={"SynchronousCMove": False, "DicomModalities": {
+                       "mover": {"AET": "MOVER", "Host": "127.0.0.1", "Port": 11113}, "dest": dest.as_modality()}})
+    cluster.nodes.append(node)
+    node.start()
+    files = write_instances(tmp_path / "ct", 2, patient_id="MOVED-PID")
+    storescu(node.dicom_port, files, calling="MOVER", called=node.aet)
+    moved = subprocess.run(["movescu", "-aet", "MOVER", "-aec", node.aet, "-aem", dest.aet, "-S", "-k",
+                            "QueryRetrieveLevel=PATIENT", "-k", "PatientID=MOVED-PID", "127.0.0.1", str(node.dicom_port)],
+                           capture_output=True, text=True, timeout=60)
+    assert moved.returncode == 0, moved.stderr
+    wait_until(lambda: len(dest.instances()) == 2, 30, what="the moved instances at dest")
+    [row] = wait_until(lambda: rows(node, service="C-MOVE"), 30, what="the C-MOVE served")
+    assert (row["CallingAet"], row["CalledAet"], row["Instances"], row["Detail"]) == ("MOVER", node.aet, 2, f"to {dest.aet}")
+    assert "MOVED-PID" not in json.dumps(node.get("/courier/traffic"))
+    assert rows(node, service="C-STORE", status="accepted")                 # the upload, as before

@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 from courier.errors import ApiError
 from courier.host import HttpRequest, HttpResponse
+from courier.orthanc_rest import OrthancHttpError
 from courier.store.records import TRAFFIC_SERVICES, TRAFFIC_STATUSES, TrafficEvent
 from courier.store.traffic import COLUMNS
 from courier.transfer import batch_files
@@ -81,13 +82,37 @@ def _text(event: dict, name: str) -> str:
     return str(event.get(name) or "").strip()
 
 
+def _move_served(ctx: Context, job_id: str) -> Any:
+    """A C-MOVE Orthanc served, from its job (SynchronousCMove false): who asked, to where, how
+    many instances went and how many failed."""
+    if ctx.rest is None or not job_id:
+        raise ApiError(400, "Job: the id of the C-MOVE's job")
+    try:
+        job = ctx.rest.get_json(f"/jobs/{job_id}")
+    except OrthancHttpError as exc:
+        raise ApiError(404 if exc.status == 404 else 502, f"Job: {exc}") from None
+    content = job.get("Content") or {}
+    if job.get("Type") != "DicomModalityStore" or content.get("Description") != "C-MOVE":
+        raise ApiError(400, "Job: not a C-MOVE Orthanc served")
+    count, failed = int(content.get("InstancesCount") or 0), int(content.get("FailedInstancesCount") or 0)
+    detail = f"to {content.get('RemoteAet') or '?'}" + (f", {failed} failed" if failed or job.get("State") == "Failure"
+                                                       else "")
+    ctx.store.traffic.record([TrafficEvent("C-MOVE", str(content.get("MoveOriginatorAET") or "?"), "accepted",
+                                           ctx.store.clock(), called_aet=str(content.get("LocalAet") or ""),
+                                           instances=max(0, count - failed), detail=detail)])
+    return {"Recorded": True}
+
+
 def record_event(ctx: Context, request: HttpRequest, args: dict) -> Any:
     """{"Service": "C-FIND", "CallingAet", "CalledAet", "RemoteIp", "Level"} from Courier's Lua script:
-    one C-FIND served. Only these fields are read: a query's keys (names, IDs) never reach the log."""
+    one C-FIND served (only these fields are read: a query's keys, names and IDs, never reach the
+    log), or {"Service": "C-MOVE", "Job"}: a C-MOVE served, read from its job."""
     event = json_body(request)          # checked against bodies.TRAFFIC_EVENT (4 KiB, strings of 64)
     service = _text(event, "Service")
+    if service == "C-MOVE":
+        return _move_served(ctx, _text(event, "Job"))
     if service != "C-FIND":
-        raise ApiError(400, "Service: only C-FIND is posted (C-STOREs come from the change log)")
+        raise ApiError(400, "Service: only C-FIND and C-MOVE are posted (C-STOREs come from the change log)")
     level = _text(event, "Level").upper()
     ctx.store.traffic.record([TrafficEvent(service, _text(event, "CallingAet") or "?", "accepted", ctx.store.clock(),
                                            called_aet=_text(event, "CalledAet"), remote_ip=_text(event, "RemoteIp"),

@@ -202,7 +202,8 @@ def request_body(body: Body) -> dict:
     return {"required": True, "content": content, "description": "; ".join(limits)}
 
 TRAFFIC_EVENT = Body({"type": "object", "additionalProperties": False,
-                      "description": "one C-FIND Orthanc served, as Courier's Lua script posts it (no query keys)",
+                      "description": "one C-FIND Orthanc served, as Courier's Lua script posts it (no query keys), "
+                                     "or the id of a C-MOVE job it served ({\"Service\": \"C-MOVE\", \"Job\"})",
                       "properties": {name: _string(64) for name in ("Service", "CallingAet", "CalledAet", "RemoteIp",
-                                                                    "Level")}},
+                                                                    "Level", "Job")}},
                      max_bytes=4 * KiB)
