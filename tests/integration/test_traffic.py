@@ -145,4 +145,4 @@ def test_a_c_move_served_is_in_the_traffic_log_when_orthanc_runs_it_as_a_job(clu
     [row] = wait_until(lambda: rows(node, service="C-MOVE"), 30, what="the C-MOVE served")
     assert (row["CallingAet"], row["CalledAet"], row["Instances"], row["Detail"]) == ("MOVER", node.aet, 2, f"to {dest.aet}")
     assert "MOVED-PID" not in json.dumps(node.get("/courier/traffic"))
-    assert rows(node, service="C-STORE", status="accepted")                 # the upload, as before
+    wait_until(lambda: rows(node, service="C-STORE", status="accepted"), 20, what="the upload, as before")

@@ -265,7 +265,8 @@ class Jobs:
                 db.execute("UPDATE tasks SET state = ?, updated_at = ?, finished_at = ? WHERE job_id = ? AND state IN (?, ?)",
                            (CANCELED, now, now, job_id, PENDING, RUNNING))
             elif action == "retry":           # failed tasks again, and waiting ones (a failed pre-check) now
-                db.execute("UPDATE jobs SET canceled = 0 WHERE id = ?", (job_id,))
+                # a failed pre-check is checked again at once: until then the job is not UNREACHABLE
+                db.execute("UPDATE jobs SET canceled = 0, check_error = NULL WHERE id = ?", (job_id,))
                 db.execute("UPDATE tasks SET next_attempt_at = ? WHERE job_id = ? AND state = ? AND next_attempt_at > ?",
                            (now, job_id, PENDING, now))
                 db.execute("UPDATE tasks SET state = ?, attempts = 0, next_attempt_at = ?, updated_at = ?, finished_at = NULL,"
