@@ -27,7 +27,7 @@ from typing import Any, Callable, Optional, Sequence
 from courier.config.destinations import Bucket
 from courier.delivery.layout import layout_tags, relative_path
 from courier.delivery.nifti import Converter, by_series
-from courier.delivery.sender import Check, Failed, FileItem, Report, failure, never
+from courier.delivery.sender import Check, Failed, FileItem, Report, failure, never, send_each
 from courier.errors import Cancelled, DeliveryError, Refused, bucket_failure
 from courier.orthanc_rest import OrthancRest
 from courier.store.records import ManifestItem
@@ -185,13 +185,13 @@ class BucketSender:
         def read(item: ManifestItem) -> bytes:
             assert self.rest is not None
             return self.rest.get_bytes(f"/instances/{item.instance_id}/file")
-        return self._send([(item, read) for item in items], cancelled)
+        return send_each([(item, b"") for item in items], self.upload, cancelled, read)
 
     def send_files(self, files: Sequence[FileItem], cancelled: Check = never, subfolder: str = "",
                    password: Optional[str] = None) -> Report:
         if self.converter is not None:
             return self._send_converted(files, cancelled)
-        return self._send([(item, lambda _item, data=data: data) for item, data in files], cancelled)
+        return send_each(files, self.upload, cancelled)
 
     @property
     def per_task(self) -> bool:
@@ -218,33 +218,4 @@ class BucketSender:
                     converted = Failed(str(exc), permanent=not exc.retriable, down=True)
             report.update({item.instance_id: converted if isinstance(converted, Failed) else None
                            for item, _, _ in members})
-        return report
-
-    def _send(self, entries: Sequence[tuple[ManifestItem, Callable[[ManifestItem], bytes]]], cancelled: Check) -> Report:
-        """A refusal fails that instance only; a store that is down (or refuses this configuration)
-        ends the attempt, the rest "not sent"."""
-        report: Report = {}
-        stop: Optional[Failed] = None
-        for item, read in entries:
-            if stop is None and cancelled():
-                stop = Failed("not sent: cancelled", interrupted=True)
-            if stop is not None:
-                report[item.instance_id] = stop
-                continue
-            try:
-                data = read(item)
-            except DeliveryError as exc:        # Orthanc's side: this instance only
-                report[item.instance_id] = failure(exc)
-                continue
-            try:
-                self.upload(data)
-                report[item.instance_id] = None
-            except Refused as exc:
-                report[item.instance_id] = failure(exc)
-            except Cancelled:
-                stop = Failed("not sent: cancelled", interrupted=True)
-                report[item.instance_id] = stop
-            except DeliveryError as exc:
-                report[item.instance_id] = Failed(str(exc), permanent=not exc.retriable, down=True)
-                stop = Failed(f"not sent, destination down: {exc}", down=True)
         return report

@@ -79,9 +79,11 @@ def send_bisecting(ids: Sequence[str], send_batch: Callable[[Sequence[str]], Non
     return report
 
 
-def send_each(files: Sequence[FileItem], send_one: Callable[[bytes], object], cancelled: Check) -> Report:
-    """One instance at a time (Courier's own bytes): a refusal skips that instance, a destination
-    down or a cancel ends the attempt."""
+def send_each(files: Sequence[FileItem], send_one: Callable[[bytes], object], cancelled: Check,
+              read: Optional[Callable[[ManifestItem], bytes]] = None) -> Report:
+    """One instance at a time (Courier's own bytes, or with `read` the bytes of each item read just
+    before it is sent, so that a chunk is never all in memory): a refusal skips that instance, a
+    destination down or a cancel ends the attempt; an item that cannot be read fails alone."""
     report: Report = {}
     stop: Optional[Failed] = None
     for item, data in files:
@@ -90,6 +92,12 @@ def send_each(files: Sequence[FileItem], send_one: Callable[[bytes], object], ca
         if stop is not None:
             report[item.instance_id] = stop
             continue
+        if read is not None:
+            try:
+                data = read(item)
+            except DeliveryError as exc:        # Orthanc's side: this instance only
+                report[item.instance_id] = failure(exc)
+                continue
         try:
             send_one(data)
             report[item.instance_id] = None
