@@ -14,6 +14,9 @@ start-up excluded, per 1000 instances:
   Courier         a pass-through Instance route, then the same route pseudonymizing, then both
                   with BatchLingerSeconds 0.2 (a burst in fewer, larger associations)
 
+Every Orthanc that routes (the floor's, the forwarders', Courier's) has the settings Courier ships
+(harness.ROUTER_ORTHANC: no MD5 of each stored file); destinations have Orthanc's defaults.
+
 Then the latency of Courier's Instance route (receipt -> acknowledged delivery, p50/p95) and of a
 StableStudy route (how late after its quiet time a study is completed, and how long from
 completion to its first instance at the destination). Only loopback; everything stops at the end.
@@ -36,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
 
 from factory import write_instances  # noqa: E402
-from harness import Orthanc, wait_until  # noqa: E402
+from harness import ROUTER_ORTHANC, Orthanc, wait_until  # noqa: E402
 from measure import cpu_seconds  # noqa: E402
 
 BENCH_VENV = ROOT / ".venv-bench"
@@ -80,7 +83,7 @@ def direct(work: Path, files: Path, n: int) -> Result:
 
 def floor(work: Path, files: Path, n: int) -> Result:
     dest = Orthanc(work, "floor-dest").start()
-    router = Orthanc(work, "floor", extra={"DicomModalities": {"dest": dest.as_modality()}}).start()
+    router = Orthanc(work, "floor", extra={"DicomModalities": {"dest": dest.as_modality()}, **ROUTER_ORTHANC}).start()
     try:
         before = cpu_seconds(router.process.pid)
         started = time.perf_counter()
@@ -99,7 +102,7 @@ def forwarder(work: Path, files: Path, n: int, name: str, command: list[str]) ->
     if not Path(command[0]).exists():
         return None
     dest = Orthanc(work, f"{name}-dest").start()
-    router = Orthanc(work, name, extra={"DicomModalities": {"dest": dest.as_modality()}}).start()
+    router = Orthanc(work, name, extra={"DicomModalities": {"dest": dest.as_modality()}, **ROUTER_ORTHANC}).start()
     log = open(work / f"{name}.log", "wb")
     process = subprocess.Popen([*command, router.url, "dest"], stdout=log, stderr=subprocess.STDOUT,
                                env=dict(os.environ, NO_PROXY="127.0.0.1"))
@@ -194,6 +197,7 @@ def main() -> None:
         megabytes = sum(p.stat().st_size for p in files.iterdir()) / 1e6
         print(f"{args.n} CT instances of {args.size}x{args.size} ({megabytes:.0f} MB) through each path, "
               f"{args.workers} Courier workers")
+        print(f"every routing Orthanc with {ROUTER_ORTHANC}")
         results = [direct(work, files, args.n), floor(work, files, args.n)]
         peer_paths = [forwarder(work, files, args.n, "async forwarder (batches of 100, async jobs)",
                                 [sys.executable, str(ROOT / "bench" / "peers" / "async_forwarder.py")]),

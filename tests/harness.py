@@ -18,6 +18,9 @@ import requests
 
 REPO = Path(__file__).resolve().parent.parent
 PLUGINS = Path("/usr/share/orthanc/plugins")
+# Orthanc settings every shipped Courier configuration has (tests/unit/test_deployment_files.py
+# holds them to it): an Orthanc running Courier gets them here too.
+ROUTER_ORTHANC = {"StoreMD5ForAttachments": False}
 
 
 _GIVEN: set[int] = set()
@@ -96,6 +99,7 @@ class Orthanc:
             self.config["PythonScript"] = str(REPO / "plugin" / "courier_entry.py")
             self.config["LuaScripts"] = [str(REPO / "plugin" / "courier_traffic.lua")]     # C-FINDs served, for traffic
             self.config["Courier"] = courier
+            self.config.update(ROUTER_ORTHANC)
         if extra:
             self.config.update(extra)
 

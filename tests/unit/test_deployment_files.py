@@ -46,3 +46,12 @@ def test_every_shipped_courier_configuration_loads_the_traffic_lua_script(path):
         assert scripts, f"{path.name}: LuaScripts lacks plugin/courier_traffic.lua (C-FINDs served, for the traffic log)"
         if not scripts[0].startswith("/courier/"):          # the Docker image's path
             assert (path.parent / scripts[0]).resolve().is_file()
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_shipped_courier_configuration_has_the_router_settings_the_tests_run_with(path):
+    from harness import ROUTER_ORTHANC
+    config = json.loads(path.read_text())
+    if "PythonScript" in config:
+        for key, value in ROUTER_ORTHANC.items():
+            assert config.get(key) == value, f"{path.name}: {key} should be {json.dumps(value)} (README, Benchmarks)"

@@ -63,34 +63,53 @@ def command(node: Node, local_aet: str, timeout: float, paths: Sequence[str]) ->
             "-to", seconds, "-ta", seconds, "-td", seconds, node.host, str(node.port), *paths]
 
 
-def store_batch(node: Node, local_aet: str, files: Sequence[FileItem], timeout: float, cancelled: Check) -> set[str]:
-    """Send the files on one association; the Orthanc instance IDs the destination acknowledged."""
+class Batch:
+    """A storescu run in flight: `wait()` (once) gives the Orthanc instance IDs the destination
+    acknowledged. Started by `start_batch`, so that the caller can make the next batch meanwhile
+    (storescu holds no GIL)."""
+
+    def __init__(self, folder: Optional[str], names: dict[str, str], process: Optional[subprocess.Popen],
+                 timeout: float, cancelled: Check) -> None:
+        self.folder, self.names, self.process, self.cancelled = folder, names, process, cancelled
+        self.deadline = time.monotonic() + timeout * (len(names) + 3)   # storescu's own timeouts end it sooner
+
+    def wait(self) -> set[str]:
+        try:
+            while self.process is not None:
+                try:
+                    self.process.wait(timeout=0.2)
+                    break
+                except subprocess.TimeoutExpired:
+                    if self.cancelled() or time.monotonic() > self.deadline:
+                        self.process.kill()
+                        self.process.wait()
+                        break
+            return {instance_id for path, instance_id in self.names.items() if os.path.exists(path + ".done")}
+        finally:
+            if self.folder is not None:
+                shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def start_batch(node: Node, local_aet: str, files: Sequence[FileItem], timeout: float, cancelled: Check) -> Batch:
+    """Write the files to a private folder in RAM and start sending them on one association."""
     try:
         folder = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=scratch_root())
     except OSError:
-        return set()
+        return Batch(None, {}, None, timeout, cancelled)
+    names = {}
     try:
-        names = {}
-        try:
-            for n, (item, data) in enumerate(files):
-                path = os.path.join(folder, f"{n}.dcm")
-                with open(path, "wb") as out:
-                    out.write(data)
-                names[path] = item.instance_id
-        except OSError:                  # /dev/shm full (a container's is 64 MB): store-straight sends them
-            return set()
-        process = subprocess.Popen(command(node, local_aet, timeout, list(names)), stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout * (len(files) + 3)   # storescu's own timeouts end it sooner
-        while True:
-            try:
-                process.wait(timeout=0.2)
-                break
-            except subprocess.TimeoutExpired:
-                if cancelled() or time.monotonic() > deadline:
-                    process.kill()
-                    process.wait()
-                    break
-        return {instance_id for path, instance_id in names.items() if os.path.exists(path + ".done")}
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        for n, (item, data) in enumerate(files):
+            path = os.path.join(folder, f"{n}.dcm")
+            with open(path, "wb") as out:
+                out.write(data)
+            names[path] = item.instance_id
+    except OSError:                  # /dev/shm full (a container's is 64 MB): store-straight sends them
+        return Batch(folder, {}, None, timeout, cancelled)
+    process = subprocess.Popen(command(node, local_aet, timeout, list(names)), stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return Batch(folder, names, process, timeout, cancelled)
+
+
+def store_batch(node: Node, local_aet: str, files: Sequence[FileItem], timeout: float, cancelled: Check) -> set[str]:
+    """Send the files on one association; the Orthanc instance IDs the destination acknowledged."""
+    return start_batch(node, local_aet, files, timeout, cancelled).wait()

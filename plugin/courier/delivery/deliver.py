@@ -18,7 +18,7 @@ from courier.deid.pixel_tail import read_split
 from courier.deid.pseudonymizer import PseudonymizationError
 from courier.delivery import dcmtk_store
 from courier.delivery.modify import Modifier, ModifyContext, ModifyError
-from courier.delivery.sender import Check, Failed, Report, Sender, failure, never
+from courier.delivery.sender import Check, Failed, Report, Sender, Started, failure, never, start_files
 from courier.errors import DeliveryError
 from courier.orthanc_rest import OrthancRest
 from courier.store.records import ManifestItem, Task
@@ -30,15 +30,37 @@ Todo = Mapping[str, tuple[ManifestItem, Task]]      # Orthanc instance ID -> (ma
 Progress = Callable[[dict[int, list[str]]], None]   # task id -> Orthanc IDs just acknowledged
 
 
-def chunks(entries: list, one_task: bool, smallest: int = 10, largest: int = 100) -> Iterator[list]:
+CHUNK_BYTES = 32 * 2**20    # Courier's bytes of one chunk: in memory, then in RAM (/dev/shm) while storescu sends them
+
+
+def chunks(entries: list, one_task: bool, courier_bytes: bool = False, largest: int = 100) -> Iterator[list]:
     """What there is to send, in chunks of at most 100 instances (one association each; never every
-    pseudonymized instance of a large study in memory at once). One task (a job's study) is cut
-    into about ten chunks of `smallest` or more, so that its progress shows; a batch of routed
-    tasks goes in as few chunks as that allows (BatchSize 50: one association). Pseudonymized
-    chunks are at least dcmtk_store.SMALLEST, the batch worth one storescu."""
-    size = max(smallest, min(largest, -(-len(entries) // 10))) if one_task else largest
-    for start in range(0, len(entries), size):
-        yield entries[start:start + size]
+    pseudonymized instance of a large study in memory at once):
+    - a batch of routed tasks in as few chunks as that allows (BatchSize 50: one association);
+    - one task (a job's study) sent by Orthanc: about five chunks of 10 or more, so that its
+      progress shows;
+    - one task of Courier's bytes: two chunks or more once it has 2 x SMALLEST instances, so that
+      the next chunk is made while the last one is sent;
+    - Courier's bytes: never more than CHUNK_BYTES in a chunk (by the manifest's sizes)."""
+    count = len(entries)
+    if not one_task:
+        size = largest
+    elif courier_bytes:
+        parts = max(2 if count >= 2 * dcmtk_store.SMALLEST else 1, -(-count // largest))
+        size = min(largest, -(-count // parts))
+    else:
+        size = max(10, min(largest, -(-count // 5)))
+    chunk: list = []
+    total = 0
+    for entry in entries:
+        weight = entry[1][0].size if courier_bytes else 0
+        if chunk and (len(chunk) >= size or total + weight > CHUNK_BYTES):
+            yield chunk
+            chunk, total = [], 0
+        chunk.append(entry)
+        total += weight
+    if chunk:
+        yield chunk
 
 
 @dataclass(frozen=True)
@@ -95,29 +117,8 @@ class Deliverer:
         if getattr(sender, "per_task", False):           # one archive per study, a NIfTI per series: not in chunks
             report.update(self._per_task(sender, tasks, todo, profile, modifier, cancelled))
         else:
-            stop: Optional[Failed] = None
-            smallest = 10 if profile is None and modifier is None else dcmtk_store.SMALLEST
-            for chunk in chunks(list(todo.items()), one_task=len(tasks) == 1, smallest=smallest):
-                if stop is None and cancelled():
-                    stop = Failed("not sent: cancelled", interrupted=True)
-                if stop is not None:
-                    report.update({instance_id: stop for instance_id, _ in chunk})
-                    continue
-                if profile is None and modifier is None:
-                    sent = sender.send([item for _, (item, _) in chunk], cancelled)
-                else:
-                    files, sent = self._transform(profile, modifier, dict(chunk))
-                    if files:
-                        sent.update(sender.send_files(files, cancelled))
-                report.update(sent)
-                if any(f is not None and (f.down or f.interrupted) for f in sent.values()):
-                    stop = next(f for f in sent.values() if f is not None and (f.down or f.interrupted))
-                done: dict[int, list[str]] = {}
-                for instance_id, (_, task) in chunk:
-                    if instance_id in sent and sent[instance_id] is None:
-                        done.setdefault(task.id, []).append(instance_id)
-                if done:
-                    progress(done)
+            report.update(self._in_chunks(sender, list(todo.items()), len(tasks) == 1, profile, modifier, cancelled,
+                                          progress))
         deliveries = []
         not_sent = Failed("not sent")
         for task in tasks:
@@ -132,6 +133,52 @@ class Deliverer:
                                        retriable=any(not f.permanent for f in failures),
                                        interrupted=any(f.interrupted for f in failures)))
         return deliveries
+
+    def _in_chunks(self, sender: Sender, entries: list, one_task: bool, profile: Optional[str],
+                   modifier: Optional[Modifier], cancelled: Check, progress: Progress) -> Report:
+        """Send chunk after chunk; Courier's bytes of the next chunk are made while the last chunk is
+        in flight. A destination down or a cancel ends the attempt: the rest is reported not sent."""
+        report: Report = {}
+        stop: Optional[Failed] = None
+        in_flight: Optional[tuple[list, Started, Report]] = None    # a chunk, its send, its transform's failures
+
+        def finish() -> Optional[Failed]:
+            chunk, started, sent = in_flight
+            sent = {**sent, **started()}
+            report.update(sent)
+            done: dict[int, list[str]] = {}
+            for instance_id, (_, task) in chunk:
+                if instance_id in sent and sent[instance_id] is None:
+                    done.setdefault(task.id, []).append(instance_id)
+            if done:
+                progress(done)
+            return next((f for f in sent.values() if f is not None and (f.down or f.interrupted)), None)
+
+        own = profile is None and modifier is None
+        try:
+            for chunk in chunks(entries, one_task, courier_bytes=not own):
+                if stop is None and cancelled():
+                    stop = Failed("not sent: cancelled", interrupted=True)
+                if stop is not None:
+                    report.update({instance_id: stop for instance_id, _ in chunk})
+                    continue
+                if own:
+                    sent = sender.send([item for _, (item, _) in chunk], cancelled)
+                    in_flight = (chunk, lambda sent=sent: sent, {})
+                    stop, in_flight = finish(), None
+                    continue
+                files, failures = self._transform(profile, modifier, dict(chunk))
+                if in_flight is not None:
+                    stop, in_flight = finish(), None
+                    if stop is not None:
+                        report.update(failures)
+                        report.update({item.instance_id: stop for item, _ in files})
+                        continue
+                in_flight = (chunk, start_files(sender, files, cancelled) if files else (lambda: {}), failures)
+        finally:                        # whatever happened, the chunk in flight ends and its scratch folder goes
+            if in_flight is not None:
+                finish()
+        return report
 
     def _per_task(self, sender: Sender, tasks: Sequence[Task], todo: Todo, profile: Optional[str],
                   modifier: Optional[Modifier], cancelled: Check) -> Report:

@@ -24,7 +24,7 @@ import requests
 
 from courier.config.nodes import Node
 from courier.delivery import dcmtk_store
-from courier.delivery.sender import Check, Failed, FileItem, Report, never, send_bisecting, send_each
+from courier.delivery.sender import Check, Failed, FileItem, Report, Started, never, send_bisecting, send_each
 from courier.errors import DeliveryError, Refused, store_failure
 from courier.orthanc_rest import JobFailed, OrthancHttpError, OrthancRest
 from courier.store.records import ManifestItem
@@ -74,15 +74,28 @@ class OrthancRouteSender:
         return send_bisecting([i.instance_id for i in items], lambda ids: self._send_batch(ids, cancelled), cancelled)
 
     def send_files(self, files: Sequence[FileItem], cancelled: Check = never) -> Report:
+        return self.start_files(files, cancelled)()
+
+    def start_files(self, files: Sequence[FileItem], cancelled: Check = never) -> Started:
+        """Start sending Courier's bytes; the call returned gives the report once they are sent.
+        A DICOM batch of SMALLEST or more is with storescu meanwhile, on one association."""
+        if self.node.kind == "dicom" and self.batches and len(files) >= dcmtk_store.SMALLEST and not cancelled():
+            batch = dcmtk_store.start_batch(self.node, self.node.local_aet or self.local_aet, files, self.timeout,
+                                            cancelled)
+
+            def finish() -> Report:
+                done = batch.wait()
+                report: Report = {item.instance_id: None for item, _ in files if item.instance_id in done}
+                report.update(send_each([f for f in files if f[0].instance_id not in done], self._store_straight,
+                                        cancelled))
+                return report
+            return finish
+        report = self._send_files_now(files, cancelled)
+        return lambda: report
+
+    def _send_files_now(self, files: Sequence[FileItem], cancelled: Check) -> Report:
         if self.node.kind == "dicom":
-            report: Report = {}
-            if self.batches and len(files) >= dcmtk_store.SMALLEST and not cancelled():
-                done = dcmtk_store.store_batch(self.node, self.node.local_aet or self.local_aet, files, self.timeout,
-                                               cancelled)
-                report = {item.instance_id: None for item, _ in files if item.instance_id in done}
-                files = [(item, data) for item, data in files if item.instance_id not in done]
-            report.update(send_each(files, self._store_straight, cancelled))
-            return report
+            return send_each(files, self._store_straight, cancelled)
         if self.node.kind == "peer":
             return send_each(files, lambda data: self._post(self.node.url.rstrip("/") + "/instances", data,
                                                              "application/dicom"), cancelled)

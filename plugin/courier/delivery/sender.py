@@ -3,7 +3,8 @@ saying why not and whether trying again can help. A sender never decides retries
 (courier.engine.policy does), and it stops when `cancelled()` says so.
 
 `send(items, cancelled)` sends instances stored in Orthanc, by Orthanc ID. `send_files(files,
-cancelled)` sends bytes Courier made (pseudonymized instances), which Orthanc never stores.
+cancelled)` sends bytes Courier made (pseudonymized instances), which Orthanc never stores; a
+sender may also have `start_files`, which returns while they are sent (see `start_files` here).
 """
 from __future__ import annotations
 
@@ -26,12 +27,23 @@ class Failed:
 
 
 Report = dict[str, Optional[Failed]]       # Orthanc instance ID -> None if delivered
+Started = Callable[[], Report]             # a send in flight: called once, it waits and gives the report
 
 
 class Sender(Protocol):
     def send(self, items: Sequence[ManifestItem], cancelled: Check) -> Report: ...
 
     def send_files(self, files: Sequence[FileItem], cancelled: Check) -> Report: ...
+
+
+def start_files(sender: Sender, files: Sequence[FileItem], cancelled: Check) -> Started:
+    """Start sending Courier's bytes, so that the caller makes the next chunk while they are sent:
+    with the sender's own `start_files` if it has one (DICOM with storescu), else sent now."""
+    begin = getattr(sender, "start_files", None)
+    if begin is not None:
+        return begin(files, cancelled)
+    report = sender.send_files(files, cancelled)
+    return lambda: report
 
 
 def never() -> bool:

@@ -171,6 +171,7 @@ class Engine:
                                        held_destinations=sorted(self.config.disabled),
                                        known=self._known())
         if claim is None:
+            self.delete_cancelled_fetches()          # idle: what cancelled job tasks fetched goes
             return False
         try:                        # the destination slot is held until the send has returned
             gone = self._not_configured(claim.tasks)
@@ -248,12 +249,14 @@ class Engine:
                 self._delete_if_done(attempt.task)
 
     def _run_job_task(self, owner: str, task: Task) -> None:
-        """One study (or series) of a job: fetch it unless it is here, then deliver it. A cancel
-        ends the fetch or the send in flight; a pause lets the fetch in flight finish and stops the
-        send, then puts the task back; a stop puts it back; neither counts as an attempt."""
-        def interrupted() -> bool:
-            return (self._stop.is_set() or self.store.tasks.state_of(task.id) != RUNNING
-                    or self.store.jobs.is_paused(task.job_id))
+        """One study (or series) of a job, in two claims: fetch it unless it is here (phase 'fetch',
+        no slot of the destination held), then, once a slot is free, deliver it (phase 'send'), so
+        that the next study is fetched while the last one is sent. A cancel ends the fetch or the
+        send in flight; a pause lets the fetch in flight finish and stops the send, then puts the
+        task back; a stop puts it back; neither counts as an attempt."""
+        if task.phase == "send":
+            self._send_fetched(owner, task)
+            return
         if self.store.jobs.needs_check(task.job_id):
             problem = self._precheck(task)
             if problem:
@@ -264,7 +267,6 @@ class Engine:
         if self.retriever.is_direct(task):           # the source sends to the destination itself
             attempt = self._direct_move(task)
         else:
-            attempt = None
             try:
                 manifest = self.retriever.fetch(task)
             except DeliveryError as exc:
@@ -274,21 +276,42 @@ class Engine:
                 delivered = sum(i.delivered for i in self.store.tasks.manifests([task.id])[task.id])
                 attempt = self._attempt(task, [], 0, task.expected or 0, delivered, f"fetch from {task.source}: {exc}",
                                         exc.retriable)
-            if attempt is None:
-                self.store.tasks.set_phase(task.id, "send")      # the source is free for the next study
+            else:
                 if not manifest:          # another task of the job delivered all of it
                     attempt = Attempt(task, [], 0, SUCCESS, 0, None, None)
-                elif self._stop.is_set() or self.store.jobs.is_paused(task.job_id):
-                    self.store.tasks.release(owner, [task.id], "router stopping" if self._stop.is_set() else "job paused")
+                else:                     # sent once a slot is free (after a resume, if the job is paused)
+                    self.store.jobs.pause_after_study(task.job_id)
+                    if self.store.tasks.fetched(owner, task.id):
+                        self.wake()           # a worker with a free slot sends it; this one fetches the next
+                    elif task.delete_after:   # cancelled while it was fetched
+                        self._delete_fetched(task)
                     return
-                else:
-                    (delivery,) = self.deliverer.deliver([task], {task.id: manifest}, interrupted,
-                                                         lambda done: self.store.tasks.progress(owner, done))
-                    attempt = self._delivered(delivery, "the router stopped" if self._stop.is_set() else "job paused")
+        self.store.jobs.pause_after_study(task.job_id)       # PauseBetweenStudiesSeconds spares the source
+        self._finish_job_task(owner, task, attempt)
+
+    def _send_fetched(self, owner: str, task: Task) -> None:
+        """The second claim of a job task: its study is here, its manifest recorded; send it."""
+        def interrupted() -> bool:
+            return (self._stop.is_set() or self.store.tasks.state_of(task.id) != RUNNING
+                    or self.store.jobs.is_paused(task.job_id))
+        manifest = self.store.tasks.manifests([task.id])[task.id]
+        (delivery,) = self.deliverer.deliver([task], {task.id: manifest}, interrupted,
+                                             lambda done: self.store.tasks.progress(owner, done))
+        self._finish_job_task(owner, task, self._delivered(delivery, "the router stopped" if self._stop.is_set()
+                                                           else "job paused"))
+
+    def _finish_job_task(self, owner: str, task: Task, attempt: Attempt) -> None:
         recorded = self.store.tasks.finish_attempts(owner, [attempt])
-        self.store.jobs.pause_after_study(task.job_id)       # PauseBetweenStudiesSeconds (subscriptions)
         if task.delete_after and (attempt.state in FINAL_STATES or task.id not in recorded):
             self._delete_fetched(task)          # fetched only for this transfer: do not keep it
+
+    def delete_cancelled_fetches(self) -> None:
+        """Studies fetched for job tasks that were cancelled before they were sent: deleted (the
+        task stays marked in the store until this is done, so a restart does not forget them)."""
+        for task in self.store.tasks.cancelled_fetched():
+            if task.delete_after:
+                self._delete_fetched(task)
+            self.store.tasks.forget_fetched(task.id)
 
     def _precheck(self, task: Task) -> Optional[str]:
         """Before a job's first study: do its source and its destination answer (C-ECHO, or a QIDO or

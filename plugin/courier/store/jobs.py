@@ -189,14 +189,16 @@ class Jobs:
         return bool(row and row[0])
 
     def pause_after_study(self, job_id: int) -> None:
-        """A job with a break between studies: its next study is due no sooner than the break from now."""
+        """A job with a break between studies: its next study is fetched no sooner than the break from
+        now (studies fetched already are sent without waiting: the break spares the source)."""
         row = self.database.read().execute("SELECT pause_seconds FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None or not row[0]:
             return
         until = self.clock() + row[0]
         with self.database.transaction() as db:            # the next study after the break, the others a break apart
-            due = [r[0] for r in db.execute("SELECT id FROM tasks WHERE job_id = ? AND state = ? ORDER BY priority DESC,"
-                                            " next_attempt_at, id", (job_id, PENDING)).fetchall()]
+            due = [r[0] for r in db.execute("SELECT id FROM tasks WHERE job_id = ? AND state = ? AND"
+                                            " COALESCE(phase, '') <> 'send' ORDER BY priority DESC, next_attempt_at, id",
+                                            (job_id, PENDING)).fetchall()]
             db.executemany("UPDATE tasks SET next_attempt_at = ? WHERE id = ? AND next_attempt_at < ?",
                            [(until + k * row[0], task_id, until + k * row[0]) for k, task_id in enumerate(due)])
 
@@ -270,7 +272,7 @@ class Jobs:
                 db.execute("UPDATE tasks SET next_attempt_at = ? WHERE job_id = ? AND state = ? AND next_attempt_at > ?",
                            (now, job_id, PENDING, now))
                 db.execute("UPDATE tasks SET state = ?, attempts = 0, next_attempt_at = ?, updated_at = ?, finished_at = NULL,"
-                           " owner = NULL WHERE job_id = ? AND state IN (?, ?, ?)",
+                           " owner = NULL, phase = NULL WHERE job_id = ? AND state IN (?, ?, ?)",
                            (PENDING, now, now, job_id, FAILURE, WARNING, CANCELED))
             elif action in ("urgent", "normal"):
                 db.execute("UPDATE jobs SET urgent = ? WHERE id = ?", (int(action == "urgent"), job_id))

@@ -138,7 +138,7 @@ class Task:
     series_uid: Optional[str] = None
     study_id: Optional[str] = None    # Orthanc ID of the study a job task fetches into
     reviewed: bool = False            # released from quarantine by an admin: no burned-in check
-    phase: Optional[str] = None       # a RUNNING job task: "fetch", then "send"
+    phase: Optional[str] = None       # a job task: "fetch" (RUNNING), then "send" (PENDING once fetched, RUNNING)
     patient_id: Optional[str] = None  # a job task: the source's PatientID
     availability: Optional[str] = None  # a job task: the source's InstanceAvailability (OFFLINE: shorter timeout)
 

@@ -276,3 +276,10 @@ def m019_config_versions(db: sqlite_utils.Database) -> None:
 @migrations()
 def m020_job_modify(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN modify TEXT")     # a job's Modify (config.modify), as JSON
+
+
+@migrations()
+def m021_fetched_job_tasks(db: sqlite_utils.Database) -> None:
+    # a job task fetched and waiting for its destination (PENDING, phase 'send'), and a cancelled
+    # one whose fetched copy is still to be deleted (CANCELED, phase 'send'): found without a scan
+    db.execute("CREATE INDEX tasks_phase ON tasks (phase, state, destination)")

@@ -84,6 +84,10 @@ def _known_filter(known: Optional[Mapping[str, Sequence[str]]]) -> tuple[str, li
         values += list(names)
     return clause, values
 
+def _not_in(column: str, names: Sequence[str]) -> str:
+    return f" AND {column} NOT IN ({', '.join('?' * len(names))})" if names else ""
+
+
 class Tasks:
     def __init__(self, database: SQLiteDatabase) -> None:
         self.database, self.clock = database, database.clock
@@ -123,16 +127,24 @@ class Tasks:
               closed_sources: Sequence[str] = (), source_limits: Mapping[str, int] = {},
               stale_after: float = 60.0, held_destinations: Sequence[str] = (),
               known: Optional[Mapping[str, Sequence[str]]] = None) -> Optional[Claim]:
-        """Atomically take due tasks of one destination, the most urgent first, among destinations
-        that fewer than `max_workers_per_destination` workers are busy with (workers still blocked
-        in a send count, whatever became of their task), and hold a slot of that destination for
-        `owner` until `release_slot`. Routed tasks come up to `limit` at a time (many small
-        instances share one association); a job task comes alone, so that a cancel, a pause or
-        an urgent job acts before its next study. A source outside its windows or fetching as
-        many studies as its MaxParallelTasks lends nothing; a held (disabled) destination neither.
-        `known` ({"destination": [...], "source": [...], "profile": [...], "route": [...]}, the
-        configuration's): tasks naming anything else wait, PENDING, for a configuration that has it
-        again (a routed task of a route gone would be sent without that route's Modify)."""
+        """Atomically take due tasks, the most urgent first, and say which destination they are for.
+
+        - Routed tasks come up to `limit` at a time, for one destination (many small instances share
+          one association). A job task comes alone, so that a cancel, a pause or an urgent job acts
+          before its next study.
+        - Sending (routed tasks, and job tasks fetched: phase 'send') needs a slot of the destination:
+          fewer than `max_workers_per_destination` workers busy with it (workers still blocked in a
+          send count, whatever became of their task). The slot is held for `owner` until
+          `release_slot`.
+        - Fetching a job task (phase 'fetch') needs no slot of the destination, so the next study is
+          fetched while the last one is sent. It needs its source: inside its windows and fetching
+          fewer studies than its MaxParallelTasks (`source_limits`). And it runs ahead by at most
+          `max_workers_per_destination` fetched studies waiting for the destination, so that a slow
+          destination never has everything fetched for it.
+        - A held (disabled) destination lends nothing.
+        - `known` ({"destination": [...], "source": [...], "profile": [...], "route": [...]}, the
+          configuration's): tasks naming anything else wait, PENDING, for a configuration that has
+          it again (a routed task of a route gone would be sent without that route's Modify)."""
         now = self.clock()
         with self.database.transaction() as db:
             self.database.lock(db, "claims")        # counting a destination's slots and taking one: one step
@@ -144,26 +156,32 @@ class Tasks:
                 "SELECT source, COUNT(*) FROM tasks WHERE state = ? AND source IS NOT NULL AND COALESCE(phase, 'fetch') = 'fetch'"
                 " GROUP BY source", (RUNNING,)).fetchall())
             held = list(closed_sources) + [s for s, n in fetching.items() if n >= source_limits.get(s, 10**6)]
+            ahead = [r[0] for r in db.execute(
+                "SELECT destination FROM tasks WHERE phase = 'send' AND state = ? GROUP BY destination HAVING COUNT(*) >= ?",
+                (PENDING, max_workers_per_destination))] + list(held_destinations)
+            sending = "(source IS NULL OR phase = 'send')" + _not_in("destination", busy)
+            fetch = "(source IS NOT NULL AND COALESCE(phase, 'fetch') <> 'send')" + _not_in("source", held) \
+                + _not_in("destination", ahead)
+            clause, known_values = _known_filter(known)
             where = (" state = ? AND next_attempt_at <= ?"
                      " AND (job_id IS NULL OR job_id NOT IN (SELECT id FROM jobs WHERE paused = 1))"
-                     + (f" AND destination NOT IN ({', '.join('?' * len(busy))})" if busy else "")
-                     + (f" AND (source IS NULL OR source NOT IN ({', '.join('?' * len(held))}))" if held else ""))
-            clause, known_values = _known_filter(known)
-            where += clause
-            values: list = [PENDING, now, *busy, *held, *known_values]
-            head = db.execute(f"SELECT id, destination, source FROM tasks WHERE{where}"
+                     f" AND (({sending}) OR ({fetch})){clause}")
+            values: list = [PENDING, now, *busy, *held, *ahead, *known_values]
+            head = db.execute(f"SELECT id, destination, source, phase FROM tasks WHERE{where}"
                               f" ORDER BY priority DESC, next_attempt_at, id LIMIT 1{self.database.SKIP_LOCKED}",
                               values).fetchone()
             if head is None:
                 return None
             take = "UPDATE tasks SET state = ?, owner = ?, heartbeat_at = ?, updated_at = ?, phase = ?"
+            sends = head["source"] is None or head["phase"] == "send"
             if head["source"] is not None:
                 rows = db.execute(f"{take} WHERE id = ? RETURNING {COLUMNS}",
-                                  (RUNNING, owner, now, now, "fetch", head["id"])).fetchall()
+                                  (RUNNING, owner, now, now, "send" if sends else "fetch", head["id"])).fetchall()
             else:
                 rows = self._take_routed(db, owner, head["destination"], limit, now, known)
-            db.execute("INSERT INTO worker_slots (owner, destination, since, heartbeat_at) VALUES (?, ?, ?, ?)",
-                       (owner, head["destination"], now, now))
+            if sends:
+                db.execute("INSERT INTO worker_slots (owner, destination, since, heartbeat_at) VALUES (?, ?, ?, ?)",
+                           (owner, head["destination"], now, now))
         tasks = sorted((Task.from_row(r) for r in rows), key=lambda t: (-t.priority, t.id))
         return Claim(owner, head["destination"], tuple(tasks))
 
@@ -197,17 +215,35 @@ class Tasks:
         return dict(self.database.read().execute(
             "SELECT destination, COUNT(*) FROM worker_slots GROUP BY destination").fetchall())
 
-    def set_phase(self, task_id: int, phase: str) -> None:
+    def fetched(self, owner: str, task_id: int) -> bool:
+        """A job task's study is in Courier's Orthanc and its manifest recorded: it waits, PENDING in
+        phase 'send', for a slot of its destination (not an attempt; its place in the queue kept), and
+        the worker is free to fetch the next study. False if it was cancelled or taken meanwhile."""
         with self.database.transaction() as db:
-            db.execute("UPDATE tasks SET phase = ? WHERE id = ?", (phase, task_id))
+            return db.execute("UPDATE tasks SET state = ?, owner = NULL, phase = 'send', updated_at = ?"
+                              " WHERE id = ? AND state = ? AND owner = ?",
+                              (PENDING, self.clock(), task_id, RUNNING, owner)).rowcount == 1
+
+    def cancelled_fetched(self, limit: int = 100) -> list[Task]:
+        """Job tasks cancelled after their study was fetched (or while it was being sent): its copy,
+        fetched only for the transfer, is still to be deleted (see `forget_fetched`)."""
+        rows = self.database.read().execute(
+            f"SELECT {COLUMNS} FROM tasks WHERE phase = 'send' AND state = ? LIMIT ?", (CANCELED, limit)).fetchall()
+        return [Task.from_row(r) for r in rows]
+
+    def forget_fetched(self, task_id: int) -> None:
+        with self.database.transaction() as db:
+            db.execute("UPDATE tasks SET phase = NULL WHERE id = ? AND state = ?", (task_id, CANCELED))
 
     def release(self, owner: str, task_ids: Sequence[int], reason: str) -> int:
         """Put RUNNING tasks of `owner` back to PENDING, due now, without counting an attempt (a job
-        paused meanwhile, the router stopping): what they delivered stays delivered."""
+        paused meanwhile, the router stopping): what they delivered stays delivered, and a job task
+        already fetched stays fetched (phase 'send')."""
         now = self.clock()
         with self.database.transaction() as db:
             rows = db.execute(
-                f"UPDATE tasks SET state = ?, owner = NULL, next_attempt_at = ?, updated_at = ?, phase = NULL"
+                f"UPDATE tasks SET state = ?, owner = NULL, next_attempt_at = ?, updated_at = ?,"
+                f" phase = CASE WHEN phase = 'send' THEN phase END"
                 f" WHERE state = ? AND owner = ? AND id IN ({', '.join('?' * len(task_ids))})"
                 f" RETURNING id, route, destination, resource_id",
                 (PENDING, now, now, RUNNING, owner, *task_ids)).fetchall() if task_ids else []
@@ -391,7 +427,8 @@ class Tasks:
             clause += f" AND id IN ({', '.join('?' * len(ids))})" if ids else " AND 0 = 1"
             args += list(ids)
         now = self.clock()
-        sets = {"retry": ("state = ?, attempts = 0, next_attempt_at = ?, finished_at = NULL, owner = NULL, updated_at = ?",
+        sets = {"retry": ("state = ?, attempts = 0, next_attempt_at = ?, finished_at = NULL, owner = NULL, updated_at = ?,"
+                          " phase = NULL",
                           [PENDING, now, now]),
                 "cancel": ("state = ?, finished_at = ?, updated_at = ?", [CANCELED, now, now]),
                 "priority": ("priority = ?, updated_at = ?", [priority, now])}[action]
@@ -412,7 +449,8 @@ class Tasks:
                              (task_id,)).fetchone()
             if row is None or row["state"] not in allowed_from:
                 return None if row is None else "!" + row["state"]
-            reset = ", attempts = 0, next_attempt_at = ?, finished_at = NULL, owner = NULL" if state == PENDING \
+            reset = ", attempts = 0, next_attempt_at = ?, finished_at = NULL, owner = NULL, phase = NULL" \
+                if state == PENDING \
                 else ", finished_at = ?"
             db.execute(f"UPDATE tasks SET state = ?, updated_at = ?{reset} WHERE id = ?", (state, now, now, task_id))
             write_audit(db, now, [AuditEvent(action, actor=actor, route=row["route"], destination=row["destination"],

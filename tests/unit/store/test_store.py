@@ -151,6 +151,50 @@ def test_a_source_at_its_parallel_limit_is_skipped(make_store):
     assert len(claimed(store, "w3", 10, source_limits={"pacs": 3})) >= 1
 
 
+def test_a_job_task_is_fetched_without_a_slot_of_its_destination_and_sent_with_one(make_store):
+    store = make_store()
+    job_id = store.jobs.create("a", "pacs", "d", None, False,
+                               [JobTarget(f"1.2.{n}", f"s{n}", f"s{n}", False) for n in range(3)])
+    one = {"max_workers_per_destination": 1}
+    (first,) = claimed(store, "w1", 1, **one)
+    assert first.phase == "fetch" and store.tasks.busy_slots() == {}
+    assert store.tasks.fetched("w1", first.id)
+    (sending,) = claimed(store, "w2", 1, **one)          # the fetched study first: its place in the queue kept
+    assert (sending.id, sending.phase, store.tasks.busy_slots()) == (first.id, "send", {"d": 1})
+    (second,) = claimed(store, "w3", 1, **one)           # d is busy, yet the next study is fetched meanwhile
+    assert second.phase == "fetch" and store.tasks.fetched("w3", second.id)
+    store.jobs.pause_after_study(job_id)                 # no break set: nothing moves
+    assert claimed(store, "w4", 1, **one) == []          # one fetched study waits for d: no further ahead
+    store.tasks.finish_attempts("w2", [Attempt(sending, [], 0, SUCCESS)])
+    store.tasks.release_slot("w2")
+    (next_send,) = claimed(store, "w4", 1, **one)
+    assert (next_send.id, next_send.phase) == (second.id, "send")
+    (third,) = claimed(store, "w5", 1, **one)
+    assert third.phase == "fetch"
+    assert store.tasks.release("w4", [second.id], "router stopping") == 1
+    assert store.tasks.get(second.id).phase == "send"    # put back, still fetched
+    assert claimed(store, "w6", 1, **one) == []          # w4 still holds d's slot until its send returns
+    store.tasks.release_slot("w4")
+    assert claimed(store, "w6", 1, **one)[0].id == second.id
+
+
+def test_a_fetched_study_is_sent_without_waiting_for_the_break_and_deleted_if_cancelled(make_store):
+    store = make_store()
+    job_id = store.jobs.create("a", "pacs", "d", None, False,
+                               [JobTarget(f"1.3.{n}", f"t{n}", f"t{n}", False) for n in range(2)])
+    with store.database.transaction() as db:
+        db.execute("UPDATE jobs SET pause_seconds = 600 WHERE id = ?", (job_id,))
+    (first,) = claimed(store, "w1", 1)
+    assert store.tasks.fetched("w1", first.id)
+    store.jobs.pause_after_study(job_id)                 # the break spares the source: the next fetch waits
+    (sending,) = claimed(store, "w2", 1)
+    assert sending.id == first.id and claimed(store, "w3", 1) == []
+    store.jobs.control(job_id, "cancel", "alice")
+    assert [t.id for t in store.tasks.cancelled_fetched()] == [first.id]   # its fetched copy is to be deleted
+    store.tasks.forget_fetched(first.id)
+    assert store.tasks.cancelled_fetched() == []
+
+
 def _claim_all(database_spec, owner, out, ready, go):
     """In another process: once all are connected, claim until nothing is left, write the ids claimed."""
     import sys
