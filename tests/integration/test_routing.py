@@ -1,5 +1,5 @@
 """Routes end to end: storescu -> Courier (real Orthanc + plugin) -> real destinations."""
-
+import time
 
 from factory import write_instances
 from harness import storescu, wait_until
@@ -211,6 +211,34 @@ def test_an_instance_nested_too_deep_for_orthanc_is_refused_at_the_door(cluster,
     assert node.process.poll() is None and node.instances() != []
     entries = node.get("/courier/audit", action="instance-rejected")["entries"]
     assert any("nested" in e["detail"]["reason"] for e in entries)
+
+
+def test_a_pseudonymized_burst_is_topped_up_into_few_associations_without_batch_linger(cluster, tmp_path):
+    """Courier's own bytes (a profile) go through storescu, one run per batch: a short batch of a
+    burst is topped up while more keeps coming, and the other workers leave the destination to
+    it, so 30 instances go in a few associations rather than one each; a lone instance waits
+    one step only."""
+    from peers import RecordingScp
+
+    scp = RecordingScp("BURST")
+    key = tmp_path / "k"
+    key.write_text("a-secret-of-the-test-0123")
+    try:
+        node = cluster.orthanc("router", courier={
+            "AllowedCallers": "Any", "Pseudonymization": {"p": {"SecretFile": str(key), "BurnedInAnnotation": "Pass"}},
+            "Routes": [{"Name": "each", "Destinations": ["burst"], "Pseudonymize": "p"}]},
+            extra={"DicomModalities": {"burst": scp.modality}})
+        for group in range(6):        # a burst that trickles in: 6 associations of 5 instances, back to back
+            storescu(node.dicom_port, write_instances(tmp_path / f"burst{group}", 5, size=64))
+        wait_until(lambda: len(scp.uids()) == 30, 30, what="the burst delivered")
+        assert scp.associations <= 8, scp.associations           # one each without the top-up: 30
+        before = scp.associations
+        started = time.monotonic()
+        storescu(node.dicom_port, write_instances(tmp_path / "lone", 1, size=16))
+        wait_until(lambda: len(scp.uids()) == 31, 10, 0.02, what="a lone instance delivered")
+        assert time.monotonic() - started < 2.0 and scp.associations == before + 1
+    finally:
+        scp.close()
 
 
 def test_a_burst_waits_batch_linger_and_goes_in_few_associations(cluster, tmp_path):

@@ -24,6 +24,7 @@ from courier.config.modify import parse_modify
 from courier.config.parse import CourierConfig
 from courier.deid.for_tasks import TaskPseudonymizers
 from courier.deid.pseudonymizer import Pseudonymizer
+from courier.delivery import dcmtk_store
 from courier.delivery.deliver import Deliverer, Delivery
 from courier.delivery.manifest import LEVEL_PATHS, manifests_of
 from courier.delivery.modify import Modifier
@@ -39,6 +40,8 @@ from courier.transfer.retrieve import Retriever
 log = logging.getLogger("courier.engine")
 
 PRECHECK_RETRY_SECONDS = 30.0
+TOP_UP_STEP = 0.05       # seconds: a batch of Courier's bytes is topped up in steps while each brings more
+TOP_UP_MOST = 0.5        # seconds: and for at most this long
 PRUNE_SECONDS = 3600.0
 
 
@@ -64,6 +67,8 @@ class Engine:
         self._stop = threading.Event()
         self._wake = threading.Condition()
         self._threads: list[threading.Thread] = []
+        self._topping: set[str] = set()          # destinations a worker is topping a batch up for (_topped_up)
+        self._topping_lock = threading.Lock()
         self.running = False
         self.reconfigure(config, senders, pseudonymizers, hooks)
 
@@ -74,6 +79,7 @@ class Engine:
         workers and the router's name stay as started. `hooks`: each route's Modify script."""
         self.retriever = Retriever(config, self.store, self.rest, self._stop.is_set)
         routes = {r.name: Modifier(r.modify, hooks.get(r.name)) for r in config.routes if r.modify}
+        self._modified_routes = frozenset(routes)
         jobs = JobModifiers(self.store)
         self.deliverer = Deliverer(self.store, self.rest, senders, TaskPseudonymizers(self.store, pseudonymizers),
                                    lambda task: jobs.of(task.job_id) if task.job_id else routes.get(task.route))
@@ -168,7 +174,7 @@ class Engine:
                                        self.closed_sources(),
                                        {n: s.max_parallel_tasks for n, s in self.config.node_settings.items()},
                                        stale_after=self.config.heartbeat_timeout,
-                                       held_destinations=sorted(self.config.disabled),
+                                       held_destinations=sorted(self.config.disabled | self._topping_now()),
                                        known=self._known())
         if claim is None:
             self.delete_cancelled_fetches()          # idle: what cancelled job tasks fetched goes
@@ -184,6 +190,10 @@ class Engine:
         finally:
             self.store.tasks.release_slot(owner)
         return True
+
+    def _topping_now(self) -> set[str]:
+        with self._topping_lock:
+            return set(self._topping)
 
     def _known(self) -> dict[str, list[str]]:
         """What tasks may name to be claimed: the configuration's destinations, nodes, profiles."""
@@ -204,17 +214,46 @@ class Engine:
         return None
 
     def _topped_up(self, owner: str, destination: str, tasks: list[Task]) -> list[Task]:
-        """A short batch of first attempts at Instance tasks, while instances are arriving: wait
-        BatchLingerSeconds for more of the same destination, so that a burst goes in fewer,
-        larger associations (each costs the destination ~3 ms) at the price of that much latency."""
+        """A short batch of first attempts at Instance tasks, while instances are arriving, waits
+        for more of the same destination, so that a burst goes in fewer, larger associations (each
+        costs the destination ~3 ms) at the price of some latency:
+        - with BatchLingerSeconds, that long, then what arrived meanwhile;
+        - else, when Courier makes the bytes (a profile, a Modify: each association is a storescu
+          run then, or an instance at a time below dcmtk_store.SMALLEST), in steps of TOP_UP_STEP,
+          at most TOP_UP_MOST in all: a lone instance (the first step brings nothing) waits one
+          step; a burst (more than one) is waited for until the batch is worth a storescu run,
+          then while each step brings more. Meanwhile this router's other workers leave the destination to this
+          one, so that the burst is not split between them."""
         linger = self.config.batch_linger
-        if (linger <= 0 or len(tasks) >= self.config.batch_size
-                or any(t.level != "Instance" or t.attempts for t in tasks)):
+        if (len(tasks) >= self.config.batch_size or any(t.level != "Instance" or t.attempts for t in tasks)
+                or (linger <= 0 and not any(self._makes_bytes(t) for t in tasks))):
             return tasks
-        if self._stop.wait(linger):
-            return tasks
-        more = self.store.tasks.claim_more(owner, destination, self.config.batch_size - len(tasks), self._known())
-        return sorted(tasks + more, key=lambda t: (-t.priority, t.id))
+        if linger > 0:
+            if self._stop.wait(linger):
+                return tasks
+            more = self.store.tasks.claim_more(owner, destination, self.config.batch_size - len(tasks), self._known())
+            return sorted(tasks + more, key=lambda t: (-t.priority, t.id))
+        with self._topping_lock:
+            if destination in self._topping:
+                return tasks
+            self._topping.add(destination)
+        try:
+            waited, burst = 0.0, len(tasks) > 1
+            while len(tasks) < self.config.batch_size and waited < TOP_UP_MOST and not self._stop.wait(TOP_UP_STEP):
+                waited += TOP_UP_STEP
+                more = self.store.tasks.claim_more(owner, destination, self.config.batch_size - len(tasks),
+                                                   self._known())
+                if not more and (not burst or len(tasks) >= dcmtk_store.SMALLEST):
+                    break             # a lone instance, or a batch worth one storescu run: the burst paused
+                burst = burst or bool(more)
+                tasks += more
+        finally:
+            with self._topping_lock:
+                self._topping.discard(destination)
+        return sorted(tasks, key=lambda t: (-t.priority, t.id))
+
+    def _makes_bytes(self, task: Task) -> bool:
+        return task.profile is not None or task.route in self._modified_routes
 
     def _run_routed(self, owner: str, tasks: Sequence[Task]) -> None:
         """Routed tasks of one destination: list what each must deliver (once), send it all."""
