@@ -157,6 +157,18 @@ def test_a_job_counts_progress_per_instance_as_it_is_acknowledged(cluster):
         slow_dest.close()
 
 
+def one_sender_one_fetcher(cluster, instances, destination, seconds_per_instance):
+    """A router that sends with one worker at a time to `destination` (MaxWorkersPerDestination 1)
+    and fetches one study at a time from a SlowPacs (MaxParallelTasks 1), three workers in all."""
+    node = cluster.orthanc("router", start=False, courier={
+        "AllowedCallers": "Any", "Workers": 3, "MaxWorkersPerDestination": 1, "Retry": FAST_RETRY,
+        "Nodes": {"pacs": {"MaxParallelTasks": 1}}}, extra={"DicomModalities": {"dest": destination.modality}})
+    pacs = SlowPacs(instances, node.dicom_port, seconds_per_instance)
+    node.config["DicomModalities"]["pacs"] = pacs.modality
+    node.start()
+    return node, pacs
+
+
 def test_the_next_study_is_fetched_while_the_last_one_is_sent_and_no_further_ahead(cluster):
     """One worker may send to the destination (MaxWorkersPerDestination 1), one study at a time
     comes from the PACS (MaxParallelTasks 1): study 2 is fetched while study 1 is sent, and study 3
@@ -164,12 +176,7 @@ def test_the_next_study_is_fetched_while_the_last_one_is_sent_and_no_further_ahe
     instances = studies("PF", 3, 10)
     slow_dest = RecordingScp("SLOWDEST", delay=0.12)            # about 1.2 s a study
     try:
-        node = cluster.orthanc("router", start=False, courier={
-            "AllowedCallers": "Any", "Workers": 3, "MaxWorkersPerDestination": 1, "Retry": FAST_RETRY,
-            "Nodes": {"pacs": {"MaxParallelTasks": 1}}}, extra={"DicomModalities": {"dest": slow_dest.modality}})
-        pacs = SlowPacs(instances, node.dicom_port, 0.01)
-        node.config["DicomModalities"]["pacs"] = pacs.modality
-        node.start()
+        node, pacs = one_sender_one_fetcher(cluster, instances, slow_dest, 0.01)
         job_id = create_job(node, instances)
         wait_until(lambda: len(pacs.moved_studies()) >= 2, 30, 0.02, what="the second study's C-MOVE")
         assert len(slow_dest.uids()) < 10, "study 2 was fetched only after study 1 was delivered"
@@ -188,12 +195,7 @@ def test_a_cancelled_job_deletes_the_study_it_fetched_but_never_sent(cluster):
     instances = studies("PX", 2, 3)
     stuck = RecordingScp("STUCK", delay=5)              # study 1's send hangs; study 2 is fetched and waits
     try:
-        node = cluster.orthanc("router", start=False, courier={
-            "AllowedCallers": "Any", "Workers": 3, "MaxWorkersPerDestination": 1, "Retry": FAST_RETRY,
-            "Nodes": {"pacs": {"MaxParallelTasks": 1}}}, extra={"DicomModalities": {"dest": stuck.modality}})
-        pacs = SlowPacs(instances, node.dicom_port, 0.0)
-        node.config["DicomModalities"]["pacs"] = pacs.modality
-        node.start()
+        node, pacs = one_sender_one_fetcher(cluster, instances, stuck, 0.0)
         job_id = create_job(node, instances)
         wait_until(lambda: len(node.instances()) == 6 and stuck.offered, 30, what="both studies fetched, one sending")
         assert node.post(f"/courier/jobs/{job_id}/cancel").json()["Status"] == "CANCELED"
