@@ -33,6 +33,7 @@ SMALLEST = 10     # starting storescu costs ~28 ms of the router's CPU (loading 
                   # ~1.1 ms an instance, against ~2.6 ms for store-straight; but each store-straight is an
                   # association, ~2.3 ms more of the destination's CPU: from about 8 on, storescu costs less
                   # in all (measured on 512x512 CT), and spares the destination an association storm
+SMALLEST_BYTES = 8 * 2**20
 
 
 def available() -> bool:
@@ -92,6 +93,12 @@ class Batch:
                 shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def worth_a_batch(files: Sequence[FileItem]) -> bool:
+    """SMALLEST instances or more, or SMALLEST_BYTES (fewer large ones: DX, MG, whose chunks the
+    memory bound keeps short; starting storescu is then little beside what it sends)."""
+    return len(files) >= SMALLEST or sum(len(data) for _, data in files) >= SMALLEST_BYTES
+
+
 def start_batch(node: Node, local_aet: str, files: Sequence[FileItem], timeout: float, cancelled: Check) -> Batch:
     """Write the files to a private folder in RAM and start sending them on one association."""
     try:
@@ -107,8 +114,11 @@ def start_batch(node: Node, local_aet: str, files: Sequence[FileItem], timeout: 
             names[path] = item.instance_id
     except OSError:                  # /dev/shm full (a container's is 64 MB): store-straight sends them
         return Batch(folder, {}, None, timeout, cancelled)
-    process = subprocess.Popen(command(node, local_aet, timeout, list(names)), stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        process = subprocess.Popen(command(node, local_aet, timeout, list(names)), stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:                  # no storescu, no memory for a process: store-straight sends them
+        return Batch(folder, {}, None, timeout, cancelled)
     return Batch(folder, names, process, timeout, cancelled)
 
 

@@ -142,8 +142,8 @@ class Deliverer:
         stop: Optional[Failed] = None
         in_flight: Optional[tuple[list, Started, Report]] = None    # a chunk, its send, its transform's failures
 
-        def finish() -> Optional[Failed]:
-            chunk, started, sent = in_flight
+        def finish(entry: tuple[list, Started, Report]) -> Optional[Failed]:
+            chunk, started, sent = entry
             sent = {**sent, **started()}
             report.update(sent)
             done: dict[int, list[str]] = {}
@@ -164,12 +164,12 @@ class Deliverer:
                     continue
                 if own:
                     sent = sender.send([item for _, (item, _) in chunk], cancelled)
-                    in_flight = (chunk, lambda sent=sent: sent, {})
-                    stop, in_flight = finish(), None
+                    stop = finish((chunk, lambda sent=sent: sent, {}))
                     continue
                 files, failures = self._transform(profile, modifier, dict(chunk))
                 if in_flight is not None:
-                    stop, in_flight = finish(), None
+                    entry, in_flight = in_flight, None     # finished once, even if finishing raises
+                    stop = finish(entry)
                     if stop is not None:
                         report.update(failures)
                         report.update({item.instance_id: stop for item, _ in files})
@@ -177,7 +177,8 @@ class Deliverer:
                 in_flight = (chunk, start_files(sender, files, cancelled) if files else (lambda: {}), failures)
         finally:                        # whatever happened, the chunk in flight ends and its scratch folder goes
             if in_flight is not None:
-                finish()
+                entry, in_flight = in_flight, None
+                finish(entry)
         return report
 
     def _per_task(self, sender: Sender, tasks: Sequence[Task], todo: Todo, profile: Optional[str],

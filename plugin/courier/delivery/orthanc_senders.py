@@ -78,8 +78,9 @@ class OrthancRouteSender:
 
     def start_files(self, files: Sequence[FileItem], cancelled: Check = never) -> Started:
         """Start sending Courier's bytes; the call returned gives the report once they are sent.
-        A DICOM batch of SMALLEST or more is with storescu meanwhile, on one association."""
-        if self.node.kind == "dicom" and self.batches and len(files) >= dcmtk_store.SMALLEST and not cancelled():
+        A DICOM batch worth it (dcmtk_store.worth_a_batch) is with storescu meanwhile, on one
+        association."""
+        if self.node.kind == "dicom" and self.batches and dcmtk_store.worth_a_batch(files) and not cancelled():
             batch = dcmtk_store.start_batch(self.node, self.node.local_aet or self.local_aet, files, self.timeout,
                                             cancelled)
 

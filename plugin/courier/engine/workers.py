@@ -41,7 +41,8 @@ log = logging.getLogger("courier.engine")
 
 PRECHECK_RETRY_SECONDS = 30.0
 TOP_UP_STEP = 0.05       # seconds: a batch of Courier's bytes is topped up in steps while each brings more
-TOP_UP_MOST = 0.5        # seconds: and for at most this long
+TOP_UP_STEPS = 10        # and for at most this many steps (0.5 s)
+SWEEP_SECONDS = 10.0     # how often a worker deletes what cancelled job tasks fetched
 PRUNE_SECONDS = 3600.0
 
 
@@ -69,6 +70,7 @@ class Engine:
         self._threads: list[threading.Thread] = []
         self._topping: set[str] = set()          # destinations a worker is topping a batch up for (_topped_up)
         self._topping_lock = threading.Lock()
+        self._swept_at = 0.0                     # when cancelled fetches were last deleted (monotonic)
         self.running = False
         self.reconfigure(config, senders, pseudonymizers, hooks)
 
@@ -170,6 +172,8 @@ class Engine:
     # -- one claim --------------------------------------------------------------------------
     def run_once(self, owner: str) -> bool:
         """Claim, work, record every outcome. False if there was nothing to claim."""
+        if self._sweep_due():
+            self.delete_cancelled_fetches()          # what cancelled job tasks fetched goes
         claim = self.store.tasks.claim(owner, self.config.batch_size, self.config.max_workers_per_destination,
                                        self.closed_sources(),
                                        {n: s.max_parallel_tasks for n, s in self.config.node_settings.items()},
@@ -177,7 +181,6 @@ class Engine:
                                        held_destinations=sorted(self.config.disabled | self._topping_now()),
                                        known=self._known())
         if claim is None:
-            self.delete_cancelled_fetches()          # idle: what cancelled job tasks fetched goes
             return False
         try:                        # the destination slot is held until the send has returned
             gone = self._not_configured(claim.tasks)
@@ -218,15 +221,17 @@ class Engine:
         for more of the same destination, so that a burst goes in fewer, larger associations (each
         costs the destination ~3 ms) at the price of some latency:
         - with BatchLingerSeconds, that long, then what arrived meanwhile;
-        - else, when Courier makes the bytes (a profile, a Modify: each association is a storescu
-          run then, or an instance at a time below dcmtk_store.SMALLEST), in steps of TOP_UP_STEP,
-          at most TOP_UP_MOST in all: a lone instance (the first step brings nothing) waits one
-          step; a burst (more than one) is waited for until the batch is worth a storescu run,
-          then while each step brings more. Meanwhile this router's other workers leave the destination to this
-          one, so that the burst is not split between them."""
+        - else, when Courier makes the bytes (a profile, a Modify) for a DICOM destination that
+          storescu sends to (each batch is a storescu run then, or an association an instance
+          below dcmtk_store.SMALLEST), in steps of TOP_UP_STEP, at most TOP_UP_STEPS: a lone
+          instance (the first step brings nothing) waits one step; a burst (more than one) is
+          waited for until the batch is worth a storescu run, then while each step brings more.
+          Meanwhile this router's other workers leave the destination to this one, so that the
+          burst is not split between them."""
         linger = self.config.batch_linger
+        batches = getattr(self.deliverer.senders.get(destination), "batches", False)    # storescu: see above
         if (len(tasks) >= self.config.batch_size or any(t.level != "Instance" or t.attempts for t in tasks)
-                or (linger <= 0 and not any(self._makes_bytes(t) for t in tasks))):
+                or (linger <= 0 and not (batches and any(self._makes_bytes(t) for t in tasks)))):
             return tasks
         if linger > 0:
             if self._stop.wait(linger):
@@ -238,9 +243,9 @@ class Engine:
                 return tasks
             self._topping.add(destination)
         try:
-            waited, burst = 0.0, len(tasks) > 1
-            while len(tasks) < self.config.batch_size and waited < TOP_UP_MOST and not self._stop.wait(TOP_UP_STEP):
-                waited += TOP_UP_STEP
+            steps, burst = 0, len(tasks) > 1
+            while len(tasks) < self.config.batch_size and steps < TOP_UP_STEPS and not self._stop.wait(TOP_UP_STEP):
+                steps += 1
                 more = self.store.tasks.claim_more(owner, destination, self.config.batch_size - len(tasks),
                                                    self._known())
                 if not more and (not burst or len(tasks) >= dcmtk_store.SMALLEST):
@@ -344,13 +349,21 @@ class Engine:
         if task.delete_after and (attempt.state in FINAL_STATES or task.id not in recorded):
             self._delete_fetched(task)          # fetched only for this transfer: do not keep it
 
+    def _sweep_due(self) -> bool:
+        with self._topping_lock:
+            now = time.monotonic()
+            if now - self._swept_at < SWEEP_SECONDS:
+                return False
+            self._swept_at = now
+            return True
+
     def delete_cancelled_fetches(self) -> None:
         """Studies fetched for job tasks that were cancelled before they were sent: deleted (the
-        task stays marked in the store until this is done, so a restart does not forget them)."""
+        task stays marked in the store until this is done, so a restart or a failed DELETE does
+        not forget them)."""
         for task in self.store.tasks.cancelled_fetched():
-            if task.delete_after:
-                self._delete_fetched(task)
-            self.store.tasks.forget_fetched(task.id)
+            if not task.delete_after or self._delete_fetched(task):
+                self.store.tasks.forget_fetched(task.id)
 
     def _precheck(self, task: Task) -> Optional[str]:
         """Before a job's first study: do its source and its destination answer (C-ECHO, or a QIDO or
@@ -390,15 +403,19 @@ class Engine:
         return Attempt(task, newly, failed, outcome.state, expected, outcome.retry_in,
                        None if outcome.state == SUCCESS else error)
 
-    def _delete_fetched(self, task: Task) -> None:
+    def _delete_fetched(self, task: Task) -> bool:
+        """Delete what the job task fetched, unless another unfinished task names it; False if
+        Orthanc could not delete it."""
         if self.store.tasks.active_for_resource(task.resource_id):
-            return
+            return True
         try:
             self.rest.delete(f"/{LEVEL_PATHS[task.level]}/{task.resource_id}")
         except DeliveryError as exc:
             if getattr(exc, "status", None) != 404:
                 log.warning("job task %s: fetched %s %s could not be deleted: %s", task.id, task.level.lower(),
                             task.resource_id, exc)
+                return False
+        return True
 
     def _delete_if_done(self, task: Task) -> None:
         if self.store.tasks.unfinished_for_resource(task.resource_id):

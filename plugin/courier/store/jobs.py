@@ -167,6 +167,10 @@ class Jobs:
                                 (job_id, PENDING, RUNNING)).fetchone()[0]
             if active:
                 return f"job {job_id} has {active} task(s) PENDING or RUNNING; cancel it first"
+            fetched = db.execute("SELECT COUNT(*) FROM tasks WHERE job_id = ? AND state = ? AND phase = 'send'",
+                                 (job_id, CANCELED)).fetchone()[0]
+            if fetched:             # the rows are the only record of a copy still to delete (Engine)
+                return f"job {job_id}: {fetched} study(ies) it fetched are still being deleted; try again in a minute"
             db.execute("DELETE FROM task_instances WHERE task_id IN (SELECT id FROM tasks WHERE job_id = ?)", (job_id,))
             for table in ("tasks", "job_pseudonyms", "job_items", "batches"):
                 db.execute(f"DELETE FROM {table} WHERE job_id = ?", (job_id,))

@@ -142,5 +142,6 @@ STEPS: list[tuple[str, str]] = [
     ("p005_traffic_log", P005_TRAFFIC),
     ("p006_config_versions", P006_CONFIG_VERSIONS),
     ("p007_job_modify", "ALTER TABLE jobs ADD COLUMN modify TEXT"),
-    ("p008_fetched_job_tasks", "CREATE INDEX tasks_phase ON tasks (phase, state, destination)"),
+    ("p008_fetched_job_tasks", "CREATE INDEX tasks_phase ON tasks (phase, state, destination);"
+                               " UPDATE tasks SET phase = NULL WHERE state <> 'RUNNING'"),
 ]

@@ -283,3 +283,6 @@ def m021_fetched_job_tasks(db: sqlite_utils.Database) -> None:
     # a job task fetched and waiting for its destination (PENDING, phase 'send'), and a cancelled
     # one whose fetched copy is still to be deleted (CANCELED, phase 'send'): found without a scan
     db.execute("CREATE INDEX tasks_phase ON tasks (phase, state, destination)")
+    # a phase was only ever meaningful on RUNNING tasks before: a cancelled one left in 'send' is
+    # not a fetched copy waiting to be deleted
+    db.execute("UPDATE tasks SET phase = NULL WHERE state <> 'RUNNING'")

@@ -139,8 +139,10 @@ class Tasks:
         - Fetching a job task (phase 'fetch') needs no slot of the destination, so the next study is
           fetched while the last one is sent. It needs its source: inside its windows and fetching
           fewer studies than its MaxParallelTasks (`source_limits`). And it runs ahead by at most
-          `max_workers_per_destination` fetched studies waiting for the destination, so that a slow
-          destination never has everything fetched for it.
+          `max_workers_per_destination` studies being fetched or fetched and waiting for the
+          destination (those of paused jobs, or naming what the configuration lost, not counted),
+          so that a slow destination never has everything fetched for it. A direct move is a fetch:
+          it needs the source only.
         - A held (disabled) destination lends nothing.
         - `known` ({"destination": [...], "source": [...], "profile": [...], "route": [...]}, the
           configuration's): tasks naming anything else wait, PENDING, for a configuration that has
@@ -156,13 +158,15 @@ class Tasks:
                 "SELECT source, COUNT(*) FROM tasks WHERE state = ? AND source IS NOT NULL AND COALESCE(phase, 'fetch') = 'fetch'"
                 " GROUP BY source", (RUNNING,)).fetchall())
             held = list(closed_sources) + [s for s, n in fetching.items() if n >= source_limits.get(s, 10**6)]
-            ahead = [r[0] for r in db.execute(
-                "SELECT destination FROM tasks WHERE phase = 'send' AND state = ? GROUP BY destination HAVING COUNT(*) >= ?",
-                (PENDING, max_workers_per_destination))] + list(held_destinations)
+            clause, known_values = _known_filter(known)
+            ahead = [r[0] for r in db.execute(        # fetched and waiting (jobs not paused), or being fetched
+                "SELECT destination FROM tasks WHERE ((phase = 'send' AND state = ?"
+                f" AND job_id NOT IN (SELECT id FROM jobs WHERE paused = 1){clause}) OR (phase = 'fetch' AND state = ?))"
+                " GROUP BY destination HAVING COUNT(*) >= ?",
+                (PENDING, *known_values, RUNNING, max_workers_per_destination))] + list(held_destinations)
             sending = "(source IS NULL OR phase = 'send')" + _not_in("destination", busy)
             fetch = "(source IS NOT NULL AND COALESCE(phase, 'fetch') <> 'send')" + _not_in("source", held) \
                 + _not_in("destination", ahead)
-            clause, known_values = _known_filter(known)
             where = (" state = ? AND next_attempt_at <= ?"
                      " AND (job_id IS NULL OR job_id NOT IN (SELECT id FROM jobs WHERE paused = 1))"
                      f" AND (({sending}) OR ({fetch})){clause}")
@@ -325,10 +329,11 @@ class Tasks:
                     f" ({', '.join('?' * len(delivered))})", (task.id, *delivered)).fetchone()[0] if delivered else 0
                 db.execute(
                     "UPDATE tasks SET state = ?, attempts = attempts + ?, delivered = ?, bytes = ?, last_error = ?,"
-                    " next_attempt_at = ?, updated_at = ?, finished_at = ?, phase = NULL,"
+                    " next_attempt_at = ?, updated_at = ?, finished_at = ?,"
+                    " phase = CASE WHEN ? = 1 AND phase = 'send' THEN phase END,"   # paused or stopped: still fetched
                     " owner = CASE WHEN ? = 'PENDING' THEN NULL ELSE owner END WHERE id = ?",
                     (a.state, 0 if a.interrupted else 1, totals[0], totals[1], a.error, now + (a.retry_in or 0), now,
-                     now if a.state in FINAL_STATES else None, a.state, task.id))
+                     now if a.state in FINAL_STATES else None, int(a.interrupted), a.state, task.id))
                 db.execute("INSERT INTO destination_stats (destination, delivered_instances, failed_instances,"
                            " delivered_bytes) VALUES (?, ?, ?, ?) ON CONFLICT(destination) DO UPDATE SET"
                            " delivered_instances = destination_stats.delivered_instances + excluded.delivered_instances,"

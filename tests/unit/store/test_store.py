@@ -195,6 +195,40 @@ def test_a_fetched_study_is_sent_without_waiting_for_the_break_and_deleted_if_ca
     assert store.tasks.cancelled_fetched() == []
 
 
+def test_a_send_paused_or_stopped_keeps_its_study_fetched_and_a_failed_one_fetches_again(make_store):
+    store = make_store()
+    store.jobs.create("a", "pacs", "d", None, False, [JobTarget("1.4.1", "u1", "u1", False)])
+    (task,) = claimed(store, "w1", 1)
+    assert store.tasks.fetched("w1", task.id)
+    (sending,) = claimed(store, "w2", 1)
+    store.tasks.finish_attempts("w2", [Attempt(sending, [], 0, PENDING, interrupted=True, error="interrupted")])
+    assert store.tasks.get(task.id).phase == "send"      # paused or stopped: sent next time, not fetched again
+    store.tasks.release_slot("w2")
+    (again,) = claimed(store, "w3", 1)
+    assert again.phase == "send"
+    store.tasks.finish_attempts("w3", [Attempt(again, [], 1, PENDING, retry_in=0.0, error="down")])
+    assert store.tasks.get(task.id).phase is None        # a failed attempt checks the source again
+
+
+def test_the_fetch_ahead_counts_fetches_in_flight_but_not_paused_jobs(make_store):
+    store = make_store()
+    one = {"max_workers_per_destination": 1}
+    paused = store.jobs.create("a", "pacs", "d", None, False, [JobTarget("1.5.1", "v1", "v1", False)])
+    other = store.jobs.create("a", "pacs", "d", None, False,
+                              [JobTarget(f"1.6.{n}", f"w{n}", f"w{n}", False) for n in range(2)])
+    (first,) = claimed(store, "w1", 1, **one)
+    assert first.job_id == paused and store.tasks.fetched("w1", first.id)
+    store.jobs.control(paused, "pause", "alice")          # its fetched study waits: it holds nobody back
+    (fetching,) = claimed(store, "w2", 1, **one)
+    assert fetching.job_id == other and fetching.phase == "fetch"
+    assert claimed(store, "w3", 1, **one) == []          # one study of d in flight already: no second
+    assert store.tasks.fetched("w2", fetching.id)
+    store.jobs.control(paused, "cancel", "alice")
+    assert store.jobs.delete(paused, "alice").startswith(f"job {paused}: 1 study")   # its copy is still to go
+    store.tasks.forget_fetched(first.id)
+    assert store.jobs.delete(paused, "alice") is None
+
+
 def _claim_all(database_spec, owner, out, ready, go):
     """In another process: once all are connected, claim until nothing is left, write the ids claimed."""
     import sys

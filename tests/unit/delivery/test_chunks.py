@@ -1,0 +1,37 @@
+"""How what a delivery sends is cut into chunks (one association each), and when a chunk of
+Courier's own bytes is worth a storescu run."""
+from courier.delivery import dcmtk_store
+from courier.delivery.deliver import CHUNK_BYTES, chunks
+from courier.store.records import ManifestItem
+
+
+def entries(count, size=500_000):
+    return [(f"i{n}", (ManifestItem(f"i{n}", f"1.2.{n}", size), None)) for n in range(count)]
+
+
+def sizes(count, one_task, courier_bytes=False, size=500_000):
+    return [len(c) for c in chunks(entries(count, size), one_task, courier_bytes)]
+
+
+def test_routed_batches_go_whole_up_to_100():
+    assert sizes(50, one_task=False) == [50] and sizes(250, one_task=False) == [100, 100, 50]
+
+
+def test_a_study_sent_by_orthanc_goes_in_about_five_chunks_for_its_progress():
+    assert sizes(100, one_task=True) == [20] * 5 and sizes(30, one_task=True) == [10, 10, 10]
+
+
+def test_a_pseudonymized_study_goes_in_two_chunks_or_more_each_within_the_memory_bound():
+    assert sizes(100, True, courier_bytes=True) == [50, 50]           # the next made while the last is sent
+    assert sizes(15, True, courier_bytes=True) == [15]                # too few for two storescu runs
+    assert sizes(1000, True, courier_bytes=True, size=100_000) == [100] * 10
+    assert sizes(1000, True, courier_bytes=True)[0] * 500_000 <= CHUNK_BYTES     # 64 CT slices of 0.5 MB
+    big = sizes(20, True, courier_bytes=True, size=10 * 2**20)        # mammograms: the 32 MB bound decides
+    assert max(big) * 10 * 2**20 <= CHUNK_BYTES and sum(big) == 20
+
+
+def test_a_chunk_is_worth_storescu_from_ten_instances_or_eight_megabytes():
+    item = ManifestItem("i", "1.2.3")
+    assert not dcmtk_store.worth_a_batch([(item, b"x" * 1000)] * (dcmtk_store.SMALLEST - 1))
+    assert dcmtk_store.worth_a_batch([(item, b"x" * 1000)] * dcmtk_store.SMALLEST)
+    assert dcmtk_store.worth_a_batch([(item, b"x" * dcmtk_store.SMALLEST_BYTES)])
