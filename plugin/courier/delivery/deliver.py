@@ -142,9 +142,8 @@ class Deliverer:
         stop: Optional[Failed] = None
         in_flight: Optional[tuple[list, Started, Report]] = None    # a chunk, its send, its transform's failures
 
-        def finish(entry: tuple[list, Started, Report]) -> Optional[Failed]:
-            chunk, started, sent = entry
-            sent = {**sent, **started()}
+        def record(chunk: list, sent: Report) -> Optional[Failed]:
+            """A chunk's outcome: reported, its progress counted; why to stop, if the rest should."""
             report.update(sent)
             done: dict[int, list[str]] = {}
             for instance_id, (_, task) in chunk:
@@ -153,6 +152,10 @@ class Deliverer:
             if done:
                 progress(done)
             return next((f for f in sent.values() if f is not None and (f.down or f.interrupted)), None)
+
+        def finish(entry: tuple[list, Started, Report]) -> Optional[Failed]:
+            chunk, started, failures = entry
+            return record(chunk, {**failures, **started()})
 
         own = profile is None and modifier is None
         try:
@@ -163,8 +166,7 @@ class Deliverer:
                     report.update({instance_id: stop for instance_id, _ in chunk})
                     continue
                 if own:
-                    sent = sender.send([item for _, (item, _) in chunk], cancelled)
-                    stop = finish((chunk, lambda sent=sent: sent, {}))
+                    stop = record(chunk, sender.send([item for _, (item, _) in chunk], cancelled))
                     continue
                 files, failures = self._transform(profile, modifier, dict(chunk))
                 if in_flight is not None:

@@ -69,7 +69,7 @@ class Engine:
         self._wake = threading.Condition()
         self._threads: list[threading.Thread] = []
         self._topping: set[str] = set()          # destinations a worker is topping a batch up for (_topped_up)
-        self._topping_lock = threading.Lock()
+        self._lock = threading.Lock()                # guards _topping and _swept_at
         self._swept_at = 0.0                     # when cancelled fetches were last deleted (monotonic)
         self.running = False
         self.reconfigure(config, senders, pseudonymizers, hooks)
@@ -195,7 +195,7 @@ class Engine:
         return True
 
     def _topping_now(self) -> set[str]:
-        with self._topping_lock:
+        with self._lock:
             return set(self._topping)
 
     def _known(self) -> dict[str, list[str]]:
@@ -238,7 +238,7 @@ class Engine:
                 return tasks
             more = self.store.tasks.claim_more(owner, destination, self.config.batch_size - len(tasks), self._known())
             return sorted(tasks + more, key=lambda t: (-t.priority, t.id))
-        with self._topping_lock:
+        with self._lock:
             if destination in self._topping:
                 return tasks
             self._topping.add(destination)
@@ -253,7 +253,7 @@ class Engine:
                 burst = burst or bool(more)
                 tasks += more
         finally:
-            with self._topping_lock:
+            with self._lock:
                 self._topping.discard(destination)
         return sorted(tasks, key=lambda t: (-t.priority, t.id))
 
@@ -350,7 +350,7 @@ class Engine:
             self._delete_fetched(task)          # fetched only for this transfer: do not keep it
 
     def _sweep_due(self) -> bool:
-        with self._topping_lock:
+        with self._lock:
             now = time.monotonic()
             if now - self._swept_at < SWEEP_SECONDS:
                 return False
