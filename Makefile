@@ -69,12 +69,15 @@ $(PIP_STAMP): requirements.txt requirements-test.txt $(APT_STAMP)
 # signal to make, to its process group, Ctrl-C): a second one makes Orthanc 1.10.1 exit at once,
 # skipping its graceful stop and Courier's (tasks put back, nothing left RUNNING). The trap can run
 # twice (a signal to the group reaches this shell, and make forwards its own SIGTERM to it, both
-# before the first trap has run), hence the flag rather than resetting the trap.
+# before the first trap has run), hence the flag rather than resetting the trap. A trap interrupts
+# `wait` (status 128+signal): `wait -p` tells that apart from Orthanc's own end, and make exits with
+# Orthanc's status, saying so when a signal ended it.
 run: install
 	@mkdir -p data
 	@TCP_NODELAY=1 setsid Orthanc $(CONFIG) & orthanc=$$!; \
 	 trap '[ -n "$$stopping" ] || { stopping=1; kill -TERM $$orthanc 2>/dev/null; }' TERM INT HUP; \
-	 status=0; while kill -0 $$orthanc 2>/dev/null; do wait $$orthanc; status=$$?; done; exit $$status
+	 while unset waited; wait -p waited $$orthanc; status=$$?; [ -z "$$waited" ]; do :; done; \
+	 [ $$status -le 128 ] || echo "Orthanc was ended by signal $$((status - 128))" >&2; exit $$status
 
 # Two routers on one PostgreSQL behind HAProxy, on loopback (see cluster/ and the README's
 # "Scaling out"): HTTP 8042 and DICOM 4242 on the balancer, the routers on 8142/4342 and 8242/4442.

@@ -16,7 +16,7 @@ from courier.engine.runtime import Built, RuntimeConfig
 from courier.engine.scheduler import Scheduler
 from courier.engine.workers import Engine
 from courier.errors import ConfigError
-from courier.host import Host
+from courier.host import Host, stop_signals_ignored
 from courier.imports.importer import Importer
 from courier.imports.watch import FolderWatcher
 from courier.orthanc_rest import OrthancRest
@@ -158,14 +158,17 @@ class Courier:
             log.warning("Courier started: %d route(s), %d worker(s), database %s",
                         len(self.config.routes), self.config.workers, self.config.database.describe())
         elif change == "ORTHANC_STOPPED":      # in parallel: a graceful stop must end within seconds
-            stoppers = [threading.Thread(target=part.stop) for part in (self.follower, self.scheduler, self.watcher,
-                                                                   self.engine, self.metrics, self.echoes,
-                                                                   self.runtime, self.tokens)]
-            for thread in stoppers:
-                thread.start()
-            for thread in stoppers:
-                thread.join(8)
-            log.warning("Courier stopped: %d task(s) left RUNNING", self.store.tasks.queue_depth()["RUNNING"])
+            with stop_signals_ignored():       # a second SIGTERM would kill Orthanc in the middle of it
+                log.warning("Courier stopping: %d task(s) RUNNING are put back",
+                            self.store.tasks.queue_depth()["RUNNING"])
+                stoppers = [threading.Thread(target=part.stop) for part in (self.follower, self.scheduler,
+                                                                       self.watcher, self.engine, self.metrics,
+                                                                       self.echoes, self.runtime, self.tokens)]
+                for thread in stoppers:
+                    thread.start()
+                for thread in stoppers:
+                    thread.join(8)
+                log.warning("Courier stopped: %d task(s) left RUNNING", self.store.tasks.queue_depth()["RUNNING"])
         elif change == "NEW_INSTANCE":
             self.follower.wake()
 

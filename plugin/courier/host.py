@@ -7,15 +7,21 @@ threads (BigStackRunner), since Orthanc's HTTP threads have too little stack for
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import logging
 import os
 import queue
+import signal
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 from urllib.parse import unquote_plus
+
+# The signals Orthanc 1.10.1's main loop waits for (SystemToolbox::ServerBarrier).
+STOP_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM)
 
 
 @dataclass
@@ -88,6 +94,29 @@ class BigStackRunner:
             finally:
                 with self._lock:
                     self._idle += 1
+
+
+@contextlib.contextmanager
+def stop_signals_ignored() -> Iterator[None]:
+    """Ignore SIGTERM, SIGINT, SIGQUIT and SIGHUP in this process for the duration, then give
+    them back the action they had.
+
+    Orthanc 1.10.1 handles one of them to begin its graceful stop, then sets them back to their
+    default action, and only then tells the plugins (ORTHANC_STOPPED). A second signal during
+    Courier's stop (a supervisor's, a second Ctrl-C) killed Orthanc at once: no "Courier
+    stopped", tasks left RUNNING until the next start (measured: a second SIGTERM 1 s into the
+    stop). SIGKILL still stops it. Python's `signal` module refuses to act outside the main
+    thread, where Orthanc does not call plugins, hence libc's signal(), which is process-wide.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.signal.restype, libc.signal.argtypes = ctypes.c_void_p, (ctypes.c_int, ctypes.c_void_p)
+    ignore = ctypes.c_void_p(int(signal.SIG_IGN))
+    previous = {number: libc.signal(int(number), ignore) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, action in previous.items():
+            libc.signal(int(number), ctypes.c_void_p(action or 0))
 
 
 class _OrthancLogHandler(logging.Handler):

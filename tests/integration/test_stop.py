@@ -46,7 +46,7 @@ def test_make_run_stops_gracefully_within_10_s_while_a_destination_hangs(tmp_pat
         make.wait(20)
         elapsed = time.monotonic() - started
         orthanc_log = node.log_path.read_text(errors="replace")
-        assert "Orthanc has stopped" in orthanc_log, orthanc_log[-3000:]
+        assert "Orthanc has stopped" in orthanc_log, (make.returncode, orthanc_log[-3000:])
         assert "Courier stopped: 0 task(s) left RUNNING" in orthanc_log
         assert elapsed < 10, elapsed
         states = running_tasks(node.dir / "storage" / "courier.sqlite")
@@ -54,6 +54,28 @@ def test_make_run_stops_gracefully_within_10_s_while_a_destination_hangs(tmp_pat
     finally:
         if make.poll() is None:
             os.killpg(make.pid, signal.SIGKILL)
+        hole.close()
+
+
+def test_a_second_sigterm_during_couriers_stop_does_not_cut_it_short(cluster, tmp_path):
+    """Orthanc 1.10.1 gives SIGTERM back its default action before it tells the plugins to stop:
+    without Courier holding it, a second one (a supervisor's, a second Ctrl-C) kills Orthanc at once."""
+    hole = BlackHole()
+    try:
+        node = hung_router(tmp_path, hole)
+        cluster.nodes.append(node)
+        node.start()
+        storescu(node.dicom_port, write_instances(tmp_path / "in", 3))
+        wait_until(lambda: hole.open_now() == 2, 20, what="two sends hanging")
+        node.signal()
+        wait_until(lambda: "Courier stopping" in node.log_path.read_text(errors="replace"), 10, 0.02,
+                   what="Courier's stop to begin")
+        node.signal()
+        assert node.process.wait(15) == 0, node.log_tail()
+        log = node.log_path.read_text(errors="replace")
+        assert "Courier stopped: 0 task(s) left RUNNING" in log and "Orthanc has stopped" in log, node.log_tail()
+        assert running_tasks(node.dir / "storage" / "courier.sqlite") == {"PENDING": 3}
+    finally:
         hole.close()
 
 
@@ -76,6 +98,8 @@ def test_a_plain_sigterm_leaves_nothing_running_and_the_work_resumes(cluster, tm
     node.config["DicomModalities"]["hole"] = good.as_modality()
     node.start()
     wait_until(lambda: good.sop_uids() == {p.stem for p in files}, 30, what="everything delivered after the restart")
+    # the destination has them a moment before the worker records its outcome
+    wait_until(lambda: {t["state"] for t in node.get("/courier/tasks")["tasks"]} == {"SUCCESS"}, 15,
+               what="every task recorded SUCCESS")
     tasks = node.get("/courier/tasks")["tasks"]
-    assert {t["state"] for t in tasks} == {"SUCCESS"}
     assert max(t["attempts"] for t in tasks) <= 2       # a stop is not counted as a failed attempt
