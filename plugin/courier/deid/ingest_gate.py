@@ -22,14 +22,14 @@ import io
 import logging
 import os
 import uuid
-from typing import Any, Optional, Sequence
+from typing import Any, Collection, Optional, Sequence
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from courier.config.routes import Route
-from courier.deid.pseudonymizer import PseudonymizationError, Pseudonymizer, read_instance
+from courier.deid.pseudonymizer import PseudonymizationError, Pseudonymizer, read_instance_split
 from courier.store.store import Store
 
 log = logging.getLogger("courier.ingest_gate")
@@ -47,11 +47,13 @@ def top_level_tags(data: bytes) -> dict[str, Any]:
 BINARY_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN", "SQ"}
 
 
-def tags_of(ds: Dataset) -> dict[str, Any]:
+def tags_of(ds: Dataset, keywords: Optional[Collection[str]] = None) -> dict[str, Any]:
     """The top-level public attributes of `ds` but sequences and binary ones (pixel data), by
-    keyword, as strings: what routes match."""
+    keyword, as strings: what routes match; only `keywords` if given (converting every value of
+    a CT was a fifth of the ingest gate's time, measured under a burst)."""
     tags: dict[str, Any] = {}
-    for elem in ds:
+    elements = ds if keywords is None else (ds[k] for k in keywords if k in ds)
+    for elem in elements:
         if elem.keyword and elem.VR not in BINARY_VRS and not elem.tag.is_private:
             value = elem.value
             tags[elem.keyword] = "\\".join(str(v) for v in value) if elem.VM > 1 else ("" if value is None else str(value))
@@ -101,21 +103,23 @@ class IngestGate:
         self.routes = tuple(routes)
         self.pseudonymizer, self.store, self.quarantine_dir = pseudonymizer, store, quarantine_dir
         self.profile = pseudonymizer.profile.name
+        self.keywords = sorted({key for route in self.routes for key, _ in route.match})   # what they match on
 
     def decide(self, data: bytes) -> tuple[str, Optional[bytes]]:
+        """Read without the Pixel Data, which goes back as it came (as on send: deid.pixel_tail)."""
         matched: list[Route] = []
         try:
-            ds = read_instance(data)
+            ds, pixels = read_instance_split(data)
             if self.pseudonymizer.made_this(ds):
                 return KEEP, None                   # Courier's own output (its keyed mark): never twice
-            tags = tags_of(ds)
+            tags = tags_of(ds, self.keywords)
             matched = [r for r in self.routes if r.matches(tags)]
             if not matched:
                 return KEEP, None
             why = why_orthanc_cannot_store(ds, data)
             if why:
                 raise PseudonymizationError(f"not stored: {why}", "reject")
-            out, result = self.pseudonymizer.pseudonymize_to_bytes(ds)
+            out, result = self.pseudonymizer.pseudonymize_split(ds, pixels)
             self.store.crosswalk.record(self.profile, [result.patient_id], result.uids)
             return MODIFY, out
         except PseudonymizationError as exc:      # on ingest nothing can wait for a retry: quarantine

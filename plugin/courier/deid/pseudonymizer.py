@@ -24,7 +24,6 @@ import io
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Union
 
-from pydicom import dcmread
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
@@ -91,9 +90,11 @@ def method_marker(profile: str) -> str:
     return f"Courier profile {profile}"[:64]
 
 
-def read_instance(data: bytes) -> Dataset:
-    """A received DICOM file, parsed; PseudonymizationError ("reject") saying why it is not one."""
-    return _readable(lambda: dcmread(io.BytesIO(data)))
+def read_instance_split(data: bytes) -> tuple[Dataset, Optional[memoryview]]:
+    """A received DICOM file parsed without its Pixel Data, which is set aside as it came (or
+    parsed whole, None, when it cannot be: deid.pixel_tail); PseudonymizationError ("reject")
+    saying why it is not a DICOM file."""
+    return _readable(lambda: read_split(data))
 
 
 def _readable(read: Callable[[], Any]) -> Any:
@@ -145,9 +146,14 @@ class Pseudonymizer:
         """A DICOM file's bytes -> its pseudonymized file's bytes. The Pixel Data is set aside
         while the attributes are rewritten and appended as it came (deid.pixel_tail); the
         Result's dataset then has no Pixel Data. `before(ds)` changes the instance first (a Modify)."""
-        ds, pixels = _readable(lambda: read_split(data))
+        ds, pixels = read_instance_split(data)
         if before is not None:
             before(ds)
+        return self.pseudonymize_split(ds, pixels)
+
+    def pseudonymize_split(self, ds: Dataset, pixels: Optional[memoryview]) -> tuple[bytes, Result]:
+        """What read_instance_split gave -> the pseudonymized file's bytes (the Pixel Data appended
+        as it came) and the Result."""
         out, result = self.pseudonymize_to_bytes(ds)
         return (b"".join((out, pixels)) if pixels else out), result
 
