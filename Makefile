@@ -76,7 +76,7 @@ run: install
 	@mkdir -p data
 	@TCP_NODELAY=1 setsid Orthanc $(CONFIG) & orthanc=$$!; \
 	 trap '[ -n "$$stopping" ] || { stopping=1; kill -TERM $$orthanc 2>/dev/null; }' TERM INT HUP; \
-	 while unset waited; wait -p waited $$orthanc; status=$$?; [ -z "$$waited" ]; do :; done; \
+	 while unset waited; wait -p waited $$orthanc; status=$$?; [ -z "$$waited" ] && [ $$status -gt 128 ]; do :; done; \
 	 [ $$status -le 128 ] || echo "Orthanc was ended by signal $$((status - 128))" >&2; exit $$status
 
 # Two routers on one PostgreSQL behind HAProxy, on loopback (see cluster/ and the README's

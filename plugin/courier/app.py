@@ -5,12 +5,13 @@ import logging
 import os
 import socket
 import threading
+import time
 from typing import Any
 
 from courier.config.database import DatabaseSettings
 from courier.config.nodes import REGISTRY_OF_KIND
 from courier.config.parse import CourierConfig, parse
-from courier.deid.ingest_gate import IngestGate
+from courier.deid.ingest_gate import IngestGate, MadeOnIngest
 from courier.engine.echoes import EchoMonitor
 from courier.engine.runtime import Built, RuntimeConfig
 from courier.engine.scheduler import Scheduler
@@ -33,6 +34,7 @@ from courier.web.http import Context
 from courier.web.metrics import MetricsPublisher
 from courier.web.routes import Api
 
+STOP_SECONDS = 8.0      # Courier's share of a graceful stop: its parts stop in parallel within it
 log = logging.getLogger("courier")
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -66,8 +68,10 @@ class Courier:
         self.scheduler = Scheduler(config, self.store, self.rest, self.engine.incarnation, on_tasks=self.engine.wake)
         self.importer = Importer(self.store, self.rest)
         self.watcher = FolderWatcher(config.imports, config.routes, self.store, self.importer, on_tasks=self.engine.wake)
+        # what the ingest gate made, for the follower; not where Orthanc may replace a stored instance
+        self.made = None if seed.get("OverwriteInstances", False) else MadeOnIngest()
         self.follower = ChangeFollower(self.store, self.rest, config.routes, self.callers, self.run_script,
-                                       on_tasks=self.engine.wake, pseudonymizers=self.pseudonymizers)
+                                       on_tasks=self.engine.wake, pseudonymizers=self.pseudonymizers, made=self.made)
         self.metrics = MetricsPublisher(self.store, host.set_metric, config)
         self.echoes = EchoMonitor(config, self.store, self.rest)
         self.context = Context(config, self.store, is_healthy=lambda: self.engine.running and self.follower.running,
@@ -128,7 +132,7 @@ class Courier:
         ingest_routes = [r for r in self.config.routes if r.pseudonymize_on == "Ingest"]
         if ingest_routes:
             gate = IngestGate(ingest_routes, self.pseudonymizers[ingest_routes[0].pseudonymize], self.store,
-                              self.config.quarantine_directory)
+                              self.config.quarantine_directory, made=self.made)
             self.host.on_received_instance(gate.decide)
         # on Orthanc's DICOM thread: unknown callers, and what Orthanc 1.10.1 could not render
         self.host.on_incoming_cstore(Admission(self.callers, accepted_sop_classes=self.config.accepted_sop_classes).refuse,
@@ -159,16 +163,16 @@ class Courier:
                         len(self.config.routes), self.config.workers, self.config.database.describe())
         elif change == "ORTHANC_STOPPED":      # in parallel: a graceful stop must end within seconds
             with stop_signals_ignored():       # a second SIGTERM would kill Orthanc in the middle of it
-                log.warning("Courier stopping: %d task(s) RUNNING are put back",
-                            self.store.tasks.queue_depth()["RUNNING"])
+                log.warning("Courier stopping (for at most %g s; stop signals ignored meanwhile)", STOP_SECONDS)
                 stoppers = [threading.Thread(target=part.stop) for part in (self.follower, self.scheduler,
                                                                        self.watcher, self.engine, self.metrics,
                                                                        self.echoes, self.runtime, self.tokens)]
                 for thread in stoppers:
                     thread.start()
+                deadline = time.monotonic() + STOP_SECONDS
                 for thread in stoppers:
-                    thread.join(8)
-                log.warning("Courier stopped: %d task(s) left RUNNING", self.store.tasks.queue_depth()["RUNNING"])
+                    thread.join(max(0.0, deadline - time.monotonic()))
+            log.warning("Courier stopped: %d task(s) left RUNNING", self.store.tasks.queue_depth()["RUNNING"])
         elif change == "NEW_INSTANCE":
             self.follower.wake()
 

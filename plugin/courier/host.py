@@ -107,6 +107,9 @@ def stop_signals_ignored() -> Iterator[None]:
     stopped", tasks left RUNNING until the next start (measured: a second SIGTERM 1 s into the
     stop). SIGKILL still stops it. Python's `signal` module refuses to act outside the main
     thread, where Orthanc does not call plugins, hence libc's signal(), which is process-wide.
+    A program started meanwhile inherits the ignored signals (storescu, dcm2niix by a worker that
+    has not yet seen the stop): Courier ends those with SIGKILL (storescu when its task is
+    cancelled, dcm2niix at its time-out).
     """
     libc = ctypes.CDLL(None, use_errno=True)
     libc.signal.restype, libc.signal.argtypes = ctypes.c_void_p, (ctypes.c_int, ctypes.c_void_p)

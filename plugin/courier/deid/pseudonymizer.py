@@ -24,6 +24,7 @@ import io
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Union
 
+from pydicom import dcmread
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
@@ -90,11 +91,19 @@ def method_marker(profile: str) -> str:
     return f"Courier profile {profile}"[:64]
 
 
+PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)      # Pixel Data, Float and Double Float Pixel Data
+
+
 def read_instance_split(data: bytes) -> tuple[Dataset, Optional[memoryview]]:
     """A received DICOM file parsed without its Pixel Data, which is set aside as it came (or
     parsed whole, None, when it cannot be: deid.pixel_tail); PseudonymizationError ("reject")
     saying why it is not a DICOM file."""
     return _readable(lambda: read_split(data))
+
+
+def read_instance_whole(data: bytes) -> tuple[Dataset, None]:
+    """A received DICOM file parsed with its Pixel Data (as read_instance_split: never set aside)."""
+    return _readable(lambda: dcmread(io.BytesIO(data))), None
 
 
 def _readable(read: Callable[[], Any]) -> Any:
@@ -126,6 +135,14 @@ class Pseudonymizer:
         self.full_dates = "RetainLongitudinalFullDates" in profile.options
         self._reviewed: Optional["Pseudonymizer"] = None
         self._constants: dict[bool, list] = {}     # implicit VR? -> the profile's marking, encoded once
+        # A profile that removes or replaces the Pixel Data must see it: never set aside then.
+        self.touches_pixels = any(tag in profile.replace or self._action(BaseTag(tag)) not in (None, "K")
+                                  for tag in PIXEL_DATA_TAGS)
+
+    def read(self, data: bytes) -> tuple[Dataset, Optional[memoryview]]:
+        """A received file for pseudonymize_split: its Pixel Data set aside as it came, unless this
+        profile removes or replaces it."""
+        return read_instance_whole(data) if self.touches_pixels else read_instance_split(data)
 
     def reviewed(self) -> "Pseudonymizer":
         """The same pseudonymizer with the burned-in check waived: for instances an admin
@@ -145,15 +162,16 @@ class Pseudonymizer:
     def pseudonymize_bytes(self, data: bytes, before: Optional[Callable[[Dataset], None]] = None) -> tuple[bytes, Result]:
         """A DICOM file's bytes -> its pseudonymized file's bytes. The Pixel Data is set aside
         while the attributes are rewritten and appended as it came (deid.pixel_tail); the
-        Result's dataset then has no Pixel Data. `before(ds)` changes the instance first (a Modify)."""
-        ds, pixels = read_instance_split(data)
+        Result's dataset then has no Pixel Data (unless the profile removes or replaces it: then the
+        whole file is read and written). `before(ds)` changes the instance first (a Modify)."""
+        ds, pixels = self.read(data)
         if before is not None:
             before(ds)
         return self.pseudonymize_split(ds, pixels)
 
     def pseudonymize_split(self, ds: Dataset, pixels: Optional[memoryview]) -> tuple[bytes, Result]:
-        """What read_instance_split gave -> the pseudonymized file's bytes (the Pixel Data appended
-        as it came) and the Result."""
+        """What `read` gave -> the pseudonymized file's bytes (the Pixel Data appended as it came)
+        and the Result."""
         out, result = self.pseudonymize_to_bytes(ds)
         return (b"".join((out, pixels)) if pixels else out), result
 

@@ -26,6 +26,7 @@ from collections import OrderedDict
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from courier.config.routes import Route
+from courier.deid.ingest_gate import MadeOnIngest
 from courier.deid.marker import MAC_KEY
 from courier.deid.pseudonymizer import Pseudonymizer, method_marker
 from courier.orthanc_rest import OrthancHttpError, OrthancRest
@@ -107,10 +108,12 @@ class ChangeFollower:
     def __init__(self, store: Store, rest: OrthancRest, routes: Sequence[Route], callers: CallerPolicy,
                  run_script: Optional[Callable[[Route, Mapping[str, Any]], bool]],
                  on_tasks: Callable[[], None] = lambda: None,
-                 pseudonymizers: Optional[Mapping[str, Pseudonymizer]] = None) -> None:
+                 pseudonymizers: Optional[Mapping[str, Pseudonymizer]] = None,
+                 made: Optional[MadeOnIngest] = None) -> None:
         """`pseudonymizers` (by profile) recognise what an Ingest route's profile made; without
-        them no Ingest route fires."""
-        self.store, self.rest, self.callers, self.on_tasks = store, rest, callers, on_tasks
+        them no Ingest route fires. `made`: what this process's ingest gate made, known without
+        reading it back."""
+        self.store, self.rest, self.callers, self.on_tasks, self.made = store, rest, callers, on_tasks, made
         self._marks: OrderedDict[str, bytes] = OrderedDict()
         self._pass = threading.Lock()          # held for one pass; a reconfiguration waits for its end
         self.reconfigure(routes, run_script, pseudonymizers)
@@ -272,7 +275,13 @@ class ChangeFollower:
         """Did `route`'s profile pseudonymize this instance on ingest? Orthanc's simplified tags
         cannot show a private element (all are "Unknown Tag & Data", none in Implicit VR), so the
         mark is read from Orthanc, only for an instance that claims the profile."""
-        if route.pseudonymize not in self.pseudonymizers or not claims_ingest(route, tags):
+        if route.pseudonymize not in self.pseudonymizers:
+            return False
+        if instance_id is not None and self.made is not None and self.made.holds(instance_id, route.pseudonymize):
+            return True                 # this process's gate made it
+        if instance_id is not None and "SOPInstanceUID" not in tags:
+            tags = {**tags, **self.tags.instance_tags(instance_id)}      # not read for the routes' matching
+        if not claims_ingest(route, tags):
             return False
         mark = self._mark_of(instance_id or orthanc_instance_id(tags))
         return pseudonymized_on_ingest(route, {**tags, MAC_KEY: mark}, self.pseudonymizers)

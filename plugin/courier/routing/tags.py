@@ -15,15 +15,18 @@ LEVEL_PATHS = {"Series": "series", "Study": "studies"}
 class ResourceTags:
     def __init__(self, rest: OrthancRest, routes: Sequence[Route]) -> None:
         self.rest = rest
-        ingest = any(r.pseudonymize_on == "Ingest" for r in routes)
-        self.needs_tags = ingest or any(
+        # An Ingest route needs the tags to check Courier's mark: for a series or a study here; for
+        # an instance the follower reads them only for what its gate did not make (follower._ingested).
+        self.ingest = any(r.pseudonymize_on == "Ingest" for r in routes)
+        self.needs_tags = any(
             route.condition_script or any(key not in CONTEXT_KEYS for key, _ in route.match) for route in routes)
         self.needs_context = any(route.condition_script or route.allowed_calling_aets is not None
                                  or any(key in CONTEXT_KEYS for key, _ in route.match) for route in routes)
 
     def of(self, level: str, resource_id: str, metadata: Optional[dict] = None) -> dict[str, Any]:
         """OrthancHttpError 404 if the resource is gone (or has no instance left)."""
-        if not (self.needs_tags or self.needs_context):
+        needs_tags = self.needs_tags or (self.ingest and level != "Instance")
+        if not (needs_tags or self.needs_context):
             return {}
         if level == "Instance":
             instance_id = resource_id
@@ -32,9 +35,12 @@ class ResourceTags:
             if not instances:
                 raise OrthancHttpError(404, f"{level} {resource_id} has no instances")
             instance_id = instances[0]["ID"]
-        tags = dict(self.rest.get_json(f"/instances/{instance_id}/simplified-tags")) if self.needs_tags else {}
+        tags = self.instance_tags(instance_id) if needs_tags else {}
         if metadata is None:
             metadata = self.rest.get_json(f"/instances/{instance_id}/metadata", expand="")
         tags.update(CallingAet=metadata.get("RemoteAET", ""), CalledAet=metadata.get("CalledAET", ""),
                     RemoteIp=metadata.get("RemoteIP", ""))
         return tags
+
+    def instance_tags(self, instance_id: str) -> dict[str, Any]:
+        return dict(self.rest.get_json(f"/instances/{instance_id}/simplified-tags"))

@@ -9,7 +9,7 @@ from courier.config.match import compile_condition
 from courier.config.profiles import Profile, parse_profiles
 from courier.config.routes import Route
 from courier.deid import marker
-from courier.deid.ingest_gate import KEEP, MODIFY, IngestGate
+from courier.deid.ingest_gate import KEEP, MODIFY, IngestGate, MadeOnIngest
 from courier.deid.pseudonymizer import Pseudonymizer, method_marker
 from courier.errors import ConfigError
 from courier.orthanc_rest import OrthancHttpError
@@ -100,10 +100,10 @@ def test_the_gate_pseudonymizes_a_forged_output_and_keeps_a_real_one(tmp_path):
 
 
 class FakeRest:
-    """Orthanc's /instances/{id}/content/7fdf-1001 for the instances it holds."""
+    """Orthanc's /instances/{id}/content/7fdf-1001 and /simplified-tags for the instances it holds."""
 
-    def __init__(self, marks: dict) -> None:
-        self.marks, self.read = marks, []
+    def __init__(self, marks: dict, tags: dict = {}) -> None:
+        self.marks, self.tags, self.read = marks, tags, []
 
     def get_bytes(self, path: str) -> bytes:
         self.read.append(path)
@@ -112,12 +112,57 @@ class FakeRest:
             return self.marks[instance]
         raise OrthancHttpError(404, f"GET {path}: HTTP 404")
 
+    def get_json(self, path: str, **_) -> dict:
+        self.read.append(path)
+        instance = path.split("/")[2]
+        if path.endswith("/simplified-tags") and instance in self.tags:
+            return self.tags[instance]
+        raise OrthancHttpError(404, f"GET {path}: HTTP 404")
 
-def follower(tmp_path, rest, pseudonymizers):
-    route = Route("r", "Instance", (("Modality", compile_condition("CT")),), ("d",), pseudonymize="p",
-                  pseudonymize_on="Ingest")
+
+def follower(tmp_path, rest, pseudonymizers, match=(("Modality", compile_condition("CT")),), made=None):
+    route = Route("r", "Instance", match, ("d",), pseudonymize="p", pseudonymize_on="Ingest")
     return ChangeFollower(Store(str(tmp_path / "f.sqlite")), rest, [route], CallerPolicy("Any", {}), None,
-                          pseudonymizers=pseudonymizers), route
+                          pseudonymizers=pseudonymizers, made=made), route
+
+
+def test_what_the_gate_made_is_known_to_the_follower_without_reading_it_back(tmp_path):
+    made = MadeOnIngest()
+    gate = IngestGate([Route("r", "Instance", (), ("d",), pseudonymize="p", pseudonymize_on="Ingest")],
+                      pseudonymizer(), Store(str(tmp_path / "g.sqlite")), str(tmp_path / "q"), made=made)
+    action, out = gate.decide(file_bytes(make_instance()))
+    assert action == MODIFY
+    output = pydicom.dcmread(io.BytesIO(out))
+    instance_id = orthanc_instance_id(orthanc_tags(output))          # as Orthanc will name it
+    assert made.holds(instance_id, "p") and not made.holds(instance_id, "another profile")
+    rest = FakeRest({}, {})                                          # Orthanc would answer nothing
+    f, route = follower(tmp_path, rest, {"p": pseudonymizer()}, match=(), made=made)
+    assert f._ingested(route, {}, instance_id) and rest.read == []
+    assert gate.decide(out) == (KEEP, None)                          # its own output again: kept, nothing added
+    assert len(made._made) == 1
+
+
+def test_what_the_gate_did_not_make_is_read_back_and_verified_by_its_mark(tmp_path):
+    genuine = pseudonymizer().pseudonymize(make_instance()).dataset    # made before a restart, say
+    fake = forged()
+    ids = {orthanc_instance_id(orthanc_tags(d)): d for d in (genuine, fake)}
+    rest = FakeRest({i: d[marker.MAC_TAG].value.encode() for i, d in ids.items()},
+                    {i: orthanc_tags(d) for i, d in ids.items()})
+    made = MadeOnIngest()
+    f, route = follower(tmp_path, rest, {"p": pseudonymizer()}, match=(), made=made)
+    genuine_id, fake_id = ids
+    assert f._ingested(route, {}, genuine_id)
+    assert rest.read == [f"/instances/{genuine_id}/simplified-tags", f"/instances/{genuine_id}/content/7fdf-1001"]
+    assert not f._ingested(route, {}, fake_id)
+    made.add(fake_id, "another profile")                             # made by another profile's gate: no shortcut
+    assert not f._ingested(route, {}, fake_id)
+
+
+def test_the_gate_remembers_only_what_it_made_and_a_bounded_number():
+    made = MadeOnIngest(capacity=3)
+    for n in range(5):
+        made.add(f"id-{n}", "p")
+    assert [made.holds(f"id-{n}", "p") for n in range(5)] == [False, False, True, True, True]
 
 
 def test_the_follower_fires_an_ingest_route_for_courier_output_only(tmp_path):
