@@ -1,6 +1,7 @@
 """A sender cannot switch pseudonymization off: Courier knows its own output by a keyed MAC in its
 private block, not by a DeidentificationMethod text anybody can write (gate and follower alike)."""
 import io
+from typing import Optional
 
 import pydicom
 import pytest
@@ -102,8 +103,8 @@ def test_the_gate_pseudonymizes_a_forged_output_and_keeps_a_real_one(tmp_path):
 class FakeRest:
     """Orthanc's /instances/{id}/content/7fdf-1001 and /simplified-tags for the instances it holds."""
 
-    def __init__(self, marks: dict, tags: dict = {}) -> None:
-        self.marks, self.tags, self.read = marks, tags, []
+    def __init__(self, marks: dict, tags: Optional[dict] = None) -> None:
+        self.marks, self.tags, self.read = marks, tags or {}, []
 
     def get_bytes(self, path: str) -> bytes:
         self.read.append(path)
@@ -120,7 +121,10 @@ class FakeRest:
         raise OrthancHttpError(404, f"GET {path}: HTTP 404")
 
 
-def follower(tmp_path, rest, pseudonymizers, match=(("Modality", compile_condition("CT")),), made=None):
+CT_ONLY = (("Modality", compile_condition("CT")),)
+
+
+def follower(tmp_path, rest, pseudonymizers, match=CT_ONLY, made=None):
     route = Route("r", "Instance", match, ("d",), pseudonymize="p", pseudonymize_on="Ingest")
     return ChangeFollower(Store(str(tmp_path / "f.sqlite")), rest, [route], CallerPolicy("Any", {}), None,
                           pseudonymizers=pseudonymizers, made=made), route
