@@ -142,8 +142,9 @@ def test_cancel_and_retry_through_the_api_during_an_outage(cluster, tmp_path):
     assert len(dest.instances()) == 1 and node.get(f"/courier/tasks/{first}")["state"] == "CANCELED"
     assert node.post(f"/courier/tasks/{first}/retry").json()["state"] == "PENDING"
     wait_until(lambda: len(dest.instances()) == 2, 20, what="cancelled task delivered after retry")
-    status = node.get("/courier/status")
-    assert status["queue"]["SUCCESS"] == 2 and status["destinations"]["dest"]["delivered_instances"] == 2
+    # the outcome is recorded a moment after the destination acknowledged
+    wait_until(lambda: (s := node.get("/courier/status"))["queue"]["SUCCESS"] == 2
+               and s["destinations"]["dest"]["delivered_instances"] == 2, 15, what="both recorded delivered")
 
 
 def test_tasks_are_retried_cancelled_and_reprioritised_in_bulk_and_exported(cluster, tmp_path):

@@ -53,8 +53,9 @@ def test_a_subscription_transfers_the_past_oldest_first_then_what_is_new_and_nev
     wanted = {p.stem for offset in (-8, -5, -2, 0) for p in made[offset]}
     wait_until(lambda: dest.sop_uids() == wanted, 90, 0.5, what="the past and today at the destination")
     wait_until(lambda: subscription(node, sub["Id"])["Past"]["Done"], 60, 0.5, what="the past done")
-    tasks = job_tasks(node, sub["Job"])
-    assert len(tasks) == 4 and all(t["state"] == "SUCCESS" for t in tasks)
+    # Done when the last tasks are made; each is recorded SUCCESS a moment after its delivery
+    tasks = wait_until(lambda: len(t := job_tasks(node, sub["Job"])) == 4 and all(x["state"] == "SUCCESS" for x in t)
+                       and t, 15, what="the four tasks recorded SUCCESS")
     offset_of = {_uid(files): offset for offset, files in made.items()}
     order = [offset_of[t["study_uid"]] for t in sorted(tasks, key=lambda t: t["id"])]
     assert order == [0, -8, -5, -2], order                   # today's first run, then the past oldest first
@@ -90,7 +91,8 @@ def test_a_subscription_transfers_the_past_oldest_first_then_what_is_new_and_nev
     # pause stops the runs; delete stops the subscription, its job stays
     paused = node.post(f"/courier/subscriptions/{sub['Id']}/pause", {}).json()
     assert paused["Status"] == "PAUSED"
-    runs = paused["Runs"]
+    time.sleep(2.5)                                       # a run already under way (every 2 s) still ends
+    runs = subscription(node, sub["Id"])["Runs"]
     time.sleep(5)
     assert subscription(node, sub["Id"])["Runs"] == runs
     assert node.delete(f"/courier/subscriptions/{sub['Id']}").status_code == 200

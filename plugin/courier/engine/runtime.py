@@ -219,13 +219,13 @@ class RuntimeConfig:
                 self.failed_version = latest.version
                 return False
             previous = self.current
-            self._take(built, latest.version)
-            try:
+            try:                        # Orthanc knows the nodes before a route may send to them (as in change)
                 self._sync_registries(previous.full if previous else None, built.full)
             except ConfigError as exc:
                 log.error("Orthanc's node registries could not be set to configuration version %d (tried again "
                           "every %g s): %s", latest.version, POLL_SECONDS, exc)
                 self._registries_due = True
+            self._take(built, latest.version)
             return True
 
     # -- Orthanc's registries ---------------------------------------------------------------------
