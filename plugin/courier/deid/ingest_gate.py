@@ -104,7 +104,7 @@ def why_orthanc_cannot_store(ds: Dataset, data: bytes) -> Optional[str]:
 class MadeOnIngest:
     """The Orthanc IDs of the instances this process's gate made, by profile (the most recent
     `capacity`): the follower then knows them for Courier's output without reading their tags and
-    keyed mark back from Orthanc, which parses the stored file for each (1.1-1.4 ms of Orthanc's
+    keyed mark back from Orthanc, which parses the stored file for each (1.2-2.2 ms of Orthanc's
     CPU per routed instance, measured). Only a shortcut: an instance it does not hold (made before
     a restart, or forgotten) is verified by its mark as before. Only where Orthanc never replaces
     a stored instance (OverwriteInstances false, its default): otherwise an instance stored later
