@@ -131,6 +131,7 @@ $(BENCH_VENV)/.installed: bench/requirements-peers.txt
 
 bench: install $(BENCH_VENV)/.installed
 	$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
+	@$(PY) bench/measure.py
 	TCP_NODELAY=1 $(PY) bench/bench_routing.py
 	TCP_NODELAY=1 $(PY) bench/bench_pseudonymize.py
 	TCP_NODELAY=1 $(PY) bench/bench_pull.py

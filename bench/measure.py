@@ -36,3 +36,23 @@ def rss_mb(*pids: int) -> float:
             except psutil.NoSuchProcess:
                 continue
     return total / 1e6
+
+
+def others_running(names: tuple = ("Orthanc", "storescu", "dcmqrscp")) -> list[psutil.Process]:
+    """Processes of these programs that are already running: they share the cores with what a
+    benchmark measures (an idle Orthanc left by an interrupted script skewed a whole run)."""
+    found = []
+    for process in psutil.process_iter(["name", "pid"]):
+        if process.info["name"] in names:
+            found.append(process)
+    return found
+
+
+if __name__ == "__main__":          # make bench runs this first
+    import os
+    others = others_running()
+    if others:
+        print(f"warning: {len(others)} Orthanc/DCMTK process(es) already running (pids "
+              f"{', '.join(str(p.pid) for p in others)}): they share the cores with what is measured; "
+              "stop them for figures worth comparing")
+    print(f"load average before the benchmarks: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
