@@ -103,6 +103,8 @@ def test_the_traffic_page_shows_a_refused_caller_and_a_c_find_served(cluster, tm
     page = page_for(browser, "carol")                                 # a viewer may read it, like the audit trail
     page.goto(node.url + "/courier/ui/")
     page.click("nav >> text=Traffic")
+    page.wait_for_url("**/courier/ui/traffic*")                       # a page of its own: wait for it, then count
+    page.wait_for_selector("#traffic tr[data-status]", timeout=10000)
     refused = page.locator("#traffic tr[data-status='refused']")
     assert refused.count() == 1
     assert refused.locator(".caller").inner_text() == "INTRUDER"
