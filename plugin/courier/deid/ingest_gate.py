@@ -32,7 +32,7 @@ from pydicom.uid import UID
 
 from courier.config.routes import Route
 from courier.deid.pseudonymizer import PseudonymizationError, Pseudonymizer
-from courier.store.records import orthanc_id
+from courier.store.records import orthanc_instance_id
 from courier.store.store import Store
 
 log = logging.getLogger("courier.ingest_gate")
@@ -153,8 +153,7 @@ class IngestGate:
             out, result = self.pseudonymizer.pseudonymize_split(ds, pixels)
             self.store.crosswalk.record(self.profile, [result.patient_id], result.uids)
             if self.made is not None:
-                made = result.dataset
-                self.made.add(orthanc_id(*(str(made.get(k) or "") for k in ("PatientID", *INDEXED_BY))), self.profile)
+                self.made.add(orthanc_instance_id(result.dataset), self.profile)
             return MODIFY, out
         except PseudonymizationError as exc:      # on ingest nothing can wait for a retry: quarantine
             return self._quarantine(data, exc.reason, "reject" if exc.disposition == "reject" else "quarantine", matched)

@@ -34,7 +34,7 @@ from courier.routing.callers import CallerPolicy
 from courier.routing.completer import Completer
 from courier.routing.rules import tasks_for
 from courier.routing.tags import ResourceTags
-from courier.store.records import Arrival, AuditEvent, NewTask, TrafficEvent, orthanc_id
+from courier.store.records import Arrival, AuditEvent, NewTask, TrafficEvent, orthanc_instance_id
 from courier.store.store import Store
 from courier.store.traffic import GAP_SECONDS
 
@@ -96,12 +96,6 @@ def pseudonymized_on_ingest(route: Route, tags: Mapping[str, Any], pseudonymizer
     (deid.marker) says so. `tags`: Orthanc's tags with the mark element under marker.MAC_KEY."""
     pseudonymizer = pseudonymizers.get(route.pseudonymize or "")
     return pseudonymizer is not None and pseudonymizer.made_this(tags)
-
-
-def orthanc_instance_id(tags: Mapping[str, Any]) -> str:
-    """Orthanc's identifier of an instance: SHA-1 of PatientID|StudyUID|SeriesUID|SOPInstanceUID."""
-    return orthanc_id(*(str(tags.get(k) or "") for k in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID",
-                                                         "SOPInstanceUID")))
 
 
 class ChangeFollower:

@@ -23,6 +23,13 @@ def orthanc_id(*uids: str) -> str:
     return "-".join(digest[i:i + 8] for i in range(0, 40, 8))
 
 
+def orthanc_instance_id(tags: Mapping[str, Any]) -> str:
+    """Orthanc's identifier of an instance from its tags (Orthanc's, or a pydicom Dataset): SHA-1 of
+    PatientID|StudyUID|SeriesUID|SOPInstanceUID."""
+    return orthanc_id(*(str(tags.get(k) or "") for k in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID",
+                                                         "SOPInstanceUID")))
+
+
 PENDING, RUNNING, SUCCESS, WARNING, FAILURE, CANCELED = (
     "PENDING", "RUNNING", "SUCCESS", "WARNING", "FAILURE", "CANCELED")
 STATES = (PENDING, RUNNING, SUCCESS, WARNING, FAILURE, CANCELED)
