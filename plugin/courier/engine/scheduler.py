@@ -1,7 +1,8 @@
 """The scheduler thread: runs the subscriptions that are due and resolves the items of jobs made in
 the background (phase QUERYING), one at a time, each under a lease in the store, so that several
 routers share the work and a router killed in the middle of a run leaves nothing held for long
-(its leases expire; at its next start it frees its own at once)."""
+(another router takes its leases over once its heartbeat is older than HeartbeatTimeoutSeconds;
+at its next start it frees its own at once)."""
 from __future__ import annotations
 
 import logging
@@ -65,14 +66,15 @@ class Scheduler:
                 log.exception("scheduler: unexpected error; continuing")
 
     def run_due(self) -> None:
-        for job_id in self.store.jobs.querying():
+        for job_id in self.store.jobs.querying(self.config.heartbeat_timeout):
             if self._stop.is_set():
                 return
             self._resolve(job_id)
-        for subscription_id in self.store.subscriptions.due():
+        for subscription_id in self.store.subscriptions.due(self.config.heartbeat_timeout):
             if self._stop.is_set():
                 return
-            subscription = self.store.subscriptions.take(subscription_id, self.owner, LEASE_SECONDS)
+            subscription = self.store.subscriptions.take(subscription_id, self.owner, LEASE_SECONDS,
+                                                          self.config.heartbeat_timeout)
             if subscription is None:
                 continue
             try:
@@ -91,7 +93,8 @@ class Scheduler:
     def _resolve(self, job_id: int) -> None:
         """The next unresolved items of a QUERYING job, a few at a time: each becomes its tasks (held
         until the job starts), or its error; the job is READY, or starts, once all are resolved."""
-        taken = self.store.jobs.take_items(job_id, self.owner, LEASE_SECONDS, limit=10)
+        taken = self.store.jobs.take_items(job_id, self.owner, LEASE_SECONDS, limit=10,
+                                           stale_after=self.config.heartbeat_timeout)
         if taken is None:
             return
         source, items = taken

@@ -11,6 +11,7 @@ from courier.store.audit import write as write_audit
 from courier.store.database import Database
 from courier.store.jobs import insert_job, insert_job_tasks
 from courier.store.records import CANCELED, PENDING, RUNNING, AuditEvent, Found, JobTarget, Subscription
+from courier.store.routers import lease_free, lease_free_params
 
 ACTIVE = (PENDING, RUNNING)
 
@@ -67,23 +68,25 @@ class Subscriptions:
         return total, [{"StudyInstanceUID": r[0], "StudyDate": r[1], "Instances": r[2], "Transfers": r[3],
                         "FirstAt": r[4], "At": r[5], "Task": r[6], "TaskState": r[7]} for r in rows]
 
-    def due(self) -> list[int]:
+    def due(self, stale_after: Optional[float] = None) -> list[int]:
         """Subscriptions a run is due for: their schedule came, or their past goes on and the studies
-        of the last partition are done (so a subscription never floods its source)."""
+        of the last partition are done (so a subscription never floods its source); not leased, or
+        leased by a router that is gone (`stale_after`: the heartbeat timeout, routers.lease_free)."""
         now = self.clock()
         return [r[0] for r in self.database.read().execute(
-            "SELECT id FROM subscriptions s WHERE paused = 0 AND (lease_until IS NULL OR lease_until < ?)"
+            f"SELECT id FROM subscriptions s WHERE paused = 0 AND {lease_free('s', stale_after)}"
             " AND (next_run_at <= ? OR (backfill_next IS NOT NULL AND backfill_at <= ? AND NOT EXISTS"
             "  (SELECT 1 FROM tasks t WHERE t.job_id = s.job_id AND t.state IN (?, ?)))) ORDER BY id",
-            (now, now, now, *ACTIVE)).fetchall()]
+            (*lease_free_params(now, stale_after), now, now, *ACTIVE)).fetchall()]
 
-    def take(self, subscription_id: int, owner: str, lease_seconds: float) -> Optional[Subscription]:
-        """The subscription, leased to `owner` for its run; None if another router holds it."""
+    def take(self, subscription_id: int, owner: str, lease_seconds: float,
+             stale_after: Optional[float] = None) -> Optional[Subscription]:
+        """The subscription, leased to `owner` for its run; None if another live router holds it."""
         now = self.clock()
         with self.database.transaction() as db:
             row = db.execute(f"UPDATE subscriptions SET lease_owner = ?, lease_until = ? WHERE id = ? AND paused = 0"
-                             f" AND (lease_until IS NULL OR lease_until < ?) RETURNING {', '.join(Subscription.COLUMNS)}",
-                             (owner, now + lease_seconds, subscription_id, now)).fetchone()
+                             f" AND {lease_free('subscriptions', stale_after)} RETURNING {', '.join(Subscription.COLUMNS)}",
+                             (owner, now + lease_seconds, subscription_id, *lease_free_params(now, stale_after))).fetchone()
         return None if row is None else _subscription(row)
 
     def release_leases(self, owner_prefix: str) -> None:

@@ -63,6 +63,40 @@ def test_a_run_whose_lease_was_lost_records_nothing(make_store):
     assert store.subscriptions.take(sub_id, "A:2:scheduler", 10) is not None
 
 
+def test_a_lease_held_by_a_router_that_is_gone_is_taken_over_before_it_expires(make_store):
+    """A router killed in the middle of a run held its subscription's and job's leases for their
+    whole length (300 s): another router now takes them once the first one's heartbeat is older
+    than the heartbeat timeout, or at once if it stopped or started again (another incarnation)."""
+    clock = Clock()
+    store = make_store(clock)
+    store.routers.register("A", "A:1:aa")
+    store.routers.register("B", "B:1:bb")
+    sub_id = store.subscriptions.create("alice", None, SPEC, "20260331", None, None)
+    job_id = store.jobs.create("alice", "pacs", "d", None, False, [], items=[{"StudyInstanceUID": "1.2.3"}], start=False)
+    assert store.subscriptions.take(sub_id, "A:1:aa:scheduler", 300, stale_after=4) is not None
+    assert store.jobs.take_items(job_id, "A:1:aa:scheduler", 300, limit=2, stale_after=4) is not None
+    clock.now += 3                                                          # A's heartbeat is 3 s old: A holds them
+    store.routers.heartbeat("B", "B:1:bb")
+    assert store.subscriptions.due(4) == [] and store.jobs.querying(4) == []
+    assert store.subscriptions.take(sub_id, "B:1:bb:scheduler", 300, stale_after=4) is None
+    assert store.jobs.take_items(job_id, "B:1:bb:scheduler", 300, limit=2, stale_after=4) is None
+    clock.now += 2                                                          # 5 s: A is gone (kill -9)
+    assert store.subscriptions.due() == [] and store.jobs.querying() == []   # by expiry alone: 295 s more
+    assert store.subscriptions.due(4) == [sub_id] and store.jobs.querying(4) == [job_id]
+    assert store.subscriptions.take(sub_id, "B:1:bb:scheduler", 300, stale_after=4) is not None
+    assert store.jobs.take_items(job_id, "B:1:bb:scheduler", 300, limit=2, stale_after=4) is not None
+    # B's own leases stay B's while it lives, even to a router whose name begins like B's
+    store.routers.register("B2", "B2:1:cc")
+    assert store.subscriptions.take(sub_id, "B2:1:cc:scheduler", 300, stale_after=4) is None
+    # B, killed, starts again at once (another incarnation, its heartbeat fresh): the lease is free
+    with store.database.transaction() as db:
+        db.execute("UPDATE routers SET incarnation = ?, heartbeat_at = ? WHERE name = ?", ("B:2:dd", clock.now, "B"))
+    assert store.subscriptions.take(sub_id, "B2:1:cc:scheduler", 300, stale_after=4) is not None
+    # a router that stopped gracefully frees its leases at once
+    store.routers.stopped("B2", "B2:1:cc")
+    assert store.subscriptions.take(sub_id, "B:2:dd:scheduler", 300, stale_after=4) is not None
+
+
 def test_a_failed_run_shows_its_error_and_is_retried_later(make_store):
     clock = Clock()
     store = make_store(clock)
