@@ -173,9 +173,16 @@ def open_association(node, local_aet: str, contexts, dimse_timeout: float, what:
                      **associate: Any):
     """A pynetdicom association from Courier's AE title to a DICOM node, TCP_NODELAY set, over
     DICOM TLS when the node has UseDicomTls; `connect_timeout` (the node's ConnectTimeoutSeconds)
-    bounds the association and each read."""
-    from pynetdicom import AE
+    bounds the association and each read.
 
+    pynetdicom's "standard" event handlers are not bound: they format a description of every PDU
+    and DIMSE message at INFO and DEBUG, for a logger nobody shows inside Orthanc (only Courier's
+    own logger goes to Orthanc's log), about 0.13 ms of CPU per C-MOVE response (measured:
+    1.04 against 1.18 ms per moved instance, three runs interleaved). Its warnings and errors
+    are logged as before."""
+    from pynetdicom import AE, _config
+
+    _config.LOG_HANDLER_LEVEL = "none"      # pynetdicom's documented setting, read when an association is made
     ae = AE(ae_title=local_aet)
     ae.acse_timeout = ae.network_timeout = ae.connection_timeout = connect_timeout
     ae.dimse_timeout = dimse_timeout
