@@ -92,6 +92,15 @@ def _linger(section: Section) -> float:
     return value
 
 
+def _router_name(section: Section, hostname: str) -> str:
+    """Task and lease owners are `<router name>:<pid>:...`: a name with a colon could be taken for
+    another router's prefix (a live router's leases would look like a dead one's)."""
+    name = section.get("RouterName", str, hostname.replace(":", "-"))
+    if not name or ":" in name:
+        raise ConfigError(f"{section.path}.RouterName", f"must be a non-empty name without ':', got {name!r}")
+    return name
+
+
 def _retention(section: Section) -> float:
     value = float(section.get("RetentionDays", float, 90.0))
     if value < 0:
@@ -173,7 +182,7 @@ def parse(orthanc: Mapping[str, Any], base_dir: str, repo_dir: str,
         heartbeat_timeout=float(section.positive("HeartbeatTimeoutSeconds", float, 60.0)),
         database_path=database.path,
         database=database,
-        router_name=section.get("RouterName", str, hostname),
+        router_name=_router_name(section, hostname),
         scripts_directory=resolve(section.get("ScriptsDirectory", str, os.path.join(repo_dir, "lua-free-scripts")), base_dir),
         orthanc_url=section.get("OrthancUrl", str, f"{scheme}://127.0.0.1:{orthanc.get('HttpPort', 8042)}").rstrip("/"),
     )

@@ -106,8 +106,8 @@ class Jobs:
         True if it started."""
         now = self.clock()
         with self.database.transaction() as db:
-            job = db.execute("SELECT destination, profile, urgent, start_when_ready, lease_owner FROM jobs WHERE id = ?",
-                             (job_id,)).fetchone()
+            job = db.execute("SELECT destination, profile, urgent, start_when_ready, lease_owner FROM jobs WHERE id = ?"
+                             f"{self.database.FOR_UPDATE}", (job_id,)).fetchone()     # a takeover waits for this
             if job is None or job["lease_owner"] != owner:
                 return False
             for index, outcome in outcomes.items():
@@ -124,7 +124,8 @@ class Jobs:
             if not left:
                 db.execute("UPDATE jobs SET phase = ?, paused = ? WHERE id = ?",
                            (None if started else "READY", 0 if started else 1, job_id))
-            db.execute("UPDATE jobs SET lease_owner = NULL, lease_until = ? WHERE id = ?", (retry_at, job_id))
+            db.execute("UPDATE jobs SET lease_owner = NULL, lease_until = ? WHERE id = ? AND lease_owner = ?",
+                       (retry_at, job_id, owner))
         return started
 
     def release_leases(self, owner_prefix: str) -> None:

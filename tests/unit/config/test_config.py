@@ -185,6 +185,15 @@ def test_a_modality_object_keeps_its_local_aet_and_tls_for_courier_own_sends():
         parsed(DicomTlsCertificate="c.crt")
 
 
+def test_a_router_name_has_no_colon():
+    """Task and lease owners begin `<router name>:`: with a colon in a name, router "site" would
+    take the live router "site:a"'s leases for a dead incarnation's of its own."""
+    assert parsed(Courier__RouterName="site-a").router_name == "site-a"
+    for bad in ("site:a", ""):
+        with pytest.raises(ConfigError, match=r"Courier.RouterName.*without ':'"):
+            parsed(Courier__RouterName=bad)
+
+
 def test_batch_linger_is_off_by_default_and_bounded():
     assert parsed().batch_linger == 0
     assert parsed(Courier__BatchLingerSeconds=0.25).batch_linger == 0.25
