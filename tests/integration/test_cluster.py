@@ -28,7 +28,9 @@ def two_routers(cluster, postgres, tmp_path, modalities, routes, **courier):
 
 
 def test_two_routers_share_the_work_and_one_killed_loses_nothing(cluster, tmp_path, postgres):
-    each, study = RecordingScp("EACH"), RecordingScp("STUDY")
+    # 20 ms per instance at EACH: A's batches stay RUNNING long enough that the kill below finds it
+    # holding some (without it, A was once between two batches at the kill, and held none)
+    each, study = RecordingScp("EACH", delay=0.02), RecordingScp("STUDY")
     try:
         (a, b), courier_db = two_routers(cluster, postgres, tmp_path, {"each": each.modality, "study": study.modality},
                                          [{"Name": "each", "Destinations": ["each"]},

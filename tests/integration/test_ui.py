@@ -149,7 +149,7 @@ def test_nodes_audit_and_quarantine_pages(cluster, tmp_path, browser):
     page.goto(node.url + "/courier/ui/nodes")
     assert page.locator("tr[data-node=pacs] .echo").inner_text() == "never"
     page.click("tr[data-node=pacs] button")
-    page.wait_for_function("document.querySelector('tr[data-node=pacs] .echo').textContent === 'ok'", timeout=20000)
+    page.wait_for_function("document.querySelector('tr[data-node=pacs] .echo')?.textContent === 'ok'", timeout=20000)
     page.screenshot(path=str(SHOTS / "nodes.png"), full_page=True)
     page.goto(node.url + "/courier/ui/audit?actor=alice")
     assert page.locator("#audit td", has_text="node-echoed").count() == 1
@@ -173,7 +173,7 @@ def test_nodes_audit_and_quarantine_pages(cluster, tmp_path, browser):
     assert kept[0].exists()
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("#quarantine button:has-text('Delete')")
-    page.wait_for_function("document.querySelector('#quarantine td').textContent === 'nothing quarantined'", timeout=10000)
+    page.wait_for_function("document.querySelector('#quarantine td')?.textContent === 'nothing quarantined'", timeout=10000)
     assert not kept[0].exists()
 
 
@@ -402,15 +402,15 @@ def test_subscriptions_page_previews_creates_edits_pauses_and_deletes(cluster, t
     page.fill("input[name=Every]", "")
     page.fill("input[name=Schedule]", "0 3 * * *")
     page.click("#save")
-    page.wait_for_function("document.querySelector('#subscriptions tr[data-id] td:nth-child(5)').textContent"
+    page.wait_for_function("document.querySelector('#subscriptions tr[data-id] td:nth-child(5)')?.textContent"
                            " === '0 3 * * *'", timeout=10000)
     sub_id = node.get("/courier/subscriptions")["subscriptions"][0]["Id"]
     assert node.get(f"/courier/subscriptions/{sub_id}")["Schedule"] == "0 3 * * *"
     page.click("button[data-post$='/pause']")
-    page.wait_for_function("document.querySelector('#subscriptions .status').textContent === 'PAUSED'", timeout=10000)
+    page.wait_for_function("document.querySelector('#subscriptions .status')?.textContent === 'PAUSED'", timeout=10000)
     page.on("dialog", lambda dialog: dialog.accept())
     page.click("button[data-delete]")
-    page.wait_for_function("document.querySelector('#subscriptions td').textContent === 'no subscription yet'",
+    page.wait_for_function("document.querySelector('#subscriptions td')?.textContent === 'no subscription yet'",
                            timeout=10000)
     actions = [e["action"] for e in node.get("/courier/audit")["entries"] if e["action"].startswith("subscription-")]
     assert actions[:4] == ["subscription-delete", "subscription-pause", "subscription-edited", "subscription-run"]
@@ -512,7 +512,7 @@ def test_the_dashboard_refreshes_itself_while_instances_flow_and_the_toggle_is_r
     assert page.locator("#received-today").inner_text() == "0 instances"
     storescu(node.dicom_port, write_instances(tmp_path / "s", 3, patient_id="LIVE"))     # while the page is open
     page.wait_for_function("document.getElementById('received-today').textContent === '3 instances'", timeout=20000)
-    page.wait_for_function("document.querySelector(\"#queue td[data-state='SUCCESS']\").textContent === '3'",
+    page.wait_for_function("document.querySelector(\"#queue td[data-state='SUCCESS']\")?.textContent === '3'",
                            timeout=20000)
     assert page.locator("#chart-instances rect").count() > 24 and page.locator("#chart-instances text.tick").count() >= 4
     import re
@@ -576,7 +576,7 @@ def test_configuration_page_adds_a_node_edits_a_route_tests_it_and_restores_a_ve
     assert "other" in node.get("/modalities")
     page.goto(node.url + "/courier/ui/nodes")
     page.click("tr[data-node=other] button")
-    page.wait_for_function("document.querySelector('tr[data-node=other] .echo').textContent === 'ok'", timeout=20000)
+    page.wait_for_function("document.querySelector('tr[data-node=other] .echo')?.textContent === 'ok'", timeout=20000)
     # the route edited in the UI, tested as a draft first, then saved: the next instance follows it
     page.goto(node.url + "/courier/ui/config")
     page.click("button.edit[data-section=routes][data-name=r]")
