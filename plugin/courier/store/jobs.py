@@ -8,7 +8,7 @@ from typing import Any, Mapping, Optional, Sequence
 from courier.store.audit import write as write_audit
 from courier.store.database import SQLiteDatabase
 from courier.store.records import CANCELED, FAILURE, PENDING, RUNNING, STATES, WARNING, AuditEvent, Job, JobTarget
-from courier.store.routers import lease_free, lease_free_params
+from courier.store.routers import lease_free
 
 
 def insert_job(db: Any, now: float, actor: str, source: str, destination: str, profile: Optional[str], urgent: bool,
@@ -78,20 +78,19 @@ class Jobs:
 
     # -- items resolved in the background (phase QUERYING -> READY -> started) ------------------
     def querying(self, stale_after: Optional[float] = None) -> list[int]:
-        now = self.clock()
+        free, params = lease_free("jobs", self.clock(), stale_after)
         return [r[0] for r in self.database.read().execute(
-            f"SELECT id FROM jobs WHERE phase = 'QUERYING' AND canceled = 0 AND {lease_free('jobs', stale_after)}"
-            " ORDER BY id", lease_free_params(now, stale_after)).fetchall()]
+            f"SELECT id FROM jobs WHERE phase = 'QUERYING' AND canceled = 0 AND {free} ORDER BY id", params).fetchall()]
 
     def take_items(self, job_id: int, owner: str, lease_seconds: float, limit: int,
                    stale_after: Optional[float] = None) -> Optional[tuple[str, list]]:
         """(source, [(index, item)]) of the next unresolved items of a QUERYING job, leased to `owner`
         (taken over from a router that is gone: routers.lease_free)."""
         now = self.clock()
+        free, params = lease_free("jobs", now, stale_after)
         with self.database.transaction() as db:
             row = db.execute("UPDATE jobs SET lease_owner = ?, lease_until = ? WHERE id = ? AND phase = 'QUERYING'"
-                             f" AND {lease_free('jobs', stale_after)} RETURNING source",
-                             (owner, now + lease_seconds, job_id, *lease_free_params(now, stale_after))).fetchone()
+                             f" AND {free} RETURNING source", (owner, now + lease_seconds, job_id, *params)).fetchone()
             if row is None:
                 return None
             items = [(r[0], json.loads(r[1])) for r in db.execute(

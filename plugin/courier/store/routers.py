@@ -11,24 +11,20 @@ from courier.store.database import Database
 from courier.store.records import AuditEvent
 
 
-def lease_free(table: str, stale_after: Optional[float]) -> str:
-    """SQL: the lease of a row of `table` (its lease_owner, lease_until) is free. It is once it
-    expired, and also (with `stale_after`, the heartbeat timeout) once the router that took it is
-    gone: its heartbeat is older than that, it stopped, or it started again since (another
-    incarnation). A lease lasts as long as a run may (minutes); a router killed in the middle of
-    one must not hold it that long. Owners are `<incarnation>:<thread>`, incarnations
-    `<router name>:...`. Parameters: now, then (with `stale_after`) now - stale_after."""
+def lease_free(table: str, now: float, stale_after: Optional[float]) -> tuple[str, tuple[float, ...]]:
+    """SQL, and its parameters: the lease of a row of `table` (its lease_owner, lease_until) is
+    free. It is once it expired, and also (with `stale_after`, the heartbeat timeout) once the
+    router that took it is gone: its heartbeat is older than that, it stopped, or it started again
+    since (another incarnation). A lease lasts as long as a run may (minutes); a router killed in
+    the middle of one must not hold it that long. Owners are `<incarnation>:<thread>`,
+    incarnations `<router name>:...`."""
     expired = f"{table}.lease_until IS NULL OR {table}.lease_until < ?"
     if stale_after is None:
-        return f"({expired})"
+        return f"({expired})", (now,)
     return (f"({expired} OR EXISTS (SELECT 1 FROM routers r"
             f" WHERE substr({table}.lease_owner, 1, length(r.name) + 1) = r.name || ':'"
             f" AND (substr({table}.lease_owner, 1, length(r.incarnation) + 1) <> r.incarnation || ':'"
-            f" OR r.heartbeat_at < ?)))")
-
-
-def lease_free_params(now: float, stale_after: Optional[float]) -> tuple[float, ...]:
-    return (now,) if stale_after is None else (now, now - stale_after)
+            f" OR r.heartbeat_at < ?)))"), (now, now - stale_after)
 
 
 class Routers:

@@ -11,7 +11,7 @@ from courier.store.audit import write as write_audit
 from courier.store.database import Database
 from courier.store.jobs import insert_job, insert_job_tasks
 from courier.store.records import CANCELED, PENDING, RUNNING, AuditEvent, Found, JobTarget, Subscription
-from courier.store.routers import lease_free, lease_free_params
+from courier.store.routers import lease_free
 
 ACTIVE = (PENDING, RUNNING)
 
@@ -73,20 +73,22 @@ class Subscriptions:
         of the last partition are done (so a subscription never floods its source); not leased, or
         leased by a router that is gone (`stale_after`: the heartbeat timeout, routers.lease_free)."""
         now = self.clock()
+        free, params = lease_free("s", now, stale_after)
         return [r[0] for r in self.database.read().execute(
-            f"SELECT id FROM subscriptions s WHERE paused = 0 AND {lease_free('s', stale_after)}"
+            f"SELECT id FROM subscriptions s WHERE paused = 0 AND {free}"
             " AND (next_run_at <= ? OR (backfill_next IS NOT NULL AND backfill_at <= ? AND NOT EXISTS"
             "  (SELECT 1 FROM tasks t WHERE t.job_id = s.job_id AND t.state IN (?, ?)))) ORDER BY id",
-            (*lease_free_params(now, stale_after), now, now, *ACTIVE)).fetchall()]
+            (*params, now, now, *ACTIVE)).fetchall()]
 
     def take(self, subscription_id: int, owner: str, lease_seconds: float,
              stale_after: Optional[float] = None) -> Optional[Subscription]:
         """The subscription, leased to `owner` for its run; None if another live router holds it."""
         now = self.clock()
+        free, params = lease_free("subscriptions", now, stale_after)
         with self.database.transaction() as db:
             row = db.execute(f"UPDATE subscriptions SET lease_owner = ?, lease_until = ? WHERE id = ? AND paused = 0"
-                             f" AND {lease_free('subscriptions', stale_after)} RETURNING {', '.join(Subscription.COLUMNS)}",
-                             (owner, now + lease_seconds, subscription_id, *lease_free_params(now, stale_after))).fetchone()
+                             f" AND {free} RETURNING {', '.join(Subscription.COLUMNS)}",
+                             (owner, now + lease_seconds, subscription_id, *params)).fetchone()
         return None if row is None else _subscription(row)
 
     def release_leases(self, owner_prefix: str) -> None:
