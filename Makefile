@@ -105,8 +105,13 @@ cluster: install
 	fi
 	@exec $(PY) cluster/run.py
 
+# The suite on TEST_WORKERS pytest-xdist workers (worksteal: a worker that is done takes tests
+# queued for another): an integration test mostly waits for its Orthancs and peers, so one worker
+# used under half of this 2-core machine (17 minutes; 6.5 on three). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 3
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist worksteal)
 test: lint $(TEST_APT_STAMP)
-	TCP_NODELAY=1 $(PY) -m pytest -q tests
+	TCP_NODELAY=1 $(PY) -m pytest -q $(XDIST) tests
 
 # ruff (rules in pyproject.toml) and the import-linter contracts: layers from web down to config,
 # only host touches Orthanc, pure cores import no I/O.
@@ -118,7 +123,7 @@ unit: install
 	$(PY) -m pytest -q tests/unit
 
 integration: install $(TEST_APT_STAMP)
-	TCP_NODELAY=1 $(PY) -m pytest -q tests/integration
+	TCP_NODELAY=1 $(PY) -m pytest -q $(XDIST) tests/integration
 
 # Benchmarks (not part of `make test`); dicognito is installed only here, for the comparison.
 # The peers Courier is measured against run in a venv of their own (.venv-bench), so that their

@@ -26,17 +26,54 @@ ROUTER_ORTHANC = {"StoreMD5ForAttachments": False}
 _GIVEN: set[int] = set()
 
 
+def _worker_share() -> tuple[int, int]:
+    """(this pytest-xdist worker's index, how many workers); (0, 1) outside xdist."""
+    name, count = os.environ.get("PYTEST_XDIST_WORKER", ""), os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if name.startswith("gw") and name[2:].isdigit() and count.isdigit() and int(count) > 1:
+        return int(name[2:]) % int(count), int(count)
+    return 0, 1
+
+
+WORKER_PORTS = (12000, 32768)     # below Linux's ephemeral range (32768-60999): never a kernel's pick
+
+
+def worker_ports(index: int, count: int) -> range:
+    """The ports worker `index` of `count` hands out: a block of its own in WORKER_PORTS."""
+    low, high = WORKER_PORTS
+    size = (high - low) // count
+    return range(low + index * size, low + (index + 1) * size)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port() -> int:
     """A loopback port nobody listens on, never one this process handed out before: the kernel can
     give the same free port twice before the first taker binds it (an Orthanc got the same port
-    for DICOM and HTTP and stopped)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _GIVEN:
+    for DICOM and HTTP and stopped). Under pytest-xdist each worker walks a block of ports of its
+    own below the ephemeral range (worker_ports), so that two workers never give the same port to
+    two Orthancs; the kernel's own picks cannot be split between workers (bind() gets only odd
+    ports here: Linux keeps the even ones for connect())."""
+    index, count = _worker_share()
+    if count == 1:
+        while True:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            if port not in _GIVEN:
+                _GIVEN.add(port)
+                return port
+    for port in worker_ports(index, count):
+        if port not in _GIVEN and _bindable(port):
             _GIVEN.add(port)
             return port
+    raise RuntimeError(f"pytest-xdist worker {index} of {count} has handed out every port of {worker_ports(index, count)}")
 
 
 def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
