@@ -244,6 +244,58 @@ def test_a_pseudonymized_burst_is_topped_up_into_few_associations_without_batch_
         scp.close()
 
 
+def test_a_trickle_waits_behind_a_send_in_flight_and_goes_in_few_associations(cluster, tmp_path):
+    """Without BatchLingerSeconds, a pass-through worker that claims a short batch while another
+    worker of the router sends to the same destination waits for that send (at most 0.5 s) and
+    takes what arrived meanwhile: 20 instances trickling in 40 ms apart, while the destination
+    holds a first one for 3 s, go in a few associations, not one small batch after another; a
+    lone instance with nothing in flight goes at once, in an association of its own."""
+    from pydicom import dcmread
+    from pynetdicom import AE
+    from pynetdicom.sop_class import CTImageStorage
+
+    from peers import RecordingScp
+
+    def hold_the_first(ds):
+        if ds.PatientID == "HOLD":
+            time.sleep(3.0)
+        return None
+
+    scp = RecordingScp("TRICKLE", refuse=hold_the_first)
+    try:
+        node = cluster.orthanc("router", courier={"AllowedCallers": "Any", "EchoIntervalSeconds": 0,
+                                                  "Routes": [{"Name": "each", "Destinations": ["trickle"]}]},
+                               extra={"DicomModalities": {"trickle": scp.modality}})
+        held = write_instances(tmp_path / "held", 1, size=16, patient_id="HOLD")
+        storescu(node.dicom_port, held)
+        wait_until(lambda: len(scp.offered) == 1, 10, 0.02, what="the first instance at the destination, held there")
+        trickle = [dcmread(p) for p in write_instances(tmp_path / "trickle", 20, size=16)]
+        ae = AE(ae_title="TRICKLER")
+        ae.add_requested_context(CTImageStorage)
+        assoc = ae.associate("127.0.0.1", node.dicom_port, ae_title="ANY-SCP")
+        assert assoc.is_established
+        try:
+            for ds in trickle:
+                assert assoc.send_c_store(ds).Status == 0
+                time.sleep(0.04)
+        finally:
+            assoc.release()
+        wait_until(lambda: len(scp.uids()) == 21, 30, what="the trickle delivered")
+        # one association for the held instance; without the wait the other worker claimed each
+        # change page at once: 20 associations for the 20 (measured 3 times), 4 with it
+        assert scp.associations - 1 <= 8, scp.associations
+        # and no batch waited for the whole 3 s send: the wait ends after 0.5 s
+        assert scp.received.index(held[0].stem) > 0, "the trickle waited for the held instance's send"
+        before = scp.associations
+        lone = write_instances(tmp_path / "lone", 1, size=16)
+        started = time.monotonic()
+        storescu(node.dicom_port, lone)
+        wait_until(lambda: len(scp.uids()) == 22, 10, 0.02, what="a lone instance delivered")
+        assert time.monotonic() - started < 3.0 and scp.associations == before + 1
+    finally:
+        scp.close()
+
+
 def test_a_burst_waits_batch_linger_and_goes_in_few_associations(cluster, tmp_path):
     """BatchLingerSeconds: workers that took a short batch of new Instance tasks wait for more of
     the burst, so 30 instances go in a few associations instead of one small batch after another."""

@@ -36,6 +36,7 @@ class OrthancRouteSender:
     REST API as one asynchronous job per batch (cancellable), Courier's own bytes directly."""
 
     PATHS = {"dicom": "/modalities/{}/store", "dicomweb": "/dicom-web/servers/{}/stow", "peer": "/peers/{}/store"}
+    stored_in_one_call = True       # a batch of stored instances is one Orthanc job: worth making larger
 
     def __init__(self, rest: OrthancRest, node: Node, local_aet: str, timeout: float,
                  tokens: Optional[Tokens] = None) -> None:

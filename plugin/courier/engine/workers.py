@@ -17,6 +17,7 @@ import os
 import threading
 import time
 import uuid
+from collections import Counter
 from typing import Callable, Mapping, Optional, Sequence
 
 from courier.config import windows
@@ -69,7 +70,9 @@ class Engine:
         self._wake = threading.Condition()
         self._threads: list[threading.Thread] = []
         self._topping: set[str] = set()          # destinations a worker is topping a batch up for (_topped_up)
-        self._lock = threading.Lock()                # guards _topping and _swept_at
+        self._lock = threading.Lock()                # guards _topping, _sending and _swept_at
+        self._sending: Counter[str] = Counter()  # destination -> this router's batches of routed tasks in flight
+        self._sent = threading.Condition(self._lock)    # notified when one of them has been sent
         self._swept_at = 0.0                     # when cancelled fetches were last deleted (monotonic)
         self.running = False
         self.reconfigure(config, senders, pseudonymizers, hooks)
@@ -227,12 +230,21 @@ class Engine:
           instance (the first step brings nothing) waits one step; a burst (more than one) is
           waited for until the batch is worth a storescu run, then while each step brings more.
           Meanwhile this router's other workers leave the destination to this one, so that the
-          burst is not split between them."""
+          burst is not split between them;
+        - else, for stored instances that the sender sends in one call per batch (one Orthanc
+          job: DICOM, DICOMweb, peers), while another worker of this router is sending a batch to
+          the same destination, until that send ends (at most TOP_UP_STEPS x TOP_UP_STEP), then
+          with what arrived meanwhile (_behind_a_send): a burst goes in batches as large as a send
+          is long, and a lone instance, with nothing in flight, goes at once."""
         linger = self.config.batch_linger
-        batches = getattr(self.deliverer.senders.get(destination), "batches", False)    # storescu: see above
-        if (len(tasks) >= self.config.batch_size or any(t.level != "Instance" or t.attempts for t in tasks)
-                or (linger <= 0 and not (batches and any(self._makes_bytes(t) for t in tasks)))):
+        sender = self.deliverer.senders.get(destination)
+        batches = getattr(sender, "batches", False)    # storescu: see above
+        if len(tasks) >= self.config.batch_size or any(t.level != "Instance" or t.attempts for t in tasks):
             return tasks
+        makes_bytes = any(self._makes_bytes(t) for t in tasks)
+        if linger <= 0 and not (batches and makes_bytes):
+            one_call = getattr(sender, "stored_in_one_call", False) and not makes_bytes     # else one call each
+            return self._behind_a_send(owner, destination, tasks) if one_call else tasks
         if linger > 0:
             if self._stop.wait(linger):
                 return tasks
@@ -255,7 +267,38 @@ class Engine:
         finally:
             with self._lock:
                 self._topping.discard(destination)
+            self.wake()                   # workers that found the destination held look again
         return sorted(tasks, key=lambda t: (-t.priority, t.id))
+
+    def _behind_a_send(self, owner: str, destination: str, tasks: list[Task]) -> list[Task]:
+        """A short batch claimed while this router sends another batch to the destination waits
+        for that send to end, then takes what arrived meanwhile; the other workers leave the
+        destination to this one meanwhile (measured on a burst of 1000 pass-through instances:
+        263-326 store jobs of 3-4 instances without it, 193-251 with it; each one an association,
+        an Orthanc job, and a dozen calls and transactions)."""
+        with self._lock:
+            if not self._sending[destination] or destination in self._topping:
+                return tasks
+            self._topping.add(destination)
+        try:
+            deadline = time.monotonic() + TOP_UP_STEPS * TOP_UP_STEP
+            with self._lock:
+                while self._sending[destination] and not self._stop.is_set() and time.monotonic() < deadline:
+                    self._sent.wait(min(TOP_UP_STEP, max(0.0, deadline - time.monotonic())))
+            if self._stop.is_set():
+                return tasks
+            try:
+                more = self.store.tasks.claim_more(owner, destination, self.config.batch_size - len(tasks),
+                                                   self._known())
+            except Exception:             # the store failed for a moment: what was claimed goes as it is
+                log.exception("topping up a batch for %s failed; sending the %d task(s) claimed", destination,
+                              len(tasks))
+                return tasks
+        finally:
+            with self._lock:
+                self._topping.discard(destination)
+            self.wake()                   # workers that found the destination held look again
+        return sorted(tasks + more, key=lambda t: (-t.priority, t.id))
 
     def _makes_bytes(self, task: Task) -> bool:
         return task.profile is not None or task.route in self._modified_routes
@@ -285,7 +328,16 @@ class Engine:
         def cancelled() -> bool:        # stop when the router stops or every task of the batch was cancelled
             return self._stop.is_set() or self.store.tasks.running_of(owner) == 0
         why = "the router stopped"
-        deliveries = self.deliverer.deliver(ready, manifests, cancelled, lambda done: self.store.tasks.progress(owner, done))
+        destination = tasks[0].destination if tasks else ""
+        with self._lock:
+            self._sending[destination] += 1
+        try:
+            deliveries = self.deliverer.deliver(ready, manifests, cancelled,
+                                                lambda done: self.store.tasks.progress(owner, done))
+        finally:
+            with self._lock:
+                self._sending[destination] -= 1
+                self._sent.notify_all()
         attempts += [self._delivered(d, why) for d in deliveries]
         recorded = self.store.tasks.finish_attempts(owner, attempts)
         for attempt in attempts:
