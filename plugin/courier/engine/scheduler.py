@@ -74,7 +74,7 @@ class Scheduler:
             if self._stop.is_set():
                 return
             subscription = self.store.subscriptions.take(subscription_id, self.owner, LEASE_SECONDS,
-                                                          self.config.heartbeat_timeout)
+                                                          self.config.heartbeat_timeout, if_due=True)
             if subscription is None:
                 continue
             try:

@@ -16,6 +16,13 @@ from courier.store.routers import lease_free
 ACTIVE = (PENDING, RUNNING)
 
 
+def _due(table: str, now: float) -> tuple[str, tuple]:
+    """SQL (and its parameters) true when a run of the subscription row `table` is due: its
+    schedule came, or its past goes on and the studies of the last partition are done."""
+    return ("(next_run_at <= ? OR (backfill_next IS NOT NULL AND backfill_at <= ? AND NOT EXISTS"
+            f" (SELECT 1 FROM tasks t WHERE t.job_id = {table}.job_id AND t.state IN (?, ?))))", (now, now, *ACTIVE))
+
+
 class Subscriptions:
     def __init__(self, database: Database) -> None:
         self.database, self.clock = database, database.clock
@@ -74,21 +81,23 @@ class Subscriptions:
         leased by a router that is gone (`stale_after`: the heartbeat timeout, routers.lease_free)."""
         now = self.clock()
         free, params = lease_free("s", now, stale_after)
+        due, due_params = _due("s", now)
         return [r[0] for r in self.database.read().execute(
-            f"SELECT id FROM subscriptions s WHERE paused = 0 AND {free}"
-            " AND (next_run_at <= ? OR (backfill_next IS NOT NULL AND backfill_at <= ? AND NOT EXISTS"
-            "  (SELECT 1 FROM tasks t WHERE t.job_id = s.job_id AND t.state IN (?, ?)))) ORDER BY id",
-            (*params, now, now, *ACTIVE)).fetchall()]
+            f"SELECT id FROM subscriptions s WHERE paused = 0 AND {free} AND {due} ORDER BY id",
+            (*params, *due_params)).fetchall()]
 
     def take(self, subscription_id: int, owner: str, lease_seconds: float,
-             stale_after: Optional[float] = None) -> Optional[Subscription]:
-        """The subscription, leased to `owner` for its run; None if another live router holds it."""
+             stale_after: Optional[float] = None, if_due: bool = False) -> Optional[Subscription]:
+        """The subscription, leased to `owner` for its run; None if another live router holds it,
+        or, `if_due`, if it is no longer due (another router ran it between this one's due() and
+        now: its next run moved on)."""
         now = self.clock()
         free, params = lease_free("subscriptions", now, stale_after)
+        due, due_params = _due("subscriptions", now) if if_due else ("1 = 1", ())
         with self.database.transaction() as db:
             row = db.execute(f"UPDATE subscriptions SET lease_owner = ?, lease_until = ? WHERE id = ? AND paused = 0"
-                             f" AND {free} RETURNING {', '.join(Subscription.COLUMNS)}",
-                             (owner, now + lease_seconds, subscription_id, *params)).fetchone()
+                             f" AND {free} AND {due} RETURNING {', '.join(Subscription.COLUMNS)}",
+                             (owner, now + lease_seconds, subscription_id, *params, *due_params)).fetchone()
         return None if row is None else _subscription(row)
 
     def release_leases(self, owner_prefix: str) -> None:

@@ -193,3 +193,19 @@ def test_after_a_study_the_next_ones_of_the_job_wait_the_break_each_a_break_apar
     store.jobs.pause_after_study(sub.job_id)
     due = sorted(t.next_attempt_at for t in store.tasks.list(job_id=sub.job_id)[1])
     assert due == [clock.now + 5, clock.now + 10, clock.now + 15]
+
+
+def test_a_run_another_router_has_just_finished_is_not_run_again(make_store):
+    """Both routers saw the subscription due; A ran it first (its next run moved on): B's take,
+    asked only if it is still due, gets nothing, rather than a second run straight after."""
+    clock = Clock()
+    store = make_store(clock)
+    sub_id = store.subscriptions.create("alice", "nightly", SPEC, "20260331", None, None)
+    assert store.subscriptions.due() == [sub_id]                            # what A and B both read
+    a = store.subscriptions.take(sub_id, "A:1:scheduler", 300, if_due=True)
+    assert a is not None
+    store.subscriptions.record_run(a, "A:1:scheduler", [], {"next_run_at": clock.now + 86400}, {})   # tomorrow
+    assert store.subscriptions.due() == []
+    assert store.subscriptions.take(sub_id, "B:1:scheduler", 300, if_due=True) is None
+    assert store.subscriptions.get(sub_id).runs == 1
+    assert store.subscriptions.take(sub_id, "B:1:scheduler", 300) is not None     # a lease alone, as before
