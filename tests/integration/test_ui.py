@@ -487,11 +487,17 @@ def test_tasks_page_filters_ticks_and_acts_and_a_task_shows_its_history(cluster,
     assert page.locator("#tasks .state").all_inner_texts() == ["FAILURE"] * 3
     assert "state=FAILURE" in page.get_attribute("#csv", "href")
     page.locator("input.pick").first.check()
-    page.click("button[data-bulk=cancel]")                  # a FAILURE task cannot be cancelled: nothing changes
-    page.wait_for_function("document.getElementById('message').textContent === '0 task(s) changed'", timeout=10000)
+    # each action shows its answer, then reloads the page 300 ms later: the next step waits for that
+    # reload (a goto or a click meanwhile was aborted by it: net::ERR_ABORTED)
+    with page.expect_navigation(timeout=10000):
+        page.click("button[data-bulk=cancel]")              # a FAILURE task cannot be cancelled: nothing changes
+        page.wait_for_function("document.getElementById('message').textContent === '0 task(s) changed'",
+                               timeout=10000)
     page.on("dialog", lambda dialog: dialog.accept())
-    page.click("button[data-bulk=retry][data-all]")
-    page.wait_for_function("document.getElementById('message').textContent === '3 task(s) changed'", timeout=10000)
+    with page.expect_navigation(timeout=10000):
+        page.click("button[data-bulk=retry][data-all]")
+        page.wait_for_function("document.getElementById('message').textContent === '3 task(s) changed'",
+                               timeout=10000)
     wait_until(lambda: node.get("/courier/tasks", state="FAILURE")["total"] == 3, 30, what="failed again")
     task_id = node.get("/courier/tasks")["tasks"][0]["id"]
     page.goto(node.url + f"/courier/ui/tasks/{task_id}")
