@@ -17,7 +17,6 @@ and peer uploads with requests.
 from __future__ import annotations
 
 import io
-import time
 import uuid
 from typing import Optional, Sequence
 
@@ -30,8 +29,6 @@ from courier.errors import DeliveryError, Refused, store_failure
 from courier.orthanc_rest import JobFailed, OrthancHttpError, OrthancRest
 from courier.store.records import ManifestItem
 from courier.tokens import Tokens, unauthorized
-
-PACE_WEIGHT = 0.3        # of the last batch in the moving average of an instance's send time
 
 
 class OrthancRouteSender:
@@ -46,17 +43,10 @@ class OrthancRouteSender:
         self.rest, self.node, self.local_aet, self.timeout, self.tokens = rest, node, local_aet, timeout, tokens
         self.path = self.PATHS[node.kind].format(node.id)
         self.batches = node.kind == "dicom" and not node.tls and dcmtk_store.available()
-        self._seconds_each = 0.0     # how long an instance of a batch took lately (a moving average; a guess only)
 
     def _send_batch(self, ids: Sequence[str], cancelled: Check) -> None:
-        started = time.monotonic()
         try:
-            # first polled when a batch this long took about that long (the last batches' pace)
-            self.rest.run_job(self.path, {"Resources": list(ids)}, cancelled,
-                              expected=0.8 * len(ids) * self._seconds_each)
-            took = (time.monotonic() - started) / len(ids)
-            self._seconds_each = took if not self._seconds_each else \
-                self._seconds_each + PACE_WEIGHT * (took - self._seconds_each)
+            self.rest.run_job(self.path, {"Resources": list(ids)}, cancelled)
         except JobFailed as exc:
             if self.node.kind == "dicomweb" and self._refuses_credentials():
                 raise DeliveryError(unauthorized(self.node.id)) from None
