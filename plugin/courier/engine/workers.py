@@ -112,7 +112,8 @@ class Engine:
         that a graceful stop leaves nothing RUNNING."""
         self.running = False
         self._stop.set()
-        self.wake()
+        with self._wake:
+            self._wake.notify_all()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -120,8 +121,13 @@ class Engine:
         self.store.routers.stopped(self.config.router_name, self.incarnation)
 
     def wake(self) -> None:
+        """There may be work: one idle worker looks. A worker that claims something wakes the next
+        before it works (there may be more), one that finds nothing wakes nobody: a burst of
+        changes no longer sends every idle worker to a claim that all but one lose (measured: 2309
+        claim transactions for 318 batches of a 1000-instance burst). Idle workers also look every
+        second, and when a retry falls due."""
         with self._wake:
-            self._wake.notify_all()
+            self._wake.notify()
 
     # -- loops ------------------------------------------------------------------------------
     def _work_loop(self, owner: str) -> None:
@@ -132,7 +138,7 @@ class Engine:
                 log.exception("worker %s: unexpected error; continuing", owner)
                 busy = False
             if busy:
-                self.wake()                  # a destination slot is free again: let idle workers look
+                self.wake()                  # a destination slot is free again: an idle worker looks
                 continue
             # Idle. Tasks may be due but held by MaxWorkersPerDestination: wait to be woken (new
             # tasks, a finished batch) rather than poll, or until the next retry falls due.
@@ -185,6 +191,7 @@ class Engine:
                                        known=self._known())
         if claim is None:
             return False
+        self.wake()                 # the next worker looks for more meanwhile
         try:                        # the destination slot is held until the send has returned
             gone = self._not_configured(claim.tasks)
             if gone:                # claimed just before a configuration change took it away
