@@ -155,8 +155,9 @@ class Engine:
                 for thread_index in range(self.config.workers):
                     self.store.tasks.heartbeat(f"{self.incarnation}:w{thread_index}")
                 # another router's (or a hung) worker whose heartbeat stopped
-                self.store.tasks.requeue_abandoned(None, self.config.heartbeat_timeout,
-                                                   reason="heartbeat lost: its worker or its router is gone")
+                if self.store.tasks.requeue_abandoned(None, self.config.heartbeat_timeout,
+                                                      reason="heartbeat lost: its worker or its router is gone"):
+                    self.wake()
             except Exception:
                 log.exception("heartbeat failed")
 
@@ -182,6 +183,7 @@ class Engine:
     def run_once(self, owner: str) -> bool:
         """Claim, work, record every outcome. False if there was nothing to claim."""
         if self._sweep_due():
+            self.wake()                              # up to 100 deletes: another worker claims meanwhile
             self.delete_cancelled_fetches()          # what cancelled job tasks fetched goes
         claim = self.store.tasks.claim(owner, self.config.batch_size, self.config.max_workers_per_destination,
                                        self.closed_sources(),

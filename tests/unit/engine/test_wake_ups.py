@@ -20,12 +20,22 @@ class Acknowledges:
         return {item.instance_id: None for item, _ in files}
 
 
-def test_new_tasks_wake_one_worker_and_each_claim_the_next(tmp_path):
+def engine_of(tmp_path, workers):
     config = parse({"DicomModalities": {"pacs": ["PACS", "127.0.0.1", 104]}, "ConcurrentJobs": 4,
-                    "Courier": {"DatabasePath": str(tmp_path / "c.sqlite"), "Workers": 4,
+                    "Courier": {"DatabasePath": str(tmp_path / "c.sqlite"), "Workers": workers,
                                 "Routes": [{"Name": "r", "Destinations": ["pacs"]}]}}, str(tmp_path), str(tmp_path))
     store = Store(str(tmp_path / "c.sqlite"))
-    engine = Engine(config, store, None, {"pacs": Acknowledges()})
+    return Engine(config, store, None, {"pacs": Acknowledges()}), store
+
+
+def page(store, engine, n):
+    ids = store.tasks.enqueue([NewTask("r", "pacs", "Instance", f"i{n}")])
+    store.tasks.save_manifests({ids[0]: [ManifestItem(f"i{n}", f"1.2.{n}", 10)]})
+    engine.wake()
+
+
+def test_new_tasks_wake_one_worker_and_each_claim_the_next(tmp_path):
+    engine, store = engine_of(tmp_path, 4)
     claims, lock = [0], threading.Lock()
     claim = store.tasks.claim
 
@@ -40,9 +50,7 @@ def test_new_tasks_wake_one_worker_and_each_claim_the_next(tmp_path):
         claims[0] = 0
         rounds = 10
         for n in range(rounds):                             # a page of changes every 0.1 s, as in a burst
-            ids = store.tasks.enqueue([NewTask("r", "pacs", "Instance", f"i{n}")])
-            store.tasks.save_manifests({ids[0]: [ManifestItem(f"i{n}", f"1.2.{n}", 10)]})
-            engine.wake()
+            page(store, engine, n)
             time.sleep(0.1)
         deadline = time.monotonic() + 5
         while store.tasks.list(state=SUCCESS)[0] < rounds and time.monotonic() < deadline:
@@ -52,5 +60,26 @@ def test_new_tasks_wake_one_worker_and_each_claim_the_next(tmp_path):
         # wakes when its batch is done: 40 for 10 pages (measured); waking every idle worker at each
         # wake-up made 80; idle workers also look once a second
         assert claims[0] <= 6 * rounds, claims[0]
+    finally:
+        engine.stop()
+
+
+def test_a_woken_worker_sends_at_once_not_at_its_next_look(tmp_path):
+    """The one worker woken claims at once: each task is done well before the idle worker's
+    once-a-second look would have found it."""
+    engine, store = engine_of(tmp_path, 1)
+    engine.start()
+    try:
+        time.sleep(0.3)
+        for n in range(5):
+            page(store, engine, n)
+            time.sleep(0.2)
+        deadline = time.monotonic() + 3
+        while store.tasks.list(state=SUCCESS)[0] < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        tasks = store.tasks.list(state=SUCCESS)[1]
+        assert len(tasks) == 5
+        waits = [t.finished_at - t.created_at for t in tasks]
+        assert max(waits) < 0.45, waits                   # a look once a second: up to 1 s
     finally:
         engine.stop()
