@@ -173,6 +173,7 @@ def test_the_shipped_cluster_example_runs_two_routers_behind_haproxy(tmp_path):
     """`make cluster` (cluster/run.py): PostgreSQL, two routers sharing it, HAProxy in front; storescu
     to the balancer lands in the shared index, both routers see it; one SIGTERM stops it all."""
     import os
+    import shutil
     import signal
     import subprocess
     import sys
@@ -210,6 +211,7 @@ def test_the_shipped_cluster_example_runs_two_routers_behind_haproxy(tmp_path):
     assert "cluster stopped" in output
     for name in ("router-a", "router-b"):
         assert "Courier stopped: 0 task(s) left RUNNING" in (data / f"{name}.log").read_text(errors="replace")
+    shutil.rmtree(data, ignore_errors=True)           # its PostgreSQL cluster (kept when a check above failed)
 
 
 def test_a_subscription_goes_on_on_the_other_router_and_transfers_each_study_once(cluster, tmp_path, postgres):
