@@ -11,6 +11,7 @@ start-up for this node, and whenever a heartbeat is older than the limit).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
@@ -18,7 +19,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 from courier.config import windows
 from courier.config.modify import parse_modify
@@ -259,13 +260,10 @@ class Engine:
                 return tasks
             more = self.store.tasks.claim_more(owner, destination, self.config.batch_size - len(tasks), self._known())
             return sorted(tasks + more, key=lambda t: (-t.priority, t.id))
-        with self._lock:
-            if destination in self._topping:
-                return tasks
-            self._topping.add(destination)
-        try:
+        with self._holding(destination) as held:
             steps, burst = 0, len(tasks) > 1
-            while len(tasks) < self.config.batch_size and steps < TOP_UP_STEPS and not self._stop.wait(TOP_UP_STEP):
+            while (held and len(tasks) < self.config.batch_size and steps < TOP_UP_STEPS
+                   and not self._stop.wait(TOP_UP_STEP)):
                 steps += 1
                 more = self.store.tasks.claim_more(owner, destination, self.config.batch_size - len(tasks),
                                                    self._known())
@@ -273,11 +271,26 @@ class Engine:
                     break             # a lone instance, or a batch worth one storescu run: the burst paused
                 burst = burst or bool(more)
                 tasks += more
+        return sorted(tasks, key=lambda t: (-t.priority, t.id))
+
+    @contextlib.contextmanager
+    def _holding(self, destination: str) -> Iterator[bool]:
+        """The destination left to this worker while it tops a batch up (this router's other
+        workers' claims skip it), then woken workers look again; False if another worker already
+        holds it."""
+        with self._lock:
+            held = destination not in self._topping
+            if held:
+                self._topping.add(destination)
+        if not held:
+            yield False
+            return
+        try:
+            yield True
         finally:
             with self._lock:
                 self._topping.discard(destination)
             self.wake()                   # workers that found the destination held look again
-        return sorted(tasks, key=lambda t: (-t.priority, t.id))
 
     def _behind_a_send(self, owner: str, destination: str, tasks: list[Task]) -> list[Task]:
         """A short batch claimed while this router sends another batch to the destination waits
@@ -286,10 +299,11 @@ class Engine:
         slow day: 263-326 store jobs of 3-4 instances without it, 193-326 with it; each one an
         association, an Orthanc job, and a dozen calls and transactions)."""
         with self._lock:
-            if not self._sending[destination] or destination in self._topping:
+            if not self._sending[destination]:
                 return tasks
-            self._topping.add(destination)
-        try:
+        with self._holding(destination) as held:
+            if not held:
+                return tasks
             deadline = time.monotonic() + TOP_UP_STEPS * TOP_UP_STEP
             with self._lock:
                 while self._sending[destination] and not self._stop.is_set() and time.monotonic() < deadline:
@@ -303,10 +317,6 @@ class Engine:
                 log.exception("topping up a batch for %s failed; sending the %d task(s) claimed", destination,
                               len(tasks))
                 return tasks
-        finally:
-            with self._lock:
-                self._topping.discard(destination)
-            self.wake()                   # workers that found the destination held look again
         return sorted(tasks + more, key=lambda t: (-t.priority, t.id))
 
     def _makes_bytes(self, task: Task) -> bool:

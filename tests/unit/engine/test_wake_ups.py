@@ -9,6 +9,7 @@ from courier.config.parse import parse
 from courier.engine.workers import Engine
 from courier.store.records import SUCCESS, ManifestItem, NewTask
 from courier.store.store import Store
+from harness import wait_until
 
 
 class Acknowledges:
@@ -52,9 +53,7 @@ def test_new_tasks_wake_one_worker_and_each_claim_the_next(tmp_path):
         for n in range(rounds):                             # a page of changes every 0.1 s, as in a burst
             page(store, engine, n)
             time.sleep(0.1)
-        deadline = time.monotonic() + 5
-        while store.tasks.list(state=SUCCESS)[0] < rounds and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: store.tasks.list(state=SUCCESS)[0] == rounds, 5, 0.02, what="every page sent")
         assert store.tasks.list(state=SUCCESS)[0] == rounds
         # per page: the claim, the one it wakes, the claiming worker's next look and the one it
         # wakes when its batch is done: 40 for 10 pages (measured); waking every idle worker at each
@@ -74,9 +73,7 @@ def test_a_woken_worker_sends_at_once_not_at_its_next_look(tmp_path):
         for n in range(5):
             page(store, engine, n)
             time.sleep(0.2)
-        deadline = time.monotonic() + 3
-        while store.tasks.list(state=SUCCESS)[0] < 5 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: store.tasks.list(state=SUCCESS)[0] == 5, 3, 0.02, what="every page sent")
         tasks = store.tasks.list(state=SUCCESS)[1]
         assert len(tasks) == 5
         waits = [t.finished_at - t.created_at for t in tasks]
