@@ -188,6 +188,8 @@ def test_a_disabled_destination_holds_its_tasks_until_it_is_enabled(cluster, tmp
     time.sleep(2)                                    # time enough to be sent, were it enabled
     assert a.sop_uids() == set()
     assert {t["state"] for t in node.get("/courier/tasks")["tasks"]} == {"PENDING"}
+    # the change follower wrote each Instance task's manifest with it: never claimed, already listed
+    assert [t["expected"] for t in node.get("/courier/tasks")["tasks"]] == [1, 1]
     assert put(node, "/courier/config/node-settings/a", {"Entry": {"Enabled": True}}).status_code == 200
     wait_until(lambda: a.sop_uids() == {f.stem for f in files}, 30, what="the tasks sent once a is enabled again")
     disabled_route = put(node, "/courier/config/routes/r", {"Entry": {"Enabled": False, "Destinations": ["a"]}})

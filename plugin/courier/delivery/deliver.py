@@ -89,7 +89,9 @@ class Deliverer:
         """Tasks of one destination; they are sent in groups of one profile, in chunks (one
         association each). `cancelled()` is asked between instances and while a chunk is in
         flight; `progress({task id: Orthanc IDs})` hears what each chunk delivered, so that
-        progress is counted per instance as it is acknowledged, not at the end of the task."""
+        progress is counted per instance as it is acknowledged, not at the end of the task (not
+        the last chunk of a group: the caller records the outcome right after, in one transaction
+        the store needs anyway)."""
         groups: dict[tuple, list[Task]] = {}
         modifiers: dict[tuple, Optional[Modifier]] = {}
         for task in tasks:
@@ -149,7 +151,7 @@ class Deliverer:
             for instance_id, (_, task) in chunk:
                 if instance_id in sent and sent[instance_id] is None:
                     done.setdefault(task.id, []).append(instance_id)
-            if done:
+            if done and len(report) < len(entries):    # the last chunk's outcome is recorded next, at once
                 progress(done)
             return next((f for f in sent.values() if f is not None and (f.down or f.interrupted)), None)
 

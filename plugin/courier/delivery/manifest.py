@@ -1,5 +1,6 @@
 """What a routed task must deliver: the SOP Instance UIDs (and sizes) of its resource, read from
-Orthanc's index when the task is first claimed. Instance tasks of one claim are listed with one
+Orthanc's index when the task is first claimed (the change follower records an Instance task's
+with the task: it has read it already). Instance tasks of one claim are listed with one
 POST /tools/bulk-content (unknown IDs are left out of its answer), not one call each."""
 from __future__ import annotations
 
@@ -13,15 +14,11 @@ LEVEL_PATHS = {"Instance": "instances", "Series": "series", "Study": "studies"}
 BULK = 1000                  # instances per bulk-content call
 
 
-def _item(info: dict) -> ManifestItem:
-    return ManifestItem(info["ID"], info["MainDicomTags"].get("SOPInstanceUID", ""), info.get("FileSize", 0))
-
-
 def instance_manifest(rest: OrthancRest, level: str, resource_id: str) -> list[ManifestItem]:
     if level == "Instance":
-        return [_item({**rest.get_json(f"/instances/{resource_id}"), "ID": resource_id})]
+        return [ManifestItem.of_instance({**rest.get_json(f"/instances/{resource_id}"), "ID": resource_id})]
     children = rest.get_json(f"/{LEVEL_PATHS[level]}/{resource_id}/instances")
-    return [_item(c) for c in children]
+    return [ManifestItem.of_instance(c) for c in children]
 
 
 def manifests_of(rest: OrthancRest, tasks: Sequence[Task]) -> dict[int, Union[list[ManifestItem], DeliveryError]]:
@@ -39,7 +36,7 @@ def manifests_of(rest: OrthancRest, tasks: Sequence[Task]) -> dict[int, Union[li
         infos = {info["ID"]: info for info in answer or []}
         for task in part:
             info = infos.get(task.resource_id)
-            found[task.id] = [_item(info)] if info else OrthancHttpError(
+            found[task.id] = [ManifestItem.of_instance(info)] if info else OrthancHttpError(
                 404, f"instance {task.resource_id} is no longer in Orthanc")
     for task in tasks:
         if task.level != "Instance":

@@ -195,7 +195,8 @@ class Engine:
         if claim is None:
             return False
         self.wake()                 # the next worker looks for more meanwhile
-        try:                        # the destination slot is held until the send has returned
+        released = False            # the destination slot is held until the send has returned
+        try:
             gone = self._not_configured(claim.tasks)
             if gone:                # claimed just before a configuration change took it away
                 self.store.tasks.release(owner, [t.id for t in claim.tasks], f"{gone} is no longer configured")
@@ -203,8 +204,10 @@ class Engine:
                 self._run_job_task(owner, claim.tasks[0])
             elif claim.tasks:
                 self._run_routed(owner, self._topped_up(owner, claim.destination, list(claim.tasks)))
+                released = True     # with the outcomes, in their transaction
         finally:
-            self.store.tasks.release_slot(owner)
+            if not released:
+                self.store.tasks.release_slot(owner)
         return True
 
     def _topping_now(self) -> set[str]:
@@ -358,7 +361,7 @@ class Engine:
                 self._sending[destination] -= 1
                 self._sent.notify_all()
         attempts += [self._delivered(d, why) for d in deliveries]
-        recorded = self.store.tasks.finish_attempts(owner, attempts)
+        recorded = self.store.tasks.finish_attempts(owner, attempts, release_slot=True)
         for attempt in attempts:
             if attempt.state == SUCCESS and attempt.task.delete_after and attempt.task.id in recorded:
                 self._delete_if_done(attempt.task)

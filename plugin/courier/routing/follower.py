@@ -13,7 +13,9 @@ on the ingest path.
 
 The new instances of a page are read in one POST /tools/bulk-content (their size, parents and
 metadata: calling AE, called AE, IP, origin, reception time), not one call each; the ones that came
-by C-STORE become the traffic log's C-STORE rows (Bursts), written in the page's transaction.
+by C-STORE become the traffic log's C-STORE rows (Bursts), written in the page's transaction, and
+an Instance task's manifest (its SOP Instance UID and size) is written with the task, so that the
+worker that claims it does not list it again.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ from courier.routing.callers import CallerPolicy
 from courier.routing.completer import Completer
 from courier.routing.rules import tasks_for
 from courier.routing.tags import ResourceTags
-from courier.store.records import Arrival, AuditEvent, NewTask, TrafficEvent, orthanc_instance_id
+from courier.store.records import Arrival, AuditEvent, ManifestItem, NewTask, TrafficEvent, orthanc_instance_id
 from courier.store.store import Store
 from courier.store.traffic import GAP_SECONDS
 
@@ -256,6 +258,9 @@ class ChangeFollower:
             tags = self.tags.of("Instance", instance_id, metadata)
             fired, notes = tasks_for(self.routes, "Instance", "Instance", instance_id, tags, self.run_script,
                                      lambda route, tags: self._ingested(route, tags, instance_id))
+            if info is not None and fired:          # what the tasks deliver, known already: not listed again
+                manifest = (ManifestItem.of_instance({**info, "ID": instance_id}),)
+                fired = [dataclasses.replace(task, manifest=manifest) for task in fired]
             tasks += fired
             audit += notes
         if self.tracks_arrivals:

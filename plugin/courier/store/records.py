@@ -61,6 +61,7 @@ class NewTask:
     source: Optional[str] = None
     study_uid: Optional[str] = None
     reviewed: bool = False          # an admin released it from quarantine: no burned-in check
+    manifest: tuple[ManifestItem, ...] = ()     # known when it is made (an Instance): not listed again when claimed
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,11 @@ class ManifestItem:
     @property
     def never_arrived(self) -> bool:
         return self.instance_id.startswith(MISSING)
+
+    @classmethod
+    def of_instance(cls, info: Mapping[str, Any]) -> ManifestItem:
+        """From Orthanc's answer about an instance (/instances/{id}, or a bulk-content entry)."""
+        return cls(info["ID"], info["MainDicomTags"].get("SOPInstanceUID", ""), info.get("FileSize", 0))
 
 
 @dataclass(frozen=True)

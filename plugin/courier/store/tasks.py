@@ -38,15 +38,22 @@ COLUMNS = ", ".join(Task.COLUMNS)
 
 
 def insert_tasks(db: sqlite3.Connection, now: float, tasks: Sequence[NewTask]) -> list[int]:
-    """Insert PENDING tasks and their "task-created" audit lines inside the caller's transaction."""
+    """Insert PENDING tasks, their manifests when known and their "task-created" audit lines inside
+    the caller's transaction."""
     ids = []
     for t in tasks:
         ids.append(db.execute(
             "INSERT INTO tasks (route, destination, level, resource_id, state, priority, next_attempt_at,"
-            " created_at, updated_at, delete_after, profile, job_id, source, study_uid, reviewed)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            " created_at, updated_at, delete_after, profile, job_id, source, study_uid, reviewed, expected)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (t.route, t.destination, t.level, t.resource_id, PENDING, t.priority, now, now, now,
-             int(t.delete_after), t.profile, t.job_id, t.source, t.study_uid, int(t.reviewed))).fetchone()[0])
+             int(t.delete_after), t.profile, t.job_id, t.source, t.study_uid, int(t.reviewed),
+             len(t.manifest) or None)).fetchone()[0])
+    known = [(i, item.instance_id, item.sop_instance_uid, item.size)
+             for t, i in zip(tasks, ids, strict=True) for item in t.manifest]
+    if known:
+        db.executemany("INSERT INTO task_instances (task_id, instance_id, sop_instance_uid, size) VALUES (?, ?, ?, ?)",
+                       known)
     write_audit(db, now, [AuditEvent("task-created", route=t.route, destination=t.destination,
                                      resource_id=t.resource_id, task_id=i) for t, i in zip(tasks, ids, strict=True)])
     return ids
@@ -307,12 +314,15 @@ class Tasks:
                            "  WHERE task_id = ? AND delivered = 1)"
                            " WHERE id = ?", (task_id, task_id, task_id))
 
-    def finish_attempts(self, owner: str, attempts: Sequence[Attempt]) -> list[int]:
-        """Record the result of one attempt of each task, in one transaction. Returns the ids
-        recorded; a task cancelled (or taken by another worker) meanwhile is left as it is."""
+    def finish_attempts(self, owner: str, attempts: Sequence[Attempt], release_slot: bool = False) -> list[int]:
+        """Record the result of one attempt of each task, in one transaction (with `release_slot`,
+        `owner`'s destination slot is released in it too). Returns the ids recorded; a task
+        cancelled (or taken by another worker) meanwhile is left as it is."""
         now = self.clock()
         recorded = []
         with self.database.transaction() as db:
+            if release_slot:
+                db.execute("DELETE FROM worker_slots WHERE owner = ?", (owner,))
             for a in attempts:
                 task = a.task
                 current = db.execute("SELECT state, owner FROM tasks WHERE id = ?", (task.id,)).fetchone()

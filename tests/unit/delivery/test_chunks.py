@@ -35,3 +35,28 @@ def test_a_chunk_is_worth_storescu_from_ten_instances_or_eight_megabytes():
     assert not dcmtk_store.worth_a_batch([(item, b"x" * 1000)] * (dcmtk_store.SMALLEST - 1))
     assert dcmtk_store.worth_a_batch([(item, b"x" * 1000)] * dcmtk_store.SMALLEST)
     assert dcmtk_store.worth_a_batch([(item, b"x" * dcmtk_store.SMALLEST_BYTES)])
+
+
+class Acknowledges:
+    def __init__(self):
+        self.chunks = []
+
+    def send(self, items, cancelled):
+        self.chunks.append(len(items))
+        return {item.instance_id: None for item in items}
+
+
+def test_progress_is_heard_after_each_chunk_but_the_last_whose_outcome_is_recorded_next(tmp_path):
+    from courier.delivery.deliver import Deliverer
+    from courier.store.records import NewTask
+    from courier.store.store import Store
+    store = Store(str(tmp_path / "c.sqlite"))
+    store.tasks.enqueue([NewTask("r", "d", "Study", "s1")])
+    (task,) = store.tasks.claim("w", 1).tasks
+    manifest = [ManifestItem(f"i{n}", f"1.2.{n}", 10) for n in range(100)]
+    sender, heard = Acknowledges(), []
+    (delivery,) = Deliverer(store, None, {"d": sender}, None).deliver([task], {task.id: manifest},
+                                                                      progress=lambda done: heard.append(done))
+    assert sender.chunks == [20] * 5
+    assert [len(done[task.id]) for done in heard] == [20] * 4      # the fifth comes with the outcome
+    assert (delivery.failed, len(delivery.newly_delivered), delivery.delivered) == (0, 100, 100)

@@ -106,6 +106,25 @@ def test_listing_filters_and_paginates(make_store):
     assert rows[0].id > rows[1].id
 
 
+def test_a_manifest_known_at_enqueue_is_kept_and_the_outcome_frees_the_slot_in_its_transaction(make_store):
+    store = make_store()
+    store.tasks.enqueue([NewTask("r", "d", "Instance", "i1", manifest=(ManifestItem("i1", "1.2.1", 100),)),
+                         NewTask("r", "d", "Instance", "i2")])
+    tasks = claimed(store, "w", 2)
+    assert store.tasks.busy_slots() == {"d": 1}
+    assert [t.expected for t in tasks] == [1, None]
+    assert store.tasks.manifests([t.id for t in tasks]) == {tasks[0].id: [ManifestItem("i1", "1.2.1", 100)],
+                                                            tasks[1].id: []}
+    store.tasks.finish_attempts("w", [Attempt(tasks[0], ["i1"], 0, "SUCCESS", expected=1)], release_slot=True)
+    assert store.tasks.busy_slots() == {}
+    saved = store.tasks.get(tasks[0].id)
+    assert (saved.state, saved.delivered, saved.bytes) == ("SUCCESS", 1, 100)
+    store.tasks.enqueue([NewTask("r", "d", "Instance", "i3")])
+    claimed(store, "w2", 1)
+    store.tasks.finish_attempts("w2", [])               # without release_slot the slot stays held
+    assert store.tasks.busy_slots() == {"d": 1}
+
+
 def test_a_destination_served_by_enough_workers_is_skipped(make_store):
     store = make_store()
     store.tasks.enqueue([NewTask("r", "hung", "Instance", f"h{n}", priority=9) for n in range(3)]
