@@ -90,7 +90,7 @@ class Deliverer:
         association each). `cancelled()` is asked between instances and while a chunk is in
         flight; `progress({task id: Orthanc IDs})` hears what each chunk delivered, so that
         progress is counted per instance as it is acknowledged, not at the end of the task (not
-        the last chunk of a group: the caller records the outcome right after, in one transaction
+        the batch's last chunk: the caller records the outcome right after, in one transaction
         the store needs anyway)."""
         groups: dict[tuple, list[Task]] = {}
         modifiers: dict[tuple, Optional[Modifier]] = {}
@@ -99,12 +99,15 @@ class Deliverer:
             key = (task.profile, None if modifier is None else (task.route, task.job_id))
             groups.setdefault(key, []).append(task)
             modifiers[key] = modifier
+        last = list(groups)[-1] if groups else None
         return [d for key, group in groups.items()
-                for d in self._deliver_group(group, manifests, key[0], modifiers[key], cancelled, progress)]
+                for d in self._deliver_group(group, manifests, key[0], modifiers[key], cancelled, progress,
+                                             last=key == last)]
 
     def _deliver_group(self, tasks: Sequence[Task], manifests: Mapping[int, list[ManifestItem]],
                        profile: Optional[str], modifier: Optional[Modifier], cancelled: Check,
-                       progress: Progress) -> list[Delivery]:
+                       progress: Progress, last: bool = True) -> list[Delivery]:
+        """`last`: the last group of the batch, whose last chunk's outcome is recorded next."""
         todo: dict[str, tuple[ManifestItem, Task]] = {}
         report: Report = {}
         for task in tasks:
@@ -120,7 +123,7 @@ class Deliverer:
             report.update(self._per_task(sender, tasks, todo, profile, modifier, cancelled))
         else:
             report.update(self._in_chunks(sender, list(todo.items()), len(tasks) == 1, profile, modifier, cancelled,
-                                          progress))
+                                          progress, last))
         deliveries = []
         not_sent = Failed("not sent")
         for task in tasks:
@@ -137,7 +140,7 @@ class Deliverer:
         return deliveries
 
     def _in_chunks(self, sender: Sender, entries: list, one_task: bool, profile: Optional[str],
-                   modifier: Optional[Modifier], cancelled: Check, progress: Progress) -> Report:
+                   modifier: Optional[Modifier], cancelled: Check, progress: Progress, last: bool = True) -> Report:
         """Send chunk after chunk; Courier's bytes of the next chunk are made while the last chunk is
         in flight. A destination down or a cancel ends the attempt: the rest is reported not sent."""
         report: Report = {}
@@ -151,7 +154,7 @@ class Deliverer:
             for instance_id, (_, task) in chunk:
                 if instance_id in sent and sent[instance_id] is None:
                     done.setdefault(task.id, []).append(instance_id)
-            if done and len(report) < len(entries):    # the last chunk's outcome is recorded next, at once
+            if done and not (last and len(report) == len(entries)):  # the batch's last chunk: its outcome is next
                 progress(done)
             return next((f for f in sent.values() if f is not None and (f.down or f.interrupted)), None)
 

@@ -321,8 +321,6 @@ class Tasks:
         now = self.clock()
         recorded = []
         with self.database.transaction() as db:
-            if release_slot:
-                db.execute("DELETE FROM worker_slots WHERE owner = ?", (owner,))
             for a in attempts:
                 task = a.task
                 current = db.execute("SELECT state, owner FROM tasks WHERE id = ?", (task.id,)).fetchone()
@@ -358,6 +356,8 @@ class Tasks:
                 write_audit(db, now, [AuditEvent(action, route=task.route, destination=task.destination,
                                                  resource_id=task.resource_id, task_id=task.id, detail=detail)])
                 recorded.append(task.id)
+            if release_slot:        # last: tasks first, then slots, the order of heartbeat (no deadlock)
+                db.execute("DELETE FROM worker_slots WHERE owner = ?", (owner,))
         return recorded
 
     def heartbeat(self, owner: str) -> None:
