@@ -1,5 +1,5 @@
 """What a routed task must deliver: the SOP Instance UIDs (and sizes) of its resource, read from
-Orthanc's index when the task is first claimed (the change follower records an Instance task's
+Orthanc's index when the task is first claimed (the change follower writes an Instance task's manifest
 with the task: it has read it already). Instance tasks of one claim are listed with one
 POST /tools/bulk-content (unknown IDs are left out of its answer), not one call each."""
 from __future__ import annotations
