@@ -10,6 +10,12 @@ per-instance answer read back here (no log parsing). `-nh`: a refused instance d
 batch. Starting storescu costs about 28 ms of CPU, so only batches of SMALLEST or more go this
 way.
 
+The folders are kept and reused (`Folders`): a batch overwrites the files the last one left, and
+tmpfs then keeps the pages it already holds. Measured on 0.5 MB files: 0.07 ms a file overwritten
+against 0.45 ms a new file (the kernel zeroes every new page, and frees it again at the end). A
+folder nobody used for KEEP_SECONDS is removed (`tidy`, from the workers when idle), so what a burst
+left in RAM goes soon after it.
+
 This is only a faster first attempt: the caller sends everything not acknowledged (refused, no
 presentation context, destination down, cancelled, storescu missing) through store-straight one
 instance at a time, whose answers and errors are Orthanc's, as before. An instance is never
@@ -21,6 +27,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -34,6 +41,7 @@ SMALLEST = 10     # starting storescu costs ~28 ms of the router's CPU (loading 
                   # association, ~2.3 ms more of the destination's CPU: from about 8 on, storescu costs less
                   # in all (measured on 512x512 CT), and spares the destination an association storm
 SMALLEST_BYTES = 8 * 2**20
+KEEP_SECONDS = 10.0        # a scratch folder unused this long is removed with its files
 
 
 def available() -> bool:
@@ -60,6 +68,71 @@ def remove_leftovers(root: Optional[str] = None) -> int:
     return removed
 
 
+class Folders:
+    """Scratch folders of this process, each used by one batch at a time, kept between batches:
+    `take()` the most recently used free one (or a new one), `give_back()` once its batch was
+    sent, `tidy()` what has been free for longer than KEEP_SECONDS."""
+
+    def __init__(self) -> None:
+        self._free: list[tuple[float, str, int]] = []   # (freed at, folder, files in it), newest last
+        self._lock = threading.Lock()
+
+    def take(self) -> tuple[str, int]:
+        """A folder and how many files (0.dcm, 1.dcm, ...) its last batch left in it."""
+        with self._lock:
+            if self._free:
+                _, folder, count = self._free.pop()
+                if os.path.isdir(folder):
+                    return folder, count
+        return tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=scratch_root()), 0
+
+    def give_back(self, folder: str, count: int) -> None:
+        with self._lock:
+            self._free.append((time.monotonic(), folder, count))
+        self.tidy()
+
+    def tidy(self, keep: Optional[float] = None) -> int:
+        """Remove the folders free for longer than `keep` seconds (KEEP_SECONDS); how many were removed."""
+        keep = KEEP_SECONDS if keep is None else keep
+        now = time.monotonic()
+        with self._lock:
+            old = [f for f in self._free if now - f[0] >= keep]
+            self._free = [f for f in self._free if now - f[0] < keep]
+        for _, folder, _ in old:
+            shutil.rmtree(folder, ignore_errors=True)
+        return len(old)
+
+
+FOLDERS = Folders()
+
+
+def tidy(keep: Optional[float] = None) -> int:
+    """What batches left in RAM, once nobody has used it for `keep` seconds."""
+    return FOLDERS.tidy(keep)
+
+
+def _write(path: str, data: bytes) -> None:
+    """`path` holds `data`, in the file a last batch left there if any (as it is, or renamed .done
+    or .bad by storescu): after this, neither `path.done` nor `path.bad` exists, so an
+    acknowledgment is never one of the last batch's."""
+    for leftover in (path + ".done", path + ".bad"):
+        if os.path.exists(leftover):
+            os.replace(leftover, path)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as out:
+        out.write(data)
+        out.truncate()
+
+
+def _remove_from(folder: str, first: int, count: int) -> None:
+    """Files first..count-1 a longer last batch left (and their renamed forms)."""
+    for n in range(first, count):
+        for suffix in ("", ".done", ".bad"):
+            try:
+                os.remove(os.path.join(folder, f"{n}.dcm{suffix}"))
+            except FileNotFoundError:
+                pass
+
+
 def command(node: Node, local_aet: str, timeout: float, paths: Sequence[str]) -> list[str]:
     seconds = str(max(1, int(round(timeout))))
     return ["storescu", "-nh", "+rn", "-q", "-aet", local_aet, "-aec", node.aet,
@@ -72,8 +145,10 @@ class Batch:
     (storescu holds no GIL)."""
 
     def __init__(self, folder: Optional[str], names: dict[str, str], process: Optional[subprocess.Popen],
-                 timeout: float, cancelled: Check) -> None:
+                 timeout: float, cancelled: Check, files: int = 0) -> None:
+        """`files`: how many files the folder holds (0: it is removed once sent, not reused)."""
         self.folder, self.names, self.process, self.cancelled = folder, names, process, cancelled
+        self.files = files
         self.deadline = time.monotonic() + timeout * (len(names) + 3)   # storescu's own timeouts end it sooner
 
     def wait(self) -> set[str]:
@@ -89,8 +164,11 @@ class Batch:
                         break
             return {instance_id for path, instance_id in self.names.items() if os.path.exists(path + ".done")}
         finally:
-            if self.folder is not None:
+            if self.folder is not None and self.files:
+                FOLDERS.give_back(self.folder, self.files)
+            elif self.folder is not None:
                 shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
 
 
 def worth_a_batch(files: Sequence[FileItem]) -> bool:
@@ -100,26 +178,27 @@ def worth_a_batch(files: Sequence[FileItem]) -> bool:
 
 
 def start_batch(node: Node, local_aet: str, files: Sequence[FileItem], timeout: float, cancelled: Check) -> Batch:
-    """Write the files to a private folder in RAM and start sending them on one association."""
+    """Write the files to a private folder in RAM (one a last batch left, if any) and start
+    sending them on one association."""
     try:
-        folder = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=scratch_root())
+        folder, count = FOLDERS.take()
     except OSError:
         return Batch(None, {}, None, timeout, cancelled)
     names = {}
     try:
+        _remove_from(folder, len(files), count)
         for n, (item, data) in enumerate(files):
             path = os.path.join(folder, f"{n}.dcm")
-            with open(path, "wb") as out:
-                out.write(data)
+            _write(path, data)
             names[path] = item.instance_id
     except OSError:                  # /dev/shm full (a container's is 64 MB): store-straight sends them
-        return Batch(folder, {}, None, timeout, cancelled)
+        return Batch(folder, {}, None, timeout, cancelled)      # and the folder goes, with what it held
     try:
         process = subprocess.Popen(command(node, local_aet, timeout, list(names)), stdin=subprocess.DEVNULL,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except OSError:                  # no storescu, no memory for a process: store-straight sends them
-        return Batch(folder, {}, None, timeout, cancelled)
-    return Batch(folder, names, process, timeout, cancelled)
+        return Batch(folder, {}, None, timeout, cancelled, files=len(names))
+    return Batch(folder, names, process, timeout, cancelled, files=len(names))
 
 
 def store_batch(node: Node, local_aet: str, files: Sequence[FileItem], timeout: float, cancelled: Check) -> set[str]:

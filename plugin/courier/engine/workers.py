@@ -119,6 +119,7 @@ class Engine:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         self.store.tasks.requeue_abandoned(self.incarnation, float("inf"), reason="router stopping")
+        dcmtk_store.tidy(0)
         self.store.routers.stopped(self.config.router_name, self.incarnation)
 
     def wake(self) -> None:
@@ -143,6 +144,7 @@ class Engine:
                 continue
             # Idle. Tasks may be due but held by MaxWorkersPerDestination: wait to be woken (new
             # tasks, a finished batch) rather than poll, or until the next retry falls due.
+            dcmtk_store.tidy()               # scratch folders a burst left in RAM, once unused for a while
             due_in = self.store.tasks.next_due_in()
             with self._wake:
                 if not self._stop.is_set():

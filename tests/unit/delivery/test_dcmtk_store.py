@@ -22,7 +22,13 @@ def node_of(scp: RecordingScp) -> Node:
     return Node("scp", "dicom", aet=scp.aet, host="127.0.0.1", port=scp.port)
 
 
+def mine() -> list[str]:
+    """This process's scratch folders."""
+    return [p for p in os.listdir(dcmtk_store.scratch_root()) if p.startswith(f"{dcmtk_store.PREFIX}{os.getpid()}-")]
+
+
 def test_a_batch_goes_on_one_association_and_a_refused_instance_is_not_counted(tmp_path):
+    dcmtk_store.tidy(0)
     files = items(tmp_path, 6)
     refused = files[2][0].sop_instance_uid
     scp = RecordingScp("BATCH", refuse=lambda ds: 0xA700 if ds.SOPInstanceUID == refused else None)
@@ -34,7 +40,36 @@ def test_a_batch_goes_on_one_association_and_a_refused_instance_is_not_counted(t
         assert set(scp.offered) == {item.sop_instance_uid for item, _ in files}   # no halt at the refusal
     finally:
         scp.close()
-    assert not [p for p in os.listdir(dcmtk_store.scratch_root()) if p.startswith(f"{dcmtk_store.PREFIX}{os.getpid()}-")]
+    assert len(mine()) == 1                # kept for the next batch
+    assert dcmtk_store.tidy(60) == 0 and len(mine()) == 1
+    assert dcmtk_store.tidy(0) == 1 and mine() == []
+
+
+def test_the_next_batch_overwrites_the_last_ones_files_and_never_counts_its_acknowledgments(tmp_path):
+    """A folder is reused: the last batch's files (renamed .done by storescu) are overwritten, the
+    ones beyond the new batch removed; an instance is acknowledged only by this batch's storescu."""
+    dcmtk_store.tidy(0)
+    first = items(tmp_path / "first", 6)
+    second = [(ManifestItem(f"second-{k}", f"uid-{k}"), data[:200]) for k, (_, data) in enumerate(first[:3])]
+    scp = RecordingScp("REUSE")
+    try:
+        assert dcmtk_store.store_batch(node_of(scp), "COURIER", first, 10, lambda: False) == {i.instance_id for i, _ in first}
+        [folder] = mine()
+        assert sorted(os.listdir(os.path.join(dcmtk_store.scratch_root(), folder))) == [f"{n}.dcm.done" for n in range(6)]
+        down = Node("down", "dicom", aet="DOWN", host="127.0.0.1", port=free_port())
+        assert dcmtk_store.store_batch(down, "COURIER", second, 5, lambda: False) == set()   # not the first's .done
+        assert mine() == [folder]
+        path = os.path.join(dcmtk_store.scratch_root(), folder)
+        assert sorted(os.listdir(path)) == ["0.dcm", "1.dcm", "2.dcm"]
+        assert [open(os.path.join(path, f"{n}.dcm"), "rb").read() for n in range(3)] == [d for _, d in second]
+        third = items(tmp_path / "third", 2)
+        assert dcmtk_store.store_batch(node_of(scp), "COURIER", third, 10, lambda: False) == {i.instance_id for i, _ in third}
+        assert scp.uids() >= {i.sop_instance_uid for i, _ in third} and mine() == [folder]
+        assert sorted(os.listdir(path)) == ["0.dcm.done", "1.dcm.done"]
+    finally:
+        scp.close()
+        dcmtk_store.tidy(0)
+    assert mine() == []
 
 
 def test_a_destination_that_is_down_acknowledges_nothing(tmp_path):
@@ -77,6 +112,7 @@ def test_the_command_names_both_aets_and_the_timeouts(tmp_path):
 
 
 def test_a_scratch_folder_that_cannot_be_written_means_nothing_acknowledged_not_an_error(tmp_path, monkeypatch):
+    dcmtk_store.tidy(0)                    # no folder kept from another test
     monkeypatch.setattr(dcmtk_store, "scratch_root", lambda: str(tmp_path / "missing"))
     scp = RecordingScp("ROOM")
     try:
