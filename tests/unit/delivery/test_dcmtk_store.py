@@ -5,6 +5,8 @@ import os
 import subprocess
 import time
 
+import pytest
+
 from courier.config.nodes import Node
 from courier.delivery import dcmtk_store
 from courier.store.records import ManifestItem
@@ -120,3 +122,38 @@ def test_a_scratch_folder_that_cannot_be_written_means_nothing_acknowledged_not_
         assert scp.associations == 0
     finally:
         scp.close()
+
+
+def test_a_wait_ended_by_an_error_kills_storescu_before_its_folder_is_reused(tmp_path):
+    """`cancelled()` asks the store; when that raises, the storescu still sending is killed before
+    its folder goes back: the next batch's files are never read or renamed by the last one's run."""
+    dcmtk_store.tidy(0)
+    scp = RecordingScp("SLOWER", delay=0.3)
+
+    def store_failed():
+        raise RuntimeError("database is locked")
+    try:
+        batch = dcmtk_store.start_batch(node_of(scp), "COURIER", items(tmp_path, 10), 10, store_failed)
+        with pytest.raises(RuntimeError):
+            batch.wait()
+        assert batch.process.poll() is not None              # killed, not left sending
+        assert batch.wait() == set()                         # and nothing counted as acknowledged
+    finally:
+        scp.close()
+        dcmtk_store.tidy(0)
+
+
+def test_asking_a_batch_again_gives_its_own_answer_not_the_next_batchs(tmp_path):
+    dcmtk_store.tidy(0)
+    scp = RecordingScp("AGAIN")
+    try:
+        files = items(tmp_path / "a", 3)
+        first = dcmtk_store.start_batch(node_of(scp), "COURIER", files, 10, lambda: False)
+        done = first.wait()
+        assert done == {i.instance_id for i, _ in files}
+        down = Node("down", "dicom", aet="DOWN", host="127.0.0.1", port=free_port())
+        assert dcmtk_store.store_batch(down, "COURIER", items(tmp_path / "b", 3), 5, lambda: False) == set()
+        assert first.wait() == done                          # the folder is the second batch's now
+    finally:
+        scp.close()
+        dcmtk_store.tidy(0)
