@@ -125,6 +125,32 @@ def test_a_manifest_known_at_enqueue_is_kept_and_the_outcome_frees_the_slot_in_i
     assert store.tasks.busy_slots() == {"d": 1}
 
 
+def test_a_claim_that_can_change_nothing_opens_no_write_transaction(make_store):
+    """Nothing due and no slot of its own to drop: a read answers (most claims of a burst find
+    nothing); a slot left behind, or a task due, is still a claim."""
+    store = make_store()
+    transactions = []
+    transaction = store.tasks.database.transaction
+
+    def counted():
+        transactions.append(1)
+        return transaction()
+    store.tasks.database.transaction = counted
+    store.tasks.enqueue([NewTask("r", "d", "Instance", "i1")])
+    [task] = claimed(store, "w", 5)
+    store.tasks.finish_attempts("w", [Attempt(task, ["i1"], 0, "SUCCESS", expected=1)], release_slot=True)
+    del transactions[:]
+    assert claimed(store, "w", 5) == [] and claimed(store, "v", 5) == []
+    assert transactions == []
+    store.tasks.enqueue([NewTask("r", "d", "Instance", "i2")])
+    [again] = claimed(store, "v", 5)                      # due: claimed
+    store.tasks.finish_attempts("v", [Attempt(again, ["i2"], 0, "SUCCESS", expected=1)])   # its slot kept
+    assert store.tasks.busy_slots() == {"d": 1}
+    del transactions[:]
+    assert claimed(store, "v", 5) == []                   # nothing due, but its own slot to drop
+    assert len(transactions) == 1 and store.tasks.busy_slots() == {}
+
+
 def test_a_destination_served_by_enough_workers_is_skipped(make_store):
     store = make_store()
     store.tasks.enqueue([NewTask("r", "hung", "Instance", f"h{n}", priority=9) for n in range(3)]
