@@ -157,3 +157,114 @@ def test_asking_a_batch_again_gives_its_own_answer_not_the_next_batchs(tmp_path)
     finally:
         scp.close()
         dcmtk_store.tidy(0)
+
+
+def rich_dataset(patient: str):
+    """A CT with what a dictionary could matter for: private elements of several VRs, nested
+    sequences with private items, an empty sequence."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from factory import make_instance
+    ds = make_instance(patient_id=patient)
+    ds.add_new(0x00091010, "LO", "SOME CREATOR")
+    ds.add_new(0x00091011, "LO", "a private value")
+    ds.add_new(0x00091012, "US", 7)
+    ds.add_new(0x00091013, "OB", b"\x01\x02\x03\x04")
+    inner = Dataset()
+    inner.CodeValue, inner.CodingSchemeDesignator = "X", "DCM"
+    inner.add_new(0x00111010, "LO", "ANOTHER CREATOR")
+    inner.add_new(0x00111011, "SS", -3)
+    ds.ProcedureCodeSequence = Sequence([inner, Dataset()])
+    ds.add_new(0x00400275, "SQ", Sequence([inner]))
+    ds.add_new(0x0040A730, "SQ", Sequence([]))
+    return ds
+
+
+def rich_files(tmp_path) -> dict[str, tuple]:
+    """name -> (ManifestItem, bytes): explicit VR little endian, JPEG baseline (encapsulated), implicit VR."""
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit
+    out = {}
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    for name, syntax in (("explicit", ExplicitVRLittleEndian), ("jpeg", JPEGBaseline8Bit),
+                         ("implicit", ImplicitVRLittleEndian)):
+        ds = rich_dataset(name)
+        ds.file_meta.TransferSyntaxUID = syntax
+        if syntax == JPEGBaseline8Bit:
+            ds.PixelData = encapsulate([b"\xff\xd8" + b"\x00" * 100 + b"\xff\xd9", b"\xff\xd8" + b"\x11" * 50 + b"\xff\xd9"])
+            ds["PixelData"].VR = "OB"
+            ds.NumberOfFrames = 2
+        path = tmp_path / f"{name}.dcm"
+        ds.save_as(path, enforce_file_format=True, implicit_vr=syntax == ImplicitVRLittleEndian, little_endian=True)
+        out[name] = (ManifestItem(name, ds.SOPInstanceUID), path.read_bytes())
+    return out
+
+
+class Storescp:
+    """DCMTK's storescp, bit-preserving (+B: it writes what it received as it came) into `folder`."""
+
+    def __init__(self, folder, accepts: str) -> None:
+        import socket
+        folder.mkdir(parents=True)
+        self.folder, self.port = folder, free_port()
+        self.process = subprocess.Popen(["storescp", *accepts.split(), "+B", "-od", str(folder), str(self.port)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("storescp did not listen")
+
+    def node(self) -> Node:
+        return Node("scp", "dicom", aet="ANY-SCP", host="127.0.0.1", port=self.port)
+
+    def received(self) -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in self.folder.iterdir()}
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+def test_the_transfer_syntax_is_read_from_the_file_meta(tmp_path):
+    files = rich_files(tmp_path)
+    assert {name: dcmtk_store.transfer_syntax_of(data) for name, (_, data) in files.items()} == {
+        "explicit": "1.2.840.10008.1.2.1", "jpeg": "1.2.840.10008.1.2.4.50", "implicit": "1.2.840.10008.1.2"}
+    assert dcmtk_store.transfer_syntax_of(b"\0" * 300) is None
+    assert dcmtk_store.transfer_syntax_of(files["explicit"][1][:140]) is None
+
+
+@pytest.mark.parametrize("accepts", ["", "+xi", "+xy"])     # explicit preferred; implicit only (storescu converts); JPEG too
+def test_explicit_vr_files_sent_with_the_small_dictionary_arrive_as_with_dcmtks_own(tmp_path, accepts):
+    """The batches storescu sends with only the command and file meta groups for a dictionary
+    reach a real DCMTK storescp byte for byte as storescu with DCMTK's full dictionary sends them,
+    whichever transfer syntax the destination accepts; a batch with an implicit VR file gets the
+    full dictionary, and arrives."""
+    dcmtk_store.tidy(0)
+    files = rich_files(tmp_path / "files")
+    explicit = [files["explicit"], files["jpeg"]]
+    assert dcmtk_store.environment(explicit)["DCMDICTPATH"] == dcmtk_store.SMALL_DICTIONARY
+    assert dcmtk_store.environment(list(files.values())) is None
+    reference, courier = Storescp(tmp_path / "reference", accepts), Storescp(tmp_path / "courier", accepts)
+    try:
+        paths = [str(tmp_path / "files" / f"{name}.dcm") for name in ("explicit", "jpeg")]
+        assert dcmtk_store.proposal(explicit) == ["-xy"]           # JPEG baseline proposed too
+        subprocess.run(["storescu", "-nh", "-q", "-xy", "-aet", "COURIER", "-aec", "ANY-SCP", "127.0.0.1", str(reference.port),
+                        *paths],
+                       env={k: v for k, v in os.environ.items() if k != "DCMDICTPATH"}, timeout=60)
+        done = dcmtk_store.store_batch(courier.node(), "COURIER", explicit, 10, lambda: False)
+        expected = {"explicit", "jpeg"} if accepts == "+xy" else {"explicit"}     # JPEG only where accepted
+        assert done == expected
+        assert len(reference.received()) == len(expected)
+        assert courier.received() == reference.received()
+        with_implicit = dcmtk_store.store_batch(courier.node(), "COURIER", [files["implicit"], files["explicit"]],
+                                                10, lambda: False)
+        assert with_implicit == {"implicit", "explicit"}
+    finally:
+        reference.close()
+        courier.close()
+        dcmtk_store.tidy(0)
