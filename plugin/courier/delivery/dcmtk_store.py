@@ -188,20 +188,20 @@ def small_dictionary_will_do(files: Sequence[FileItem]) -> bool:
 # storescu proposes the uncompressed transfer syntaxes only, unless told which compressed one (with
 # them); without it a compressed file could not go on the association (storescu has no codec to
 # decompress it) and went through store-straight, one association each. The options as DCMTK 3.6.7
-# names them (storescu --help, checked against the syntaxes it proposes with +v).
+# names them (storescu --help, checked against the syntaxes it proposes with +v). Not MPEG or HEVC:
+# with those storescu proposes nothing else, for every storage class.
 PROPOSE = {"1.2.840.10008.1.2.4.50": "-xy", "1.2.840.10008.1.2.4.51": "-xx", "1.2.840.10008.1.2.4.70": "-xs",
            "1.2.840.10008.1.2.4.80": "-xt", "1.2.840.10008.1.2.4.81": "-xu", "1.2.840.10008.1.2.4.90": "-xv",
-           "1.2.840.10008.1.2.4.91": "-xw", "1.2.840.10008.1.2.5": "-xr", "1.2.840.10008.1.2.4.100": "-xm",
-           "1.2.840.10008.1.2.4.101": "-xh", "1.2.840.10008.1.2.4.102": "-xn", "1.2.840.10008.1.2.4.103": "-xl",
-           "1.2.840.10008.1.2.4.104": "-x2", "1.2.840.10008.1.2.4.105": "-x3", "1.2.840.10008.1.2.4.106": "-xo",
-           "1.2.840.10008.1.2.4.107": "-x4", "1.2.840.10008.1.2.4.108": "-x5"}
+           "1.2.840.10008.1.2.4.91": "-xw", "1.2.840.10008.1.2.5": "-xr"}
 
 
 def proposal(files: Sequence[FileItem]) -> list[str]:
-    """storescu's option to propose the batch's compressed transfer syntax as well, when its files
-    have one (one only: storescu proposes one; the files of another go through store-straight)."""
-    compressed = {PROPOSE[s] for s in (transfer_syntax_of(data) for _, data in files) if s in PROPOSE}
-    return sorted(compressed) if len(compressed) == 1 else []
+    """storescu's option to propose the batch's compressed transfer syntax, when every file of the
+    batch is in that one (a batch with uncompressed files keeps storescu's own proposals, one
+    presentation context per syntax, so that they go as they are; its compressed files go through
+    store-straight, as do the files of a syntax storescu is not told of)."""
+    syntaxes = {transfer_syntax_of(data) for _, data in files}
+    return [PROPOSE[s] for s in syntaxes if s in PROPOSE] if len(syntaxes) == 1 else []
 
 
 def environment(files: Sequence[FileItem]) -> Optional[dict[str, str]]:

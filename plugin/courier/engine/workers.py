@@ -69,6 +69,7 @@ class Engine:
         self.incarnation = f"{self.node}{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
         self._wake = threading.Condition()
+        self._wakes = 0                          # wake-ups so far: one that came during a claim is not lost
         self._threads: list[threading.Thread] = []
         self._topping: set[str] = set()          # destinations a worker is topping a batch up for (_topped_up)
         self._lock = threading.Lock()                # guards _topping, _sending and _swept_at
@@ -129,11 +130,14 @@ class Engine:
         claim transactions for 318 batches of a 1000-instance burst). Idle workers also look every
         second, and when a retry falls due."""
         with self._wake:
+            self._wakes += 1
             self._wake.notify()
 
     # -- loops ------------------------------------------------------------------------------
     def _work_loop(self, owner: str) -> None:
         while not self._stop.is_set():
+            with self._wake:
+                wakes = self._wakes
             try:
                 busy = self.run_once(owner)
             except Exception:
@@ -143,11 +147,13 @@ class Engine:
                 self.wake()                  # a destination slot is free again: an idle worker looks
                 continue
             # Idle. Tasks may be due but held by MaxWorkersPerDestination: wait to be woken (new
-            # tasks, a finished batch) rather than poll, or until the next retry falls due.
+            # tasks, a finished batch) rather than poll, or until the next retry falls due. A wake-up
+            # that came while this worker claimed is not waited for: its claim may have looked just
+            # before the new tasks were committed (a claim that can change nothing only reads).
             dcmtk_store.tidy()               # scratch folders a burst left in RAM, once unused for a while
             due_in = self.store.tasks.next_due_in()
             with self._wake:
-                if not self._stop.is_set():
+                if not self._stop.is_set() and self._wakes == wakes:
                     self._wake.wait(timeout=due_in if due_in and due_in < 1.0 else 1.0)
 
     def _heartbeat_loop(self) -> None:

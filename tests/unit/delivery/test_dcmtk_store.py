@@ -242,21 +242,23 @@ def test_the_transfer_syntax_is_read_from_the_file_meta(tmp_path):
 def test_explicit_vr_files_sent_with_the_small_dictionary_arrive_as_with_dcmtks_own(tmp_path, accepts):
     """The batches storescu sends with only the command and file meta groups for a dictionary
     reach a real DCMTK storescp byte for byte as storescu with DCMTK's full dictionary sends them,
-    whichever transfer syntax the destination accepts; a batch with an implicit VR file gets the
-    full dictionary, and arrives."""
+    whichever transfer syntax the destination accepts; a batch of JPEG files is proposed in JPEG
+    too (before, storescu could not send it: no codec to decompress); a batch with an implicit VR
+    file gets the full dictionary, and arrives."""
     dcmtk_store.tidy(0)
     files = rich_files(tmp_path / "files")
-    explicit = [files["explicit"], files["jpeg"]]
-    assert dcmtk_store.environment(explicit)["DCMDICTPATH"] == dcmtk_store.SMALL_DICTIONARY
+    assert dcmtk_store.environment([files["explicit"], files["jpeg"]])["DCMDICTPATH"] == dcmtk_store.SMALL_DICTIONARY
     assert dcmtk_store.environment(list(files.values())) is None
+    assert dcmtk_store.proposal([files["jpeg"]]) == ["-xy"]
+    assert dcmtk_store.proposal([files["jpeg"], files["explicit"]]) == []      # uncompressed files go as they are
     reference, courier = Storescp(tmp_path / "reference", accepts), Storescp(tmp_path / "courier", accepts)
     try:
-        paths = [str(tmp_path / "files" / f"{name}.dcm") for name in ("explicit", "jpeg")]
-        assert dcmtk_store.proposal(explicit) == ["-xy"]           # JPEG baseline proposed too
-        subprocess.run(["storescu", "-nh", "-q", "-xy", "-aet", "COURIER", "-aec", "ANY-SCP", "127.0.0.1", str(reference.port),
-                        *paths],
-                       env={k: v for k, v in os.environ.items() if k != "DCMDICTPATH"}, timeout=60)
-        done = dcmtk_store.store_batch(courier.node(), "COURIER", explicit, 10, lambda: False)
+        full = {k: v for k, v in os.environ.items() if k != "DCMDICTPATH"}
+        for name, propose in (("explicit", []), ("jpeg", ["-xy"])):
+            subprocess.run(["storescu", "-nh", "-q", *propose, "-aet", "COURIER", "-aec", "ANY-SCP", "127.0.0.1",
+                            str(reference.port), str(tmp_path / "files" / f"{name}.dcm")], env=full, timeout=60)
+        done = dcmtk_store.store_batch(courier.node(), "COURIER", [files["explicit"]], 10, lambda: False)
+        done |= dcmtk_store.store_batch(courier.node(), "COURIER", [files["jpeg"]], 10, lambda: False)
         expected = {"explicit", "jpeg"} if accepts == "+xy" else {"explicit"}     # JPEG only where accepted
         assert done == expected
         assert len(reference.received()) == len(expected)

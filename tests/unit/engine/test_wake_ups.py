@@ -80,3 +80,27 @@ def test_a_woken_worker_sends_at_once_not_at_its_next_look(tmp_path):
         assert max(waits) < 0.45, waits                   # a look once a second: up to 1 s
     finally:
         engine.stop()
+
+
+def test_a_wake_up_during_a_claim_that_found_nothing_is_not_lost(tmp_path):
+    """A claim that can change nothing only reads, so it may look just before the follower commits
+    new tasks; the follower's wake-up then comes while the worker is still claiming, before it
+    waits: the worker looks again at once rather than at its next once-a-second look."""
+    engine, store = engine_of(tmp_path, 1)
+    claim = store.tasks.claim
+    raced = {}
+
+    def racing(*args, **kwargs):
+        found = claim(*args, **kwargs)
+        if found is None and not raced:              # the tasks are committed just after it looked
+            raced["at"] = time.monotonic()
+            page(store, engine, 0)
+        return found
+    store.tasks.claim = racing
+    engine.start()
+    try:
+        wait_until(lambda: store.tasks.list(state=SUCCESS)[0] == 1, 3, 0.01, what="the task sent")
+        took = time.monotonic() - raced["at"]
+        assert took < 0.5, took                           # the lost wake-up waited for the 1 s look
+    finally:
+        engine.stop()
