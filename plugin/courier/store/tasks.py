@@ -405,6 +405,13 @@ class Tasks:
                                  (resource_id, SUCCESS)).fetchone()
         return row[0]
 
+    def due_count(self, destination: str, limit: int) -> int:
+        """How many routed tasks of the destination are due, up to `limit`: a read."""
+        row = self.database.read().execute(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM tasks WHERE state = ? AND next_attempt_at <= ? AND destination = ?"
+            " AND source IS NULL LIMIT ?) AS due", (PENDING, self.clock(), destination, limit)).fetchone()
+        return int(row[0])
+
     def running_of(self, owner: str) -> int:
         """How many tasks `owner` still holds RUNNING (0: all were cancelled meanwhile)."""
         return self.database.read().execute("SELECT COUNT(*) FROM tasks WHERE state = ? AND owner = ?",

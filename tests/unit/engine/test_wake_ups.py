@@ -104,3 +104,50 @@ def test_a_wake_up_during_a_claim_that_found_nothing_is_not_lost(tmp_path):
         assert took < 0.5, took                           # the lost wake-up waited for the 1 s look
     finally:
         engine.stop()
+
+
+class SlowFirst:
+    """A destination sent to in one call per batch (as Orthanc's store job is) whose first batch
+    takes 1.5 s; it records when each batch started, and its size."""
+    stored_in_one_call = True
+
+    def __init__(self):
+        self.started, self.lock = [], threading.Lock()
+
+    def send(self, items, cancelled):
+        with self.lock:
+            self.started.append((time.monotonic(), len(items)))
+            first = len(self.started) == 1
+        time.sleep(1.5 if first else 0.01)
+        return {item.instance_id: None for item in items}
+
+    def send_files(self, files, cancelled):
+        return {item.instance_id: None for item, _ in files}
+
+
+def test_a_full_batch_goes_beside_the_send_in_flight_not_after_it(tmp_path):
+    """A short batch claimed while another worker sends to the destination waits behind that send,
+    but no longer once a full batch (BatchSize) is due: under a fast burst the sends overlap
+    instead of following one another."""
+    engine, store = engine_of(tmp_path, 2)
+    sender = SlowFirst()
+    engine.deliverer.senders = {"pacs": sender}
+    engine.start()
+    try:
+        time.sleep(0.3)
+        page(store, engine, 0)
+        wait_until(lambda: len(sender.started) == 1, 3, 0.01, what="the first, slow batch in flight")
+        page(store, engine, 1)                           # claimed alone; it waits behind the first send
+        wait_until(lambda: store.tasks.queue_depth().get("PENDING", 0) == 0, 3, 0.005, what="the second claimed")
+        at = time.monotonic()
+        ids = store.tasks.enqueue([NewTask("r", "pacs", "Instance", f"j{n}") for n in range(60)])
+        store.tasks.save_manifests({task_id: [ManifestItem(f"j{n}", f"1.3.{n}", 10)] for n, task_id in enumerate(ids)})
+        engine.wake()
+        wait_until(lambda: len(sender.started) >= 2, 3, 0.01, what="a second batch sent")
+        started, size = sender.started[1]
+        assert size == 50                                # the waiting one, topped up to BatchSize
+        # it went while the first was in flight; waiting for it (or the 0.5 s bound) took 0.45 s or more
+        assert started - at < 0.3, started - at
+        wait_until(lambda: store.tasks.list(state=SUCCESS)[0] == 62, 5, 0.02, what="everything sent")
+    finally:
+        engine.stop()
