@@ -44,6 +44,7 @@ log = logging.getLogger("courier.engine")
 PRECHECK_RETRY_SECONDS = 30.0
 TOP_UP_STEP = 0.05       # seconds: a batch of Courier's bytes is topped up in steps while each brings more
 TOP_UP_STEPS = 10        # and for at most this many steps (0.5 s)
+BEHIND_A_SEND_BELOW = 10  # a pass-through batch this short waits behind a send in flight; a longer one goes
 SWEEP_SECONDS = 10.0     # how often a worker deletes what cancelled job tasks fetched
 PRUNE_SECONDS = 3600.0
 
@@ -312,6 +313,8 @@ class Engine:
         and transactions). Under a fast burst the next full batch so goes beside the send in
         flight, not after it: sends of BatchSize one after the other capped pass-through, their
         Orthanc jobs seen done up to a poll late."""
+        if len(tasks) >= BEHIND_A_SEND_BELOW:
+            return tasks
         with self._lock:
             if not self._sending[destination]:
                 return tasks

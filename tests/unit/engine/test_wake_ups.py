@@ -151,3 +151,27 @@ def test_a_full_batch_goes_beside_the_send_in_flight_not_after_it(tmp_path):
         wait_until(lambda: store.tasks.list(state=SUCCESS)[0] == 62, 5, 0.02, what="everything sent")
     finally:
         engine.stop()
+
+
+def test_a_batch_of_ten_or_more_does_not_wait_behind_a_send(tmp_path):
+    """Only a short batch (under BEHIND_A_SEND_BELOW) waits behind a send in flight: a page of a
+    fast burst goes at once, beside it (measured, storescu at 270 instances/s: receipt to delivery
+    p50 470-730 ms when every page waited, 196-218 ms with the rule)."""
+    engine, store = engine_of(tmp_path, 2)
+    sender = SlowFirst()
+    engine.deliverer.senders = {"pacs": sender}
+    engine.start()
+    try:
+        time.sleep(0.3)
+        page(store, engine, 0)
+        wait_until(lambda: len(sender.started) == 1, 3, 0.01, what="the first, slow batch in flight")
+        at = time.monotonic()
+        ids = store.tasks.enqueue([NewTask("r", "pacs", "Instance", f"j{n}") for n in range(12)])
+        store.tasks.save_manifests({task_id: [ManifestItem(f"j{n}", f"1.3.{n}", 10)] for n, task_id in enumerate(ids)})
+        engine.wake()
+        wait_until(lambda: len(sender.started) >= 2, 3, 0.01, what="a second batch sent")
+        started, size = sender.started[1]
+        assert size == 12
+        assert started - at < 0.3, started - at          # waiting behind the send took 0.5 s
+    finally:
+        engine.stop()
