@@ -254,10 +254,12 @@ class Engine:
           Meanwhile this router's other workers leave the destination to this one, so that the
           burst is not split between them;
         - else, for stored instances that the sender sends in one call per batch (one Orthanc
-          job: DICOM, DICOMweb, peers), while another worker of this router is sending a batch to
-          the same destination, until that send ends (at most TOP_UP_STEPS x TOP_UP_STEP), then
-          with what arrived meanwhile (_behind_a_send): a burst goes in batches as large as a send
-          is long, and a lone instance, with nothing in flight, goes at once."""
+          job: DICOM, DICOMweb, peers), a batch under BEHIND_A_SEND_BELOW, while another worker of
+          this router is sending a batch to the same destination, until that send ends or
+          BatchSize tasks are due (at most TOP_UP_STEPS x TOP_UP_STEP), then with what arrived
+          meanwhile (_behind_a_send): a trickle goes in batches as large as a send is long, a page
+          of a fast burst goes at once beside the send, and a lone instance, with nothing in
+          flight, goes at once."""
         linger = self.config.batch_linger
         sender = self.deliverer.senders.get(destination)
         batches = getattr(sender, "batches", False)    # storescu: see above
@@ -329,8 +331,9 @@ class Engine:
                     if not self._sending[destination]:
                         break
                 try:
-                    due = self.store.tasks.due_count(destination, self.config.batch_size)
-                except Exception:         # the store failed for a moment: the top-up below says so
+                    due = self.store.tasks.due_count(destination, self.config.batch_size, self._known())
+                except Exception:         # the store failed for a moment: send what was claimed
+                    log.exception("counting the due tasks of %s failed; no longer waiting behind its send", destination)
                     break
                 if len(tasks) + due >= self.config.batch_size:
                     break             # a full batch is there: it goes beside the send in flight

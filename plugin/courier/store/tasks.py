@@ -405,11 +405,12 @@ class Tasks:
                                  (resource_id, SUCCESS)).fetchone()
         return row[0]
 
-    def due_count(self, destination: str, limit: int) -> int:
-        """How many routed tasks of the destination are due, up to `limit`: a read."""
+    def due_count(self, destination: str, limit: int, known: Optional[Mapping[str, Sequence[str]]] = None) -> int:
+        """How many routed tasks of the destination claim_more would take, up to `limit`: a read."""
+        clause, values = _known_filter(known)
         row = self.database.read().execute(
             "SELECT COUNT(*) FROM (SELECT 1 FROM tasks WHERE state = ? AND next_attempt_at <= ? AND destination = ?"
-            " AND source IS NULL LIMIT ?) AS due", (PENDING, self.clock(), destination, limit)).fetchone()
+            f" AND source IS NULL{clause} LIMIT ?) AS due", (PENDING, self.clock(), destination, *values, limit)).fetchone()
         return int(row[0])
 
     def running_of(self, owner: str) -> int:

@@ -30,8 +30,15 @@ def engine_of(tmp_path, workers):
 
 
 def page(store, engine, n):
-    ids = store.tasks.enqueue([NewTask("r", "pacs", "Instance", f"i{n}")])
-    store.tasks.save_manifests({ids[0]: [ManifestItem(f"i{n}", f"1.2.{n}", 10)]})
+    """A page of one new task, its manifest written with it (as the follower does)."""
+    store.tasks.enqueue([NewTask("r", "pacs", "Instance", f"i{n}", manifest=(ManifestItem(f"i{n}", f"1.2.{n}", 10),))])
+    engine.wake()
+
+
+def burst(store, engine, n):
+    """n new tasks in one transaction with their manifests: no worker can claim one without it."""
+    store.tasks.enqueue([NewTask("r", "pacs", "Instance", f"j{k}", manifest=(ManifestItem(f"j{k}", f"1.3.{k}", 10),))
+                         for k in range(n)])
     engine.wake()
 
 
@@ -140,9 +147,7 @@ def test_a_full_batch_goes_beside_the_send_in_flight_not_after_it(tmp_path):
         page(store, engine, 1)                           # claimed alone; it waits behind the first send
         wait_until(lambda: store.tasks.queue_depth().get("PENDING", 0) == 0, 3, 0.005, what="the second claimed")
         at = time.monotonic()
-        ids = store.tasks.enqueue([NewTask("r", "pacs", "Instance", f"j{n}") for n in range(60)])
-        store.tasks.save_manifests({task_id: [ManifestItem(f"j{n}", f"1.3.{n}", 10)] for n, task_id in enumerate(ids)})
-        engine.wake()
+        burst(store, engine, 60)
         wait_until(lambda: len(sender.started) >= 2, 3, 0.01, what="a second batch sent")
         started, size = sender.started[1]
         assert size == 50                                # the waiting one, topped up to BatchSize
@@ -166,9 +171,7 @@ def test_a_batch_of_ten_or_more_does_not_wait_behind_a_send(tmp_path):
         page(store, engine, 0)
         wait_until(lambda: len(sender.started) == 1, 3, 0.01, what="the first, slow batch in flight")
         at = time.monotonic()
-        ids = store.tasks.enqueue([NewTask("r", "pacs", "Instance", f"j{n}") for n in range(12)])
-        store.tasks.save_manifests({task_id: [ManifestItem(f"j{n}", f"1.3.{n}", 10)] for n, task_id in enumerate(ids)})
-        engine.wake()
+        burst(store, engine, 12)
         wait_until(lambda: len(sender.started) >= 2, 3, 0.01, what="a second batch sent")
         started, size = sender.started[1]
         assert size == 12

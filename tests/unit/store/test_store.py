@@ -151,6 +151,18 @@ def test_a_claim_that_can_change_nothing_opens_no_write_transaction(make_store):
     assert len(transactions) == 1 and store.tasks.busy_slots() == {}
 
 
+def test_due_count_counts_what_claim_more_would_take(make_store):
+    store = make_store()
+    store.tasks.enqueue([NewTask("r", "d", "Instance", f"i{n}") for n in range(5)]
+                        + [NewTask("gone", "d", "Instance", "g1"), NewTask("r", "other", "Instance", "o1")])
+    known = {"destination": ["d", "other"], "source": [], "profile": [], "route": ["r"]}
+    assert store.tasks.due_count("d", 50, known) == 5        # not the task of a route the configuration lost
+    assert store.tasks.due_count("d", 3, known) == 3
+    assert store.tasks.due_count("d", 50) == 6
+    claimed(store, "w", 2, known=known)
+    assert store.tasks.due_count("d", 50, known) == len(store.tasks.claim_more("w", "d", 50, known)) == 3
+
+
 def test_a_destination_served_by_enough_workers_is_skipped(make_store):
     store = make_store()
     store.tasks.enqueue([NewTask("r", "hung", "Instance", f"h{n}", priority=9) for n in range(3)]
