@@ -2,6 +2,7 @@
 something wakes the next, so a page of new tasks is not a claim transaction for every idle
 worker (all but one of them finding nothing). Real workers on a real SQLite store; the sender is
 a stand-in that acknowledges everything."""
+import contextlib
 import threading
 import time
 
@@ -132,10 +133,9 @@ class SlowFirst:
         return {item.instance_id: None for item, _ in files}
 
 
-def test_a_full_batch_goes_beside_the_send_in_flight_not_after_it(tmp_path):
-    """A short batch claimed while another worker sends to the destination waits behind that send,
-    but no longer once a full batch (BatchSize) is due: under a fast burst the sends overlap
-    instead of following one another."""
+@contextlib.contextmanager
+def a_slow_send_in_flight(tmp_path):
+    """Two workers; the first batch (one task) in flight at a SlowFirst destination for 1.5 s."""
     engine, store = engine_of(tmp_path, 2)
     sender = SlowFirst()
     engine.deliverer.senders = {"pacs": sender}
@@ -144,6 +144,16 @@ def test_a_full_batch_goes_beside_the_send_in_flight_not_after_it(tmp_path):
         time.sleep(0.3)
         page(store, engine, 0)
         wait_until(lambda: len(sender.started) == 1, 3, 0.01, what="the first, slow batch in flight")
+        yield engine, store, sender
+    finally:
+        engine.stop()
+
+
+def test_a_full_batch_goes_beside_the_send_in_flight_not_after_it(tmp_path):
+    """A short batch claimed while another worker sends to the destination waits behind that send,
+    but no longer once a full batch (BatchSize) is due: under a fast burst the sends overlap
+    instead of following one another."""
+    with a_slow_send_in_flight(tmp_path) as (engine, store, sender):
         page(store, engine, 1)                           # claimed alone; it waits behind the first send
         wait_until(lambda: store.tasks.queue_depth().get("PENDING", 0) == 0, 3, 0.005, what="the second claimed")
         at = time.monotonic()
@@ -154,27 +164,16 @@ def test_a_full_batch_goes_beside_the_send_in_flight_not_after_it(tmp_path):
         # it went while the first was in flight; waiting for it (or the 0.5 s bound) took 0.45 s or more
         assert started - at < 0.3, started - at
         wait_until(lambda: store.tasks.list(state=SUCCESS)[0] == 62, 5, 0.02, what="everything sent")
-    finally:
-        engine.stop()
 
 
 def test_a_batch_of_ten_or_more_does_not_wait_behind_a_send(tmp_path):
     """Only a short batch (under BEHIND_A_SEND_BELOW) waits behind a send in flight: a page of a
     fast burst goes at once, beside it (measured, storescu at 270 instances/s: receipt to delivery
     p50 470-730 ms when every page waited, 196-218 ms with the rule)."""
-    engine, store = engine_of(tmp_path, 2)
-    sender = SlowFirst()
-    engine.deliverer.senders = {"pacs": sender}
-    engine.start()
-    try:
-        time.sleep(0.3)
-        page(store, engine, 0)
-        wait_until(lambda: len(sender.started) == 1, 3, 0.01, what="the first, slow batch in flight")
+    with a_slow_send_in_flight(tmp_path) as (engine, store, sender):
         at = time.monotonic()
         burst(store, engine, 12)
         wait_until(lambda: len(sender.started) >= 2, 3, 0.01, what="a second batch sent")
         started, size = sender.started[1]
         assert size == 12
         assert started - at < 0.3, started - at          # waiting behind the send took 0.5 s
-    finally:
-        engine.stop()
