@@ -307,14 +307,15 @@ class Engine:
             self.wake()                   # workers that found the destination held look again
 
     def _behind_a_send(self, owner: str, destination: str, tasks: list[Task]) -> list[Task]:
-        """A short batch claimed while this router sends another batch to the destination waits
-        for that send to end, or until a full batch (BatchSize) is due, then takes what arrived
+        """A short batch (under BEHIND_A_SEND_BELOW) claimed while this router sends another
+        batch to the destination waits for that send to end, or until a full batch (BatchSize) is
+        due, then takes what arrived
         meanwhile; the other workers leave the destination to this one meanwhile (measured on a
         burst of 1000 pass-through instances, a slow day: 263-326 store jobs of 3-4 instances
         without it, 193-326 with it; each one an association, an Orthanc job, and a dozen calls
-        and transactions). Under a fast burst the next full batch so goes beside the send in
-        flight, not after it: sends of BatchSize one after the other capped pass-through, their
-        Orthanc jobs seen done up to a poll late."""
+        and transactions). Under a fast burst a page (10 or more) and a full batch go beside the
+        send in flight, not after it: when every batch waited, a burst went one send at a time
+        (receipt to delivery p50 470-730 ms against 170-295 ms, storescu sending 270/s)."""
         if len(tasks) >= BEHIND_A_SEND_BELOW:
             return tasks
         with self._lock:
