@@ -182,6 +182,38 @@ class RecordingScp:
         self.server.shutdown()
 
 
+def wait_listening(port: int, what: str, seconds: float = 10.0) -> None:
+    """Until something accepts connections on the loopback port (a peer just started)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"{what} did not start")
+
+
+class Storescp:
+    """DCMTK's storescp, bit-preserving (+B: it writes what it received as it came) into `folder`;
+    `accepts`: its options of which transfer syntaxes to accept ("" for its defaults)."""
+
+    def __init__(self, folder: Path, accepts: str = "", aet: str = "ANY-SCP") -> None:
+        folder.mkdir(parents=True)
+        self.folder, self.aet, self.port = folder, aet, free_port()
+        self.process = subprocess.Popen(["storescp", *accepts.split(), "+B", "-aet", aet, "-od", str(folder),
+                                         str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_listening(self.port, "storescp")
+
+    def received(self) -> dict[str, bytes]:
+        """File name (modality and SOP Instance UID) -> the bytes as received."""
+        return {p.name: p.read_bytes() for p in self.folder.iterdir()}
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
 class DcmQrScp:
     """DCMTK's dcmqrscp holding `files`, able to C-MOVE to `destinations` ({AET: port} on loopback).
     It ignores ModalitiesInStudy and returns no SeriesDescription: a real PACS's habits."""
@@ -202,14 +234,7 @@ class DcmQrScp:
                           f"AETable BEGIN\n{aet} {storage} RW (200, 1024mb) ANY\nAETable END\n")
         self.log = open(self.dir / "dcmqrscp.log", "wb")
         self.process = subprocess.Popen(["dcmqrscp", "-c", str(config)], stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise AssertionError("dcmqrscp did not start")
+        wait_listening(self.port, "dcmqrscp")
 
     @property
     def modality(self) -> dict:

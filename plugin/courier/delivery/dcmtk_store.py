@@ -147,7 +147,8 @@ def _remove_from(folder: str, first: int, count: int) -> None:
 
 SMALL_DICTIONARY = str(Path(__file__).resolve().parent / "data" / "dimse.dic")
 EXPLICIT_LITTLE = "1.2.840.10008.1.2.1"
-ENCAPSULATED = ("1.2.840.10008.1.2.4.", "1.2.840.10008.1.2.5")   # JPEG, JPEG-LS, JPEG 2000, MPEG, HTJ2K...; RLE
+RLE = "1.2.840.10008.1.2.5"
+ENCAPSULATED_FAMILY = "1.2.840.10008.1.2.4."        # JPEG, JPEG-LS, JPEG 2000, MPEG, HEVC, HTJ2K...
 _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
 
 
@@ -180,7 +181,7 @@ def small_dictionary_will_do(files: Sequence[FileItem]) -> bool:
     or a private syntax, which are not tested that way)."""
     for _, data in files:
         syntax = transfer_syntax_of(data) or ""
-        if syntax != EXPLICIT_LITTLE and not syntax.startswith(ENCAPSULATED[0]) and syntax != ENCAPSULATED[1]:
+        if syntax not in (EXPLICIT_LITTLE, RLE) and not syntax.startswith(ENCAPSULATED_FAMILY):
             return False
     return True
 

@@ -12,7 +12,7 @@ from courier.delivery import dcmtk_store
 from courier.store.records import ManifestItem
 from factory import write_instances
 from harness import free_port
-from peers import RecordingScp
+from peers import RecordingScp, Storescp
 
 
 def items(tmp_path, n):
@@ -20,7 +20,7 @@ def items(tmp_path, n):
     return [(ManifestItem(f"id-{k}", path.stem), path.read_bytes()) for k, path in enumerate(files)]
 
 
-def node_of(scp: RecordingScp) -> Node:
+def node_of(scp: "RecordingScp | Storescp") -> Node:
     return Node("scp", "dicom", aet=scp.aet, host="127.0.0.1", port=scp.port)
 
 
@@ -201,35 +201,6 @@ def rich_files(tmp_path) -> dict[str, tuple]:
     return out
 
 
-class Storescp:
-    """DCMTK's storescp, bit-preserving (+B: it writes what it received as it came) into `folder`."""
-
-    def __init__(self, folder, accepts: str) -> None:
-        import socket
-        folder.mkdir(parents=True)
-        self.folder, self.port = folder, free_port()
-        self.process = subprocess.Popen(["storescp", *accepts.split(), "+B", "-od", str(folder), str(self.port)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("storescp did not listen")
-
-    def node(self) -> Node:
-        return Node("scp", "dicom", aet="ANY-SCP", host="127.0.0.1", port=self.port)
-
-    def received(self) -> dict[str, bytes]:
-        return {p.name: p.read_bytes() for p in self.folder.iterdir()}
-
-    def close(self) -> None:
-        self.process.kill()
-        self.process.wait()
-
-
 def test_the_transfer_syntax_is_read_from_the_file_meta(tmp_path):
     files = rich_files(tmp_path)
     assert {name: dcmtk_store.transfer_syntax_of(data) for name, (_, data) in files.items()} == {
@@ -257,13 +228,13 @@ def test_explicit_vr_files_sent_with_the_small_dictionary_arrive_as_with_dcmtks_
         for name, propose in (("explicit", []), ("jpeg", ["-xy"])):
             subprocess.run(["storescu", "-nh", "-q", *propose, "-aet", "COURIER", "-aec", "ANY-SCP", "127.0.0.1",
                             str(reference.port), str(tmp_path / "files" / f"{name}.dcm")], env=full, timeout=60)
-        done = dcmtk_store.store_batch(courier.node(), "COURIER", [files["explicit"]], 10, lambda: False)
-        done |= dcmtk_store.store_batch(courier.node(), "COURIER", [files["jpeg"]], 10, lambda: False)
+        done = dcmtk_store.store_batch(node_of(courier), "COURIER", [files["explicit"]], 10, lambda: False)
+        done |= dcmtk_store.store_batch(node_of(courier), "COURIER", [files["jpeg"]], 10, lambda: False)
         expected = {"explicit", "jpeg"} if accepts == "+xy" else {"explicit"}     # JPEG only where accepted
         assert done == expected
         assert len(reference.received()) == len(expected)
         assert courier.received() == reference.received()
-        with_implicit = dcmtk_store.store_batch(courier.node(), "COURIER", [files["implicit"], files["explicit"]],
+        with_implicit = dcmtk_store.store_batch(node_of(courier), "COURIER", [files["implicit"], files["explicit"]],
                                                 10, lambda: False)
         assert with_implicit == {"implicit", "explicit"}
     finally:
