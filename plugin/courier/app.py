@@ -20,7 +20,7 @@ from courier.errors import ConfigError
 from courier.host import Host, stop_signals_ignored
 from courier.imports.importer import Importer
 from courier.imports.watch import FolderWatcher
-from courier.orthanc_rest import OrthancRest
+from courier.orthanc_rest import JobEnds, OrthancRest
 from courier.routing.admission import Admission
 from courier.routing.callers import CallerPolicy
 from courier.routing.follower import ChangeFollower
@@ -55,7 +55,7 @@ class Courier:
         boot = parse(seed, base_dir, REPO_DIR, hostname=hostname)
         self.host = host
         self.store = Store(open_database(boot.database))
-        self.rest = OrthancRest(boot.orthanc_url, token=host.rest_token())
+        self.rest = OrthancRest(boot.orthanc_url, token=host.rest_token(), job_ends=JobEnds())
         self.runtime = RuntimeConfig(seed, base_dir, REPO_DIR, hostname, self.store, self.rest)
         # DICOMweb servers' bearer tokens, kept current in Orthanc's registry (HttpHeaders)
         self.tokens = Tokens({}, on_refresh=self.runtime.set_node_headers)
@@ -175,6 +175,8 @@ class Courier:
             log.warning("Courier stopped: %d task(s) left RUNNING", self.store.tasks.queue_depth()["RUNNING"])
         elif change == "NEW_INSTANCE":
             self.follower.wake()
+        elif change in ("JOB_SUCCESS", "JOB_FAILURE") and self.rest.job_ends is not None:
+            self.rest.job_ends.ended(resource_id)       # a worker waiting for that job looks at once
 
 
 def _path_of(config: CourierConfig, kind: str, name: str) -> str:

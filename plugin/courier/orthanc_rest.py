@@ -16,6 +16,7 @@ import select
 import ssl
 import threading
 import time
+from collections import OrderedDict
 from typing import Any, Callable, Optional
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -49,11 +50,46 @@ def _dropped(connection: http.client.HTTPConnection) -> bool:
 
 
 MAX_IDLE_SECONDS = 0.5        # under Orthanc's default KeepAliveTimeout of 1 s
+POLL_SECONDS = 0.1            # how often a wait for an Orthanc job asks cancelled() (and, without JobEnds, the job)
+CHECK_SECONDS = 2.0           # with JobEnds, how often the job is asked all the same (an end signalled to nobody)
+
+
+class JobEnds:
+    """The jobs Orthanc said have ended (its JOB_SUCCESS and JOB_FAILURE changes, given to the
+    plugin's change callback on Orthanc's job thread), so that a wait for a job ends when the job
+    does rather than at its next poll: between two batches of a burst the destination is not left
+    idle for up to a poll interval, and a batch costs one job request instead of seven. The last
+    KEEP ids are remembered: an end signalled before its wait began is not missed."""
+
+    KEEP = 1000
+
+    def __init__(self) -> None:
+        self._ended: OrderedDict[str, None] = OrderedDict()
+        self._changed = threading.Condition()
+
+    def ended(self, job_id: str) -> None:
+        with self._changed:
+            self._ended[job_id] = None
+            while len(self._ended) > self.KEEP:
+                self._ended.popitem(last=False)
+            self._changed.notify_all()
+
+    def wait(self, job_id: str, timeout: float) -> bool:
+        """True as soon as the job is said to have ended, False after `timeout`."""
+        with self._changed:
+            return self._changed.wait_for(lambda: job_id in self._ended, timeout)
+
+    def forget(self, job_id: str) -> None:
+        with self._changed:
+            self._ended.pop(job_id, None)
 
 
 class OrthancRest:
-    def __init__(self, base_url: str, token: Optional[str] = None, timeout: float = 3600.0) -> None:
+    def __init__(self, base_url: str, token: Optional[str] = None, timeout: float = 3600.0,
+                 job_ends: Optional[JobEnds] = None) -> None:
+        """`job_ends`: Orthanc's signals of ended jobs, inside Orthanc (else run_job polls)."""
         self.base_url, self.token, self.timeout = base_url.rstrip("/"), token, timeout
+        self.job_ends = job_ends
         url = urlsplit(self.base_url)
         self._https = url.scheme == "https"
         self._host, self._port = url.hostname or "127.0.0.1", url.port or (443 if self._https else 80)
@@ -143,15 +179,33 @@ class OrthancRest:
 
     def run_job(self, path: str, body: dict, cancelled: Callable[[], bool], timeout: float = 3600.0) -> dict:
         """POST an asynchronous Orthanc job and wait for it without holding it against cancellation:
-        the state is polled (10 ms at first, then up to 100 ms) and `cancelled()` is asked at each
-        poll; when it says so the job is cancelled in Orthanc and Cancelled is raised once the job
-        has left Running (Orthanc stops between instances; an instance in flight to a hung peer
-        ends at DicomScuTimeout). A failed job raises JobFailed with Orthanc's error details."""
+        `cancelled()` is asked every POLL_SECONDS; when it says so the job is cancelled in Orthanc
+        and Cancelled is raised once the job has left Running (Orthanc stops between instances; an
+        instance in flight to a hung peer ends at DicomScuTimeout). The job's state is asked when
+        JobEnds says it ended (and every CHECK_SECONDS all the same); without JobEnds it is polled,
+        10 ms at first, then every POLL_SECONDS. A failed job raises JobFailed with Orthanc's error
+        details."""
         job = self.post_json(path, {**body, "Asynchronous": True})
-        job_path = f"/jobs/{job['ID']}"
+        job_id = job["ID"]
+        try:
+            return self._wait_for_job(path, job_id, cancelled, timeout)
+        finally:
+            if self.job_ends is not None:
+                self.job_ends.forget(job_id)
+
+    def _wait_for_job(self, path: str, job_id: str, cancelled: Callable[[], bool], timeout: float) -> dict:
+        job_path = f"/jobs/{job_id}"
+        ends = self.job_ends
         deadline = time.monotonic() + timeout
-        wait, cancelling = 0.01, False
+        wait, cancelling, signalled = 0.01, False, False
         while True:
+            if ends is not None and not signalled and not cancelling:
+                asked = time.monotonic()
+                while not signalled and time.monotonic() - asked < CHECK_SECONDS:
+                    if self._cancel_if(cancelled, path, job_path, deadline, timeout):
+                        cancelling = True
+                        break
+                    signalled = ends.wait(job_id, POLL_SECONDS)
             state = self.get_json(job_path)
             if state["State"] == "Success":
                 if cancelling:
@@ -162,16 +216,24 @@ class OrthancRest:
                 if cancelling:
                     raise Cancelled()
                 raise JobFailed(details, state)
-            if not cancelling and (cancelled() or time.monotonic() > deadline):
-                timed_out = not cancelled()
-                try:
-                    self.post_json(f"{job_path}/cancel", {})
-                except OrthancHttpError:
-                    pass                      # it ended meanwhile
-                if timed_out:
-                    raise DeliveryError(f"{path}: no answer within {timeout:g} s")
-                cancelling = True
             if cancelling and state["State"] not in ("Running", "Pending", "Paused"):
                 raise Cancelled()
-            time.sleep(wait)
-            wait = min(0.1, wait * 2)
+            if ends is None or signalled or cancelling:     # polled (also when signalled before the registry said so)
+                if not cancelling and self._cancel_if(cancelled, path, job_path, deadline, timeout):
+                    cancelling = True
+                time.sleep(wait)
+                wait = min(POLL_SECONDS, wait * 2)
+
+    def _cancel_if(self, cancelled: Callable[[], bool], path: str, job_path: str, deadline: float,
+                   timeout: float) -> bool:
+        """Cancel the job in Orthanc if `cancelled()` says so (True) or its time is up (DeliveryError)."""
+        asked = cancelled()
+        if not asked and time.monotonic() <= deadline:
+            return False
+        try:
+            self.post_json(f"{job_path}/cancel", {})
+        except OrthancHttpError:
+            pass                      # it ended meanwhile
+        if not asked:
+            raise DeliveryError(f"{path}: no answer within {timeout:g} s")
+        return True

@@ -314,3 +314,27 @@ def test_a_burst_waits_batch_linger_and_goes_in_few_associations(cluster, tmp_pa
                    what="the tasks recorded SUCCESS (just after the destination acknowledged them)")
     finally:
         scp.close()
+
+
+def test_a_store_job_ends_for_its_worker_when_orthanc_signals_it(cluster, tmp_path):
+    """A worker waiting for its Orthanc store job looks at the job when Orthanc's JOB_SUCCESS
+    change says it ended (orthanc_rest.JobEnds, fed by the plugin's change callback), not at its
+    next poll: without the signal each of these lone instances would wait CHECK_SECONDS (2 s)
+    for its job to be asked again."""
+    import statistics
+
+    from courier.orthanc_rest import CHECK_SECONDS
+
+    dest = cluster.orthanc("dest")
+    node = router(cluster, [{"Name": "each", "Destinations": ["dest"]}], [dest])
+    for index in range(5):
+        storescu(node.dicom_port, write_instances(tmp_path / f"lone{index}", 1, size=16), calling="MODALITY")
+        wait_until(lambda n=index + 1: len(dest.instances()) == n, 30, 0.02, what=f"instance {index + 1} delivered")
+
+    def succeeded():
+        done = [t for t in tasks(node) if t["state"] == "SUCCESS"]
+        return done if len(done) == 5 else None
+
+    done = wait_until(succeeded, 20, what="5 successful tasks")
+    waited = statistics.median(t["finished_at"] - t["created_at"] for t in done)
+    assert waited < CHECK_SECONDS / 2, f"median receipt -> delivered {waited:.2f} s"
