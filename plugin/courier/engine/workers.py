@@ -77,6 +77,7 @@ class Engine:
         self._sending: Counter[str] = Counter()  # destination -> this router's batches of routed tasks in flight
         self._sent = threading.Condition(self._lock)    # notified when one of them has been sent
         self._swept_at = 0.0                     # when cancelled fetches were last deleted (monotonic)
+        self._unsettled: dict[str, Exception] = {}   # worker -> the error whose tasks are not yet recorded (_settle)
         self.running = False
         self.reconfigure(config, senders, pseudonymizers, hooks)
 
@@ -140,9 +141,11 @@ class Engine:
             with self._wake:
                 wakes = self._wakes
             try:
-                busy = self.run_once(owner)
-            except Exception:
+                busy = self._settled(owner) and self.run_once(owner)
+            except Exception as exc:
                 log.exception("worker %s: unexpected error; continuing", owner)
+                self._unsettled.setdefault(owner, exc)
+                self._settled(owner)
                 busy = False
             if busy:
                 self.wake()                  # a destination slot is free again: an idle worker looks
@@ -156,6 +159,31 @@ class Engine:
             with self._wake:
                 if not self._stop.is_set() and self._wakes == wakes:
                     self._wake.wait(timeout=due_in if due_in and due_in < 1.0 else 1.0)
+
+    def _settled(self, owner: str) -> bool:
+        """After an unexpected error in a claim (a defect, the store failing for a moment): what
+        the worker still holds RUNNING is recorded as a failed attempt with the error, retried
+        with Courier.Retry's backoff and then FAILURE (WARNING if some was delivered), and its
+        destination slot is freed. Never left RUNNING until a restart: the worker's heartbeat
+        would keep it from being taken for abandoned. Until that is recorded (False: the store
+        failed too; tried again at the worker's next round) the worker claims nothing more."""
+        error = self._unsettled.get(owner)
+        if error is None:
+            return True
+        try:
+            held = self.store.tasks.held_by(owner)
+            manifests = self.store.tasks.manifests([t.id for t in held])
+            why = f"unexpected error in Courier ({type(error).__name__}: {str(error)[:200]}); see Orthanc's log"
+            attempts = [self._attempt(t, [], 0, len(manifests[t.id]), sum(i.delivered for i in manifests[t.id]), why)
+                        for t in held]
+            self.store.tasks.finish_attempts(owner, attempts, release_slot=True)
+        except Exception:
+            log.exception("worker %s: the tasks it held could not be recorded yet", owner)
+            return False
+        del self._unsettled[owner]
+        if held:
+            log.warning("worker %s: %d task(s) it held recorded as failed attempts", owner, len(held))
+        return True
 
     def _heartbeat_loop(self) -> None:
         interval = max(1.0, self.config.heartbeat_timeout / 4)

@@ -418,6 +418,12 @@ class Tasks:
         return self.database.read().execute("SELECT COUNT(*) FROM tasks WHERE state = ? AND owner = ?",
                                             (RUNNING, owner)).fetchone()[0]
 
+    def held_by(self, owner: str) -> list[Task]:
+        """The tasks `owner` holds RUNNING."""
+        rows = self.database.read().execute(f"SELECT {COLUMNS} FROM tasks WHERE state = ? AND owner = ? ORDER BY id",
+                                            (RUNNING, owner)).fetchall()
+        return [Task.from_row(row) for row in rows]
+
     def state_of(self, task_id: int) -> Optional[str]:
         row = self.database.read().execute("SELECT state FROM tasks WHERE id = ?", (task_id,)).fetchone()
         return None if row is None else row[0]
