@@ -25,7 +25,7 @@ os.environ.setdefault("TCP_NODELAY", "1")
 PLUGINS = Path("/usr/share/orthanc/plugins")
 # Orthanc settings every shipped Courier configuration has (tests/unit/test_deployment_files.py
 # holds them to it): an Orthanc running Courier gets them here too.
-ROUTER_ORTHANC = {"StoreMD5ForAttachments": False}
+ROUTER_ORTHANC = {"StoreMD5ForAttachments": False, "SaveJobs": False}
 
 
 _GIVEN: set[int] = set()

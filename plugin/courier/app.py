@@ -161,6 +161,8 @@ class Courier:
             self.echoes.start()
             log.warning("Courier started: %d route(s), %d worker(s), database %s",
                         len(self.config.routes), self.config.workers, self.config.database.describe())
+            for warning in self.config.orthanc_warnings:
+                log.warning("Courier: orthanc.json: %s", warning)
         elif change == "ORTHANC_STOPPED":      # in parallel: a graceful stop must end within seconds
             with stop_signals_ignored():       # a second SIGTERM would kill Orthanc in the middle of it
                 log.warning("Courier stopping (for at most %g s; stop signals ignored meanwhile)", STOP_SECONDS)

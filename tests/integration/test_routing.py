@@ -338,3 +338,41 @@ def test_a_store_job_ends_for_its_worker_when_orthanc_signals_it(cluster, tmp_pa
     done = wait_until(succeeded, 20, what="5 successful tasks")
     waited = statistics.median(t["finished_at"] - t["created_at"] for t in done)
     assert waited < CHECK_SECONDS / 2, f"median receipt -> delivered {waited:.2f} s"
+
+
+def test_a_kill_9_mid_send_is_sent_again_by_courier_only_not_also_by_orthancs_resumed_job(cluster, tmp_path):
+    """Orthanc's SaveJobs (true by default) would make the restarted Orthanc resume the store job
+    that was in flight at the kill, from its first instance, while Courier sends the batch again
+    (measured with it true: 66 deliveries of 30 instances, the job reloaded). Courier ships
+    "SaveJobs": false (orthanc.json, harness.ROUTER_ORTHANC), and says so when it is not."""
+    from collections import Counter
+
+    from peers import RecordingScp
+
+    recorder = RecordingScp("SLOWREC", delay=0.15)
+    try:
+        node = cluster.orthanc("router", courier={
+            "AllowedCallers": "Any", "Workers": 1, "BatchSize": 100, "BatchLingerSeconds": 1.0,
+            "Routes": [{"Name": "r", "Destinations": ["rec"]}]}, extra={"DicomModalities": {"rec": recorder.modality}})
+        assert node.get("/courier/status")["orthanc_warnings"] == []
+        files = write_instances(tmp_path / "in", 30, size=16)
+        storescu(node.dicom_port, files, calling="MODALITY")
+        wait_until(lambda: len(recorder.received) >= 5, 30, 0.05, what="a batch under way")
+        in_flight = node.get("/jobs")
+        node.stop(kill=True)
+        node.start()
+        wait_until(lambda: {t["state"] for t in tasks(node)} == {"SUCCESS"} and len(tasks(node)) == 30, 60,
+                   what="every task delivered after the restart")
+        assert not set(in_flight) & set(node.get("/jobs")), "Orthanc reloaded the job in flight at the kill"
+        time.sleep(2)              # a resumed job would go on sending meanwhile
+        copies = Counter(recorder.received)
+        assert set(copies) == {p.stem for p in files}
+        assert max(copies.values()) <= 2, f"sent {len(recorder.received)} times for 30 instances"
+        node.stop()
+        node.config["SaveJobs"] = True
+        node.start()
+        (warning,) = node.get("/courier/status")["orthanc_warnings"]
+        assert "SaveJobs" in warning and '"SaveJobs": false' in warning
+        assert "orthanc.json: SaveJobs is true" in node.log_path.read_text()
+    finally:
+        recorder.close()

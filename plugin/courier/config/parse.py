@@ -60,6 +60,7 @@ class CourierConfig:
     echo_interval: float = 60.0                   # seconds between periodic echoes of every node; 0: none
     storage_directory: str = "OrthancStorage"     # Orthanc's, for the free space the dashboard shows
     accepted_sop_classes: Optional[frozenset] = None   # SOP Class UIDs the C-STORE filter lets in; None: all
+    orthanc_warnings: tuple[str, ...] = ()        # Orthanc settings that work against Courier (orthanc_warnings())
 
     @property
     def disabled(self) -> frozenset:
@@ -127,6 +128,17 @@ def _workers(section: Section, orthanc: Mapping[str, Any]) -> int:
     return workers
 
 
+def orthanc_warnings(orthanc: Mapping[str, Any]) -> tuple[str, ...]:
+    """Orthanc settings that Courier works with but that work against its promises; each names
+    the key and what to set. Logged at start-up and shown by GET /courier/status."""
+    found = []
+    if orthanc.get("SaveJobs", True) is not False:
+        found.append('SaveJobs is true (Orthanc\'s default): a store job in flight when Orthanc is killed is '
+                     'resumed by Orthanc at its restart while Courier sends that batch again; set "SaveJobs": false '
+                     'in orthanc.json (Courier keeps its own tasks)')
+    return tuple(found)
+
+
 def _stable_age(orthanc: Mapping[str, Any]) -> float:
     """Orthanc's StableAge (default 60 s): how long Courier waits, by default, for a quiet series or study."""
     value = orthanc.get("StableAge", 60)
@@ -185,4 +197,5 @@ def parse(orthanc: Mapping[str, Any], base_dir: str, repo_dir: str,
         router_name=_router_name(section, hostname),
         scripts_directory=resolve(section.get("ScriptsDirectory", str, os.path.join(repo_dir, "lua-free-scripts")), base_dir),
         orthanc_url=section.get("OrthancUrl", str, f"{scheme}://127.0.0.1:{orthanc.get('HttpPort', 8042)}").rstrip("/"),
+        orthanc_warnings=orthanc_warnings(orthanc),
     )

@@ -18,4 +18,5 @@ def health(ctx: Context, request: HttpRequest, args: dict) -> Any:
 def status(ctx: Context, request: HttpRequest, args: dict) -> Any:
     return {"version": VERSION, "router": ctx.config.router_name, "workers": ctx.config.workers,
             "healthy": ctx.is_healthy(), "queue": ctx.store.tasks.queue_depth(),
-            "destinations": ctx.store.tasks.destination_stats(), "busy": ctx.store.tasks.busy_slots()}
+            "destinations": ctx.store.tasks.destination_stats(), "busy": ctx.store.tasks.busy_slots(),
+            "orthanc_warnings": list(ctx.config.orthanc_warnings)}

@@ -201,3 +201,14 @@ def test_batch_linger_is_off_by_default_and_bounded():
         parsed(Courier__BatchLingerSeconds=-1)
     with pytest.raises(ConfigError, match=r"Courier.BatchLingerSeconds.*expected a number"):
         parsed(Courier__BatchLingerSeconds="soon")
+
+
+def test_orthancs_savejobs_left_true_is_named_with_what_to_set():
+    """Orthanc's default (true) resumes at its restart the store job a kill interrupted, while
+    Courier sends the batch again; the shipped configurations say false."""
+    base = copy.deepcopy(BASE)
+    base.pop("SaveJobs", None)
+    (warning,) = parse(base, "/etc/courier", "/repo").orthanc_warnings
+    assert warning.startswith("SaveJobs is true") and '"SaveJobs": false' in warning
+    assert parse({**base, "SaveJobs": True}, "/etc/courier", "/repo").orthanc_warnings == (warning,)
+    assert parse({**base, "SaveJobs": False}, "/etc/courier", "/repo").orthanc_warnings == ()
