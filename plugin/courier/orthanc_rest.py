@@ -56,7 +56,7 @@ CHECK_SECONDS = 2.0           # with JobEnds, how often the job is asked all the
 
 class JobEnds:
     """The jobs Orthanc said have ended (its JOB_SUCCESS and JOB_FAILURE changes, given to the
-    plugin's change callback on Orthanc's job thread), so that a wait for a job ends when the job
+    plugin's change callback), so that a wait for a job ends when the job
     does rather than at its next poll: between two batches of a burst the destination is not left
     idle for up to a poll interval, and a batch costs one job request instead of seven. The last
     KEEP ids are remembered: an end signalled before its wait began is not missed."""
@@ -189,6 +189,14 @@ class OrthancRest:
         job_id = job["ID"]
         try:
             return self._wait_for_job(path, job_id, cancelled, timeout)
+        except DeliveryError:
+            raise                     # its job ended, or was cancelled, or cannot be reached
+        except Exception:             # an unexpected error (in cancelled(), say): the job must not go on alone
+            try:
+                self.post_json(f"/jobs/{job_id}/cancel", {})
+            except DeliveryError:
+                pass
+            raise
         finally:
             if self.job_ends is not None:
                 self.job_ends.forget(job_id)
@@ -206,7 +214,13 @@ class OrthancRest:
                         cancelling = True
                         break
                     signalled = ends.wait(job_id, POLL_SECONDS)
-            state = self.get_json(job_path)
+            try:
+                state = self.get_json(job_path)
+            except OrthancHttpError as exc:
+                if exc.status != 404:
+                    raise
+                raise DeliveryError(f"{path}: Orthanc no longer knows job {job_id} (dropped from its JobsHistorySize); "
+                                    "its outcome is unknown, so it is sent again") from None
             if state["State"] == "Success":
                 if cancelling:
                     raise Cancelled()

@@ -17,9 +17,9 @@ def test_an_end_signalled_before_its_wait_is_not_missed():
 def test_a_wait_ends_at_the_signal_or_after_its_timeout():
     ends = JobEnds()
     assert ends.wait("job-2", 0.05) is False
+    started = time.monotonic()
     threading.Timer(0.1, ends.ended, args=("job-2",)).start()
     threading.Timer(0.05, ends.ended, args=("another job",)).start()
-    started = time.monotonic()
     assert ends.wait("job-2", 5.0) is True            # another job's end does not end this wait
     assert 0.09 <= time.monotonic() - started < 2.0
 

@@ -154,15 +154,20 @@ class Engine:
             # tasks, a finished batch) rather than poll, or until the next retry falls due. A wake-up
             # that came while this worker claimed is not waited for: its claim may have looked just
             # before the new tasks were committed (a claim that can change nothing only reads).
-            dcmtk_store.tidy()               # scratch folders a burst left in RAM, once unused for a while
-            due_in = self.store.tasks.next_due_in()
+            try:
+                dcmtk_store.tidy()           # scratch folders a burst left in RAM, once unused for a while
+                due_in = self.store.tasks.next_due_in()
+            except Exception:                # the store failing too: look again in a second, never end the worker
+                log.exception("worker %s: looking for the next retry failed", owner)
+                due_in = None
             with self._wake:
                 if not self._stop.is_set() and self._wakes == wakes:
                     self._wake.wait(timeout=due_in if due_in and due_in < 1.0 else 1.0)
 
     def _settled(self, owner: str) -> bool:
         """After an unexpected error in a claim (a defect, the store failing for a moment): what
-        the worker still holds RUNNING is recorded as a failed attempt with the error, retried
+        the worker still holds RUNNING is recorded as a failed attempt naming the error's type
+        (never its message, which may quote a tag value), retried
         with Courier.Retry's backoff and then FAILURE (WARNING if some was delivered), and its
         destination slot is freed. Never left RUNNING until a restart: the worker's heartbeat
         would keep it from being taken for abandoned. Until that is recorded (False: the store
@@ -173,10 +178,13 @@ class Engine:
         try:
             held = self.store.tasks.held_by(owner)
             manifests = self.store.tasks.manifests([t.id for t in held])
-            why = f"unexpected error in Courier ({type(error).__name__}: {str(error)[:200]}); see Orthanc's log"
+            why = f"unexpected error in Courier ({type(error).__name__}; Orthanc's log has its traceback)"
             attempts = [self._attempt(t, [], 0, len(manifests[t.id]), sum(i.delivered for i in manifests[t.id]), why)
                         for t in held]
-            self.store.tasks.finish_attempts(owner, attempts, release_slot=True)
+            for attempt in attempts:          # a job task's fetched study goes if this attempt was its last
+                if attempt.task.source:
+                    self._finish_job_task(owner, attempt.task, attempt)
+            self.store.tasks.finish_attempts(owner, [a for a in attempts if not a.task.source], release_slot=True)
         except Exception:
             log.exception("worker %s: the tasks it held could not be recorded yet", owner)
             return False

@@ -25,7 +25,7 @@ class BreaksOnce:
 def test_a_batch_met_by_an_unexpected_error_is_retried_not_left_running(tmp_path):
     config = parse({"DicomModalities": {"pacs": ["PACS", "127.0.0.1", 104]},
                     "Courier": {"DatabasePath": str(tmp_path / "c.sqlite"), "Workers": 1,
-                                "Retry": {"InitialDelaySeconds": 1.5},
+                                "Retry": {"InitialDelaySeconds": 5},
                                 "Routes": [{"Name": "r", "Destinations": ["pacs"]}]}}, str(tmp_path), str(tmp_path))
     store = Store(str(tmp_path / "c.sqlite"))
     ids = store.tasks.enqueue([NewTask("r", "pacs", "Instance", f"i{n}", manifest=(ManifestItem(f"i{n}", f"1.2.{n}", 10),))
@@ -38,7 +38,8 @@ def test_a_batch_met_by_an_unexpected_error_is_retried_not_left_running(tmp_path
                    what="the batch back in the queue after the error")
         tasks = [store.tasks.get(i) for i in ids]
         assert [t.attempts for t in tasks] == [1, 1, 1]
-        assert all("KeyError" in t.last_error and "a defect in a sender" in t.last_error for t in tasks)
+        assert all("KeyError" in t.last_error for t in tasks)
+        assert not any("a defect in a sender" in t.last_error for t in tasks), "the message may quote a tag value"
         assert store.tasks.busy_slots() == {}, "the destination's slot was freed"
         assert store.tasks.list(state=RUNNING)[0] == 0
         wait_until(lambda: store.tasks.list(state=SUCCESS)[0] == 3, 15, 0.05, what="the retry delivered the three")
