@@ -13,6 +13,8 @@ Every table module goes through these and nothing else, so that the same SQL run
     holds(key)      is that lock still ours (PostgreSQL drops it with its connection)
     SKIP_LOCKED     appended to the SELECT of a claim: rows another transaction holds are skipped
     FOR_UPDATE      appended to a SELECT whose row the transaction is about to change (the cursor)
+    NEXT_DUE        after `FROM tasks` in a query on PENDING tasks by next_attempt_at alone: SQLite's
+                    planner would take the claim's index (tasks_due) and scan; PostgreSQL's needs no hint
 
 The SQL is written once, with `?` placeholders and portable statements (INSERT ... ON CONFLICT,
 RETURNING id); rows are read by position or by column name on both back-ends.
@@ -37,6 +39,7 @@ class Database(Protocol):
     """What a back-end offers the table modules (see above)."""
     SKIP_LOCKED: str
     FOR_UPDATE: str
+    NEXT_DUE: str
     name: str
 
     def clock(self) -> float: ...
@@ -59,6 +62,7 @@ class Database(Protocol):
 
 class SQLiteDatabase:
     SKIP_LOCKED = ""
+    NEXT_DUE = " INDEXED BY tasks_next_due"
     FOR_UPDATE = ""
     name = "sqlite"
 

@@ -98,6 +98,7 @@ class Reader:
 class PostgresDatabase:
     SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
     FOR_UPDATE = " FOR UPDATE"
+    NEXT_DUE = ""
     name = "postgresql"
 
     def __init__(self, url: str, password: Optional[str] = None, clock: Optional[Callable[[], float]] = None,

@@ -144,4 +144,5 @@ STEPS: list[tuple[str, str]] = [
     ("p007_job_modify", "ALTER TABLE jobs ADD COLUMN modify TEXT"),
     ("p008_fetched_job_tasks", "CREATE INDEX tasks_phase ON tasks (phase, state, destination);"
                                " UPDATE tasks SET phase = NULL WHERE state <> 'RUNNING'"),
+    ("p009_next_due", "CREATE INDEX tasks_next_due ON tasks (next_attempt_at) WHERE state = 'PENDING'"),
 ]

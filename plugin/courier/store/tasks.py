@@ -205,8 +205,8 @@ class Tasks:
         costs 0.005 ms of CPU against 0.25 ms, with no writer waiting behind it. A task enqueued
         just after it wakes a worker, as it would after a claim that found nothing."""
         row = self.database.read().execute(
-            "SELECT EXISTS (SELECT 1 FROM tasks WHERE state = ? AND next_attempt_at <= ?)"
-            " OR EXISTS (SELECT 1 FROM worker_slots WHERE owner = ?)", (PENDING, now, owner)).fetchone()
+            f"SELECT EXISTS (SELECT 1 FROM tasks{self.database.NEXT_DUE} WHERE state = 'PENDING'"
+            " AND next_attempt_at <= ?) OR EXISTS (SELECT 1 FROM worker_slots WHERE owner = ?)", (now, owner)).fetchone()
         return bool(row[0])
 
     def _take_routed(self, db: Any, owner: str, destination: str, limit: int, now: float,
@@ -276,7 +276,8 @@ class Tasks:
         return len(rows)
 
     def next_due_in(self) -> Optional[float]:
-        row = self.database.read().execute("SELECT MIN(next_attempt_at) FROM tasks WHERE state = ?", (PENDING,)).fetchone()
+        row = self.database.read().execute(       # 'PENDING' literal: the partial index tasks_next_due
+            f"SELECT MIN(next_attempt_at) FROM tasks{self.database.NEXT_DUE} WHERE state = 'PENDING'").fetchone()
         return None if row[0] is None else max(0.0, row[0] - self.clock())
 
     def manifests(self, task_ids: Sequence[int]) -> dict[int, list[ManifestItem]]:
