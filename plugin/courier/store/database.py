@@ -13,8 +13,8 @@ Every table module goes through these and nothing else, so that the same SQL run
     holds(key)      is that lock still ours (PostgreSQL drops it with its connection)
     SKIP_LOCKED     appended to the SELECT of a claim: rows another transaction holds are skipped
     FOR_UPDATE      appended to a SELECT whose row the transaction is about to change (the cursor)
-    NEXT_DUE        after `FROM tasks` in a query on PENDING tasks by next_attempt_at alone: SQLite's
-                    planner would take the claim's index (tasks_due) and scan; PostgreSQL's needs no hint
+    indexed_by(i)   after a table's name: use index `i` (SQLite's planner, which has no statistics,
+                    prefers the claim's tasks_due and scans; PostgreSQL's plans by statistics: "")
 
 The SQL is written once, with `?` placeholders and portable statements (INSERT ... ON CONFLICT,
 RETURNING id); rows are read by position or by column name on both back-ends.
@@ -39,7 +39,6 @@ class Database(Protocol):
     """What a back-end offers the table modules (see above)."""
     SKIP_LOCKED: str
     FOR_UPDATE: str
-    NEXT_DUE: str
     name: str
 
     def clock(self) -> float: ...
@@ -49,6 +48,8 @@ class Database(Protocol):
     def transaction(self) -> ContextManager[Any]: ...
 
     def lock(self, db: Any, key: str) -> None: ...
+
+    def indexed_by(self, index: str) -> str: ...
 
     def hold(self, key: str) -> bool:
         """Take a lock for as long as this process lives (released when it exits, even by kill -9);
@@ -62,7 +63,6 @@ class Database(Protocol):
 
 class SQLiteDatabase:
     SKIP_LOCKED = ""
-    NEXT_DUE = " INDEXED BY tasks_next_due"
     FOR_UPDATE = ""
     name = "sqlite"
 
@@ -110,6 +110,9 @@ class SQLiteDatabase:
 
     def lock(self, db: sqlite3.Connection, key: str) -> None:
         """SQLite runs one write transaction at a time: nothing more to serialize."""
+
+    def indexed_by(self, index: str) -> str:
+        return f" INDEXED BY {index}"
 
     def hold(self, key: str) -> bool:
         """An flock on a file beside the database, one per key; the kernel drops it with the process."""

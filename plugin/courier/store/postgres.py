@@ -98,7 +98,6 @@ class Reader:
 class PostgresDatabase:
     SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
     FOR_UPDATE = " FOR UPDATE"
-    NEXT_DUE = ""
     name = "postgresql"
 
     def __init__(self, url: str, password: Optional[str] = None, clock: Optional[Callable[[], float]] = None,
@@ -151,6 +150,9 @@ class PostgresDatabase:
 
     def lock(self, db: Connection, key: str) -> None:
         db.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (key,))
+
+    def indexed_by(self, index: str) -> str:
+        return ""                     # PostgreSQL's planner has statistics
 
     def hold(self, key: str) -> bool:
         """A session advisory lock on a connection of its own, kept open: PostgreSQL drops it when the

@@ -180,9 +180,12 @@ class Tasks:
                      " AND (job_id IS NULL OR job_id NOT IN (SELECT id FROM jobs WHERE paused = 1))"
                      f" AND (({sending}) OR ({fetch})){clause}")
             values: list = [PENDING, now, *busy, *held, *ahead, *known_values]
-            head = db.execute(f"SELECT id, destination, source, phase FROM tasks WHERE{where}"
-                              f" ORDER BY priority DESC, next_attempt_at, id LIMIT 1{self.database.SKIP_LOCKED}",
-                              values).fetchone()
+            if busy and known is not None:
+                head = self._head_by_destination(db, where, values, known["destination"], set(busy), set(ahead))
+            else:                             # nothing to skip past: the first due task in order qualifies
+                head = db.execute(f"SELECT id, destination, source, phase FROM tasks WHERE{where}"
+                                  f" ORDER BY priority DESC, next_attempt_at, id LIMIT 1{self.database.SKIP_LOCKED}",
+                                  values).fetchone()
             if head is None:
                 return None
             take = "UPDATE tasks SET state = ?, owner = ?, heartbeat_at = ?, updated_at = ?, phase = ?"
@@ -198,6 +201,28 @@ class Tasks:
         tasks = sorted((Task.from_row(r) for r in rows), key=lambda t: (-t.priority, t.id))
         return Claim(owner, head["destination"], tuple(tasks))
 
+    def _head_by_destination(self, db: Any, where: str, values: list, destinations: Sequence[str], busy: set,
+                             ahead: set) -> Any:
+        """The claim's head (the most urgent task that may be claimed) while some destinations are
+        at their MaxWorkersPerDestination: one seek per configured destination, the best of them,
+        where one query in order would scan every due task of the busy ones (37 ms with a backlog of
+        100,000 on SQLite, holding the write lock). A busy destination can only lend a job task's
+        fetch (a partial index of those), one also fetching far enough ahead nothing at all."""
+        heads = []
+        for destination in destinations:
+            if destination in busy and destination in ahead:
+                continue
+            jobs = destination in busy
+            index = self.database.indexed_by("tasks_pending_jobs" if jobs else "tasks_pending_by_destination")
+            row = db.execute(
+                f"SELECT id, destination, source, phase, priority, next_attempt_at FROM tasks{index}"
+                f" WHERE state = 'PENDING' AND destination = ?{' AND source IS NOT NULL' if jobs else ''} AND{where}"
+                f" ORDER BY priority DESC, next_attempt_at, id LIMIT 1{self.database.SKIP_LOCKED}",
+                (destination, *values)).fetchone()
+            if row is not None:
+                heads.append(row)
+        return min(heads, key=lambda r: (-r["priority"], r["next_attempt_at"], r["id"]), default=None)
+
     def _may_claim(self, owner: str, now: float) -> bool:
         """Something due, or a slot of `owner` to drop: all a claim could change. A read, not a
         write transaction: most claims of a burst find nothing (about three for each that takes a
@@ -205,7 +230,7 @@ class Tasks:
         costs 0.005 ms of CPU against 0.25 ms, with no writer waiting behind it. A task enqueued
         just after it wakes a worker, as it would after a claim that found nothing."""
         row = self.database.read().execute(
-            f"SELECT EXISTS (SELECT 1 FROM tasks{self.database.NEXT_DUE} WHERE state = 'PENDING'"
+            f"SELECT EXISTS (SELECT 1 FROM tasks{self.database.indexed_by('tasks_next_due')} WHERE state = 'PENDING'"
             " AND next_attempt_at <= ?) OR EXISTS (SELECT 1 FROM worker_slots WHERE owner = ?)", (now, owner)).fetchone()
         return bool(row[0])
 
@@ -276,8 +301,9 @@ class Tasks:
         return len(rows)
 
     def next_due_in(self) -> Optional[float]:
-        row = self.database.read().execute(       # 'PENDING' literal: the partial index tasks_next_due
-            f"SELECT MIN(next_attempt_at) FROM tasks{self.database.NEXT_DUE} WHERE state = 'PENDING'").fetchone()
+        index = self.database.indexed_by("tasks_next_due")     # partial: 'PENDING' must be a literal
+        row = self.database.read().execute(
+            f"SELECT MIN(next_attempt_at) FROM tasks{index} WHERE state = 'PENDING'").fetchone()
         return None if row[0] is None else max(0.0, row[0] - self.clock())
 
     def manifests(self, task_ids: Sequence[int]) -> dict[int, list[ManifestItem]]:

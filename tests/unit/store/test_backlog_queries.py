@@ -40,3 +40,27 @@ def test_an_idle_worker_looks_at_a_large_backlog_without_scanning_it(tmp_path):
     clock[0] += 3601                                  # and once they fall due, a claim takes a batch
     claim = store.tasks.claim("router:1:w0", 50)
     assert claim is not None and len(claim.tasks) == 50
+
+
+def test_a_claim_skips_a_busy_destinations_backlog_without_scanning_it(tmp_path):
+    """The destination with the backlog has all its MaxWorkersPerDestination busy: a claim takes
+    the other destination's task (or a job task's fetch for the busy one) with a seek per
+    destination, not a walk past every due task of the busy one, in the write transaction."""
+    store = Store(str(tmp_path / "c.sqlite"), clock=lambda: 1000.0)
+    for start in range(0, BACKLOG, 5000):
+        store.tasks.enqueue([NewTask("r", "pacs", "Instance", f"i{n}", manifest=(ManifestItem(f"i{n}", f"1.2.{n}", 1),))
+                             for n in range(start, start + 5000)])
+    (other,) = store.tasks.enqueue([NewTask("r", "other", "Instance", "o1", manifest=(ManifestItem("o1", "9.9", 1),))])
+    with store.database.transaction() as db:             # two other workers are sending to pacs
+        db.executemany("INSERT INTO worker_slots (owner, destination, since, heartbeat_at) VALUES (?, 'pacs', 1000, 1000)",
+                       [("router:1:w1",), ("router:1:w2",)])
+    known = {"destination": ["pacs", "other"], "source": [], "profile": [], "route": ["r"]}
+    claim, looked = steps(store.database.read(), lambda: store.tasks.claim(
+        "router:1:w0", 50, max_workers_per_destination=2, known=known))
+    assert claim.destination == "other" and [t.id for t in claim.tasks] == [other]
+    assert looked < 5000, f"{looked} steps"
+    store.tasks.release_slot("router:1:w0")
+    assert store.tasks.claim("router:1:w0", 50, max_workers_per_destination=2, known=known) is None
+    store.tasks.release_slot("router:1:w1")               # a slot of pacs is free: its most urgent batch
+    claim = store.tasks.claim("router:1:w0", 50, max_workers_per_destination=2, known=known)
+    assert claim.destination == "pacs" and len(claim.tasks) == 50 and claim.tasks[0].resource_id == "i0"
