@@ -3,7 +3,7 @@ retries in the future) the questions every idle worker asks are seeks, not scans
 retry falls due (once a second per worker) and whether anything is due at all (before each
 claim). Counted in SQLite virtual-machine steps on a real store, never timed: a scan of 20,000
 tasks takes hundreds of thousands of steps, a seek a few dozen."""
-from courier.store.records import ManifestItem, NewTask
+from courier.store.records import JobTarget, ManifestItem, NewTask
 from courier.store.store import Store
 
 BACKLOG = 20_000
@@ -64,3 +64,31 @@ def test_a_claim_skips_a_busy_destinations_backlog_without_scanning_it(tmp_path)
     store.tasks.release_slot("router:1:w1")               # a slot of pacs is free: its most urgent batch
     claim = store.tasks.claim("router:1:w0", 50, max_workers_per_destination=2, known=known)
     assert claim.destination == "pacs" and len(claim.tasks) == 50 and claim.tasks[0].resource_id == "i0"
+
+
+def test_with_a_destination_busy_a_claim_takes_the_most_urgent_of_the_others_and_a_busy_ones_fetch(make_store):
+    """The same choice on both back-ends (PostgreSQL's rows, its partial indexes and SKIP LOCKED):
+    the most urgent task among the destinations that may lend one; of a busy destination only a
+    job task's fetch, and none once it fetches as far ahead as it may."""
+    store = make_store()
+    store.tasks.enqueue([NewTask("r", "pacs", "Instance", f"p{n}", priority=9) for n in range(30)])
+    low, high = store.tasks.enqueue([NewTask("r", "other", "Instance", "o-low", priority=1),
+                                     NewTask("r", "third", "Instance", "t-high", priority=5)])
+    store.jobs.create("tester", "src", "pacs", None, False, [JobTarget(f"1.2.{n}", f"s{n}", f"s{n}", False) for n in range(2)])
+    with store.database.transaction() as db:
+        db.execute("INSERT INTO worker_slots (owner, destination, since, heartbeat_at) VALUES ('router:1:w1', 'pacs', ?, ?)",
+                   (store.clock(), store.clock()))
+    known = {"destination": ["pacs", "other", "third"], "source": ["src"], "profile": [], "route": ["r"]}
+
+    def claim(owner):
+        return store.tasks.claim(owner, 50, max_workers_per_destination=1, known=known)
+    first = claim("router:1:w0")
+    assert (first.destination, [t.id for t in first.tasks]) == ("third", [high])
+    second = claim("router:1:w2")
+    assert (second.destination, [t.id for t in second.tasks]) == ("other", [low])
+    fetch = claim("router:1:w3")                       # pacs is busy, yet a study is fetched for it
+    assert fetch.destination == "pacs" and [t.phase for t in fetch.tasks] == ["fetch"]
+    assert claim("router:1:w4") is None                # as far ahead as MaxWorkersPerDestination allows
+    store.tasks.release_slot("router:1:w1")             # pacs has a free slot: its most urgent batch
+    batch = claim("router:1:w4")
+    assert batch.destination == "pacs" and len(batch.tasks) == 30
