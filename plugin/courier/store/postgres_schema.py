@@ -144,9 +144,10 @@ STEPS: list[tuple[str, str]] = [
     ("p007_job_modify", "ALTER TABLE jobs ADD COLUMN modify TEXT"),
     ("p008_fetched_job_tasks", "CREATE INDEX tasks_phase ON tasks (phase, state, destination);"
                                " UPDATE tasks SET phase = NULL WHERE state <> 'RUNNING'"),
-    ("p009_next_due", "CREATE INDEX tasks_next_due ON tasks (next_attempt_at) WHERE state = 'PENDING';"
-                      " CREATE INDEX tasks_pending_by_destination ON tasks (destination, priority DESC, next_attempt_at, id)"
-                      " WHERE state = 'PENDING';"
-                      " CREATE INDEX tasks_pending_jobs ON tasks (destination, priority DESC, next_attempt_at, id)"
-                      " WHERE state = 'PENDING' AND source IS NOT NULL"),
+    ("p009_next_due", "CREATE INDEX tasks_next_due ON tasks (next_attempt_at) WHERE state = 'PENDING'"),
+    ("p010_pending_by_destination",
+     "CREATE INDEX tasks_pending_by_destination ON tasks (destination, priority DESC, next_attempt_at, id)"
+     " WHERE state = 'PENDING';"
+     " CREATE INDEX tasks_pending_jobs ON tasks (destination, priority DESC, next_attempt_at, id)"
+     " WHERE state = 'PENDING' AND source IS NOT NULL"),
 ]

@@ -296,6 +296,10 @@ def m022_next_due(db: sqlite_utils.Database) -> None:
     # 'PENDING' as a literal only: the claim's own query (state = ?) keeps its plan on tasks_due
     # (with a plain index on (state, next_attempt_at) SQLite took that one, and sorted every due task)
     db.execute("CREATE INDEX tasks_next_due ON tasks (next_attempt_at) WHERE state = 'PENDING'")
+
+
+@migrations()
+def m023_pending_by_destination(db: sqlite_utils.Database) -> None:
     # a claim while some destinations are at their MaxWorkersPerDestination: the most urgent due
     # task of each other destination, and the most urgent job task of each busy one (a fetch needs
     # no slot), each a seek (Tasks._head_by_destination)

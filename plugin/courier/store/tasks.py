@@ -180,8 +180,9 @@ class Tasks:
                      " AND (job_id IS NULL OR job_id NOT IN (SELECT id FROM jobs WHERE paused = 1))"
                      f" AND (({sending}) OR ({fetch})){clause}")
             values: list = [PENDING, now, *busy, *held, *ahead, *known_values]
-            if busy and known is not None:
-                head = self._head_by_destination(db, where, values, known["destination"], set(busy), set(ahead))
+            destinations = (known or {}).get("destination")
+            if busy and destinations is not None:
+                head = self._head_by_destination(db, where, values, destinations, set(busy), set(ahead))
             else:                             # nothing to skip past: the first due task in order qualifies
                 head = db.execute(f"SELECT id, destination, source, phase FROM tasks WHERE{where}"
                                   f" ORDER BY priority DESC, next_attempt_at, id LIMIT 1{self.database.SKIP_LOCKED}",
@@ -206,21 +207,22 @@ class Tasks:
         """The claim's head (the most urgent task that may be claimed) while some destinations are
         at their MaxWorkersPerDestination: one seek per configured destination, the best of them,
         where one query in order would scan every due task of the busy ones (37 ms with a backlog of
-        100,000 on SQLite, holding the write lock). A busy destination can only lend a job task's
-        fetch (a partial index of those), one also fetching far enough ahead nothing at all."""
-        heads = []
-        for destination in destinations:
+        100,000 on SQLite, holding the write lock), in one statement. A busy destination can only
+        lend a job task's fetch (a partial index of those), one also fetching far enough ahead
+        nothing at all. On PostgreSQL each probe locks its row until the claim commits: a top-up
+        (claim_more) meanwhile skips it, and takes the next."""
+        probes, params = [], []
+        for destination in dict.fromkeys(destinations):
             if destination in busy and destination in ahead:
                 continue
             jobs = destination in busy
             index = self.database.indexed_by("tasks_pending_jobs" if jobs else "tasks_pending_by_destination")
-            row = db.execute(
-                f"SELECT id, destination, source, phase, priority, next_attempt_at FROM tasks{index}"
+            probes.append(
+                f"SELECT * FROM (SELECT id, destination, source, phase, priority, next_attempt_at FROM tasks{index}"
                 f" WHERE state = 'PENDING' AND destination = ?{' AND source IS NOT NULL' if jobs else ''} AND{where}"
-                f" ORDER BY priority DESC, next_attempt_at, id LIMIT 1{self.database.SKIP_LOCKED}",
-                (destination, *values)).fetchone()
-            if row is not None:
-                heads.append(row)
+                f" ORDER BY priority DESC, next_attempt_at, id LIMIT 1{self.database.SKIP_LOCKED}) AS probe{len(probes)}")
+            params += [destination, *values]
+        heads = db.execute(" UNION ALL ".join(probes), params).fetchall() if probes else []   # one round trip
         return min(heads, key=lambda r: (-r["priority"], r["next_attempt_at"], r["id"]), default=None)
 
     def _may_claim(self, owner: str, now: float) -> bool:

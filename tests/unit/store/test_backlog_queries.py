@@ -92,3 +92,31 @@ def test_with_a_destination_busy_a_claim_takes_the_most_urgent_of_the_others_and
     store.tasks.release_slot("router:1:w1")             # pacs has a free slot: its most urgent batch
     batch = claim("router:1:w4")
     assert batch.destination == "pacs" and len(batch.tasks) == 30
+
+
+def test_with_a_destination_busy_ties_held_destinations_and_paused_jobs_are_as_before(make_store):
+    """Across destinations the order is the queue's own (priority, then next_attempt_at, then id);
+    a disabled destination lends nothing, nor does a paused job's study for a busy one."""
+    store = make_store()
+    store.tasks.enqueue([NewTask("r", "pacs", "Instance", f"p{n}") for n in range(5)])
+    early_id_late_due, late_id_early_due, same_due_later_id = store.tasks.enqueue(
+        [NewTask("r", "other", "Instance", "o1"), NewTask("r", "third", "Instance", "t1"),
+         NewTask("r", "fourth", "Instance", "f1")])
+    now = store.clock()
+    job_id = store.jobs.create("tester", "src", "pacs", None, False, [JobTarget("1.2.9", "s9", "s9", False)])
+    with store.database.transaction() as db:
+        db.execute("UPDATE tasks SET next_attempt_at = ? WHERE id = ?", (now - 10, early_id_late_due))
+        db.execute("UPDATE tasks SET next_attempt_at = ? WHERE id IN (?, ?)", (now - 20, late_id_early_due, same_due_later_id))
+        db.execute("UPDATE tasks SET next_attempt_at = ? WHERE job_id = ?", (now - 5, job_id))
+        db.execute("UPDATE jobs SET paused = 1 WHERE id = ?", (job_id,))
+        db.execute("INSERT INTO worker_slots (owner, destination, since, heartbeat_at) VALUES ('router:1:w1', 'pacs', ?, ?)",
+                   (now, now))
+    known = {"destination": ["pacs", "other", "third", "fourth"], "source": ["src"], "profile": [], "route": ["r"]}
+
+    def claim(owner, **more):
+        found = store.tasks.claim(owner, 50, max_workers_per_destination=1, known=known, **more)
+        return None if found is None else [t.id for t in found.tasks]
+    assert claim("router:1:w2", held_destinations=["third"]) == [same_due_later_id]   # third disabled
+    assert claim("router:1:w3") == [late_id_early_due]           # earliest due, whatever its id
+    assert claim("router:1:w4") == [early_id_late_due]
+    assert claim("router:1:w5") is None                           # the paused job's study waits
