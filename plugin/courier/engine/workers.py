@@ -77,7 +77,7 @@ class Engine:
         self._sending: Counter[str] = Counter()  # destination -> this router's batches of routed tasks in flight
         self._sent = threading.Condition(self._lock)    # notified when one of them has been sent
         self._swept_at = 0.0                     # when cancelled fetches were last deleted (monotonic)
-        self._unsettled: dict[str, Exception] = {}   # worker -> the error whose tasks are not yet recorded (_settle)
+        self._unsettled: dict[str, Exception] = {}   # worker -> the error whose tasks are not yet recorded (_settled)
         self.running = False
         self.reconfigure(config, senders, pseudonymizers, hooks)
 
@@ -167,11 +167,11 @@ class Engine:
     def _settled(self, owner: str) -> bool:
         """After an unexpected error in a claim (a defect, the store failing for a moment): what
         the worker still holds RUNNING is recorded as a failed attempt naming the error's type
-        (never its message, which may quote a tag value), retried
-        with Courier.Retry's backoff and then FAILURE (WARNING if some was delivered), and its
-        destination slot is freed. Never left RUNNING until a restart: the worker's heartbeat
-        would keep it from being taken for abandoned. Until that is recorded (False: the store
-        failed too; tried again at the worker's next round) the worker claims nothing more."""
+        (never its message, which may quote a tag value), retried with Courier.Retry's backoff
+        and then FAILURE (WARNING if some was delivered), and its destination slot is freed.
+        Never left RUNNING until a restart: the worker's heartbeat would keep it from being taken
+        for abandoned. Until that is recorded (False: the store failed too; tried again at the
+        worker's next round) the worker claims nothing more."""
         error = self._unsettled.get(owner)
         if error is None:
             return True
