@@ -594,7 +594,7 @@ def test_configuration_page_adds_a_node_edits_a_route_tests_it_and_restores_a_ve
     assert page.locator("#draft-fired li").all_inner_texts() == ["r"]
     page.fill("#editor input[name=comment]", "MR to other")
     page.click("#editor button[type=submit]")
-    page.wait_for_function("document.getElementById('version').textContent === '3'")
+    page.wait_for_function("document.getElementById('version')?.textContent === '3'")   # the page reloads
     mr = write_instances(tmp_path / "mr", 1, modality="MR")
     storescu(node.dicom_port, mr)
     wait_until(lambda: other.sop_uids() == {mr[0].stem}, 30, what="the MR at the node the edited route names")
@@ -605,7 +605,7 @@ def test_configuration_page_adds_a_node_edits_a_route_tests_it_and_restores_a_ve
     page.screenshot(path=str(SHOTS / "config.png"), full_page=True)
     # version 2 restored: CT goes to dest again
     page.click("button.restore[data-version='2']")
-    page.wait_for_function("document.getElementById('version').textContent === '4'")
+    page.wait_for_function("document.getElementById('version')?.textContent === '4'")   # the page reloads
     assert page.locator("#versions tr[data-version='4'] td").nth(4).inner_text() == "restored version 2"
     ct = write_instances(tmp_path / "ct", 1, modality="CT")
     storescu(node.dicom_port, ct)
