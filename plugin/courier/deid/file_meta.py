@@ -14,10 +14,13 @@ import io
 import struct
 from typing import Optional
 
+from pydicom.charset import default_encoding
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_dataset, write_file_meta_info
+from pydicom.filewriter import write_data_element, write_dataset, write_file_meta_info
+from pydicom.tag import tag_in_exception
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from courier import VERSION
 
@@ -123,5 +126,49 @@ def write_file(ds: Dataset) -> bytes:
     else:                                          # something else was added: pydicom's general writer
         write_file_meta_info(fp, meta, enforce_standard=True)
     fp.is_implicit_VR, fp.is_little_endian = syntax.is_implicit_VR, syntax.is_little_endian
-    write_dataset(fp, ds)
+    write_data_set(fp, ds)
     return fp.getvalue()
+
+
+UNDEFINED_LENGTH = 0xFFFFFFFF
+LONG_LENGTH_VRS = frozenset(EXPLICIT_VR_LENGTH_32)
+
+
+def write_data_set(fp: DicomBytesIO, ds: Dataset) -> None:
+    """Byte for byte what pydicom's write_dataset writes (`fp` says the encoding), faster for the
+    elements still undecoded as they were read (most of a pseudonymized header: what the profile
+    keeps as it is): their header is packed here and their value written as it came, where pydicom
+    makes a buffer and looks up its writer for each. Anything else is pydicom's to write: a decoded
+    element, one of undefined length, a value too long for its explicit VR's 16-bit length, and the
+    whole data set when pydicom would convert it (another encoding or character set than it was
+    read in)."""
+    implicit, little = fp.is_implicit_VR, fp.is_little_endian
+    if (implicit, little) != tuple(ds.original_encoding) or ds.original_character_set != getattr(ds, "_character_set", None):
+        write_dataset(fp, ds)
+        return
+    encodings = ds.get("SpecificCharacterSet", default_encoding)
+    order = "<" if little else ">"
+    short, long_, plain = struct.Struct(order + "HH2sH"), struct.Struct(order + "HH2sHI"), struct.Struct(order + "HHI")
+    write = fp.write
+    for tag in sorted(ds.keys()):
+        if tag.element == 0 and tag.group > 6:         # retired group lengths: never written (PS3.5 7.2)
+            continue
+        elem = ds.get_item(tag)
+        value = elem.value if elem.is_raw and elem.length != UNDEFINED_LENGTH else None
+        if isinstance(value, bytes):
+            size, group, element = len(value), tag >> 16, tag & 0xFFFF
+            if implicit:
+                write(plain.pack(group, element, size))
+                write(value)
+                continue
+            vr = elem.VR
+            if vr in LONG_LENGTH_VRS:
+                write(long_.pack(group, element, vr.encode("ascii"), 0, size))
+                write(value)
+                continue
+            if vr is not None and len(vr) == 2 and size <= 0xFFFF:
+                write(short.pack(group, element, vr.encode("ascii"), size))
+                write(value)
+                continue
+        with tag_in_exception(tag):
+            write_data_element(fp, elem, encodings)

@@ -101,3 +101,76 @@ def test_the_meta_encoder_writes_what_pydicom_writes_byte_for_byte(sop_uid, ae, 
     reference = DicomBytesIO()
     write_file_meta_info(reference, meta, enforce_standard=True)
     assert meta_bytes(meta) == reference.getvalue()
+
+
+def _read_back(ds, syntax) -> pydicom.Dataset:
+    """`ds` written in `syntax` and read again: its elements undecoded, as a received file's are."""
+    ds.file_meta.TransferSyntaxUID = syntax
+    return pydicom.dcmread(io.BytesIO(file_bytes(ds)))
+
+
+def _rich_instance() -> pydicom.Dataset:
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = "113100", "DCM", "Basic"
+    nested = Dataset()
+    nested.ReferencedSOPInstanceUID = "1.2.3.4.5"
+    item.ReferencedImageSequence = Sequence([nested])
+    ds = make_instance(ImageComments="a comment", SpecificCharacterSet="ISO_IR 100", PatientComments="Müller")
+    ds.DeidentificationMethodCodeSequence = Sequence([item])
+    ds["DeidentificationMethodCodeSequence"].is_undefined_length = True     # read back with undefined length
+    ds.add_new(0x00091010, "LO", "VENDOR")
+    ds.add_new(0x00091011, "OB", bytes(range(256)) * 300)           # 76,800 bytes: a 32-bit length
+    ds.add_new(0x00091012, "UT", "free text " * 10)
+    ds.add_new(0x00280030, "DS", ["0.5", "0.5"])
+    ds.add_new(0x00181020, "LO", ["V1", "V2"])
+    ds.add_new(0x00200032, "DS", ["-125", "-125", "10.5"])
+    return ds
+
+
+@pytest.mark.parametrize("syntax", [pydicom.uid.ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian])
+@pytest.mark.parametrize("decode", [(), ("PatientName", "ImageComments", "DeidentificationMethodCodeSequence")])
+def test_the_data_set_writer_writes_what_pydicom_writes_byte_for_byte(syntax, decode):
+    """Undecoded elements (packed here) beside decoded, changed and new ones (pydicom's to write),
+    a sequence read with undefined length, private elements, a value over 64 KiB, text in a
+    character set: the same bytes as pydicom's write_dataset."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    from courier.deid.file_meta import write_data_set
+
+    ds = _read_back(_rich_instance(), syntax)
+    for keyword in decode:
+        getattr(ds, keyword)                        # decoded, as the pseudonymizer decodes what it changes
+    if decode:
+        ds.PatientName = "PSEUDO^NYM"
+        del ds[0x00091012]
+        ds.ClinicalTrialSubjectID = "SUBJ01"
+    mine, reference = DicomBytesIO(), DicomBytesIO()
+    for fp in (mine, reference):
+        fp.is_implicit_VR, fp.is_little_endian = syntax.is_implicit_VR, syntax.is_little_endian
+    write_data_set(mine, ds)
+    write_dataset(reference, ds)
+    assert mine.getvalue() == reference.getvalue()
+    assert any(ds.get_item(tag).is_raw for tag in ds.keys())       # the fast path was taken for some
+
+
+def test_the_data_set_writer_leaves_a_changed_character_set_to_pydicom():
+    """A data set whose character set changed is re-encoded by pydicom (text elements converted):
+    never its undecoded text written as it was read."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    from courier.deid.file_meta import write_data_set
+
+    ds = _read_back(_rich_instance(), pydicom.uid.ExplicitVRLittleEndian)
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    mine, reference = DicomBytesIO(), DicomBytesIO()
+    for fp in (mine, reference):
+        fp.is_implicit_VR, fp.is_little_endian = False, True
+    write_data_set(mine, ds)
+    write_dataset(reference, ds)
+    assert mine.getvalue() == reference.getvalue()
+    assert "Müller".encode("utf-8") in mine.getvalue()
