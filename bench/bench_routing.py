@@ -101,8 +101,8 @@ def floor(work: Path, files: Path, n: int) -> Result:
 
 
 def forwarder(work: Path, files: Path, n: int, name: str, command: list[str]) -> Optional[Result]:
-    """A peer forwarder's run, tried twice: one whose Orthanc refused the sender's instances twice is
-    reported as failed, and the bench goes on (seen once with orthanc-tools: storescu exited 10)."""
+    """A peer forwarder's run, tried twice: one whose sender (storescu) fails both times is reported
+    as failed, and the bench goes on (seen once with orthanc-tools: storescu exited with 10)."""
     if not Path(command[0]).exists():
         return None
     for attempt in (1, 2):
