@@ -133,6 +133,7 @@ class Pseudonymizer:
         self.source_ae = check_ae_title(source_ae)
         self.shift_dates = "RetainLongitudinalModifiedDates" in profile.options
         self.full_dates = "RetainLongitudinalFullDates" in profile.options
+        self.keeps_safe_private = "RetainSafePrivate" in profile.options and bool(profile.safe_private)
         self._reviewed: Optional["Pseudonymizer"] = None
         self._constants: dict[bool, list] = {}     # implicit VR? -> the profile's marking, encoded once
         # A profile that removes or replaces the Pixel Data must see it: never set aside then.
@@ -275,10 +276,11 @@ class Pseudonymizer:
                     state.removed.add(int(sub.tag), sub.VR, sub.value)
 
     def _stays_raw(self, tag: BaseTag, raw: Any, action: Optional[str]) -> bool:
-        """A public element the profile keeps as it is (`K`, or not in the table and neither text,
-        a date to shift nor a sequence): left undecoded, so that it is written back byte for byte
-        without being parsed and re-encoded (most of a CT header's technical attributes)."""
-        if not raw.is_raw or action not in (None, "K"):
+        """A public element the profile keeps as it is (`K`; or, not in the table or to clean (`C`),
+        neither text, a date to shift nor a sequence: cleaning leaves anything else as it is, see
+        _clean): left undecoded, so that it is written back byte for byte without being parsed and
+        re-encoded (most of a CT header's technical attributes; its times)."""
+        if not raw.is_raw or action not in (None, "K", "C"):
             return False
         vr = raw.VR or dictionary_vr(tag)
         if vr is None or len(vr) != 2 or vr in ("SQ", "UN"):
@@ -289,11 +291,19 @@ class Pseudonymizer:
         dropped = []                             # private elements go once all were judged (creators first)
         for tag in list(ds.keys()):
             if tag.is_private:
-                elem = ds[tag]
-                if not self._keep_private(ds, elem):
-                    if elem.VR == "PN":          # a person's name, whoever's
+                if self._keep_private(ds, tag):
+                    _ = ds[tag]                  # decoded as it always was, so written by pydicom
+                    continue
+                # A person's name, whoever's, is cut from text too. An element that goes is decoded
+                # only if it may be one: an explicit VR other than PN or UN stays what it was read as
+                # (pydicom looks a VR up only when the file gives none, or UN), so there is nothing
+                # to decode in the many private elements of a vendor's header that the profile drops.
+                elem = ds.get_item(tag)
+                if not elem.is_raw or elem.VR in (None, "PN", "UN"):
+                    elem = ds[tag]
+                    if elem.VR == "PN":
                         state.removed.add(int(tag), "PN", elem.value)
-                    dropped.append(tag)
+                dropped.append(tag)
                 continue
             if tag.element == 0x0000 or tag.group == 0x0002:   # group lengths are recomputed on write;
                 del ds[tag]                                     # file meta belongs in the (new) header
@@ -314,10 +324,15 @@ class Pseudonymizer:
         for tag in dropped:
             del ds[tag]
 
-    def _keep_private(self, ds: Dataset, elem: DataElement) -> bool:
-        tag, group, element = int(elem.tag), elem.tag.group, elem.tag.element
+    def _keep_private(self, ds: Dataset, private: BaseTag) -> bool:
+        """Does the private element `private` of `ds` stay? Only a private creator's value is read
+        (its own, or its block's)."""
+        tag, group, element = int(private), private.group, private.element
+        if not self.keeps_safe_private and tag not in self.profile.keep and (
+                element >= 0x0100 or not any(k >> 16 == group and (k & 0xFFFF) >> 8 == element for k in self.profile.keep)):
+            return False                         # nothing could keep it: whose it is need not be read
         if 0x10 <= element <= 0xFF:              # a private creator: its value names the block
-            owner: Optional[str] = marker.text(elem.value)
+            owner: Optional[str] = marker.text(ds[private].value)
         elif element >= 0x1000:
             creator = ds.get((group << 16) | (element >> 8))
             owner = None if creator is None else marker.text(creator.value)
