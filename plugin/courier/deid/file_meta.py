@@ -132,13 +132,20 @@ def write_file(ds: Dataset) -> bytes:
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
 LONG_LENGTH_VRS = frozenset(EXPLICIT_VR_LENGTH_32)
+# VRs pydicom writes from a str in its default encoding, whatever the character set (write_string,
+# write_UI, and write_DA/DT/TM given a str): what the pseudonymizer sets (UIDs, shifted dates, dummies).
+ASCII_VRS = {"AE": b" ", "AS": b" ", "CS": b" ", "DA": b" ", "DT": b" ", "TM": b" ", "UI": b"\x00"}
+# Text VRs pydicom encodes in the data set's character set (write_text): ASCII text is ASCII in these.
+TEXT_VRS = frozenset({"LO", "LT", "SH", "ST", "UC", "UT"})
+ASCII_CHARACTER_SETS = frozenset({default_encoding, "ISO_IR 6", "ISO_IR 100", "ISO_IR 192"})
 
 
 def write_data_set(fp: DicomBytesIO, ds: Dataset) -> None:
     """Byte for byte what pydicom's write_dataset writes (`fp` says the encoding), faster for the
     elements still undecoded as they were read (most of a pseudonymized header: what the profile
     keeps as it is): their header is packed here and their value written as it came, where pydicom
-    makes a buffer and looks up its writer for each. Anything else is pydicom's to write: a decoded
+    makes a buffer and looks up its writer for each. So are an empty value and a str of an ASCII
+    VR (a remapped UID, a shifted date). Anything else is pydicom's to write: another decoded
     element, one of undefined length, a value too long for its explicit VR's 16-bit length, and the
     whole data set when pydicom would convert it (another encoding or character set than it was
     read in)."""
@@ -147,6 +154,7 @@ def write_data_set(fp: DicomBytesIO, ds: Dataset) -> None:
         write_dataset(fp, ds)
         return
     encodings = ds.get("SpecificCharacterSet", default_encoding)
+    ascii_text = isinstance(encodings, str) and encodings in ASCII_CHARACTER_SETS
     order = "<" if little else ">"
     short, long_, plain = struct.Struct(order + "HH2sH"), struct.Struct(order + "HH2sHI"), struct.Struct(order + "HHI")
     write = fp.write
@@ -155,6 +163,8 @@ def write_data_set(fp: DicomBytesIO, ds: Dataset) -> None:
             continue
         elem = ds.get_item(tag)
         value = elem.value if elem.is_raw and elem.length != UNDEFINED_LENGTH else None
+        if value is None and not elem.is_raw and elem.VR != "SQ" and not elem.is_undefined_length:
+            value = b"" if elem.is_empty else _encoded(elem.VR, elem.value, ascii_text)   # no empty value is written
         if isinstance(value, bytes):
             size, group, element = len(value), tag >> 16, tag & 0xFFFF
             if implicit:
@@ -172,3 +182,18 @@ def write_data_set(fp: DicomBytesIO, ds: Dataset) -> None:
                 continue
         with tag_in_exception(tag):
             write_data_element(fp, elem, encodings)
+
+
+def _encoded(vr: str, value: object, ascii_text: bool) -> Optional[bytes]:
+    """The bytes pydicom writes for a decoded element's (non-empty) value when they are plain: a str
+    of an ASCII VR in pydicom's default encoding, or ASCII text when the character set (`ascii_text`)
+    writes it as ASCII, padded to an even length; None for anything else (pydicom's to write)."""
+    if not isinstance(value, str):
+        return None
+    pad = ASCII_VRS.get(vr)
+    if pad is None and ascii_text and vr in TEXT_VRS and value.isascii():
+        pad = b" "
+    if pad is None:
+        return None
+    data = value.encode(default_encoding)
+    return data + pad if len(data) % 2 else data

@@ -109,7 +109,10 @@ def _read_back(ds, syntax) -> pydicom.Dataset:
     return pydicom.dcmread(io.BytesIO(file_bytes(ds)))
 
 
-def _rich_instance() -> pydicom.Dataset:
+NAMES = {None: "Muller", "ISO_IR 100": "Müller", "ISO_IR 192": "Müller", "ISO_IR 144": "Мюллер"}
+
+
+def _rich_instance(charset="ISO_IR 100") -> pydicom.Dataset:
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
@@ -118,7 +121,9 @@ def _rich_instance() -> pydicom.Dataset:
     nested = Dataset()
     nested.ReferencedSOPInstanceUID = "1.2.3.4.5"
     item.ReferencedImageSequence = Sequence([nested])
-    ds = make_instance(ImageComments="a comment", SpecificCharacterSet="ISO_IR 100", PatientComments="Müller")
+    ds = make_instance(ImageComments="a comment", PatientComments=NAMES[charset])
+    if charset:
+        ds.SpecificCharacterSet = charset
     ds.DeidentificationMethodCodeSequence = Sequence([item])
     ds["DeidentificationMethodCodeSequence"].is_undefined_length = True     # read back with undefined length
     ds.add_new(0x00091010, "LO", "VENDOR")
@@ -130,24 +135,39 @@ def _rich_instance() -> pydicom.Dataset:
     return ds
 
 
+def _decode_and_change(ds: pydicom.Dataset, charset) -> None:
+    """What the pseudonymizer does to a header: values decoded, replaced, emptied, added."""
+    for keyword in ("PatientName", "ImageComments", "DeidentificationMethodCodeSequence", "PatientComments"):
+        getattr(ds, keyword)
+    ds.PatientName = "PSEUDO^NYM"
+    del ds[0x00091012]
+    ds.ClinicalTrialSubjectID = "SUBJ1"                            # odd-length ASCII text
+    ds.StudyID = "ANONYMIZED"                                      # even-length ASCII text
+    ds.ContentDate, ds.ContentTime = "20240120", "101500.5"        # a shifted date, an odd-length time
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = "2.25.123", "2.25.1234"   # odd and even UIDs
+    ds.PatientSex, ds.PatientAge, ds.Modality = "F", "042Y", "CT"
+    ds.AccessionNumber, ds.ReferringPhysicianName, ds.PatientBirthDate = "", "", ""
+    ds.OperatorsName = None
+    ds.ImageComments = f"reviewed by {NAMES[charset]}."             # text in the character set
+    ds.SeriesDescription = ["ONE", "TWO"]                          # multi-valued text
+
+
 @pytest.mark.parametrize("syntax", [pydicom.uid.ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian])
-@pytest.mark.parametrize("decode", [(), ("PatientName", "ImageComments", "DeidentificationMethodCodeSequence")])
-def test_the_data_set_writer_writes_what_pydicom_writes_byte_for_byte(syntax, decode):
-    """Undecoded elements (packed here) beside decoded, changed and new ones (pydicom's to write),
-    a sequence read with undefined length, private elements, a value over 64 KiB, text in a
-    character set: the same bytes as pydicom's write_dataset."""
+@pytest.mark.parametrize("charset", list(NAMES))
+@pytest.mark.parametrize("decode", [False, True])
+def test_the_data_set_writer_writes_what_pydicom_writes_byte_for_byte(syntax, charset, decode):
+    """Undecoded elements (packed here) beside decoded, changed, emptied and new ones (the plain
+    ones packed here, the rest pydicom's to write), a sequence read with undefined length, private
+    elements, a value over 64 KiB, text in four character sets: the same bytes as pydicom's
+    write_dataset."""
     from pydicom.filebase import DicomBytesIO
     from pydicom.filewriter import write_dataset
 
     from courier.deid.file_meta import write_data_set
 
-    ds = _read_back(_rich_instance(), syntax)
-    for keyword in decode:
-        getattr(ds, keyword)                        # decoded, as the pseudonymizer decodes what it changes
+    ds = _read_back(_rich_instance(charset), syntax)
     if decode:
-        ds.PatientName = "PSEUDO^NYM"
-        del ds[0x00091012]
-        ds.ClinicalTrialSubjectID = "SUBJ01"
+        _decode_and_change(ds, charset)
     mine, reference = DicomBytesIO(), DicomBytesIO()
     for fp in (mine, reference):
         fp.is_implicit_VR, fp.is_little_endian = syntax.is_implicit_VR, syntax.is_little_endian
