@@ -36,7 +36,7 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from courier.config.profiles import OPTIONS, Profile
-from courier.deid import marker
+from courier.deid import marker, pydicom_settings
 from courier.deid.annex_e import TABLE_EDITION, compile_actions
 from courier.deid.file_meta import (
     DEFAULT_AE,
@@ -50,6 +50,8 @@ from courier.deid.file_meta import (
 from courier.deid.keyed import date_shift, make_pseudonym, remap_uid
 from courier.deid.pixel_tail import read_split
 from courier.deid.text import Identifiers
+
+pydicom_settings.quiet()        # wherever Courier pseudonymizes: no value quoted into a log
 
 TEXT_VRS = {"LO", "SH", "ST", "LT", "UT", "PN", "UC"}
 DUMMY = {"PN": "ANONYMIZED", "DA": "19000101", "TM": "000000", "DT": "19000101000000", "AS": "000D",

@@ -382,3 +382,16 @@ def test_a_time_to_clean_is_left_as_it_was_read_and_its_date_is_shifted():
     assert time_element.is_raw and time_element.value == b"101500.25 "
     again = pydicom.dcmread(io.BytesIO(out))
     assert again.AcquisitionTime == "101500.25" and again.AcquisitionDate != "20240115"
+
+
+def test_pydicom_quotes_no_value_of_an_instance_into_a_log(caplog, recwarn):
+    """pydicom's checks would warn "Invalid value for VR DA: '1970-01-01'" (a malformed birth date)
+    through Python's last-resort handler, into Orthanc's log: they are off in Courier's process."""
+    import logging
+
+    with caplog.at_level(logging.DEBUG):
+        ds = make_instance(PatientBirthDate="1970-01-01", PatientSex="female?")
+        out, _ = Pseudonymizer(profile(burned_in="Pass")).pseudonymize_bytes(written(ds))
+    assert b"1970-01-01" not in out
+    said = caplog.text + "".join(str(w.message) for w in recwarn)
+    assert "1970-01-01" not in said and "female?" not in said
