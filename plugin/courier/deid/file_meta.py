@@ -144,8 +144,9 @@ def write_data_set(fp: DicomBytesIO, ds: Dataset) -> None:
     """Byte for byte what pydicom's write_dataset writes (`fp` says the encoding), faster for the
     elements still undecoded as they were read (most of a pseudonymized header: what the profile
     keeps as it is): their header is packed here and their value written as it came, where pydicom
-    makes a buffer and looks up its writer for each. So are an empty value and a str of an ASCII
-    VR (a remapped UID, a shifted date). Anything else is pydicom's to write: another decoded
+    makes a buffer and looks up its writer for each. So are an empty value, a str of an ASCII VR
+    (a remapped UID, a shifted date) and ASCII text in a character set that writes it as ASCII.
+    Anything else is pydicom's to write: another decoded
     element, one of undefined length, a value too long for its explicit VR's 16-bit length, and the
     whole data set when pydicom would convert it (another encoding or character set than it was
     read in)."""
