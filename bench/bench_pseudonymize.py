@@ -72,18 +72,24 @@ def orthanc_rate(work: Path, files_dir: Path, n: int) -> float:
         node.stop()
 
 
+def best_of_three(blobs: list[bytes]) -> tuple[float, float | None]:
+    """(Courier's rate, dicognito's or None), interleaved, the best of three each: the machine's
+    noise hits both alike."""
+    ours, theirs = 0.0, None
+    for _ in range(3):
+        ours = max(ours, courier_rate(blobs))
+        other = dicognito_rate(blobs)
+        theirs = None if other is None else max(theirs or 0.0, other)
+    return ours, theirs
+
+
 def vendor_headers(n: int) -> None:
     """The same comparison on real headers: pydicom's bundled CT and MR from scanners, with their
     vendors' private blocks (the synthetic CT above has 25 elements and no private one)."""
     import pydicom.data
 
     for name in VENDOR_FILES:
-        blobs = [Path(pydicom.data.get_testdata_file(name)).read_bytes()] * n
-        ours, theirs = 0.0, None
-        for _ in range(3):
-            ours = max(ours, courier_rate(blobs))
-            other = dicognito_rate(blobs)
-            theirs = None if other is None else max(theirs or 0.0, other)
+        ours, theirs = best_of_three([Path(pydicom.data.get_testdata_file(name)).read_bytes()] * n)
         ratio = "" if theirs is None else f"   dicognito {theirs:8.1f}   ratio {ours / theirs:5.2f}"
         print(f"  {name} (a scanner's header), Courier: {ours:8.1f} instances/s{ratio}")
 
@@ -102,11 +108,7 @@ def main() -> None:
         paths = write_instances(files_dir, args.n, size=args.size)
         blobs = [p.read_bytes() for p in paths]
         print(f"{args.n} CT instances of {args.size}x{args.size}")
-        ours, theirs = 0.0, None
-        for _ in range(3):             # interleaved, the best of three each: the machine's noise hits both alike
-            ours = max(ours, courier_rate(blobs))
-            other = dicognito_rate(blobs)
-            theirs = None if other is None else max(theirs or 0.0, other)
+        ours, theirs = best_of_three(blobs)
         print(f"Courier pseudonymizer (bytes -> bytes):     {ours:8.1f} instances/s   (best of 3, interleaved)")
         if theirs is None:
             print("dicognito: not installed (make bench installs it)")

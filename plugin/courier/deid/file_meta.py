@@ -136,7 +136,7 @@ LONG_LENGTH_VRS = frozenset(EXPLICIT_VR_LENGTH_32)
 # write_UI, and write_DA/DT/TM given a str): what the pseudonymizer sets (UIDs, shifted dates, dummies).
 ASCII_VRS = {"AE": b" ", "AS": b" ", "CS": b" ", "DA": b" ", "DT": b" ", "TM": b" ", "UI": b"\x00"}
 # Text VRs pydicom encodes in the data set's character set (write_text): ASCII text is ASCII in these.
-TEXT_VRS = frozenset({"LO", "LT", "SH", "ST", "UC", "UT"})
+CHARSET_TEXT_VRS = frozenset({"LO", "LT", "SH", "ST", "UC", "UT"})
 ASCII_CHARACTER_SETS = frozenset({default_encoding, "ISO_IR 6", "ISO_IR 100", "ISO_IR 192"})
 
 
@@ -167,18 +167,17 @@ def write_data_set(fp: DicomBytesIO, ds: Dataset) -> None:
         if value is None and not elem.is_raw and elem.VR != "SQ" and not elem.is_undefined_length:
             value = b"" if elem.is_empty else _encoded(elem.VR, elem.value, ascii_text)   # no empty value is written
         if isinstance(value, bytes):
-            size, group, element = len(value), tag >> 16, tag & 0xFFFF
+            size, group, element, vr = len(value), tag >> 16, tag & 0xFFFF, elem.VR
             if implicit:
-                write(plain.pack(group, element, size))
-                write(value)
-                continue
-            vr = elem.VR
-            if vr in LONG_LENGTH_VRS:
-                write(long_.pack(group, element, vr.encode("ascii"), 0, size))
-                write(value)
-                continue
-            if vr is not None and len(vr) == 2 and size <= 0xFFFF:
-                write(short.pack(group, element, vr.encode("ascii"), size))
+                header: Optional[bytes] = plain.pack(group, element, size)
+            elif vr in LONG_LENGTH_VRS:
+                header = long_.pack(group, element, vr.encode("ascii"), 0, size)
+            elif vr is not None and len(vr) == 2 and size <= 0xFFFF:
+                header = short.pack(group, element, vr.encode("ascii"), size)
+            else:
+                header = None                      # pydicom's case: a VR to change or to refuse
+            if header is not None:
+                write(header)
                 write(value)
                 continue
         with tag_in_exception(tag):
@@ -192,7 +191,7 @@ def _encoded(vr: str, value: object, ascii_text: bool) -> Optional[bytes]:
     if not isinstance(value, str):
         return None
     pad = ASCII_VRS.get(vr)
-    if pad is None and ascii_text and vr in TEXT_VRS and value.isascii():
+    if pad is None and ascii_text and vr in CHARSET_TEXT_VRS and value.isascii():
         pad = b" "
     if pad is None:
         return None

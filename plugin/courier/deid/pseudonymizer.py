@@ -330,8 +330,7 @@ class Pseudonymizer:
         """Does the private element `private` of `ds` stay? Only a private creator's value is read
         (its own, or its block's)."""
         tag, group, element = int(private), private.group, private.element
-        if not self.keeps_safe_private and tag not in self.profile.keep and (
-                element >= 0x0100 or not any(k >> 16 == group and (k & 0xFFFF) >> 8 == element for k in self.profile.keep)):
+        if not self.keeps_safe_private and tag not in self.profile.keep and not self._creates_a_kept(group, element):
             return False                         # nothing could keep it: whose it is need not be read
         if 0x10 <= element <= 0xFF:              # a private creator: its value names the block
             owner: Optional[str] = marker.text(ds[private].value)
@@ -344,13 +343,17 @@ class Pseudonymizer:
             return False                         # Courier's own block: only Courier writes it, never kept
         if tag in self.profile.keep:                       # an explicit Keep override
             return True
-        if element < 0x0100 and any(k >> 16 == group and (k & 0xFFFF) >> 8 == element for k in self.profile.keep):
+        if self._creates_a_kept(group, element):
             return True                                    # the creator of a kept private element
         if "RetainSafePrivate" not in self.profile.options or not self.profile.safe_private or owner is None:
             return False
         if element < 0x0100:                     # the private creator itself
             return any(g == group and c == owner for g, c, _ in self.profile.safe_private)
         return (group, owner, element & 0xFF) in self.profile.safe_private
+
+    def _creates_a_kept(self, group: int, element: int) -> bool:
+        """Is (group, element) the private creator of an element the profile keeps?"""
+        return element < 0x0100 and any(k >> 16 == group and (k & 0xFFFF) >> 8 == element for k in self.profile.keep)
 
     def _unlisted(self, elem: DataElement, state: "_WalkState") -> None:
         if elem.VR == "SQ":
