@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import struct
-from typing import Optional
+from typing import Optional, Union
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -23,6 +23,9 @@ PIXEL_TAGS = {b"\xe0\x7f\x10\x00", b"\xe0\x7f\x08\x00", b"\xe0\x7f\x09\x00"}   #
 ITEM, SEQUENCE_END = b"\xfe\xff\x00\xe0", b"\xfe\xff\xdd\xe0"
 PADDING = b"\xfc\xff\xfc\xff"                 # (FFFC,FFFC) Data Set Trailing Padding
 UNDEFINED = 0xFFFFFFFF
+
+Parts = Union[tuple[bytes], tuple[bytes, memoryview]]   # a file in pieces that follow each other: its new
+                                                        # header, then the Pixel Data as it came (a view)
 
 
 def _element_end(data: bytes, offset: int, implicit: bool) -> Optional[int]:

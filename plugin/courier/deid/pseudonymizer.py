@@ -48,7 +48,7 @@ from courier.deid.file_meta import (
     write_file,
 )
 from courier.deid.keyed import date_shift, make_pseudonym, remap_uid
-from courier.deid.pixel_tail import read_split
+from courier.deid.pixel_tail import Parts, read_split
 from courier.deid.text import Identifiers
 
 pydicom_settings.quiet()        # wherever Courier pseudonymizes: no value quoted into a log
@@ -167,10 +167,19 @@ class Pseudonymizer:
         while the attributes are rewritten and appended as it came (deid.pixel_tail); the
         Result's dataset then has no Pixel Data (unless the profile removes or replaces it: then the
         whole file is read and written). `before(ds)` changes the instance first (a Modify)."""
+        parts, result = self.pseudonymize_parts(data, before)
+        return (b"".join(parts) if len(parts) > 1 else parts[0]), result
+
+    def pseudonymize_parts(self, data: bytes, before: Optional[Callable[[Dataset], None]] = None
+                           ) -> tuple[Parts, Result]:
+        """As pseudonymize_bytes, the file in pieces that follow each other: the new header, then
+        the Pixel Data as it came (a view of `data`, not a copy), so that a sender can write them
+        where they go without joining them (joining a CT slice took a fresh 0.5 MB each time)."""
         ds, pixels = self.read(data)
         if before is not None:
             before(ds)
-        return self.pseudonymize_split(ds, pixels)
+        out, result = self.pseudonymize_to_bytes(ds)
+        return ((out, pixels) if pixels else (out,)), result
 
     def pseudonymize_split(self, ds: Dataset, pixels: Optional[memoryview]) -> tuple[bytes, Result]:
         """What `read` gave -> the pseudonymized file's bytes (the Pixel Data appended as it came)

@@ -3,12 +3,13 @@
 Orthanc's `/modalities/{id}/store-straight` opens one association per instance, and measured on
 this machine an association costs the destination about 3 ms of CPU and the router about 1 ms
 more than the C-STORE itself (512x512 CT: destination 8.2 ms per instance one association each,
-5.4 ms on one association for 50). So a batch is first written to a private folder in RAM
-(/dev/shm) and sent by DCMTK's `storescu` on one association: C++, no GIL held while the worker
-waits, and `+rn` renames each file `.done` once the destination acknowledged it, which is the
-per-instance answer read back here (no log parsing). `-nh`: a refused instance does not end the
-batch. Starting storescu costs about 28 ms of CPU, so only batches of SMALLEST or more go this
-way.
+5.4 ms on one association for 50). So a batch is written to a private folder in RAM (/dev/shm)
+as it is made, one instance at a time (`Writing`: its header and Pixel Data written one after the
+other, never joined in memory), and sent by DCMTK's `storescu` on one association: C++, no GIL
+held while the worker waits, and `+rn` renames each file `.done` once the destination
+acknowledged it, which is the per-instance answer read back here (no log parsing). `-nh`: a
+refused instance does not end the batch. Starting storescu costs about 28 ms of CPU, so only
+batches of SMALLEST or more go this way.
 
 The folders are kept and reused (`Folders`): a batch overwrites the files the last one left, and
 tmpfs then keeps the pages it already holds. Measured on 0.5 MB files: 0.07 ms a file overwritten
@@ -26,8 +27,9 @@ they need if storescu converts them (tested: the same bytes reach the destinatio
 whichever uncompressed transfer syntax it accepts).
 
 This is only a faster first attempt: the caller sends everything not acknowledged (refused, no
-presentation context, destination down, cancelled, storescu missing) through store-straight one
-instance at a time, whose answers and errors are Orthanc's, as before. An instance is never
+presentation context, destination down, cancelled, storescu missing; `Batch.left`, read back from
+the folder before it goes) through store-straight one instance at a time, whose answers and
+errors are Orthanc's, as before. An instance is never
 reported delivered unless the destination acknowledged it.
 """
 from __future__ import annotations
@@ -41,10 +43,11 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence, Union
 
 from courier.config.nodes import Node
-from courier.delivery.sender import Check, FileItem
+from courier.delivery.sender import Check, FileItem, filled
+from courier.store.records import ManifestItem
 
 PREFIX = "courier-send-"
 SMALLEST = 10     # starting storescu costs ~28 ms of the router's CPU (loading its data dictionary), then
@@ -52,6 +55,7 @@ SMALLEST = 10     # starting storescu costs ~28 ms of the router's CPU (loading 
                   # association, ~2.3 ms more of the destination's CPU: from about 8 on, storescu costs less
                   # in all (measured on 512x512 CT), and spares the destination an association storm
 SMALLEST_BYTES = 8 * 2**20
+Buffer = Union[bytes, memoryview]
 KEEP_SECONDS = 10.0        # a scratch folder unused this long is removed with its files
 
 
@@ -123,16 +127,28 @@ def tidy(keep: Optional[float] = None) -> int:
     return FOLDERS.tidy(keep)
 
 
-def _write(path: str, data: bytes) -> None:
-    """`path` holds `data`, in the file a last batch left there if any (as it is, or renamed .done
-    or .bad by storescu): after this, neither `path.done` nor `path.bad` exists, so an
-    acknowledgment is never one of the last batch's."""
+def _write(path: str, parts: Sequence[Buffer]) -> None:
+    """`path` holds the parts one after the other, in the file a last batch left there if any (as
+    it is, or renamed .done or .bad by storescu): after this, neither `path.done` nor `path.bad`
+    exists, so an acknowledgment is never one of the last batch's. Written with writev: the
+    parts (a new header, the Pixel Data as it came) are never joined in memory first."""
     for leftover in (path + ".done", path + ".bad"):
         if os.path.exists(leftover):
             os.replace(leftover, path)
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as out:
-        out.write(data)
-        out.truncate()
+    views = [memoryview(part) for part in parts if len(part)]
+    total = sum(view.nbytes for view in views)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while views:
+            written = os.writev(descriptor, views)
+            while views and written >= views[0].nbytes:
+                written -= views[0].nbytes
+                views.pop(0)
+            if views:
+                views[0] = views[0][written:]
+        os.ftruncate(descriptor, total)
+    finally:
+        os.close(descriptor)
 
 
 def _remove_from(folder: str, first: int, count: int) -> None:
@@ -175,12 +191,13 @@ def transfer_syntax_of(data: bytes) -> Optional[str]:
     return None
 
 
-def small_dictionary_will_do(files: Sequence[FileItem]) -> bool:
-    """Every file is in the standard's explicit VR little endian transfer syntax, plain or
-    encapsulated (not implicit VR, whose VRs come from the dictionary; not big endian, deflated
-    or a private syntax, which are not tested that way)."""
-    for _, data in files:
-        syntax = transfer_syntax_of(data) or ""
+def small_dictionary_will_do(syntaxes: Iterable[Optional[str]]) -> bool:
+    """Every file of the batch (whose transfer syntaxes these are) is in the standard's explicit
+    VR little endian transfer syntax, plain or encapsulated (not implicit VR, whose VRs come from
+    the dictionary; not big endian, deflated or a private syntax, which are not tested that
+    way)."""
+    for syntax in syntaxes:
+        syntax = syntax or ""
         if syntax not in (EXPLICIT_LITTLE, RLE) and not syntax.startswith(ENCAPSULATED_FAMILY):
             return False
     return True
@@ -196,18 +213,17 @@ PROPOSE = {"1.2.840.10008.1.2.4.50": "-xy", "1.2.840.10008.1.2.4.51": "-xx", "1.
            "1.2.840.10008.1.2.4.91": "-xw", "1.2.840.10008.1.2.5": "-xr"}
 
 
-def proposal(files: Sequence[FileItem]) -> list[str]:
+def proposal(syntaxes: set[Optional[str]]) -> list[str]:
     """storescu's option to propose the batch's compressed transfer syntax, when every file of the
     batch is in that one (a batch with uncompressed files keeps storescu's own proposals, one
     presentation context per syntax, so that they go as they are; its compressed files go through
     store-straight, as do the files of a syntax storescu is not told of)."""
-    syntaxes = {transfer_syntax_of(data) for _, data in files}
     return [PROPOSE[s] for s in syntaxes if s in PROPOSE] if len(syntaxes) == 1 else []
 
 
-def environment(files: Sequence[FileItem]) -> Optional[dict[str, str]]:
+def environment(syntaxes: set[Optional[str]]) -> Optional[dict[str, str]]:
     """storescu's environment: the small dictionary when it will do, else this process's own."""
-    if small_dictionary_will_do(files) and os.path.exists(SMALL_DICTIONARY):
+    if small_dictionary_will_do(syntaxes) and os.path.exists(SMALL_DICTIONARY):
         return {**os.environ, "DCMDICTPATH": SMALL_DICTIONARY}
     return None
 
@@ -220,19 +236,22 @@ def command(node: Node, local_aet: str, timeout: float, paths: Sequence[str], pr
 
 class Batch:
     """A storescu run in flight: `wait()` gives the Orthanc instance IDs the destination
-    acknowledged (the same set if asked again). Started by `start_batch`, so that the caller can
-    make the next batch meanwhile (storescu holds no GIL). Its folder goes back to FOLDERS only
-    once its storescu has exited: whatever ends the wait (a cancel, the deadline, an error of
-    `cancelled()` itself) kills a storescu still running first, so that no run reads or renames
-    another batch's files."""
+    acknowledged (the same set if asked again), and `left` then holds the bytes of every file it
+    did not (read back from the folder before it goes: the caller sends them another way).
+    Started by `Writing.start`, so that the caller can make the next batch meanwhile (storescu
+    holds no GIL). Its folder goes back to FOLDERS only once its storescu has exited: whatever
+    ends the wait (a cancel, the deadline, an error of `cancelled()` itself) kills a storescu
+    still running first, so that no run reads or renames another batch's files."""
 
-    def __init__(self, folder: Optional[str], names: dict[str, str], process: Optional[subprocess.Popen],
-                 timeout: float, cancelled: Check, files: int = 0) -> None:
-        """`files`: how many files the folder holds (0: it is removed once sent, not reused)."""
+    def __init__(self, folder: Optional[str], names: dict[str, ManifestItem], process: Optional[subprocess.Popen],
+                 timeout: float, cancelled: Check, files: int = 0, kept: Sequence[FileItem] = ()) -> None:
+        """`names`: path -> its item; `files`: how many files the folder holds (0: it is removed once
+        sent, not reused); `kept`: what could not be written there, left as it is."""
         self.folder, self.names, self.process, self.cancelled = folder, names, process, cancelled
-        self.files = files
+        self.files, self.kept = files, list(kept)
         self.deadline = time.monotonic() + timeout * (len(names) + 3)   # storescu's own timeouts end it sooner
         self._done: Optional[set[str]] = None
+        self.left: list[FileItem] = []
 
     def wait(self) -> set[str]:
         if self._done is not None:
@@ -247,7 +266,10 @@ class Batch:
                         self.process.kill()
                         self.process.wait()
                         break
-            self._done = {instance_id for path, instance_id in self.names.items() if os.path.exists(path + ".done")}
+            done = {path for path in self.names if os.path.exists(path + ".done")}
+            self._done = {self.names[path].instance_id for path in done}
+            left = ((item, _read_back(path)) for path, item in self.names.items() if path not in done)
+            self.left = [(item, data) for item, data in left if data is not None] + self.kept
             return self._done
         finally:
             self._done = set() if self._done is None else self._done
@@ -269,40 +291,93 @@ class Batch:
         self.folder = None
 
 
-def worth_a_batch(files: Sequence[FileItem]) -> bool:
-    """SMALLEST instances or more, or SMALLEST_BYTES (fewer large ones: DX, MG, whose chunks the
-    memory bound keeps short; starting storescu is then little beside what it sends)."""
-    return len(files) >= SMALLEST or sum(len(data) for _, data in files) >= SMALLEST_BYTES
+def _read_back(path: str) -> Optional[bytes]:
+    """A file storescu did not deliver, as written (or renamed .bad by storescu); None if it cannot
+    be read (then the instance is reported not sent, and tried again)."""
+    for name in (path, path + ".bad"):
+        try:
+            with open(name, "rb") as handle:
+                return handle.read()
+        except OSError:
+            continue
+    return None
+
+
+def worth_a_batch(count: int, size: int) -> bool:
+    """SMALLEST instances or more, or SMALLEST_BYTES in all (fewer large ones: DX, MG, whose chunks
+    the memory bound keeps short; starting storescu is then little beside what it sends)."""
+    return count >= SMALLEST or size >= SMALLEST_BYTES
+
+
+class Writing:
+    """A batch written to a private folder in RAM (one a last batch left, if any) as it is made,
+    one instance at a time, so that a chunk of pseudonymized instances is never all in memory
+    (measured on 512x512 CT: a chunk of 50 joined files in memory took fresh pages each time,
+    0.25 ms of CPU an instance); then `start()` sends it on one association. What cannot be
+    written (no folder, /dev/shm full: a container's is 64 MB) is kept as it is, for the caller
+    to send another way."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, ManifestItem] = {}
+        self.kept: list[FileItem] = []
+        self.syntaxes: set[Optional[str]] = set()
+        try:
+            self.folder: Optional[str]
+            self.folder, self.count = FOLDERS.take()
+        except OSError:
+            self.folder, self.count = None, 0
+
+    @property
+    def items(self) -> list[ManifestItem]:
+        return [*self.names.values(), *(item for item, _ in self.kept)]
+
+    def __len__(self) -> int:
+        return len(self.names) + len(self.kept)
+
+    def add(self, item: ManifestItem, parts: Sequence[Buffer]) -> None:
+        if self.folder is not None and not self.kept:
+            path = os.path.join(self.folder, f"{len(self.names)}.dcm")
+            try:
+                _write(path, parts)
+                self.names[path] = item
+                self.syntaxes.add(transfer_syntax_of(bytes(parts[0][:512])))
+                return
+            except OSError:
+                pass
+        self.kept.append((item, b"".join(parts)))
+
+    def start(self, node: Node, local_aet: str, timeout: float, cancelled: Check) -> Batch:
+        """storescu started on what was written (nothing started when nothing was)."""
+        folder, count, self.folder = self.folder, max(self.count, len(self.names)), None
+        if folder is None:
+            return Batch(None, {}, None, timeout, cancelled, kept=self.kept)
+        try:
+            _remove_from(folder, len(self.names), self.count)
+        except OSError:
+            pass
+        if not self.names:
+            return Batch(folder, {}, None, timeout, cancelled, files=count, kept=self.kept)
+        try:
+            process = subprocess.Popen(command(node, local_aet, timeout, list(self.names), proposal(self.syntaxes)),
+                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                       env=environment(self.syntaxes))
+        except OSError:              # no storescu, no memory for a process: the caller sends them another way
+            process = None
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return Batch(folder, self.names, process, timeout, cancelled, files=count, kept=self.kept)
+
+    def discard(self) -> None:
+        """Not to be sent after all: the folder goes back as it is."""
+        folder, self.folder = self.folder, None
+        if folder is not None:
+            FOLDERS.give_back(folder, max(self.count, len(self.names)))
 
 
 def start_batch(node: Node, local_aet: str, files: Sequence[FileItem], timeout: float, cancelled: Check) -> Batch:
-    """Write the files to a private folder in RAM (one a last batch left, if any) and start
-    sending them on one association."""
-    try:
-        folder, count = FOLDERS.take()
-    except OSError:
-        return Batch(None, {}, None, timeout, cancelled)
-    names = {}
-    try:
-        _remove_from(folder, len(files), count)
-        for n, (item, data) in enumerate(files):
-            path = os.path.join(folder, f"{n}.dcm")
-            _write(path, data)
-            names[path] = item.instance_id
-    except OSError:                  # /dev/shm full (a container's is 64 MB): store-straight sends them
-        return Batch(folder, {}, None, timeout, cancelled)      # and the folder goes, with what it held
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    try:
-        process = subprocess.Popen(command(node, local_aet, timeout, list(names), proposal(files)), stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment(files))
-    except OSError:                  # no storescu, no memory for a process: store-straight sends them
-        return Batch(folder, {}, None, timeout, cancelled, files=len(names))
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    return Batch(folder, names, process, timeout, cancelled, files=len(names))
+    """Write the files to a private folder in RAM and start sending them on one association."""
+    return filled(Writing(), files).start(node, local_aet, timeout, cancelled)
 
 
 def store_batch(node: Node, local_aet: str, files: Sequence[FileItem], timeout: float, cancelled: Check) -> set[str]:

@@ -1,6 +1,7 @@
 """Deliver what claimed tasks still miss: read each instance from Orthanc (pseudonymized on the way
-when the task has a profile), hand it to the destination's sender, and say per task what was
-acknowledged. Retry decisions are not made here (courier.engine.policy makes them).
+when the task has a profile, and then handed at once to the files the sender opened for its chunk:
+sender.open_files), hand it to the destination's sender, and say per task what was acknowledged.
+Retry decisions are not made here (courier.engine.policy makes them).
 
 What cannot be pseudonymized is quarantined (the original stays in Orthanc, listed in
 GET /courier/quarantine) and never sent as is; retrying such an instance cannot help, so its
@@ -14,11 +15,11 @@ from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 from courier.deid.file_meta import write_file
 from courier.deid.for_tasks import TaskPseudonymizers
-from courier.deid.pixel_tail import read_split
+from courier.deid.pixel_tail import Parts, read_split
 from courier.deid.pseudonymizer import PseudonymizationError
 from courier.delivery import dcmtk_store
 from courier.delivery.modify import Modifier, ModifyContext, ModifyError
-from courier.delivery.sender import Check, Failed, Report, Sender, Started, failure, never, start_files
+from courier.delivery.sender import Check, Failed, Report, Sender, Started, failure, never, open_files
 from courier.errors import DeliveryError
 from courier.orthanc_rest import OrthancRest
 from courier.store.records import ManifestItem, Task
@@ -173,15 +174,21 @@ class Deliverer:
                 if own:
                     stop = record(chunk, sender.send([item for _, (item, _) in chunk], cancelled))
                     continue
-                files, failures = self._transform(profile, modifier, dict(chunk))
-                if in_flight is not None:
-                    entry, in_flight = in_flight, None     # finished once, even if finishing raises
-                    stop = finish(entry)
-                    if stop is not None:
-                        report.update(failures)
-                        report.update({item.instance_id: stop for item, _ in files})
-                        continue
-                in_flight = (chunk, start_files(sender, files, cancelled) if files else (lambda: {}), failures)
+                files = open_files(sender, [item for _, (item, _) in chunk], cancelled)
+                try:
+                    failures = self._transform(profile, modifier, dict(chunk), files.add)
+                    if in_flight is not None:
+                        entry, in_flight = in_flight, None     # finished once, even if finishing raises
+                        stop = finish(entry)
+                except BaseException:
+                    files.discard()
+                    raise
+                if stop is not None:
+                    files.discard()
+                    report.update(failures)
+                    report.update({item.instance_id: stop for item in files.items})
+                    continue
+                in_flight = (chunk, files.start() if len(files) else (lambda: {}), failures)
         finally:                        # whatever happened, the chunk in flight ends and its scratch folder goes
             if in_flight is not None:
                 entry, in_flight = in_flight, None
@@ -200,7 +207,9 @@ class Deliverer:
                 read = {item.instance_id for item, _ in files}
                 failures = {i: Failed("could not be read from Orthanc") for i in mine if i not in read}
             else:
-                files, failures = self._transform(profile, modifier, mine)
+                files = []
+                failures = self._transform(profile, modifier, mine,
+                                           lambda item, parts, files=files: files.append((item, b"".join(parts))))
             report.update(failures)
             if files:
                 password = self.store.jobs.archive_password(task.job_id) if task.job_id else None
@@ -212,20 +221,21 @@ class Deliverer:
         files = []
         for instance_id, (item, _) in todo.items():
             try:
-                files.append((item, self.rest.get_bytes(f"/instances/{instance_id}/file")))
+                files.append((item, self.rest.instance_file(instance_id)))
             except DeliveryError:
                 pass
         return files
 
-    def _transform(self, profile: Optional[str], modifier: Optional[Modifier], todo: Todo) -> tuple[list, Report]:
-        """Read each original from Orthanc, apply the Modify, then pseudonymize it; what cannot be
-        is quarantined with the reason, never sent half-done."""
-        files: list = []
+    def _transform(self, profile: Optional[str], modifier: Optional[Modifier], todo: Todo,
+                   made: Callable[[ManifestItem, Parts], None]) -> Report:
+        """Read each original from Orthanc, apply the Modify, then pseudonymize it and hand it to
+        `made(item, parts)` at once (one instance in memory at a time); what cannot be is
+        quarantined with the reason, never sent half-done. The failures."""
         report: Report = {}
         patients, uids = set(), {}
         for instance_id, (item, task) in todo.items():
             try:
-                data = self.rest.get_bytes(f"/instances/{instance_id}/file")
+                data = self.rest.instance_file(instance_id)
             except DeliveryError as exc:
                 report[instance_id] = failure(exc)
                 continue
@@ -233,9 +243,9 @@ class Deliverer:
                 lambda ds, task=task: modifier.apply(ds, ModifyContext(task.route, task.destination, task.job_id)))
             try:
                 if profile is None:
-                    out, result = modified_bytes(data, before), None
+                    parts, result = modified_parts(data, before), None
                 else:
-                    out, result = self.pseudonymizers.for_task(profile, task).pseudonymize_bytes(data, before)
+                    parts, result = self.pseudonymizers.for_task(profile, task).pseudonymize_parts(data, before)
             except ModifyError as exc:
                 report[instance_id] = Failed(f"modify-error: {exc}", permanent=True)
                 self.store.quarantine.add(str(exc), "modify-error", profile, task.route, task.id, instance_id,
@@ -248,7 +258,8 @@ class Deliverer:
                     self.store.quarantine.add(exc.reason, exc.disposition, profile, task.route, task.id,
                                               instance_id, item.sop_instance_uid)
                 continue
-            files.append((item, out))
+            made(item, parts)
+            del data, parts             # the next instance reuses this one's memory
             if result is None:
                 continue
             if result.dates_removed:
@@ -258,11 +269,12 @@ class Deliverer:
             uids.update(result.uids)
         if patients or uids:
             self.store.crosswalk.record(profile, patients, uids)
-        return files, report
+        return report
 
 
-def modified_bytes(data: bytes, before: Callable) -> bytes:
-    """A DICOM file changed by `before(ds)` (a Modify), its Pixel Data set aside and appended as it came."""
+def modified_parts(data: bytes, before: Callable) -> Parts:
+    """A DICOM file changed by `before(ds)` (a Modify), its Pixel Data set aside and appended as it
+    came (deid.pixel_tail.Parts)."""
     try:
         ds, pixels = read_split(data)
     except Exception as exc:                                  # noqa: BLE001 - any unreadable file
@@ -272,4 +284,4 @@ def modified_bytes(data: bytes, before: Callable) -> bytes:
         out = write_file(ds)
     except Exception as exc:                                  # noqa: BLE001 - a value that does not fit its VR
         raise ModifyError(f"the modified instance cannot be written: {type(exc).__name__}: {exc}") from None
-    return b"".join((out, pixels)) if pixels else out
+    return (out, pixels) if pixels else (out,)

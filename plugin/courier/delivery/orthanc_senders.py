@@ -23,8 +23,21 @@ from typing import Optional, Sequence
 import requests
 
 from courier.config.nodes import Node
+from courier.deid.pixel_tail import Parts
 from courier.delivery import dcmtk_store
-from courier.delivery.sender import Check, Failed, FileItem, Report, Started, never, send_bisecting, send_each
+from courier.delivery.sender import (
+    Check,
+    Collected,
+    Failed,
+    FileItem,
+    Files,
+    Report,
+    Started,
+    filled,
+    never,
+    send_bisecting,
+    send_each,
+)
 from courier.errors import DeliveryError, Refused, store_failure
 from courier.orthanc_rest import JobFailed, OrthancHttpError, OrthancRest
 from courier.store.records import ManifestItem
@@ -77,21 +90,22 @@ class OrthancRouteSender:
     def send_files(self, files: Sequence[FileItem], cancelled: Check = never) -> Report:
         return self.start_files(files, cancelled)()
 
+    def open_files(self, items: Sequence[ManifestItem], cancelled: Check = never) -> Files:
+        """Where Courier's bytes for `items` go as they are made: a DICOM batch worth it
+        (dcmtk_store.worth_a_batch, by the originals' sizes) straight to storescu's scratch
+        folder, anything else kept in memory for start_files."""
+        if (self.node.kind == "dicom" and self.batches and not cancelled()
+                and dcmtk_store.worth_a_batch(len(items), sum(item.size for item in items))):
+            return StorescuFiles(self, dcmtk_store.Writing(), cancelled)
+        return Collected(self, cancelled)
+
     def start_files(self, files: Sequence[FileItem], cancelled: Check = never) -> Started:
         """Start sending Courier's bytes; the call returned gives the report once they are sent.
         A DICOM batch worth it (dcmtk_store.worth_a_batch) is with storescu meanwhile, on one
         association."""
-        if self.node.kind == "dicom" and self.batches and dcmtk_store.worth_a_batch(files) and not cancelled():
-            batch = dcmtk_store.start_batch(self.node, self.node.local_aet or self.local_aet, files, self.timeout,
-                                            cancelled)
-
-            def finish() -> Report:
-                done = batch.wait()
-                report: Report = {item.instance_id: None for item, _ in files if item.instance_id in done}
-                report.update(send_each([f for f in files if f[0].instance_id not in done], self._store_straight,
-                                        cancelled))
-                return report
-            return finish
+        if (self.node.kind == "dicom" and self.batches and not cancelled()
+                and dcmtk_store.worth_a_batch(len(files), sum(len(data) for _, data in files))):
+            return filled(StorescuFiles(self, dcmtk_store.Writing(), cancelled), files).start()
         report = self._send_files_now(files, cancelled)
         return lambda: report
 
@@ -130,6 +144,39 @@ class OrthancRouteSender:
         if response.status_code >= 300:
             raise Refused(f"{self.node.id}: HTTP {response.status_code}", retriable=False)
         return response
+
+
+class StorescuFiles:
+    """A DICOM batch of Courier's bytes written to storescu's scratch folder as they are made, sent
+    on one association; what the destination did not acknowledge then goes through store-straight,
+    one instance at a time (Orthanc's answers and errors decide)."""
+
+    def __init__(self, sender: OrthancRouteSender, writing: dcmtk_store.Writing, cancelled: Check) -> None:
+        self.sender, self.writing, self.cancelled = sender, writing, cancelled
+
+    @property
+    def items(self) -> list[ManifestItem]:
+        return self.writing.items
+
+    def __len__(self) -> int:
+        return len(self.writing)
+
+    def add(self, item: ManifestItem, parts: Parts) -> None:
+        self.writing.add(item, parts)
+
+    def start(self) -> Started:
+        node = self.sender.node
+        batch = self.writing.start(node, node.local_aet or self.sender.local_aet, self.sender.timeout, self.cancelled)
+
+        def finish() -> Report:
+            done = batch.wait()
+            report: Report = {instance_id: None for instance_id in done}
+            report.update(send_each(batch.left, self.sender._store_straight, self.cancelled))
+            return report
+        return finish
+
+    def discard(self) -> None:
+        self.writing.discard()
 
 
 def stow_files(node: Node, files: Sequence[FileItem], timeout: float, headers: Optional[dict] = None) -> Report:

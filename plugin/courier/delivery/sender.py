@@ -4,13 +4,15 @@ saying why not and whether trying again can help. A sender never decides retries
 
 `send(items, cancelled)` sends instances stored in Orthanc, by Orthanc ID. `send_files(files,
 cancelled)` sends bytes Courier made (pseudonymized instances), which Orthanc never stores; a
-sender may also have `start_files`, which returns while they are sent (see `start_files` here).
+sender may also have `start_files`, which returns while they are sent (see `start_files` here),
+and `open_files`, which takes each file as it is made (see `open_files` here).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Protocol, Sequence
+from typing import Callable, Optional, Protocol, Sequence, TypeVar
 
+from courier.deid.pixel_tail import Parts
 from courier.errors import Cancelled, DeliveryError, Refused
 from courier.store.records import ManifestItem
 
@@ -44,6 +46,71 @@ def start_files(sender: Sender, files: Sequence[FileItem], cancelled: Check) -> 
         return begin(files, cancelled)
     report = sender.send_files(files, cancelled)
     return lambda: report
+
+
+class Files(Protocol):
+    """Courier's bytes for one send, given one file at a time as they are made (`add`), then sent
+    (`start`) or dropped (`discard`: the attempt ended before they could go)."""
+    items: list[ManifestItem]
+
+    def __len__(self) -> int: ...
+
+    def add(self, item: ManifestItem, parts: Parts) -> None: ...
+
+    def start(self) -> Started: ...
+
+    def discard(self) -> None: ...
+
+
+class Collected:
+    """Files kept in memory, each joined, until they are all sent at once by `start_files`."""
+
+    def __init__(self, sender: Sender, cancelled: Check) -> None:
+        self.sender, self.cancelled = sender, cancelled
+        self.files: list[FileItem] = []
+
+    @property
+    def items(self) -> list[ManifestItem]:
+        return [item for item, _ in self.files]
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def add(self, item: ManifestItem, parts: Parts) -> None:
+        self.files.append((item, b"".join(parts) if len(parts) > 1 else parts[0]))
+
+    def start(self) -> Started:
+        return start_files(self.sender, self.files, self.cancelled)
+
+    def discard(self) -> None:
+        self.files = []
+
+
+class Fillable(Protocol):
+    def add(self, item: ManifestItem, parts: Parts) -> None: ...
+
+    def discard(self) -> None: ...
+
+
+F = TypeVar("F", bound=Fillable)
+
+
+def filled(files: F, contents: Sequence[FileItem]) -> F:
+    """`files` with each file of `contents` added (and dropped if adding one fails)."""
+    try:
+        for item, data in contents:
+            files.add(item, (data,))
+    except BaseException:
+        files.discard()
+        raise
+    return files
+
+
+def open_files(sender: Sender, items: Sequence[ManifestItem], cancelled: Check) -> Files:
+    """Where the files made for `items` go as they are made: the sender's own `open_files` if it
+    has one (DICOM with storescu: straight to its scratch folder), else kept in memory."""
+    begin = getattr(sender, "open_files", None)
+    return begin(items, cancelled) if begin is not None else Collected(sender, cancelled)
 
 
 def never() -> bool:

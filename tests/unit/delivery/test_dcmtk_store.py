@@ -218,10 +218,12 @@ def test_explicit_vr_files_sent_with_the_small_dictionary_arrive_as_with_dcmtks_
     file gets the full dictionary, and arrives."""
     dcmtk_store.tidy(0)
     files = rich_files(tmp_path / "files")
-    assert dcmtk_store.environment([files["explicit"], files["jpeg"]])["DCMDICTPATH"] == dcmtk_store.SMALL_DICTIONARY
-    assert dcmtk_store.environment(list(files.values())) is None
-    assert dcmtk_store.proposal([files["jpeg"]]) == ["-xy"]
-    assert dcmtk_store.proposal([files["jpeg"], files["explicit"]]) == []      # uncompressed files go as they are
+    def syntaxes(*names):
+        return {dcmtk_store.transfer_syntax_of(files[name][1]) for name in names}
+    assert dcmtk_store.environment(syntaxes("explicit", "jpeg"))["DCMDICTPATH"] == dcmtk_store.SMALL_DICTIONARY
+    assert dcmtk_store.environment(syntaxes(*files)) is None
+    assert dcmtk_store.proposal(syntaxes("jpeg")) == ["-xy"]
+    assert dcmtk_store.proposal(syntaxes("jpeg", "explicit")) == []      # uncompressed files go as they are
     reference, courier = Storescp(tmp_path / "reference", accepts), Storescp(tmp_path / "courier", accepts)
     try:
         full = {k: v for k, v in os.environ.items() if k != "DCMDICTPATH"}
