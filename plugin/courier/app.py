@@ -56,7 +56,7 @@ class Courier:
         self.host = host
         self.store = Store(open_database(boot.database))
         self.rest = OrthancRest(boot.orthanc_url, token=host.rest_token(), job_ends=JobEnds(),
-                                read_file=host.instance_file)
+                                read_file=None if seed.get("StorageCompression") else host.instance_file)
         self.runtime = RuntimeConfig(seed, base_dir, REPO_DIR, hostname, self.store, self.rest)
         # DICOMweb servers' bearer tokens, kept current in Orthanc's registry (HttpHeaders)
         self.tokens = Tokens({}, on_refresh=self.runtime.set_node_headers)

@@ -9,10 +9,13 @@ on every routed instance, and requests spent 0.56 ms of CPU per call against htt
 (measured on GET /instances/{id}), CPU the router's own ingest and sends then lack.
 
 One exception: the DICOM file of a stored instance (`instance_file`) is read in the process when
-the caller gives a reader (Host.instance_file) and Orthanc keeps its files itself (/system names
-no storage plugin): Orthanc then reads it from its own disk in a tenth of a millisecond for a CT
-slice, too short for the GIL it holds to matter, where the loopback HTTP cost three times that.
-A storage plugin (PostgreSQL, object storage) may take milliseconds: then over HTTP.
+the caller gives a reader (Host.instance_file), Orthanc keeps its index and its files itself
+(/system names no database or storage plugin), and the file is at most IN_PROCESS_BYTES: Orthanc
+then reads it from its own disk in a tenth of a millisecond for a CT slice, short enough for the
+GIL it holds, where the loopback HTTP cost three times that. A plugin (PostgreSQL, object
+storage) makes every read a round trip, and a large file (a whole-slide image, a long
+multi-frame) takes milliseconds: then over HTTP, the GIL free meanwhile. The caller gives no
+reader when Orthanc compresses its files (StorageCompression: zlib under the GIL).
 """
 from __future__ import annotations
 
@@ -90,6 +93,9 @@ class JobEnds:
             self._ended.pop(job_id, None)
 
 
+IN_PROCESS_BYTES = 8 * 2**20     # larger files are read over HTTP (instance_file): the GIL free meanwhile
+
+
 class OrthancRest:
     def __init__(self, base_url: str, token: Optional[str] = None, timeout: float = 3600.0,
                  job_ends: Optional[JobEnds] = None, read_file: Optional[Callable[[str], bytes]] = None) -> None:
@@ -164,19 +170,20 @@ class OrthancRest:
             raise OrthancHttpError(response.status, f"{method} {path}: HTTP {response.status}: {detail}")
         return data
 
-    def instance_file(self, instance_id: str) -> bytes:
-        """A stored instance's DICOM file: read in the process when that is cheap (see above),
-        else GET /instances/{id}/file."""
-        if self.read_file is not None and self._keeps_own_files():
+    def instance_file(self, instance_id: str, size: int = 0) -> bytes:
+        """A stored instance's DICOM file (of `size` bytes, if known): read in the process when
+        that is cheap (see above), else GET /instances/{id}/file."""
+        if self.read_file is not None and size <= IN_PROCESS_BYTES and self._keeps_own_files():
             return self.read_file(instance_id)
         return self.get_bytes(f"/instances/{instance_id}/file")
 
     def _keeps_own_files(self) -> bool:
         if self._own_storage is None:
             try:
-                self._own_storage = self.get_json("/system").get("StorageAreaPlugin") is None
+                system = self.get_json("/system")
+                self._own_storage = system.get("StorageAreaPlugin") is None and system.get("DatabaseBackendPlugin") is None
             except (DeliveryError, ValueError, AttributeError):
-                return False                  # asked again next time
+                self._own_storage = False     # not worth asking again on every read
         return self._own_storage
 
     def get_json(self, path: str, **params: Any) -> Any:

@@ -1,9 +1,9 @@
 """Where Courier reads a stored instance's file (orthanc_rest.instance_file): in Orthanc's process
-when Orthanc keeps its files itself (a tenth of the CPU of loopback HTTP, a GIL held that briefly),
-over HTTP when a storage plugin keeps them (a read may then take milliseconds). Asked of real
-Orthancs, one with orthanc-postgresql's storage; the in-process reader is the test's own, so
-which way was taken shows in what comes back."""
-from courier.orthanc_rest import OrthancRest
+when Orthanc keeps its index and files itself (a tenth of the CPU of loopback HTTP, a GIL held
+that briefly), over HTTP when plugins keep them or the file is large (a read may then take
+milliseconds). Asked of real Orthancs, one with orthanc-postgresql's index and storage; the
+in-process reader is the test's own, so which way was taken shows in what comes back."""
+from courier.orthanc_rest import IN_PROCESS_BYTES, OrthancRest
 from factory import write_instances
 from harness import storescu, wait_until
 
@@ -27,6 +27,7 @@ def test_orthancs_own_files_are_read_in_its_process_a_storage_plugins_over_http(
     rest = OrthancRest(own.url, read_file=in_process)
     assert rest.instance_file(instance) == b"read in the process" and reads == [instance]
     assert rest.instance_file(instance) == b"read in the process" and len(reads) == 2   # /system asked once
+    assert rest.instance_file(instance, size=IN_PROCESS_BYTES + 1)[128:132] == b"DICM" and len(reads) == 2  # large: HTTP
 
     in_postgresql = cluster.orthanc("pg-files", postgresql=postgres.create_database())
     instance, _ = stored(in_postgresql, tmp_path)

@@ -184,7 +184,7 @@ class BucketSender:
         """Originals read from Orthanc one at a time (a chunk of large instances is never all in memory)."""
         def read(item: ManifestItem) -> bytes:
             assert self.rest is not None
-            return self.rest.instance_file(item.instance_id)
+            return self.rest.instance_file(item.instance_id, item.size)
         return send_each([(item, b"") for item in items], self.upload, cancelled, read)
 
     def send_files(self, files: Sequence[FileItem], cancelled: Check = never, subfolder: str = "",

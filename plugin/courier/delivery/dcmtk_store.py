@@ -35,6 +35,7 @@ reported delivered unless the destination acknowledged it.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import struct
@@ -340,10 +341,11 @@ class Writing:
             try:
                 _write(path, parts)
                 self.names[path] = item
-                self.syntaxes.add(transfer_syntax_of(bytes(parts[0][:512])))
+                self.syntaxes.add(transfer_syntax_of(bytes(parts[0][:4096])))
                 return
-            except OSError:
-                pass
+            except OSError:              # a part written is not left beyond what the folder counts
+                with contextlib.suppress(OSError):
+                    os.remove(path)
         self.kept.append((item, b"".join(parts)))
 
     def start(self, node: Node, local_aet: str, timeout: float, cancelled: Check) -> Batch:

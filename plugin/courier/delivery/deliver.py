@@ -184,11 +184,16 @@ class Deliverer:
                     files.discard()
                     raise
                 if stop is not None:
+                    made = files.items
                     files.discard()
                     report.update(failures)
-                    report.update({item.instance_id: stop for item in files.items})
+                    report.update({item.instance_id: stop for item in made})
                     continue
-                in_flight = (chunk, files.start() if len(files) else (lambda: {}), failures)
+                if not len(files):              # every one quarantined or unreadable: its folder goes back
+                    files.discard()
+                    in_flight = (chunk, lambda: {}, failures)
+                    continue
+                in_flight = (chunk, files.start(), failures)
         finally:                        # whatever happened, the chunk in flight ends and its scratch folder goes
             if in_flight is not None:
                 entry, in_flight = in_flight, None
@@ -221,7 +226,7 @@ class Deliverer:
         files = []
         for instance_id, (item, _) in todo.items():
             try:
-                files.append((item, self.rest.instance_file(instance_id)))
+                files.append((item, self.rest.instance_file(instance_id, item.size)))
             except DeliveryError:
                 pass
         return files
@@ -229,13 +234,13 @@ class Deliverer:
     def _transform(self, profile: Optional[str], modifier: Optional[Modifier], todo: Todo,
                    made: Callable[[ManifestItem, Parts], None]) -> Report:
         """Read each original from Orthanc, apply the Modify, then pseudonymize it and hand it to
-        `made(item, parts)` at once (one instance in memory at a time); what cannot be is
-        quarantined with the reason, never sent half-done. The failures."""
+        `made(item, parts)` at once (which writes it where it goes, or keeps it); what cannot be
+        is quarantined with the reason, never sent half-done. The failures."""
         report: Report = {}
         patients, uids = set(), {}
         for instance_id, (item, task) in todo.items():
             try:
-                data = self.rest.instance_file(instance_id)
+                data = self.rest.instance_file(instance_id, item.size)
             except DeliveryError as exc:
                 report[instance_id] = failure(exc)
                 continue
@@ -259,7 +264,7 @@ class Deliverer:
                                               instance_id, item.sop_instance_uid)
                 continue
             made(item, parts)
-            del data, parts             # the next instance reuses this one's memory
+            del data, parts             # only the Result still holds the original, until the next one's
             if result is None:
                 continue
             if result.dates_removed:

@@ -22,7 +22,7 @@ class FolderSender:
     def _write(self, item: ManifestItem, data: Optional[bytes] = None) -> None:
 
         if data is None:
-            data = self.rest.instance_file(item.instance_id)
+            data = self.rest.instance_file(item.instance_id, item.size)
         tags = layout_tags(data)
         try:
             target = contained_path(self.folder.path, relative_path(self.folder.layout, tags))

@@ -11,6 +11,7 @@ from courier.deid.for_tasks import TaskPseudonymizers
 from courier.deid.pseudonymizer import Pseudonymizer
 from courier.delivery import dcmtk_store
 from courier.delivery.deliver import Deliverer
+from courier.delivery.sender import Failed
 from courier.store.records import ManifestItem, NewTask
 from courier.store.store import Store
 from factory import write_instances
@@ -24,7 +25,7 @@ class Originals:
     def __init__(self, files):
         self.files, self.reads = files, 0
 
-    def instance_file(self, instance_id):
+    def instance_file(self, instance_id, size=0):
         self.reads += 1
         return self.files[instance_id]
 
@@ -34,6 +35,8 @@ class Recorded:
 
     def __init__(self, originals):
         self.originals, self.added, self.reads_then = originals, [], []
+        self.ended = None               # "started" or "discarded": each opened files object ends one way
+
 
     @property
     def items(self):
@@ -47,9 +50,13 @@ class Recorded:
         self.added.append((item, parts))
 
     def start(self):
+        assert self.ended is None
+        self.ended = "started"
         return lambda: {item.instance_id: None for item, _ in self.added}
 
     def discard(self):
+        assert self.ended is None
+        self.ended = "discarded"
         self.added = []
 
 
@@ -84,6 +91,56 @@ def test_each_pseudonymized_instance_is_handed_over_before_the_next_is_read(tmp_
         assert len(parts) == 2 and isinstance(parts[1], memoryview)           # header, then the pixels as they came
         assert bytes(parts[1]) in originals.files[item.instance_id]
         assert b"".join(parts) == pseudonymizer.pseudonymize_bytes(originals.files[item.instance_id])[0]
+
+
+def claimed(store, *profiles):
+    store.tasks.enqueue([NewTask(f"r{n}", "d", "Study", f"s{n}", profile=profile) for n, profile in enumerate(profiles)])
+    return store.tasks.claim("w", len(profiles)).tasks
+
+
+def test_a_chunk_whose_every_instance_is_quarantined_gives_its_files_back(tmp_path):
+    """Files opened for a chunk (a scratch folder taken) and nothing made: they are discarded,
+    never left open (the folder stayed out of reach until the process ended)."""
+    paths = write_instances(tmp_path / "in", 25, size=16, modality="US")     # may carry burned-in text
+    originals = Originals({f"i{n}": path.read_bytes() for n, path in enumerate(paths)})
+    store = Store(str(tmp_path / "c.sqlite"))
+    (task,) = claimed(store, "p")
+    manifest = [ManifestItem(f"i{n}", path.stem, 100) for n, path in enumerate(paths)]
+    sender = Sender(originals)
+    deliverer = Deliverer(store, originals, {"d": sender}, TaskPseudonymizers(store, {"p": Pseudonymizer(PROFILE)}))
+    (delivery,) = deliverer.deliver([task], {task.id: manifest})
+    assert delivery.failed == 25 and not delivery.retriable and "burned-in" in delivery.error
+    assert len(sender.opened) >= 2 and all(files.ended == "discarded" for files in sender.opened)
+
+
+class DownAfterTheFirst:
+    """A sender without open_files (its files are kept in memory): the first send finds the
+    destination down, so the chunk made meanwhile is not sent."""
+
+    def __init__(self):
+        self.sent = []
+
+    def send_files(self, files, cancelled):
+        self.sent.append([item.instance_id for item, _ in files])
+        return {item.instance_id: Failed("not sent: cancelled", interrupted=True) for item, _ in files}
+
+
+def test_a_chunk_made_while_the_last_was_cancelled_is_reported_cancelled_not_failed(tmp_path):
+    """Two tasks, one chunk each (the 32 MB bound): the second task's chunk, made while the
+    first was sent and then not sent, carries the reason the attempt ended, so that the task
+    goes back unharmed (interrupted), not as a failed attempt."""
+    paths = write_instances(tmp_path / "in", 2, size=16)
+    originals = Originals({f"i{n}": path.read_bytes() for n, path in enumerate(paths)})
+    store = Store(str(tmp_path / "c.sqlite"))
+    first, second = claimed(store, "p", "p")
+    manifests = {first.id: [ManifestItem("i0", paths[0].stem, 20 * 2**20)],
+                 second.id: [ManifestItem("i1", paths[1].stem, 20 * 2**20)]}
+    sender = DownAfterTheFirst()
+    deliverer = Deliverer(store, originals, {"d": sender}, TaskPseudonymizers(store, {"p": Pseudonymizer(PROFILE)}))
+    deliveries = deliverer.deliver([first, second], manifests)
+    assert sender.sent == [["i0"]]
+    assert [(d.failed, d.interrupted) for d in deliveries] == [(1, True), (1, True)]
+    assert "cancelled" in deliveries[1].error
 
 
 def test_storescus_folder_holds_the_pieces_one_after_the_other_over_a_longer_last_file(tmp_path):
