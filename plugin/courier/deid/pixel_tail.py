@@ -28,6 +28,11 @@ Parts = Union[tuple[bytes], tuple[bytes, memoryview]]   # a file in pieces that 
                                                         # header, then the Pixel Data as it came (a view)
 
 
+def joined(parts: Parts) -> bytes:
+    """The file the pieces make, as one bytes object (the one piece itself, if that is all)."""
+    return parts[0] if len(parts) == 1 and isinstance(parts[0], bytes) else b"".join(parts)
+
+
 def _element_end(data: bytes, offset: int, implicit: bool) -> Optional[int]:
     """Where the element starting at `offset` ends; None if its header or items do not add up."""
     if implicit:

@@ -48,7 +48,7 @@ from courier.deid.file_meta import (
     write_file,
 )
 from courier.deid.keyed import date_shift, make_pseudonym, remap_uid
-from courier.deid.pixel_tail import Parts, read_split
+from courier.deid.pixel_tail import Parts, joined, read_split
 from courier.deid.text import Identifiers
 
 pydicom_settings.quiet()        # wherever Courier pseudonymizes: no value quoted into a log
@@ -168,7 +168,7 @@ class Pseudonymizer:
         Result's dataset then has no Pixel Data (unless the profile removes or replaces it: then the
         whole file is read and written). `before(ds)` changes the instance first (a Modify)."""
         parts, result = self.pseudonymize_parts(data, before)
-        return (b"".join(parts) if len(parts) > 1 else parts[0]), result
+        return joined(parts), result
 
     def pseudonymize_parts(self, data: bytes, before: Optional[Callable[[Dataset], None]] = None
                            ) -> tuple[Parts, Result]:
@@ -185,7 +185,7 @@ class Pseudonymizer:
         """What `read` gave -> the pseudonymized file's bytes (the Pixel Data appended as it came)
         and the Result."""
         out, result = self.pseudonymize_to_bytes(ds)
-        return (b"".join((out, pixels)) if pixels else out), result
+        return joined((out, pixels) if pixels else (out,)), result
 
     def pseudonymize_to_bytes(self, ds: Dataset) -> tuple[bytes, Result]:
         """A parsed instance -> the bytes of its pseudonymized DICOM file (and the Result)."""

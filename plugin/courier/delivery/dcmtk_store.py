@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
 from courier.config.nodes import Node
+from courier.deid.pixel_tail import joined
 from courier.delivery.sender import Check, FileItem, filled
 from courier.store.records import ManifestItem
 
@@ -346,7 +347,7 @@ class Writing:
             except OSError:              # a part written is not left beyond what the folder counts
                 with contextlib.suppress(OSError):
                     os.remove(path)
-        self.kept.append((item, b"".join(parts)))
+        self.kept.append((item, joined(parts)))
 
     def start(self, node: Node, local_aet: str, timeout: float, cancelled: Check) -> Batch:
         """storescu started on what was written (nothing started when nothing was)."""

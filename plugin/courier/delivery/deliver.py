@@ -15,7 +15,7 @@ from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 from courier.deid.file_meta import write_file
 from courier.deid.for_tasks import TaskPseudonymizers
-from courier.deid.pixel_tail import Parts, read_split
+from courier.deid.pixel_tail import Parts, joined, read_split
 from courier.deid.pseudonymizer import PseudonymizationError
 from courier.delivery import dcmtk_store
 from courier.delivery.modify import Modifier, ModifyContext, ModifyError
@@ -214,7 +214,7 @@ class Deliverer:
             else:
                 files = []
                 failures = self._transform(profile, modifier, mine,
-                                           lambda item, parts, files=files: files.append((item, b"".join(parts))))
+                                           lambda item, parts, files=files: files.append((item, joined(parts))))
             report.update(failures)
             if files:
                 password = self.store.jobs.archive_password(task.job_id) if task.job_id else None

@@ -88,26 +88,19 @@ class OrthancRouteSender:
         return send_bisecting([i.instance_id for i in items], lambda ids: self._send_batch(ids, cancelled), cancelled)
 
     def send_files(self, files: Sequence[FileItem], cancelled: Check = never) -> Report:
-        return self.start_files(files, cancelled)()
+        return filled(self._files(len(files), sum(len(data) for _, data in files), cancelled), files).start()()
 
     def open_files(self, items: Sequence[ManifestItem], cancelled: Check = never) -> Files:
-        """Where Courier's bytes for `items` go as they are made: a DICOM batch worth it
-        (dcmtk_store.worth_a_batch, by the originals' sizes) straight to storescu's scratch
-        folder, anything else kept in memory for start_files."""
-        if (self.node.kind == "dicom" and self.batches and not cancelled()
-                and dcmtk_store.worth_a_batch(len(items), sum(item.size for item in items))):
-            return StorescuFiles(self, dcmtk_store.Writing(), cancelled)
-        return Collected(self, cancelled)
+        """Where Courier's bytes for `items` go as they are made (decided by the originals' sizes)."""
+        return self._files(len(items), sum(item.size for item in items), cancelled)
 
-    def start_files(self, files: Sequence[FileItem], cancelled: Check = never) -> Started:
-        """Start sending Courier's bytes; the call returned gives the report once they are sent.
-        A DICOM batch worth it (dcmtk_store.worth_a_batch) is with storescu meanwhile, on one
-        association."""
-        if (self.node.kind == "dicom" and self.batches and not cancelled()
-                and dcmtk_store.worth_a_batch(len(files), sum(len(data) for _, data in files))):
-            return filled(StorescuFiles(self, dcmtk_store.Writing(), cancelled), files).start()
-        report = self._send_files_now(files, cancelled)
-        return lambda: report
+    def _files(self, count: int, size: int, cancelled: Check) -> Files:
+        """A DICOM batch worth it (dcmtk_store.worth_a_batch) straight to storescu's scratch folder,
+        sent on one association while the caller makes the next; anything else kept in memory and
+        sent at once."""
+        if self.batches and not cancelled() and dcmtk_store.worth_a_batch(count, size):
+            return StorescuFiles(self, dcmtk_store.Writing(), cancelled)
+        return Collected(lambda files: self._send_files_now(files, cancelled))
 
     def _send_files_now(self, files: Sequence[FileItem], cancelled: Check) -> Report:
         if self.node.kind == "dicom":

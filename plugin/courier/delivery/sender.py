@@ -4,15 +4,15 @@ saying why not and whether trying again can help. A sender never decides retries
 
 `send(items, cancelled)` sends instances stored in Orthanc, by Orthanc ID. `send_files(files,
 cancelled)` sends bytes Courier made (pseudonymized instances), which Orthanc never stores; a
-sender may also have `start_files`, which returns while they are sent (see `start_files` here),
-and `open_files`, which takes each file as it is made (see `open_files` here).
+sender may also have `open_files`, which takes each file as it is made and starts sending them
+while the caller makes the next ones (see `open_files` here).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable, Optional, Protocol, Sequence, TypeVar
 
-from courier.deid.pixel_tail import Parts
+from courier.deid.pixel_tail import Parts, joined
 from courier.errors import Cancelled, DeliveryError, Refused
 from courier.store.records import ManifestItem
 
@@ -38,16 +38,6 @@ class Sender(Protocol):
     def send_files(self, files: Sequence[FileItem], cancelled: Check) -> Report: ...
 
 
-def start_files(sender: Sender, files: Sequence[FileItem], cancelled: Check) -> Started:
-    """Start sending Courier's bytes, so that the caller makes the next chunk while they are sent:
-    with the sender's own `start_files` if it has one (DICOM with storescu), else sent now."""
-    begin = getattr(sender, "start_files", None)
-    if begin is not None:
-        return begin(files, cancelled)
-    report = sender.send_files(files, cancelled)
-    return lambda: report
-
-
 class Files(Protocol):
     """Courier's bytes for one send, given one file at a time as they are made (`add`), then sent
     (`start`) or dropped (`discard`: the attempt ended before they could go)."""
@@ -63,10 +53,11 @@ class Files(Protocol):
 
 
 class Collected:
-    """Files kept in memory, each joined, until they are all sent at once by `start_files`."""
+    """Files kept in memory, each joined, until `start` sends them all at once with `send(files)`
+    (and reports at once: nothing is left in flight)."""
 
-    def __init__(self, sender: Sender, cancelled: Check) -> None:
-        self.sender, self.cancelled = sender, cancelled
+    def __init__(self, send: Callable[[Sequence[FileItem]], Report]) -> None:
+        self.send = send
         self.files: list[FileItem] = []
 
     @property
@@ -77,10 +68,11 @@ class Collected:
         return len(self.files)
 
     def add(self, item: ManifestItem, parts: Parts) -> None:
-        self.files.append((item, b"".join(parts) if len(parts) > 1 else parts[0]))
+        self.files.append((item, joined(parts)))
 
     def start(self) -> Started:
-        return start_files(self.sender, self.files, self.cancelled)
+        report = self.send(self.files)
+        return lambda: report
 
     def discard(self) -> None:
         self.files = []
@@ -110,7 +102,9 @@ def open_files(sender: Sender, items: Sequence[ManifestItem], cancelled: Check) 
     """Where the files made for `items` go as they are made: the sender's own `open_files` if it
     has one (DICOM with storescu: straight to its scratch folder), else kept in memory."""
     begin = getattr(sender, "open_files", None)
-    return begin(items, cancelled) if begin is not None else Collected(sender, cancelled)
+    if begin is not None:
+        return begin(items, cancelled)
+    return Collected(lambda files: sender.send_files(files, cancelled))
 
 
 def never() -> bool:
