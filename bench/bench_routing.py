@@ -116,24 +116,29 @@ def floor(work: Path, files: Path, n: int) -> Result:
         dest.stop()
 
 
-def forwarder(work: Path, files: Path, n: int, name: str, command: list[str]) -> Optional[Result]:
+def forwarder(work: Path, files: Path, n: int, name: str, command: list[str],
+              environment: Optional[dict] = None) -> Optional[Result]:
     """A peer forwarder's run, tried twice: one whose sender (storescu) fails both times is reported
-    as failed, and the bench goes on (seen once with orthanc-tools: storescu exited with 10)."""
+    as failed, and the bench goes on (seen once with orthanc-tools: storescu exited with 10).
+    `environment`: changes to its Orthanc's environment (harness.Orthanc.environment)."""
     if not Path(command[0]).exists():
         return None
     for attempt in (1, 2):
         try:
-            return _forwarder(work, files, n, name, command, attempt)
+            return _forwarder(work, files, n, name, command, attempt, environment or {})
         except subprocess.CalledProcessError as exc:
             failure = f"failed: the sender (storescu) exited with {exc.returncode}"
     return Result(name, 0.0, 0.0, failure)
 
 
-def _forwarder(work: Path, files: Path, n: int, name: str, command: list[str], attempt: int) -> Result:
+def _forwarder(work: Path, files: Path, n: int, name: str, command: list[str], attempt: int,
+               environment: dict) -> Result:
     settled(work)
     name_of_run = name if attempt == 1 else f"{name} (2)"
     dest = Orthanc(work, f"{name_of_run}-dest").start()
-    router = Orthanc(work, name_of_run, extra={"DicomModalities": {"dest": dest.as_modality()}, **ROUTER_ORTHANC}).start()
+    router = Orthanc(work, name_of_run, extra={"DicomModalities": {"dest": dest.as_modality()}, **ROUTER_ORTHANC})
+    router.environment.update(environment)
+    router.start()
     log = open(work / f"{name_of_run}.log", "wb")
     process = subprocess.Popen([*command, router.url, "dest"], stdout=log, stderr=subprocess.STDOUT,
                                env=dict(os.environ, NO_PROXY="127.0.0.1"))
@@ -187,10 +192,11 @@ def pseudonymizer_alone(work: Path, files: Path, runs: int = 3) -> float:
 
 
 def courier(work: Path, files: Path, n: int, name: str, workers: int, pseudonymize: bool,
-            linger: float = 0.0, on: str = "Send") -> tuple[Result, list[float]]:
+            linger: float = 0.0, on: str = "Send", environment: Optional[dict] = None) -> tuple[Result, list[float]]:
     settled(work)
     dest = Orthanc(work, f"{name}-dest").start()
     router = instance_router(work, name, dest, pseudonymize, on=on, Workers=workers, BatchLingerSeconds=linger)
+    router.environment.update(environment or {})
     try:
         router.start()
         rate, cpu = _timed(n, files, router.dicom_port, dest, lambda: [router.process.pid])
@@ -240,6 +246,28 @@ def stable_study_latency(work: Path, studies: int = 10, per_study: int = 20, qui
 LINGER = 0.2          # BatchLingerSeconds of the lingering rows
 
 
+WITHOUT_NODELAY = 200     # instances: a forwarder whose Orthanc keeps Nagle's algorithm on receives ~20 a second
+
+
+def without_nodelay(work: Path, workers: int) -> None:
+    """The async forwarder and Courier's pass-through route with their Orthanc started as Debian's
+    orthanc.service starts it, without TCP_NODELAY in its environment (DCMTK then keeps Nagle's
+    algorithm on: config.dcmtk_env); the sender and the destination have it."""
+    files = work / "files-nagle"
+    write_instances(files, WITHOUT_NODELAY, size=512)
+    bare = {"TCP_NODELAY": None}
+    plain = forwarder(work, files, WITHOUT_NODELAY, "async forwarder",
+                      [sys.executable, str(ROOT / "bench" / "peers" / "async_forwarder.py")], bare)
+    ours, _ = courier(work, files, WITHOUT_NODELAY, "courier-nagle", workers, False, environment=bare)
+    print(f"Routers' Orthanc started without TCP_NODELAY (as Debian's orthanc.service), {WITHOUT_NODELAY} instances:")
+    for result in (plain, ours):
+        if result and result.rate:
+            print(f"  {result.name:<50} {result.rate:7.1f} inst/s {result.cpu:8.1f}s CPU/1000")
+    if plain and plain.rate and ours.rate:
+        print(f"  Courier (which sets TCP_NODELAY=1 at its start) / async forwarder: {ours.rate / plain.rate:5.2f}x")
+    shutil.rmtree(files, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", type=int, default=1000, help="instances (default 1000)")
@@ -287,6 +315,7 @@ def main() -> None:
                 q = statistics.quantiles(values, n=20)
                 print(f"Instance route latency receipt -> delivered{label}:   p50 {statistics.median(values) * 1000:.0f} ms,"
                       f" p95 {q[18] * 1000:.0f} ms (1000-instance burst)")
+        without_nodelay(work, args.workers)
         late, to_first = stable_study_latency(work)
         print(f"StableStudy: completed after the quiet time:   median {statistics.median(late) * 1000:.0f} ms, "
               f"max {max(late) * 1000:.0f} ms; completion -> first instance delivered: median "

@@ -113,6 +113,7 @@ class Orthanc:
         self.log_path = self.dir / "orthanc.log"
         self.process: Optional[subprocess.Popen] = None
         self.has_courier = courier is not None
+        self.environment: dict[str, Optional[str]] = {}   # changes to the process's environment (None: unset)
         plugins = []
         if courier is not None:
             plugins.append(str(PLUGINS / "libOrthancPython.so"))
@@ -163,6 +164,11 @@ class Orthanc:
     def start(self, wait: bool = True) -> "Orthanc":
         path = self.write_config()
         env = dict(os.environ, TCP_NODELAY="1", COURIER_VENV=str(REPO / ".venv"))
+        for name, value in self.environment.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(["Orthanc", str(path)], stdout=log, stderr=subprocess.STDOUT,
                                         cwd=self.dir, env=env, start_new_session=True)

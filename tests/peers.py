@@ -132,8 +132,12 @@ class RecordingScp:
     status for one instance."""
 
     def __init__(self, aet: str = "RECORDER", accept: Sequence[str] = (CTImageStorage, MRImageStorage),
-                 refuse: Optional[Callable[[Dataset], Optional[int]]] = None, delay: float = 0.0) -> None:
-        self.aet, self.refuse, self.delay = aet, refuse, delay
+                 refuse: Optional[Callable[[Dataset], Optional[int]]] = None, delay: float = 0.0,
+                 nodelay: bool = False) -> None:
+        """`nodelay`: record in `peers_nodelay`, for every association, whether the peer's socket
+        has Nagle's algorithm off (tests/sockets.py)."""
+        self.aet, self.refuse, self.delay, self.nodelay = aet, refuse, delay, nodelay
+        self.peers_nodelay: list[bool] = []
         self.port = free_port()
         self.received: list[str] = []
         self.offered: list[str] = []
@@ -152,8 +156,14 @@ class RecordingScp:
         return {"AET": self.aet, "Host": "127.0.0.1", "Port": self.port}
 
     def _accepted(self, event) -> None:
+        peer_nodelay = None
+        if self.nodelay:
+            from sockets import nodelay
+            peer_nodelay = nodelay(event.assoc.dul.socket.socket.getpeername()[1], self.port)
         with self._lock:
             self.associations += 1
+            if peer_nodelay is not None:
+                self.peers_nodelay.append(peer_nodelay)
 
     def _store(self, event) -> int:
         ds = event.dataset

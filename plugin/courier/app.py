@@ -8,6 +8,7 @@ import threading
 import time
 from typing import Any
 
+from courier.config import dcmtk_env
 from courier.config.database import DatabaseSettings
 from courier.config.nodes import REGISTRY_OF_KIND
 from courier.config.parse import CourierConfig, parse
@@ -201,8 +202,13 @@ def _ingest_routes(config: CourierConfig) -> list:
 
 
 def install(orthanc: Any) -> Courier:
+    added = dcmtk_env.to_set(os.environ)     # before Orthanc opens a DICOM socket (it reads it at each one)
+    os.environ.update(added)
     host = Host(orthanc)
     host.install_logging()
+    for name, value in added.items():
+        log.warning("Courier: %s was not set in Orthanc's environment: set to %s (Nagle's algorithm off for "
+                    "Orthanc's DICOM connections and Courier's storescu)", name, value)
     try:
         courier = Courier(host, host.configuration(), host.configuration_dir(), socket.gethostname())
     except ConfigError as exc:

@@ -376,3 +376,56 @@ def test_a_kill_9_mid_send_is_sent_again_by_courier_only_not_also_by_orthancs_re
         assert "orthanc.json: SaveJobs is true" in node.log_path.read_text()
     finally:
         recorder.close()
+
+
+def test_an_orthanc_started_without_tcp_nodelay_gets_nagles_algorithm_off_from_courier(cluster, tmp_path):
+    """DCMTK keeps Nagle's algorithm on unless TCP_NODELAY is set, and Debian's orthanc.service
+    does not set it: each C-STORE then waited for a delayed acknowledgment (50 CT instances in
+    2.4 s against 0.19 s, measured). Courier sets it when Orthanc loads the plugin: read from the
+    sockets themselves, Orthanc's DICOM server, Orthanc's own store job (a pass-through route)
+    and Courier's storescu (a pseudonymizing route of 12 instances) all have it off. Set to 0 by
+    whoever starts Orthanc, it is kept, and named in GET /courier/status and the log."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    from peers import RecordingScp
+    from sockets import nodelay
+
+    def orthanc_server_nodelay(node) -> bool:
+        ae = AE(ae_title="PROBE")
+        ae.add_requested_context(Verification)
+        assoc = ae.associate("127.0.0.1", node.dicom_port, ae_title="ANY-SCP")
+        assert assoc.is_established
+        try:
+            return nodelay(node.dicom_port, assoc.dul.socket.socket.getsockname()[1])
+        finally:
+            assoc.release()
+
+    key = tmp_path / "k"
+    key.write_text("a-secret-of-the-test-0123")
+    plain, pseudo = RecordingScp("PLAIN", nodelay=True), RecordingScp("PSEUDO", nodelay=True)
+    try:
+        node = cluster.orthanc("router", start=False, courier={
+            "AllowedCallers": "Any", "EchoIntervalSeconds": 0,
+            "Pseudonymization": {"p": {"SecretFile": str(key), "BurnedInAnnotation": "Pass"}},
+            "Routes": [{"Name": "plain", "Destinations": ["plain"]},
+                       {"Name": "pseudo", "Trigger": "StableStudy", "Destinations": ["pseudo"], "Pseudonymize": "p"}]},
+            extra={"DicomModalities": {"plain": plain.modality, "pseudo": pseudo.modality}})
+        node.environment["TCP_NODELAY"] = None
+        node.start()
+        assert orthanc_server_nodelay(node)
+        storescu(node.dicom_port, write_instances(tmp_path / "in", 12, size=16))
+        wait_until(lambda: len(plain.uids()) == 12 and len(pseudo.uids()) == 12, 60, what="both routes delivered")
+        assert plain.peers_nodelay and all(plain.peers_nodelay), plain.peers_nodelay
+        assert pseudo.peers_nodelay == [True]          # one storescu run for the study
+        assert node.get("/courier/status")["orthanc_warnings"] == []
+        assert "TCP_NODELAY was not set in Orthanc's environment: set to 1" in node.log_path.read_text()
+        node.stop()
+        node.environment["TCP_NODELAY"] = "0"
+        node.start()
+        assert not orthanc_server_nodelay(node)
+        (warning,) = node.get("/courier/status")["orthanc_warnings"]
+        assert "TCP_NODELAY='0'" in warning and "TCP_NODELAY=1" in warning
+    finally:
+        plain.close()
+        pseudo.close()

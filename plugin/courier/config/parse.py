@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
+from courier.config import dcmtk_env
 from courier.config.database import DatabaseSettings, parse_database
 from courier.config.destinations import Archive, Bucket, Folder, parse_archives, parse_buckets, parse_folders
 from courier.config.imports import ImportFolder, parse_imports
@@ -128,10 +129,14 @@ def _workers(section: Section, orthanc: Mapping[str, Any]) -> int:
     return workers
 
 
-def orthanc_warnings(orthanc: Mapping[str, Any]) -> tuple[str, ...]:
-    """Orthanc settings that Courier works with but that work against its promises; each names
-    the key and what to set. Logged at start-up and shown by GET /courier/status."""
+def orthanc_warnings(orthanc: Mapping[str, Any], environ: Optional[Mapping[str, str]] = None) -> tuple[str, ...]:
+    """Orthanc settings (and Orthanc's environment) that Courier works with but that work against
+    its promises or its speed; each names the key and what to set. Logged at start-up and shown
+    by GET /courier/status."""
     found = []
+    nagle = dcmtk_env.nagle_kept(environ or {})
+    if nagle:
+        found.append(nagle)
     if orthanc.get("SaveJobs", True) is not False:
         found.append('SaveJobs is true (Orthanc\'s default): a store job in flight when Orthanc is killed is '
                      'resumed by Orthanc at its restart while Courier sends that batch again; set "SaveJobs": false '
@@ -197,5 +202,5 @@ def parse(orthanc: Mapping[str, Any], base_dir: str, repo_dir: str,
         router_name=_router_name(section, hostname),
         scripts_directory=resolve(section.get("ScriptsDirectory", str, os.path.join(repo_dir, "lua-free-scripts")), base_dir),
         orthanc_url=section.get("OrthancUrl", str, f"{scheme}://127.0.0.1:{orthanc.get('HttpPort', 8042)}").rstrip("/"),
-        orthanc_warnings=orthanc_warnings(orthanc),
+        orthanc_warnings=orthanc_warnings(orthanc, environ),
     )

@@ -46,6 +46,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
+from courier.config import dcmtk_env
 from courier.config.nodes import Node
 from courier.deid.pixel_tail import joined
 from courier.delivery.sender import Check, FileItem, filled
@@ -223,11 +224,13 @@ def proposal(syntaxes: set[Optional[str]]) -> list[str]:
     return [PROPOSE[s] for s in syntaxes if s in PROPOSE] if len(syntaxes) == 1 else []
 
 
-def environment(syntaxes: set[Optional[str]]) -> Optional[dict[str, str]]:
-    """storescu's environment: the small dictionary when it will do, else this process's own."""
+def environment(syntaxes: set[Optional[str]]) -> dict[str, str]:
+    """storescu's environment: this process's own, with TCP_NODELAY=1 unless it sets TCP_NODELAY
+    (config.dcmtk_env: Nagle's algorithm off), and the small dictionary when it will do."""
+    env = {**os.environ, **dcmtk_env.to_set(os.environ)}
     if small_dictionary_will_do(syntaxes) and os.path.exists(SMALL_DICTIONARY):
-        return {**os.environ, "DCMDICTPATH": SMALL_DICTIONARY}
-    return None
+        env["DCMDICTPATH"] = SMALL_DICTIONARY
+    return env
 
 
 def command(node: Node, local_aet: str, timeout: float, paths: Sequence[str], propose: Sequence[str] = ()) -> list[str]:

@@ -221,7 +221,7 @@ def test_explicit_vr_files_sent_with_the_small_dictionary_arrive_as_with_dcmtks_
     def syntaxes(*names):
         return {dcmtk_store.transfer_syntax_of(files[name][1]) for name in names}
     assert dcmtk_store.environment(syntaxes("explicit", "jpeg"))["DCMDICTPATH"] == dcmtk_store.SMALL_DICTIONARY
-    assert dcmtk_store.environment(syntaxes(*files)) is None
+    assert dcmtk_store.environment(syntaxes(*files)).get("DCMDICTPATH") == os.environ.get("DCMDICTPATH")
     assert dcmtk_store.proposal(syntaxes("jpeg")) == ["-xy"]
     assert dcmtk_store.proposal(syntaxes("jpeg", "explicit")) == []      # uncompressed files go as they are
     reference, courier = Storescp(tmp_path / "reference", accepts), Storescp(tmp_path / "courier", accepts)
@@ -242,4 +242,24 @@ def test_explicit_vr_files_sent_with_the_small_dictionary_arrive_as_with_dcmtks_
     finally:
         reference.close()
         courier.close()
+        dcmtk_store.tidy(0)
+
+
+@pytest.mark.parametrize("setting, off", [(None, True), ("1", True), ("0", False)])
+def test_storescu_has_nagles_algorithm_off_unless_the_environment_says_otherwise(tmp_path, monkeypatch, setting, off):
+    """DCMTK keeps Nagle's algorithm on unless TCP_NODELAY is set (config.dcmtk_env): the storescu
+    Courier starts has it off when the router's environment does not set it, and keeps what an
+    environment that sets it says (read from storescu's own socket, at the destination's end)."""
+    if setting is None:
+        monkeypatch.delenv("TCP_NODELAY", raising=False)
+    else:
+        monkeypatch.setenv("TCP_NODELAY", setting)
+    dcmtk_store.tidy(0)
+    files = items(tmp_path, 3)
+    scp = RecordingScp("NAGLE", nodelay=True)
+    try:
+        done = dcmtk_store.store_batch(node_of(scp), "COURIER", files, 10, lambda: False)
+        assert len(done) == 3 and scp.peers_nodelay == [off]
+    finally:
+        scp.close()
         dcmtk_store.tidy(0)
