@@ -10,10 +10,11 @@ def test_tcp_nodelay_is_set_only_where_the_environment_does_not_say():
 
 
 def test_an_environment_that_keeps_nagles_algorithm_on_is_warned_about_by_name():
-    for kept in ("0", " 0", "no", ""):
+    for kept in ("0", " 0", "-0", "no", "", "x1", "0x1"):
         warning = dcmtk_env.nagle_kept({"TCP_NODELAY": kept})
         assert warning and "TCP_NODELAY" in warning and "TCP_NODELAY=1" in warning, kept
         assert orthanc_warnings({"SaveJobs": False}, {"TCP_NODELAY": kept}) == (warning,)
-    for off in ({}, {"TCP_NODELAY": "1"}, {"TCP_NODELAY": "2"}):
+    for off in ({}, {"TCP_NODELAY": "1"}, {"TCP_NODELAY": "2"}, {"TCP_NODELAY": " 1"},
+                {"TCP_NODELAY": "1abc"}, {"TCP_NODELAY": "-1"}):     # as DCMTK's sscanf("%d") reads them
         assert dcmtk_env.nagle_kept(off) is None
         assert orthanc_warnings({"SaveJobs": False}, off) == ()
