@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -46,7 +46,7 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench"), str(ROOT / "plugin")]
 
 from factory import write_instances  # noqa: E402
 from harness import ROUTER_ORTHANC, Orthanc, wait_until  # noqa: E402
-from measure import cpu_seconds  # noqa: E402
+from measure import courier_threads, cpu_seconds  # noqa: E402
 
 BENCH_VENV = ROOT / ".venv-bench"
 
@@ -199,7 +199,9 @@ def courier(work: Path, files: Path, n: int, name: str, workers: int, pseudonymi
     router.environment.update(environment or {})
     try:
         router.start()
+        threads_before = courier_threads(router.process.pid)
         rate, cpu = _timed(n, files, router.dicom_port, dest, lambda: [router.process.pid])
+        own = {name: seconds - threads_before.get(name, 0.0) for name, seconds in courier_threads(router.process.pid).items()}
         tasks = router.get("/courier/tasks", limit=1000)["tasks"]
         while len(tasks) < n:
             tasks += router.get("/courier/tasks", limit=1000, offset=len(tasks))["tasks"]
@@ -207,7 +209,10 @@ def courier(work: Path, files: Path, n: int, name: str, workers: int, pseudonymi
         label = "Courier pass-through Instance route"
         if pseudonymize:
             label = "Courier pseudonymizing Instance route" + (", on ingest" if on == "Ingest" else "")
-        return Result(label + (f", linger {linger:g} s" if linger else ""), rate, cpu), latencies
+        workers = sum(seconds for name, seconds in own.items() if "worker" in name)
+        note = (f"Courier's threads {sum(own.values()) * 1000 / n:.2f}s (changes "
+                f"{own.get('courier-changes', 0.0) * 1000 / n:.2f}, workers {workers * 1000 / n:.2f})")
+        return Result(label + (f", linger {linger:g} s" if linger else ""), rate, cpu, note), latencies
     finally:
         router.stop()
         dest.stop()
@@ -295,6 +300,15 @@ def main() -> None:
         lingering, linger_latencies = courier(work, files, args.n, "courier-linger", args.workers, False, LINGER)
         pseudo_lingering, _ = courier(work, files, args.n, "courier-pseudo-linger", args.workers, True, LINGER)
         results += [passthrough, pseudonymizing, on_ingest, lingering, pseudo_lingering]
+        # the two closest paths once more, pass-through first this time: one run of a path varied
+        # by 10-20 % here (the same pass-through at 4.7-6.1 s CPU per 1000 in five runs), so the
+        # comparison with the forwarder takes the better run of each
+        passthrough_again = replace(courier(work, files, args.n, "courier-again", args.workers, False)[0],
+                                    name="Courier pass-through Instance route, again")
+        forwarder_again = (forwarder(work, files, args.n, "async forwarder, again",
+                                     [sys.executable, str(ROOT / "bench" / "peers" / "async_forwarder.py")])
+                           if peer_paths[0] is not None else None)
+        results += [passthrough_again] + ([forwarder_again] if forwarder_again else [])
         # direct again, last: the first path of a run was often slower than the same path later
         # (199.7 and 208.7 against 311.4 instances/s in three runs), which made every ratio of
         # that run meaningless; the faster of the two is the base
@@ -310,6 +324,12 @@ def main() -> None:
         if peer_paths[1] is None:
             print("(orthanc-tools: not installed; make bench installs it in .venv-bench)")
         print(f"Courier pass-through CPU / floor:              {passthrough.cpu / floor_cpu:5.2f}   (target <= 1.15)")
+        if forwarder_again is not None and peer_paths[0] is not None and peer_paths[0].rate and forwarder_again.rate:
+            ours = max((passthrough, passthrough_again), key=lambda r: r.rate)
+            theirs = max((peer_paths[0], forwarder_again), key=lambda r: r.rate)
+            print(f"Courier pass-through / async forwarder, the better run of each: {ours.rate / theirs.rate:5.2f} "
+                  f"({ours.rate:.1f} against {theirs.rate:.1f} inst/s; CPU {ours.cpu:.1f} against {theirs.cpu:.1f} s "
+                  f"per 1000; target: ahead)")
         above, alone = pseudonymizing.cpu - passthrough.cpu, pseudonymizer_alone(work, files)
         print(f"Courier pseudonymizing, CPU above pass-through: {above:5.2f} ms per instance"
               f" (on ingest: {(on_ingest.cpu - passthrough.cpu):.2f})")

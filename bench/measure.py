@@ -26,6 +26,24 @@ def cpu_seconds(*pids: int) -> float:
     return total
 
 
+def courier_threads(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of each of Courier's threads in the Orthanc process `pid`, by
+    the name it has in the operating system (courier/threads.py: courier-changes, c-worker-0, ...);
+    Orthanc's own threads, all called "Orthanc" or civetweb-*, are left out."""
+    seconds: dict[str, float] = {}
+    try:
+        for thread in psutil.Process(pid).threads():
+            try:
+                name = open(f"/proc/{pid}/task/{thread.id}/comm").read().strip()
+            except OSError:                              # it ended meanwhile
+                continue
+            if name.startswith(("courier-", "c-")):
+                seconds[name] = seconds.get(name, 0.0) + thread.user_time + thread.system_time
+    except psutil.NoSuchProcess:
+        pass
+    return seconds
+
+
 def rss_mb(*pids: int) -> float:
     """Resident memory of these processes and their descendants, in MB."""
     total = 0

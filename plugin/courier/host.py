@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Optional
 from urllib.parse import unquote_plus
 
+from courier import threads
 from courier.errors import DeliveryError
 
 # orthanc.OrthancException's first argument for what Orthanc's REST API answers with 404 (InexistentItem,
@@ -84,7 +85,7 @@ class BigStackRunner:
     def _start(self) -> None:
         previous = threading.stack_size(self.stack)
         try:
-            threading.Thread(target=self._serve, name=f"courier-http-{self._threads}", daemon=True).start()
+            threads.Thread(target=self._serve, name=f"courier-http-{self._threads}", daemon=True).start()
         finally:
             threading.stack_size(previous)
         self._threads += 1

@@ -21,6 +21,7 @@ from typing import Callable, Mapping, Optional
 
 import requests
 
+from courier import threads
 from courier.config.nodes import Authorization, NodeSettings
 from courier.errors import DeliveryError
 
@@ -235,7 +236,7 @@ class Tokens:
 
     # -- the thread -----------------------------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="courier-tokens", daemon=True)
+        self._thread = threads.Thread(target=self._loop, name="courier-tokens", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:

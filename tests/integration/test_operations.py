@@ -1,6 +1,7 @@
 """Start-up errors, partial deliveries, authentication, the REST API as documented, metrics."""
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -203,6 +204,9 @@ def test_the_dashboard_counts_what_came_and_went_and_echoes_every_node(cluster, 
     assert float(values["courier_received_instances_this_hour"]) == 3 and "courier_queue_wait_seconds" in values
     echoes = node.get("/courier/audit", action="node-echoed")["entries"]
     assert len(echoes) == 2                                 # periodic echoes audit a change of state only
+    # top -H tells Courier's threads from Orthanc's (courier/threads.py)
+    names = {open(task / "comm").read().strip() for task in Path(f"/proc/{node.process.pid}/task").iterdir()}
+    assert {"courier-changes", "c-worker-0", "c-heartbeat", "courier-echoes", "courier-metrics", "Orthanc"} <= names
 
 
 def test_what_is_older_than_retention_days_is_pruned_by_the_router(cluster, tmp_path):

@@ -7,6 +7,7 @@ import logging
 import threading
 from typing import Optional
 
+from courier import threads
 from courier.config.parse import CourierConfig
 from courier.orthanc_rest import OrthancRest
 from courier.store.store import Store
@@ -24,7 +25,7 @@ class EchoMonitor:
     def start(self) -> None:
         if self.config.echo_interval <= 0:
             return
-        self._thread = threading.Thread(target=self._loop, name="courier-echoes", daemon=True)
+        self._thread = threads.Thread(target=self._loop, name="courier-echoes", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:

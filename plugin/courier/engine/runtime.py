@@ -22,6 +22,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
+from courier import threads
 from courier.config import runtime
 from courier.config.nodes import REGISTRIES
 from courier.config.parse import CourierConfig, parse
@@ -129,7 +130,7 @@ class RuntimeConfig:
         """Set Orthanc's registries to the version in force, then follow the versions of other routers."""
         self._registries_due = True
         self._set_registries_due()
-        self._thread = threading.Thread(target=self._loop, name="courier-config", daemon=True)
+        self._thread = threads.Thread(target=self._loop, name="courier-config", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:

@@ -9,6 +9,7 @@ import logging
 import threading
 from typing import Callable
 
+from courier import threads
 from courier.config.parse import CourierConfig
 from courier.errors import ApiError, DeliveryError
 from courier.orthanc_rest import OrthancRest
@@ -42,7 +43,7 @@ class Scheduler:
     def start(self) -> None:
         self.store.subscriptions.release_leases(f"{self.config.router_name}:")
         self.store.jobs.release_leases(f"{self.config.router_name}:")
-        self._thread = threading.Thread(target=self._loop, name="courier-scheduler", daemon=True)
+        self._thread = threads.Thread(target=self._loop, name="courier-scheduler", daemon=True)
         self._thread.start()
         self.running = True
 

@@ -21,6 +21,7 @@ import uuid
 from collections import Counter
 from typing import Callable, Iterator, Mapping, Optional, Sequence
 
+from courier import threads
 from courier.config import windows
 from courier.config.modify import parse_modify
 from courier.config.parse import CourierConfig
@@ -106,7 +107,7 @@ class Engine:
         self.running = True
 
     def _spawn(self, name: str, target: Callable, *args) -> None:
-        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread = threads.Thread(target=target, args=args, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
 

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
+from courier import threads
 from courier.config.imports import ImportFolder
 from courier.config.routes import Route
 from courier.errors import DeliveryError
@@ -105,7 +106,7 @@ class FolderWatcher:
             os.makedirs(folder.path, exist_ok=True)
         self._observe()
         self._claim_free()
-        self._thread = threading.Thread(target=self._loop, name="courier-imports", daemon=True)
+        self._thread = threads.Thread(target=self._loop, name="courier-imports", daemon=True)
         self._thread.start()
         self.running = True
 

@@ -27,6 +27,7 @@ import time
 from collections import OrderedDict
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+from courier import threads
 from courier.config.routes import Route
 from courier.deid.ingest_gate import MadeOnIngest
 from courier.deid.marker import MAC_KEY
@@ -135,7 +136,7 @@ class ChangeFollower:
             # First start: route what arrives from now on, not what Orthanc already held.
             last = self.rest.get_json("/changes", last="")["Last"]
             self.store.tasks.enqueue([], cursor=(CURSOR, last))
-        self._thread = threading.Thread(target=self._loop, name="courier-changes", daemon=True)
+        self._thread = threads.Thread(target=self._loop, name="courier-changes", daemon=True)
         self._thread.start()
         self.running = True
 

@@ -9,10 +9,10 @@ sub-operations, or that silently loses images, shows up as missing UIDs, never a
 """
 from __future__ import annotations
 
-import threading
 import time
 from typing import Callable, Optional
 
+from courier import threads
 from courier.config.nodes import Node
 from courier.errors import DeliveryError
 from courier.orthanc_rest import OrthancHttpError, OrthancRest
@@ -120,7 +120,7 @@ def _run_retrieve(assoc, responses: Callable, model, node_id: str, name: str, ca
                             outcome[key] = int(status.get(key))
         except Exception as exc:  # noqa: BLE001 - reported below
             outcome["error"] = f"{type(exc).__name__}: {exc}"
-    worker = threading.Thread(target=run, name=f"courier-{name}", daemon=True)
+    worker = threads.Thread(target=run, name=f"courier-{name}", daemon=True)
     worker.start()
     deadline = time.monotonic() + timeout
     try:

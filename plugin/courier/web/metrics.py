@@ -8,6 +8,7 @@ import threading
 import time
 from typing import Callable, Optional
 
+from courier import threads
 from courier.config.parse import CourierConfig
 from courier.store.store import Store
 
@@ -55,7 +56,7 @@ class MetricsPublisher:
         self.store, self.set_metric, self.config, self.interval = store, set_metric, config, interval
         self._rolled_at = -ROLLUP_SECONDS
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="courier-metrics", daemon=True)
+        self._thread = threads.Thread(target=self._loop, name="courier-metrics", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
