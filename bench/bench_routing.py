@@ -301,7 +301,7 @@ def main() -> None:
         pseudo_lingering, _ = courier(work, files, args.n, "courier-pseudo-linger", args.workers, True, LINGER)
         results += [passthrough, pseudonymizing, on_ingest, lingering, pseudo_lingering]
         # the two closest paths once more, pass-through first this time: one run of a path varied
-        # by 10-20 % here (the same pass-through at 4.7-6.1 s CPU per 1000 in five runs), so the
+        # by 10-20 % here (the same pass-through at 4.3-6.2 s CPU per 1000 in a dozen runs), so the
         # comparison with the forwarder takes the better run of each
         passthrough_again = replace(courier(work, files, args.n, "courier-again", args.workers, False)[0],
                                     name="Courier pass-through Instance route, again")
