@@ -49,6 +49,7 @@ from harness import ROUTER_ORTHANC, Orthanc, wait_until  # noqa: E402
 from measure import courier_threads, cpu_seconds  # noqa: E402
 
 BENCH_VENV = ROOT / ".venv-bench"
+ASYNC_FORWARDER = [sys.executable, str(ROOT / "bench" / "peers" / "async_forwarder.py")]
 
 
 def has(node: Orthanc, n: int) -> bool:
@@ -262,7 +263,7 @@ def without_nodelay(work: Path, workers: int) -> None:
     write_instances(files, WITHOUT_NODELAY, size=512)
     bare = {"TCP_NODELAY": None}
     plain = forwarder(work, files, WITHOUT_NODELAY, "async forwarder",
-                      [sys.executable, str(ROOT / "bench" / "peers" / "async_forwarder.py")], bare)
+                      ASYNC_FORWARDER, bare)
     ours, _ = courier(work, files, WITHOUT_NODELAY, "courier-nagle", workers, False, environment=bare)
     print(f"Routers' Orthanc started without TCP_NODELAY (as Debian's orthanc.service), {WITHOUT_NODELAY} instances:")
     for result in (plain, ours):
@@ -289,7 +290,7 @@ def main() -> None:
         print(f"every routing Orthanc with {ROUTER_ORTHANC}")
         results = [direct(work, files, args.n), floor(work, files, args.n)]
         peer_paths = [forwarder(work, files, args.n, "async forwarder (batches of 100, async jobs)",
-                                [sys.executable, str(ROOT / "bench" / "peers" / "async_forwarder.py")]),
+                                ASYNC_FORWARDER),
                       forwarder(work, files, args.n, "orthanc-tools OrthancForwarder (NewInstance, DICOM)",
                                 [str(BENCH_VENV / "bin" / "python"),
                                  str(ROOT / "bench" / "peers" / "orthanc_tools_forwarder.py")])]
@@ -305,8 +306,7 @@ def main() -> None:
         # comparison with the forwarder takes the better run of each
         passthrough_again = replace(courier(work, files, args.n, "courier-again", args.workers, False)[0],
                                     name="Courier pass-through Instance route, again")
-        forwarder_again = (forwarder(work, files, args.n, "async forwarder, again",
-                                     [sys.executable, str(ROOT / "bench" / "peers" / "async_forwarder.py")])
+        forwarder_again = (forwarder(work, files, args.n, "async forwarder, again", ASYNC_FORWARDER)
                            if peer_paths[0] is not None else None)
         results += [passthrough_again] + ([forwarder_again] if forwarder_again else [])
         # direct again, last: the first path of a run was often slower than the same path later
@@ -324,7 +324,7 @@ def main() -> None:
         if peer_paths[1] is None:
             print("(orthanc-tools: not installed; make bench installs it in .venv-bench)")
         print(f"Courier pass-through CPU / floor:              {passthrough.cpu / floor_cpu:5.2f}   (target <= 1.15)")
-        if forwarder_again is not None and peer_paths[0] is not None and peer_paths[0].rate and forwarder_again.rate:
+        if forwarder_again is not None and peer_paths[0].rate and forwarder_again.rate:
             ours = max((passthrough, passthrough_again), key=lambda r: r.rate)
             theirs = max((peer_paths[0], forwarder_again), key=lambda r: r.rate)
             print(f"Courier pass-through / async forwarder, the better run of each: {ours.rate / theirs.rate:5.2f} "
