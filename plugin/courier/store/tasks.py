@@ -39,16 +39,20 @@ COLUMNS = ", ".join(Task.COLUMNS)
 
 def insert_tasks(db: sqlite3.Connection, now: float, tasks: Sequence[NewTask]) -> list[int]:
     """Insert PENDING tasks, their manifests when known and their "task-created" audit lines inside
-    the caller's transaction."""
-    ids = []
-    for t in tasks:
-        ids.append(db.execute(
+    the caller's transaction: INSERT_CHUNK tasks a statement. A statement's new ids ascend in the
+    order of its VALUES rows (SQLite's rowids and PostgreSQL's sequence are both given row by row,
+    in that order), whatever order RETURNING lists them in."""
+    tasks, ids = list(tasks), []
+    for chunk in _chunks(tasks, INSERT_CHUNK):
+        rows = db.execute(
             "INSERT INTO tasks (route, destination, level, resource_id, state, priority, next_attempt_at,"
             " created_at, updated_at, delete_after, profile, job_id, source, study_uid, reviewed, expected)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (t.route, t.destination, t.level, t.resource_id, PENDING, t.priority, now, now, now,
-             int(t.delete_after), t.profile, t.job_id, t.source, t.study_uid, int(t.reviewed),
-             len(t.manifest) or None)).fetchone()[0])
+            f" VALUES {', '.join(['(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'] * len(chunk))} RETURNING id",
+            [value for t in chunk for value in (
+                t.route, t.destination, t.level, t.resource_id, PENDING, t.priority, now, now, now,
+                int(t.delete_after), t.profile, t.job_id, t.source, t.study_uid, int(t.reviewed),
+                len(t.manifest) or None)]).fetchall()
+        ids += sorted(int(row[0]) for row in rows)
     known = [(i, item.instance_id, item.sop_instance_uid, item.size)
              for t, i in zip(tasks, ids, strict=True) for item in t.manifest]
     if known:
@@ -90,6 +94,41 @@ def _known_filter(known: Optional[Mapping[str, Sequence[str]]]) -> tuple[str, li
             clause += f" AND ({column} IS NULL OR {inside})"
         values += list(names)
     return clause, values
+
+
+INSERT_CHUNK = 500    # tasks in one INSERT: 16 parameters each
+ID_CHUNK = 500        # ids in one IN (...) list: far under SQLite's 32766 and PostgreSQL's 65535 parameters
+
+
+def _chunks(values: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [values[i:i + size] for i in range(0, len(values), size)]
+
+
+def _totals(db: Any, task_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """Task id -> (instances delivered, their bytes), from its manifest."""
+    totals: dict[int, tuple[int, int]] = {}
+    for chunk in _chunks(task_ids, ID_CHUNK):
+        totals.update((r[0], (int(r[1]), int(r[2]))) for r in db.execute(
+            "SELECT task_id, COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM task_instances"
+            f" WHERE task_id IN ({', '.join('?' * len(chunk))}) AND delivered = 1 GROUP BY task_id", chunk))
+    return totals
+
+
+def _sizes_of(db: Any, delivered: Mapping[int, Sequence[str]]) -> dict[int, int]:
+    """Task id -> the bytes of the manifest entries named in `delivered[task id]` (each entry once)."""
+    wanted = {(task_id, i) for task_id, done in delivered.items() for i in done}
+    task_ids = [task_id for task_id, done in delivered.items() if done]
+    instance_ids = list(dict.fromkeys(i for _, i in wanted))
+    sizes: dict[int, int] = {}
+    for tasks in _chunks(task_ids, ID_CHUNK):
+        for instances in _chunks(instance_ids, ID_CHUNK):
+            for task_id, instance_id, size in db.execute(
+                    f"SELECT task_id, instance_id, size FROM task_instances WHERE task_id IN ({', '.join('?' * len(tasks))})"
+                    f" AND instance_id IN ({', '.join('?' * len(instances))})", [*tasks, *instances]):
+                if (task_id, instance_id) in wanted:
+                    sizes[task_id] = sizes.get(task_id, 0) + int(size or 0)
+    return sizes
+
 
 def _not_in(column: str, names: Sequence[str]) -> str:
     return f" AND {column} NOT IN ({', '.join('?' * len(names))})" if names else ""
@@ -359,48 +398,60 @@ class Tasks:
     def finish_attempts(self, owner: str, attempts: Sequence[Attempt], release_slot: bool = False) -> list[int]:
         """Record the result of one attempt of each task, in one transaction (with `release_slot`,
         `owner`'s destination slot is released in it too). Returns the ids recorded; a task
-        cancelled (or taken by another worker) meanwhile is left as it is."""
+        cancelled (or taken by another worker) meanwhile is left as it is.
+
+        Set-wise: a batch of N tasks is a handful of statements (the tasks' states, the
+        instances delivered, their totals, the tasks updated, one counter row per destination, the
+        audit lines), not seven per task: on PostgreSQL each statement is a round trip."""
         now = self.clock()
-        recorded = []
         with self.database.transaction() as db:
-            for a in attempts:
-                task = a.task
-                current = db.execute("SELECT state, owner FROM tasks WHERE id = ?", (task.id,)).fetchone()
-                if current is None or current["state"] != RUNNING or current["owner"] != owner:
-                    continue
-                delivered = list(a.delivered_ids)
-                if delivered:
-                    db.executemany("UPDATE task_instances SET delivered = 1 WHERE task_id = ? AND instance_id = ?",
-                                   [(task.id, i) for i in delivered])
-                totals = db.execute("SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM task_instances"
-                                    " WHERE task_id = ? AND delivered = 1", (task.id,)).fetchone()
-                fresh_bytes = db.execute(
-                    f"SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM task_instances WHERE task_id = ? AND instance_id IN"
-                    f" ({', '.join('?' * len(delivered))})", (task.id, *delivered)).fetchone()[0] if delivered else 0
-                db.execute(
-                    "UPDATE tasks SET state = ?, attempts = attempts + ?, delivered = ?, bytes = ?, last_error = ?,"
-                    " next_attempt_at = ?, updated_at = ?, finished_at = ?,"
-                    " phase = CASE WHEN ? = 1 AND phase = 'send' THEN phase END,"   # paused or stopped: still fetched
-                    " owner = CASE WHEN ? = 'PENDING' THEN NULL ELSE owner END WHERE id = ?",
-                    (a.state, 0 if a.interrupted else 1, totals[0], totals[1], a.error, now + (a.retry_in or 0), now,
-                     now if a.state in FINAL_STATES else None, int(a.interrupted), a.state, task.id))
-                db.execute("INSERT INTO destination_stats (destination, delivered_instances, failed_instances,"
+            ids = list(dict.fromkeys(a.task.id for a in attempts))
+            current = {}
+            for chunk in _chunks(ids, ID_CHUNK):
+                current.update((r[0], (r[1], r[2])) for r in db.execute(
+                    f"SELECT id, state, owner FROM tasks WHERE id IN ({', '.join('?' * len(chunk))})", chunk))
+            mine: list[Attempt] = []
+            for a in attempts:                # a task's first attempt only: the next would find it finished
+                if current.pop(a.task.id, None) == (RUNNING, owner):
+                    mine.append(a)
+            delivered = {a.task.id: list(a.delivered_ids) for a in mine}
+            db.executemany("UPDATE task_instances SET delivered = 1 WHERE task_id = ? AND instance_id = ?",
+                           [(task_id, i) for task_id, done in delivered.items() for i in done])
+            totals = _totals(db, list(delivered))
+            fresh = _sizes_of(db, delivered)
+            db.executemany(
+                "UPDATE tasks SET state = ?, attempts = attempts + ?, delivered = ?, bytes = ?, last_error = ?,"
+                " next_attempt_at = ?, updated_at = ?, finished_at = ?,"
+                " phase = CASE WHEN ? = 1 AND phase = 'send' THEN phase END,"   # paused or stopped: still fetched
+                " owner = CASE WHEN ? = 'PENDING' THEN NULL ELSE owner END WHERE id = ?",
+                [(a.state, 0 if a.interrupted else 1, *totals.get(a.task.id, (0, 0)), a.error, now + (a.retry_in or 0),
+                  now, now if a.state in FINAL_STATES else None, int(a.interrupted), a.state, a.task.id) for a in mine])
+            counters: dict[str, list[int]] = {}
+            for a in mine:
+                counter = counters.setdefault(a.task.destination, [0, 0, 0])
+                counter[0] += len(delivered[a.task.id])
+                counter[1] += a.failed
+                counter[2] += fresh.get(a.task.id, 0)
+            db.executemany("INSERT INTO destination_stats (destination, delivered_instances, failed_instances,"
                            " delivered_bytes) VALUES (?, ?, ?, ?) ON CONFLICT(destination) DO UPDATE SET"
                            " delivered_instances = destination_stats.delivered_instances + excluded.delivered_instances,"
                            " failed_instances = destination_stats.failed_instances + excluded.failed_instances,"
                            " delivered_bytes = destination_stats.delivered_bytes + excluded.delivered_bytes",
-                           (task.destination, len(delivered), a.failed, fresh_bytes))
-                detail = {"attempt": task.attempts + (0 if a.interrupted else 1), "delivered": totals[0],
-                          "expected": a.expected}
+                           [(destination, *counter) for destination, counter in sorted(counters.items())])
+            events = []
+            for a in mine:
+                task = a.task
+                detail = {"attempt": task.attempts + (0 if a.interrupted else 1),
+                          "delivered": totals.get(task.id, (0, 0))[0], "expected": a.expected}
                 if a.error:
                     detail["error"] = a.error
                 action = "task-requeued" if a.interrupted else OUTCOME_ACTIONS[a.state]
-                write_audit(db, now, [AuditEvent(action, route=task.route, destination=task.destination,
-                                                 resource_id=task.resource_id, task_id=task.id, detail=detail)])
-                recorded.append(task.id)
+                events.append(AuditEvent(action, route=task.route, destination=task.destination,
+                                         resource_id=task.resource_id, task_id=task.id, detail=detail))
+            write_audit(db, now, events)
             if release_slot:        # last: tasks first, then slots, the order of heartbeat (no deadlock)
                 db.execute("DELETE FROM worker_slots WHERE owner = ?", (owner,))
-        return recorded
+        return [a.task.id for a in mine]
 
     def heartbeat(self, owner: str) -> None:
         now = self.clock()

@@ -125,6 +125,83 @@ def test_a_manifest_known_at_enqueue_is_kept_and_the_outcome_frees_the_slot_in_i
     assert store.tasks.busy_slots() == {"d": 1}
 
 
+def test_a_batch_is_finished_task_by_task_as_before(make_store):
+    """One call records a batch of mixed outcomes: each task its own totals and audit line, the
+    counters per destination, a task cancelled meanwhile and a second attempt of the same task
+    left alone, an instance delivered again counted in the destination's bytes once more."""
+    store = make_store()
+    store.tasks.enqueue([NewTask("r", "a", "Instance", f"i{n}", manifest=(ManifestItem(f"i{n}", f"1.2.{n}", 100 + n),))
+                         for n in range(4)] + [NewTask("r", "a", "Series", "s1")])
+    tasks = claimed(store, "w", 10)
+    series = tasks[4]
+    store.tasks.save_manifests({series.id: [ManifestItem(f"s{n}", f"1.3.{n}", 10) for n in range(3)]})
+    store.tasks.finish_attempts("w", [Attempt(series, ["s0"], 2, PENDING, expected=3, retry_in=0, error="refused")])
+    series = claimed(store, "w", 10)[0]
+    assert store.tasks.set_state(tasks[3].id, (PENDING, RUNNING), CANCELED, "alice", "task-cancelled") == RUNNING
+    recorded = store.tasks.finish_attempts("w", [
+        Attempt(tasks[0], ["i0"], 0, SUCCESS, expected=1),
+        Attempt(tasks[1], [], 1, PENDING, expected=1, retry_in=30.0, error="down"),
+        Attempt(tasks[2], ["i2", "i2"], 0, SUCCESS, expected=1),
+        Attempt(tasks[3], ["i3"], 0, SUCCESS, expected=1),                       # cancelled meanwhile
+        Attempt(tasks[0], [], 1, PENDING, expected=1, error="a second attempt"),  # finished already
+        Attempt(series, ["s0", "s1", "s2"], 0, SUCCESS, expected=3),             # s0 again
+    ], release_slot=True)
+    assert recorded == [tasks[0].id, tasks[1].id, tasks[2].id, series.id]
+    saved = {t.id: store.tasks.get(t.id) for t in tasks}
+    assert [(saved[t.id].state, saved[t.id].delivered, saved[t.id].bytes, saved[t.id].attempts) for t in tasks] == [
+        (SUCCESS, 1, 100, 1), (PENDING, 0, 0, 1), (SUCCESS, 1, 102, 1), (CANCELED, 0, 0, 0), (SUCCESS, 3, 30, 2)]
+    assert saved[tasks[1].id].last_error == "down"
+    stats = store.tasks.destination_stats()["a"]
+    # i0 and i2 (the latter named twice), s0 in the first attempt, then s0, s1, s2
+    assert (stats["delivered_instances"], stats["failed_instances"], stats["delivered_bytes"]) == (7, 3, 100 + 102 + 40)
+    total, entries = store.audit.entries(action="task-delivered")
+    assert total == 3 and {e["task_id"] for e in entries} == {tasks[0].id, tasks[2].id, series.id}
+    assert store.tasks.busy_slots() == {}
+
+
+def test_enqueueing_and_finishing_a_batch_take_as_many_statements_for_40_tasks_as_for_4(make_store):
+    """Set-wise: on PostgreSQL each statement is a round trip, and on either back-end a call from
+    Python; a batch of tasks costs a handful of them, not several per task."""
+    store = make_store()
+    transaction = store.tasks.database.transaction
+    calls: list[str] = []
+
+    class Counting:
+        def __init__(self, db):
+            self.db = db
+
+        def execute(self, sql, args=()):
+            calls.append(sql)
+            return self.db.execute(sql, args)
+
+        def executemany(self, sql, rows):
+            calls.append(sql)
+            return self.db.executemany(sql, rows)
+
+        def __getattr__(self, name):
+            return getattr(self.db, name)
+
+    @__import__("contextlib").contextmanager
+    def counted():
+        with transaction() as db:
+            yield Counting(db)
+    store.tasks.database.transaction = counted
+    used = []
+    for size in (4, 40):
+        del calls[:]
+        store.tasks.enqueue([NewTask("r", f"d{size}", "Instance", f"i{size}-{n}",
+                                     manifest=(ManifestItem(f"i{size}-{n}", f"1.{n}", 10),)) for n in range(size)])
+        enqueued = len(calls)
+        tasks = claimed(store, "w", size)
+        assert len(tasks) == size
+        del calls[:]
+        assert len(store.tasks.finish_attempts("w", [Attempt(t, [t.resource_id], 0, SUCCESS, expected=1)
+                                                     for t in tasks], release_slot=True)) == size
+        used.append((enqueued, len(calls)))
+    assert used[0] == used[1], used
+    assert all(total <= 8 for total in used[1]), used
+
+
 def test_a_claim_that_can_change_nothing_opens_no_write_transaction(make_store):
     """Nothing due and no slot of its own to drop: a read answers (most claims of a burst find
     nothing); a slot left behind, or a task due, is still a claim."""
