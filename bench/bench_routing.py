@@ -367,12 +367,13 @@ def main() -> None:
         if peer_paths[1] is None:
             print("(orthanc-tools: not installed; make bench installs it in .venv-bench)")
         print(f"Courier pass-through CPU / floor:              {passthrough.cpu / floor_cpu:5.2f}   (target <= 1.15)")
-        ratios = [ours.rate / theirs.rate for ours, theirs in pairs if ours.rate and theirs.rate]
-        if ratios:
-            print(f"Courier pass-through / async forwarder, {len(ratios)} adjacent pairs: "
+        run = [(ours, theirs) for ours, theirs in pairs if ours.rate and theirs.rate]
+        if run:
+            ratios = [ours.rate / theirs.rate for ours, theirs in run]
+            print(f"Courier pass-through / async forwarder, {len(run)} adjacent pairs: "
                   f"{', '.join(f'{r:.2f}' for r in ratios)}; median {statistics.median(ratios):5.2f} "
-                  f"(CPU per 1000 {statistics.median(o.cpu for o, _ in pairs):.1f} against "
-                  f"{statistics.median(t.cpu for _, t in pairs):.1f} s, medians; target: ahead, above 1)")
+                  f"(CPU per 1000 {statistics.median([o.cpu for o, _ in run]):.1f} against "
+                  f"{statistics.median([t.cpu for _, t in run]):.1f} s, medians; target: ahead, above 1)")
         above, alone = pseudonymizing.cpu - passthrough.cpu, pseudonymizer_alone(work, files)
         print(f"Courier pseudonymizing, CPU above pass-through: {above:5.2f} ms per instance"
               f" (on ingest: {(on_ingest.cpu - passthrough.cpu):.2f})")
