@@ -118,15 +118,16 @@ def floor(work: Path, files: Path, n: int) -> Result:
         send(router.dicom_port, files)
         instances = router.instances()
         pending, running = [instances[i:i + FLOOR_JOB] for i in range(0, len(instances), FLOOR_JOB)], []
+        deadline = time.monotonic() + 1800
         while pending or running:
             states = {job: router.get(f"/jobs/{job}")["State"] for job in running}
-            if "Failure" in states.values():
-                raise RuntimeError("a store job of the floor failed")
+            if set(states.values()) - {"Pending", "Running", "Success"} or time.monotonic() > deadline:
+                raise RuntimeError(f"the floor's store jobs: {sorted(set(states.values()))}")
             running = [job for job, state in states.items() if state != "Success"]
             while pending and len(running) < 4:
                 running.append(router.post("/modalities/dest/store", {"Resources": pending.pop(0),
                                                                        "Asynchronous": True}).json()["ID"])
-            time.sleep(0.01)
+            time.sleep(0.1)          # as often as the async forwarder looks
         elapsed = time.perf_counter() - started
         cpu = (cpu_seconds(router.process.pid) - before) * 1000 / n
         return Result("floor (plain Orthanc: ingest, then jobs of 100)", n / elapsed, cpu, "one after the other")
@@ -292,7 +293,7 @@ def without_nodelay(work: Path, workers: int) -> None:
     shutil.rmtree(files, ignore_errors=True)
 
 
-PAIRS = 3             # adjacent runs of Courier's pass-through and the async forwarder
+PAIRS = 4             # adjacent runs of Courier's pass-through and the async forwarder
 
 
 def _pair_ours(work: Path, files: Path, n: int, workers: int, index: int) -> Result:

@@ -97,6 +97,7 @@ def _known_filter(known: Optional[Mapping[str, Sequence[str]]]) -> tuple[str, li
 
 
 INSERT_CHUNK = 500    # tasks in one INSERT: 16 parameters each
+PAIR_CHUNK = 1000     # (task, instance) pairs in one lookup: two parameters each
 ID_CHUNK = 500        # ids in one IN (...) list: far under SQLite's 32766 and PostgreSQL's 65535 parameters
 
 
@@ -115,18 +116,16 @@ def _totals(db: Any, task_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
 
 
 def _sizes_of(db: Any, delivered: Mapping[int, Sequence[str]]) -> dict[int, int]:
-    """Task id -> the bytes of the manifest entries named in `delivered[task id]` (each entry once)."""
-    wanted = {(task_id, i) for task_id, done in delivered.items() for i in done}
-    task_ids = [task_id for task_id, done in delivered.items() if done]
-    instance_ids = list(dict.fromkeys(i for _, i in wanted))
+    """Task id -> the bytes of the manifest entries named in `delivered[task id]` (each entry once):
+    one lookup of the primary key per entry, PAIR_CHUNK entries a statement."""
+    pairs = list(dict.fromkeys((task_id, i) for task_id, done in delivered.items() for i in done))
     sizes: dict[int, int] = {}
-    for tasks in _chunks(task_ids, ID_CHUNK):
-        for instances in _chunks(instance_ids, ID_CHUNK):
-            for task_id, instance_id, size in db.execute(
-                    f"SELECT task_id, instance_id, size FROM task_instances WHERE task_id IN ({', '.join('?' * len(tasks))})"
-                    f" AND instance_id IN ({', '.join('?' * len(instances))})", [*tasks, *instances]):
-                if (task_id, instance_id) in wanted:
-                    sizes[task_id] = sizes.get(task_id, 0) + int(size or 0)
+    for chunk in _chunks(pairs, PAIR_CHUNK):
+        for task_id, size in db.execute(
+                f"SELECT t.task_id, t.size FROM (VALUES {', '.join(['(?, ?)'] * len(chunk))}) AS v"   # a join, not
+                " JOIN task_instances AS t ON t.task_id = v.column1 AND t.instance_id = v.column2",  # IN: SQLite scans for that
+                [value for pair in chunk for value in pair]):
+            sizes[task_id] = sizes.get(task_id, 0) + int(size or 0)
     return sizes
 
 
@@ -408,8 +407,9 @@ class Tasks:
             ids = list(dict.fromkeys(a.task.id for a in attempts))
             current = {}
             for chunk in _chunks(ids, ID_CHUNK):
-                current.update((r[0], (r[1], r[2])) for r in db.execute(
-                    f"SELECT id, state, owner FROM tasks WHERE id IN ({', '.join('?' * len(chunk))})", chunk))
+                current.update((r[0], (r[1], r[2])) for r in db.execute(     # locked until the commit
+                    f"SELECT id, state, owner FROM tasks WHERE id IN ({', '.join('?' * len(chunk))}) ORDER BY id"
+                    f"{self.database.FOR_UPDATE}", chunk))
             mine: list[Attempt] = []
             for a in attempts:                # a task's first attempt only: the next would find it finished
                 if current.pop(a.task.id, None) == (RUNNING, owner):
